@@ -1,0 +1,30 @@
+"""Stateless memory primitives shared by every memory-augmented model: the papers' equations.
+
+Shapes: memory ``[B, N, W]``, weightings ``[B, H, N]`` (batch first, heads explicit). Every function is
+differentiable, vectorised over batch and heads, device- and dtype-agnostic, and safe (no NaN or inf)
+for zero memory, zero keys, one-hot or all-zero weightings and large strengths.
+"""
+
+from ._checks import EPS
+from .access import read, write
+from .allocation import allocation_weights, usage
+from .content import content_weights
+from .interpolation import interpolate
+from .linkage import directional_read_weights, link, precedence
+from .sharpen import sharpen
+from .shift import shift
+
+__all__ = [
+    "EPS",
+    "allocation_weights",
+    "content_weights",
+    "directional_read_weights",
+    "interpolate",
+    "link",
+    "precedence",
+    "read",
+    "sharpen",
+    "shift",
+    "usage",
+    "write",
+]

@@ -1,0 +1,59 @@
+"""DNC dynamic memory allocation: usage and allocation weighting (Graves et al. 2016, Methods)."""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import EPS, check_shape
+
+
+def usage(
+    usage: torch.Tensor,
+    write_weights: torch.Tensor,
+    read_weights: torch.Tensor,
+    free_gates: torch.Tensor,
+) -> torch.Tensor:
+    """u_t = (u_{t-1} + w - u_{t-1} * w) * psi_t,   psi_t = prod_r (1 - f_r w_r)
+
+    w = 1 - prod_h (1 - w_h) combines several write heads (one head: w = w^w_{t-1}).
+
+    Args:
+        usage: ``[B, N]`` previous usage u_{t-1} in [0, 1].
+        write_weights: ``[B, Hw, N]`` previous write weightings w^w_{t-1}.
+        read_weights: ``[B, Hr, N]`` previous read weightings w^r_{t-1}.
+        free_gates: ``[B, Hr]`` free gates f_t in [0, 1].
+    Returns:
+        ``[B, N]`` in [0, 1].
+    """
+    if usage.dim() != 2:
+        raise ValueError(f"usage must have shape [B, N], got {list(usage.shape)}")
+    batch, slots = usage.shape
+    check_shape("write_weights", write_weights, (batch, None, slots))
+    check_shape("read_weights", read_weights, (batch, None, slots))
+    check_shape("free_gates", free_gates, (batch, read_weights.shape[1]))
+    written = 1 - (1 - write_weights).prod(dim=1)  # [B,N]
+    retention = (1 - free_gates.unsqueeze(-1) * read_weights).prod(dim=1)  # psi_t  [B,N]
+    return (usage + written - usage * written) * retention
+
+
+def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
+    """a_t[phi_j] = (1 - u_t[phi_j]) prod_{i<j} u_t[phi_i],  phi = slots sorted by ascending usage.
+
+    As in the DNC, no gradient flows through the sort order (the permutation is a constant); it flows
+    through the usage values. Usage is first mapped to EPS + (1 - EPS) u so that the products stay
+    away from exact zeros.
+
+    Args:
+        usage: ``[B, N]`` in [0, 1].
+    Returns:
+        ``[B, N]``, non-negative, summing to 1 - prod_i u(i) <= 1.
+    """
+    if usage.dim() != 2 or usage.shape[-1] < 1:
+        raise ValueError(f"usage must have shape [B, N] with N >= 1, got {list(usage.shape)}")
+    usage = EPS + (1 - EPS) * usage
+    sorted_usage, order = torch.sort(usage, dim=-1)  # phi  [B,N]
+    # Exclusive cumulative product prod_{i<j} u[phi_i].
+    ones = torch.ones_like(sorted_usage[:, :1])
+    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)
+    sorted_allocation = (1 - sorted_usage) * before
+    return torch.zeros_like(sorted_allocation).scatter(-1, order, sorted_allocation)

@@ -1,0 +1,48 @@
+"""What every recurrent core shares: argument checks, parameter count and the per-step cell."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_positive(**values: int) -> None:
+    """Raise a one-line ``ValueError`` naming the first argument that is not a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class MemoryCore(nn.Module):
+    """Base of the memory-augmented cores (NTM, DNC).
+
+    Subclasses define ``initial_state(batch, like)``, ``step(x_t, state, record)`` returning
+    ``(features_t, state, trace_t)`` and ``readout``; the sequence loop, ``torch.compile`` of the
+    step and recording of traces live here. ``model(x[B, T, I]) -> logits[B, T, O]``; memory is fresh
+    for every sequence. ``model(x, record=True)`` also returns a dict of per-step tensors ``[B, T, ...]``
+    (weightings, gates, usage) for plots; the default path stores nothing.
+    """
+
+    def __init__(self, compile: bool = False):
+        super().__init__()
+        self.compiled = bool(compile)
+        # The per-step cell is compiled, not the unrolled sequence: the first compile stays short.
+        self._step = torch.compile(self.step, dynamic=False) if compile else self.step
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"x must have shape [B, T, {self.input_size}], got {list(x.shape)}")
+        state = self.initial_state(x.shape[0], x)
+        features, traces = [], []
+        for t in range(x.shape[1]):  # the only Python loop: over time
+            feature, state, trace = self._step(x[:, t], state, record)
+            features.append(feature)
+            if record:
+                traces.append(trace)
+        logits = self.readout(torch.stack(features, dim=1))  # one matmul for all steps
+        if not record:
+            return logits
+        return logits, {key: torch.stack([tr[key] for tr in traces], dim=1) for key in traces[0]}

@@ -1,0 +1,178 @@
+"""Differentiable Neural Computer (Graves et al. 2016), with the switches of Csordas & Schmidhuber 2019.
+
+Each step: the controller sees the input and the previous read vectors and emits the interface
+vector; usage is updated with the previous weightings and the free gates; the write weighting mixes
+allocation and content lookup; memory is erased and written; the temporal links and precedence are
+updated; each read head mixes backward, content and forward weightings by its read mode and reads the
+new memory. The output is a linear read-out of the controller output and the new read vectors.
+
+Improvements (Csordas & Schmidhuber 2019), all off by default:
+    masking: content lookups compare key and memory under a learned mask (key-value separation).
+    deallocation: slots freed by the free gates are also erased (M <- M * psi before writing).
+    link_sharpness: forward/backward weightings are sharpened with a learned exponent per read head;
+        their total mass (at most 1) is kept, only the shape is sharpened.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import memory as mem
+from .base import MemoryCore, check_positive
+from .controller import make_controller
+
+
+class DNCState(NamedTuple):
+    memory: torch.Tensor  # [B, N, W]
+    usage: torch.Tensor  # [B, N]
+    link: torch.Tensor  # [B, Hw, N, N]
+    precedence: torch.Tensor  # [B, Hw, N]
+    read_weights: torch.Tensor  # [B, Hr, N]
+    write_weights: torch.Tensor  # [B, Hw, N]
+    read_vectors: torch.Tensor  # [B, Hr, W]
+    controller: tuple
+
+
+def oneplus(x: torch.Tensor) -> torch.Tensor:
+    """1 + softplus(x): strengths >= 1, as in the DNC."""
+    return 1 + F.softplus(x)
+
+
+class DNC(MemoryCore):
+    """DNC core: ``model(x[B, T, input_size]) -> logits[B, T, output_size]``.
+
+    Args:
+        controller, controller_size, controller_layers: as for the NTM.
+        memory_slots: N.  word_size: W.  read_heads: Hr.  write_heads: Hw.
+        masking, deallocation, link_sharpness: the three improvements of Csordas & Schmidhuber 2019.
+        clip: the interface vector is clipped to [-clip, clip].
+        compile: compile the per-step cell with ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        controller: str = "lstm",
+        controller_size: int = 100,
+        controller_layers: int = 1,
+        memory_slots: int = 128,
+        word_size: int = 20,
+        read_heads: int = 1,
+        write_heads: int = 1,
+        masking: bool = False,
+        deallocation: bool = False,
+        link_sharpness: bool = False,
+        clip: float = 20.0,
+        compile: bool = False,
+    ):
+        check_positive(
+            input_size=input_size, output_size=output_size, controller_size=controller_size,
+            controller_layers=controller_layers, memory_slots=memory_slots, word_size=word_size,
+            read_heads=read_heads, write_heads=write_heads,
+        )
+        if not clip > 0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        super().__init__(compile=compile)
+        self.input_size, self.output_size = input_size, output_size
+        self.slots, self.width = memory_slots, word_size
+        self.read_heads, self.write_heads = read_heads, write_heads
+        self.masking, self.deallocation, self.link_sharpness = bool(masking), bool(deallocation), bool(link_sharpness)
+        self.clip = float(clip)
+        Hr, Hw, W = read_heads, write_heads, word_size
+
+        # Interface vector layout: name -> size, in order.
+        self.interface_sizes = {
+            "read_keys": Hr * W, "read_strengths": Hr,
+            "write_keys": Hw * W, "write_strengths": Hw,
+            "erase": Hw * W, "write_vectors": Hw * W,
+            "free_gates": Hr, "allocation_gates": Hw, "write_gates": Hw,
+            "read_modes": Hr * (1 + 2 * Hw),
+        }
+        if self.masking:
+            self.interface_sizes.update(read_masks=Hr * W, write_masks=Hw * W)
+        if self.link_sharpness:
+            self.interface_sizes.update(link_sharpness=2 * Hr)
+        self.controller = make_controller(controller, input_size + Hr * W, controller_size, controller_layers)
+        self.interface = nn.Linear(controller_size, sum(self.interface_sizes.values()))
+        self.readout = nn.Linear(controller_size + Hr * W, output_size)
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> DNCState:
+        N, W, Hr, Hw = self.slots, self.width, self.read_heads, self.write_heads
+        zeros = lambda *shape: like.new_zeros(batch, *shape)  # noqa: E731  same device and dtype as x
+        return DNCState(
+            memory=zeros(N, W), usage=zeros(N), link=zeros(Hw, N, N), precedence=zeros(Hw, N),
+            read_weights=zeros(Hr, N), write_weights=zeros(Hw, N), read_vectors=zeros(Hr, W),
+            controller=self.controller.initial_state(batch),
+        )
+
+    def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
+        """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
+        B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width
+        out, controller = self.controller(torch.cat([x, state.read_vectors.flatten(1)], dim=-1), state.controller)
+        parts = dict(zip(self.interface_sizes, self.interface(out).clamp(-self.clip, self.clip)
+                         .split(list(self.interface_sizes.values()), dim=-1)))
+        free_gates = torch.sigmoid(parts["free_gates"])  # f_t  [B, Hr]
+        allocation_gates = torch.sigmoid(parts["allocation_gates"])  # g^a_t  [B, Hw]
+        write_gates = torch.sigmoid(parts["write_gates"])  # g^w_t  [B, Hw]
+        read_modes = torch.softmax(parts["read_modes"].view(B, Hr, 1 + 2 * Hw), dim=-1)  # pi_t
+        write_mask = torch.sigmoid(parts["write_masks"].view(B, Hw, W)) if self.masking else None
+        read_mask = torch.sigmoid(parts["read_masks"].view(B, Hr, W)) if self.masking else None
+
+        # Dynamic memory allocation.
+        usage = mem.usage(state.usage, state.write_weights, state.read_weights, free_gates)  # u_t
+        memory = state.memory
+        if self.deallocation:  # erase freed slots: M <- M * psi_t
+            retention = (1 - free_gates.unsqueeze(-1) * state.read_weights).prod(dim=1)  # psi_t [B, N]
+            memory = memory * retention.unsqueeze(-1)
+
+        # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w).
+        write_content = mem.content_weights(memory, parts["write_keys"].view(B, Hw, W),
+                                            oneplus(parts["write_strengths"]), write_mask)
+        allocations = []
+        allocation_usage = usage
+        for h in range(Hw):  # several write heads allocate one after another, each seeing the others' claims
+            allocation = mem.allocation_weights(allocation_usage)
+            allocations.append(allocation)
+            if h + 1 < Hw:
+                allocation_usage = allocation_usage + (1 - allocation_usage) * write_gates[:, h : h + 1] * allocation
+        allocation = torch.stack(allocations, dim=1)  # a_t  [B, Hw, N]
+        ga, gw = allocation_gates.unsqueeze(-1), write_gates.unsqueeze(-1)
+        write_weights = gw * (ga * allocation + (1 - ga) * write_content)
+
+        erase = torch.sigmoid(parts["erase"].view(B, Hw, W))
+        memory = mem.write(memory, write_weights, erase, parts["write_vectors"].view(B, Hw, W))
+
+        # Temporal memory linkage (uses the previous precedence), then precedence.
+        link = mem.link(state.link, state.precedence, write_weights)
+        precedence = mem.precedence(state.precedence, write_weights)
+
+        # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward).
+        forward, backward = mem.directional_read_weights(link, state.read_weights)  # [B, Hr, Hw, N]
+        if self.link_sharpness:
+            sharpness = oneplus(parts["link_sharpness"]).view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
+            directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
+            mass = directional.sum(-1, keepdim=True)
+            directional = (mem.sharpen(directional, sharpness) * mass).view(B, 2 * Hr, Hw, self.slots)
+            forward, backward = directional[:, :Hr], directional[:, Hr:]
+        read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
+                                           oneplus(parts["read_strengths"]), read_mask)
+        read_weights = (
+            (read_modes[..., :Hw].unsqueeze(-1) * backward).sum(2)
+            + read_modes[..., Hw : Hw + 1] * read_content
+            + (read_modes[..., Hw + 1 :].unsqueeze(-1) * forward).sum(2)
+        )
+        read_vectors = mem.read(memory, read_weights)
+
+        features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
+        new_state = DNCState(memory, usage, link, precedence, read_weights, write_weights, read_vectors, controller)
+        trace = None
+        if record:
+            trace = {"read_weights": read_weights, "write_weights": write_weights, "usage": usage,
+                     "allocation": allocation, "allocation_gates": allocation_gates,
+                     "write_gates": write_gates, "free_gates": free_gates, "read_modes": read_modes}
+        return features, new_state, trace

@@ -1,0 +1,47 @@
+"""Algorithmic tasks of the NTM paper as LightningDataModules sharing one sequence-task protocol.
+
+Every task yields ``SequenceBatch(inputs, targets, mask)`` batches (see ``tasks.base``) and exposes
+``input_size``, ``output_size``, ``name`` and ``val_names``.  Build one by name with ``build_task``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .associative_recall import AssociativeRecallTask
+from .base import SequenceBatch, SequenceTask, ValidationSet
+from .copy import CopyTask
+from .ngrams import NgramsTask, bayes_optimal_cost, bayes_optimal_predictive
+from .priority_sort import PrioritySortTask
+from .repeat_copy import RepeatCopyTask
+
+TASKS: dict[str, type[SequenceTask]] = {
+    "copy": CopyTask,
+    "repeat_copy": RepeatCopyTask,
+    "associative_recall": AssociativeRecallTask,
+    "ngrams": NgramsTask,
+    "priority_sort": PrioritySortTask,
+}
+
+
+def build_task(name: str, **kwargs: Any) -> SequenceTask:
+    """The datamodule of task ``name`` built with ``kwargs``; ValueError for an unknown name."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; accepted: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = [
+    "TASKS",
+    "AssociativeRecallTask",
+    "CopyTask",
+    "NgramsTask",
+    "PrioritySortTask",
+    "RepeatCopyTask",
+    "SequenceBatch",
+    "SequenceTask",
+    "ValidationSet",
+    "bayes_optimal_cost",
+    "bayes_optimal_predictive",
+    "build_task",
+]

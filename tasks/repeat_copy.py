@@ -1,0 +1,135 @@
+"""Repeat copy (NTM paper, section 4.2): copy a sequence a given number of times, then mark the end.
+
+Format of one example with L vectors and R repeats (input width ``bits + 2``, output width ``bits + 1``):
+
+    step        0 .. L-1          L                           L+1 .. L+RL          L+RL+1
+    input       vector 1..L       delimiter (channel bits)    blank                blank
+                (channels <bits)  + R / max_repeats on
+                                  channel bits+1
+    target      0                 0                           vectors 1..L,        end marker
+                                                              R times (channels    (channel bits),
+                                                              <bits), channel      data channels 0
+                                                              bits 0
+    mask        0                 0                           1                    1
+
+The repeat count is a normalised scalar, R / max_repeats with the *training* ``max_repeats``, so
+counts beyond the training range give values above 1 (as in the paper's generalisation test).  The
+R * L copy steps and the end-marker step are scored (R * L + 1 steps, including the end-marker
+channel being 0 during the copies).  An example lasts L + 1 + R * L + 1 steps.  Lengths and repeats
+are drawn uniformly and independently per example (the paper: 8 bits, lengths 1-10, repeats 1-10).
+
+Validation: one set from the training distribution (``len_1-10_rep_1-10``), then one set per
+``(length, repeats)`` pair of ``val_lengths_repeats`` (``len_20_rep_10``, ...).  A curriculum moves
+the maximum training length (not the repeats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import (
+    SequenceBatch,
+    SequenceTask,
+    check_int,
+    check_pair_list,
+    check_range,
+    pad_and_stack,
+    random_bits,
+)
+
+
+class RepeatCopyTask(SequenceTask):
+    """Repeat copy task datamodule; see the module docstring for the format."""
+
+    name = "repeat_copy"
+    supports_curriculum = True
+
+    def __init__(
+        self,
+        bits: int = 8,
+        min_length: int = 1,
+        max_length: int = 10,
+        min_repeats: int = 1,
+        max_repeats: int = 10,
+        val_lengths_repeats: Sequence[tuple[int, int]] = ((10, 10), (20, 10), (10, 20), (20, 20)),
+        batch_size: int = 32,
+        seed: int = 0,
+        num_val_sequences: int = 640,
+        val_batch_size: int = 128,
+        curriculum_max_length: int | None = None,
+    ) -> None:
+        self.bits = check_int("bits", bits, minimum=1)
+        self.min_length = check_int("min_length", min_length, minimum=1)
+        self.max_length = check_int("max_length", max_length, minimum=1)
+        check_range("min_length", min_length, "max_length", max_length)
+        self.min_repeats = check_int("min_repeats", min_repeats, minimum=1)
+        self.max_repeats = check_int("max_repeats", max_repeats, minimum=1)
+        check_range("min_repeats", min_repeats, "max_repeats", max_repeats)
+        self.val_lengths_repeats = check_pair_list("val_lengths_repeats", val_lengths_repeats, minimum=1)
+        super().__init__(batch_size, seed, num_val_sequences, val_batch_size, curriculum_max_length)
+        self.save_hyperparameters()
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits + 1
+
+    def length_range(self) -> tuple[int, int]:
+        return self.min_length, self.max_length
+
+    def train_spec(self) -> dict[str, int]:
+        return {
+            "min_length": self.min_length,
+            "max_length": self.current_max_length,
+            "min_repeats": self.min_repeats,
+            "max_repeats": self.max_repeats,
+        }
+
+    def val_specs(self) -> list[tuple[str, dict[str, int]]]:
+        train_name = f"len_{self.min_length}-{self.max_length}_rep_{self.min_repeats}-{self.max_repeats}"
+        train = {
+            "min_length": self.min_length,
+            "max_length": self.max_length,
+            "min_repeats": self.min_repeats,
+            "max_repeats": self.max_repeats,
+        }
+        specs = [(train_name, train)]
+        for length, repeats in self.val_lengths_repeats:
+            spec = {"min_length": length, "max_length": length, "min_repeats": repeats, "max_repeats": repeats}
+            specs.append((f"len_{length}_rep_{repeats}", spec))
+        return specs
+
+    def generate(
+        self,
+        generator: torch.Generator,
+        batch_size: int,
+        min_length: int,
+        max_length: int,
+        min_repeats: int,
+        max_repeats: int,
+    ) -> SequenceBatch:
+        lengths = torch.randint(min_length, max_length + 1, (batch_size,), generator=generator).tolist()
+        repeats = torch.randint(min_repeats, max_repeats + 1, (batch_size,), generator=generator).tolist()
+        return pad_and_stack([self._example(generator, n, r) for n, r in zip(lengths, repeats)])
+
+    def _example(self, generator: torch.Generator, length: int, repeats: int) -> tuple[torch.Tensor, ...]:
+        bits = self.bits
+        vectors = random_bits(generator, length, bits)
+        output_start = length + 1
+        end = output_start + repeats * length  # the end-marker step
+        steps = end + 1
+        inputs = torch.zeros(steps, bits + 2)
+        targets = torch.zeros(steps, bits + 1)
+        mask = torch.zeros(steps)
+        inputs[:length, :bits] = vectors
+        inputs[length, bits] = 1.0  # delimiter
+        inputs[length, bits + 1] = repeats / self.max_repeats  # normalised repeat count
+        targets[output_start:end, :bits] = vectors.repeat(repeats, 1)
+        targets[end, bits] = 1.0  # end marker
+        mask[output_start:] = 1.0
+        return inputs, targets, mask
