@@ -42,11 +42,8 @@ class ControllerAlone(nn.Module):
         return self.readout(torch.stack(outs, dim=1))
 
 
-def time_training_step(model: nn.Module, batch: int = 32, length: int = 20, bits: int = 8,
-                       repeats: int = 10, warmup: int = 2, device: str = "cpu") -> tuple[float, float]:
-    """Median seconds of one training step on a random copy batch, and the time of the first step
-    (which includes compilation when the model compiles its cell)."""
-    model = model.to(device)
+def copy_batch(batch: int, length: int, bits: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random copy batch in design.md's format: inputs, targets and a mask of the scored steps."""
     steps = 2 * length + 1
     x = torch.zeros(batch, steps, bits + 1, device=device)
     x[:, :length, :bits] = torch.randint(0, 2, (batch, length, bits), device=device).float()
@@ -55,27 +52,44 @@ def time_training_step(model: nn.Module, batch: int = 32, length: int = 20, bits
     target[:, length + 1 :] = x[:, :length, :bits]
     mask = torch.zeros(batch, steps, 1, device=device)
     mask[:, length + 1 :] = 1
+    return x, target, mask
+
+
+def training_step_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]):
+    """A closure running one training step (forward, masked BCE, backward, Adam) of ``model``."""
+    x, target, mask = batch
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
         optimiser.zero_grad(set_to_none=True)
-        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum() / batch
+        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum() / x.shape[0]
         loss.backward()
         optimiser.step()
-        if device.startswith("cuda"):
+        if x.is_cuda:
             torch.cuda.synchronize()
 
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        step()
-    times = []
-    for _ in range(repeats):
+    return step
+
+
+def time_steps(steps: dict[str, callable], repeats: int = 10, warmup: int = 2) -> dict[str, tuple[float, float]]:
+    """Median seconds per step of each closure, and the time of its first call (compilation included).
+
+    The closures are timed in interleaved rounds, so that a change in the machine's load over the run
+    touches every model alike and the ratios stay meaningful on a shared, noisy machine."""
+    first = {}
+    for name, step in steps.items():
         start = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), first
+        first[name] = time.perf_counter() - start
+        for _ in range(warmup - 1):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), first[name]) for name in steps}
 
 
 REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads=1, write_heads=1)
@@ -117,10 +131,12 @@ def main(argv: list[str] | None = None) -> None:
           f"memory {args.slots} x {args.width}, 1 read + 1 write head, controller LSTM 100, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {args.device}")
     print(f"{'model':<22}{'params':>10}{'ms/step':>10}{'x controller':>14}{'first step s':>14}")
-    base = None
-    for label, model in rows:
-        seconds, first = time_training_step(model, args.batch, args.length, bits, args.repeats, device=args.device)
-        base = base or seconds
+    batch = copy_batch(args.batch, args.length, bits, args.device)
+    models = {label: model.to(args.device) for label, model in rows}
+    results = time_steps({label: training_step_fn(model, batch) for label, model in models.items()}, args.repeats)
+    base = results["controller alone"][0]
+    for label, model in models.items():
+        seconds, first = results[label]
         params = sum(p.numel() for p in model.parameters())
         print(f"{label:<22}{params:>10,}{seconds * 1e3:>10.1f}{seconds / base:>14.2f}{first:>14.1f}", flush=True)
 

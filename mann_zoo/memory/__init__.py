@@ -10,7 +10,7 @@ from .access import read, write
 from .allocation import allocation_weights, usage
 from .content import content_weights
 from .interpolation import interpolate
-from .linkage import directional_read_weights, link, precedence
+from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
 from .sharpen import sharpen
 from .shift import shift
 
@@ -21,6 +21,7 @@ __all__ = [
     "directional_read_weights",
     "interpolate",
     "link",
+    "link_and_directional_read_weights",
     "precedence",
     "read",
     "sharpen",

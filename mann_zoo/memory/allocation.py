@@ -31,9 +31,14 @@ def usage(
     check_shape("write_weights", write_weights, (batch, None, slots))
     check_shape("read_weights", read_weights, (batch, None, slots))
     check_shape("free_gates", free_gates, (batch, read_weights.shape[1]))
-    written = 1 - (1 - write_weights).prod(dim=1)  # [B,N]
-    retention = (1 - free_gates.unsqueeze(-1) * read_weights).prod(dim=1)  # psi_t  [B,N]
+    written = 1 - _product_over_heads(1 - write_weights)  # [B,N]
+    retention = _product_over_heads(1 - free_gates.unsqueeze(-1) * read_weights)  # psi_t  [B,N]
     return (usage + written - usage * written) * retention
+
+
+def _product_over_heads(x: torch.Tensor) -> torch.Tensor:
+    """prod over dim 1 of ``[B, H, N]``; a view for one head (prod's backward is costly per step)."""
+    return x[:, 0] if x.shape[1] == 1 else x.prod(dim=1)
 
 
 def allocation_weights(usage: torch.Tensor) -> torch.Tensor:

@@ -85,18 +85,18 @@ class DNC(MemoryCore):
         self.clip = float(clip)
         Hr, Hw, W = read_heads, write_heads, word_size
 
-        # Interface vector layout: name -> size, in order.
-        self.interface_sizes = {
-            "read_keys": Hr * W, "read_strengths": Hr,
-            "write_keys": Hw * W, "write_strengths": Hw,
-            "erase": Hw * W, "write_vectors": Hw * W,
-            "free_gates": Hr, "allocation_gates": Hw, "write_gates": Hw,
-            "read_modes": Hr * (1 + 2 * Hw),
-        }
+        # Interface vector layout, grouped by activation so that each group takes one call per step:
+        # name -> size, in order.
+        self.linear_sizes = {"read_keys": Hr * W, "write_keys": Hw * W, "write_vectors": Hw * W}
+        self.sigmoid_sizes = {"erase": Hw * W, "free_gates": Hr, "allocation_gates": Hw, "write_gates": Hw}
         if self.masking:
-            self.interface_sizes.update(read_masks=Hr * W, write_masks=Hw * W)
+            self.sigmoid_sizes.update(read_masks=Hr * W, write_masks=Hw * W)
+        self.oneplus_sizes = {"read_strengths": Hr, "write_strengths": Hw}
         if self.link_sharpness:
-            self.interface_sizes.update(link_sharpness=2 * Hr)
+            self.oneplus_sizes.update(link_sharpness=2 * Hr)
+        self.read_mode_size = Hr * (1 + 2 * Hw)
+        self.interface_sizes = {**self.linear_sizes, **self.sigmoid_sizes, **self.oneplus_sizes,
+                                "read_modes": self.read_mode_size}
         self.controller = make_controller(controller, input_size + Hr * W, controller_size, controller_layers)
         self.interface = nn.Linear(controller_size, sum(self.interface_sizes.values()))
         self.readout = nn.Linear(controller_size + Hr * W, output_size)
@@ -114,14 +114,18 @@ class DNC(MemoryCore):
         """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
         B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width
         out, controller = self.controller(torch.cat([x, state.read_vectors.flatten(1)], dim=-1), state.controller)
-        parts = dict(zip(self.interface_sizes, self.interface(out).clamp(-self.clip, self.clip)
-                         .split(list(self.interface_sizes.values()), dim=-1)))
-        free_gates = torch.sigmoid(parts["free_gates"])  # f_t  [B, Hr]
-        allocation_gates = torch.sigmoid(parts["allocation_gates"])  # g^a_t  [B, Hw]
-        write_gates = torch.sigmoid(parts["write_gates"])  # g^w_t  [B, Hw]
-        read_modes = torch.softmax(parts["read_modes"].view(B, Hr, 1 + 2 * Hw), dim=-1)  # pi_t
-        write_mask = torch.sigmoid(parts["write_masks"].view(B, Hw, W)) if self.masking else None
-        read_mask = torch.sigmoid(parts["read_masks"].view(B, Hr, W)) if self.masking else None
+        linear, sigmoid, oneplus_part, modes = self.interface(out).clamp(-self.clip, self.clip).split(
+            [sum(self.linear_sizes.values()), sum(self.sigmoid_sizes.values()),
+             sum(self.oneplus_sizes.values()), self.read_mode_size], dim=-1)
+        parts = dict(zip(self.linear_sizes, linear.split(list(self.linear_sizes.values()), dim=-1)))
+        parts.update(zip(self.sigmoid_sizes, torch.sigmoid(sigmoid).split(list(self.sigmoid_sizes.values()), dim=-1)))
+        parts.update(zip(self.oneplus_sizes, oneplus(oneplus_part).split(list(self.oneplus_sizes.values()), dim=-1)))
+        free_gates = parts["free_gates"]  # f_t  [B, Hr]
+        allocation_gates = parts["allocation_gates"]  # g^a_t  [B, Hw]
+        write_gates = parts["write_gates"]  # g^w_t  [B, Hw]
+        read_modes = torch.softmax(modes.view(B, Hr, 1 + 2 * Hw), dim=-1)  # pi_t (backward, content, forward)
+        write_mask = parts["write_masks"].view(B, Hw, W) if self.masking else None
+        read_mask = parts["read_masks"].view(B, Hr, W) if self.masking else None
 
         # Dynamic memory allocation.
         usage = mem.usage(state.usage, state.write_weights, state.read_weights, free_gates)  # u_t
@@ -132,7 +136,7 @@ class DNC(MemoryCore):
 
         # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w).
         write_content = mem.content_weights(memory, parts["write_keys"].view(B, Hw, W),
-                                            oneplus(parts["write_strengths"]), write_mask)
+                                            parts["write_strengths"], write_mask)
         allocations = []
         allocation_usage = usage
         for h in range(Hw):  # several write heads allocate one after another, each seeing the others' claims
@@ -144,28 +148,25 @@ class DNC(MemoryCore):
         ga, gw = allocation_gates.unsqueeze(-1), write_gates.unsqueeze(-1)
         write_weights = gw * (ga * allocation + (1 - ga) * write_content)
 
-        erase = torch.sigmoid(parts["erase"].view(B, Hw, W))
+        erase = parts["erase"].view(B, Hw, W)
         memory = mem.write(memory, write_weights, erase, parts["write_vectors"].view(B, Hw, W))
 
         # Temporal memory linkage (uses the previous precedence), then precedence.
-        link = mem.link(state.link, state.precedence, write_weights)
+        # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward), with
+        # forward = L_t w^r_{t-1} and backward = L_t^T w^r_{t-1}, each [B, Hr, Hw, N].
+        link, forward, backward = mem.link_and_directional_read_weights(
+            state.link, state.precedence, write_weights, state.read_weights)
         precedence = mem.precedence(state.precedence, write_weights)
-
-        # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward).
-        forward, backward = mem.directional_read_weights(link, state.read_weights)  # [B, Hr, Hw, N]
         if self.link_sharpness:
-            sharpness = oneplus(parts["link_sharpness"]).view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
+            sharpness = parts["link_sharpness"].view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
             directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
             mass = directional.sum(-1, keepdim=True)
             directional = (mem.sharpen(directional, sharpness) * mass).view(B, 2 * Hr, Hw, self.slots)
             forward, backward = directional[:, :Hr], directional[:, Hr:]
         read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
-                                           oneplus(parts["read_strengths"]), read_mask)
-        read_weights = (
-            (read_modes[..., :Hw].unsqueeze(-1) * backward).sum(2)
-            + read_modes[..., Hw : Hw + 1] * read_content
-            + (read_modes[..., Hw + 1 :].unsqueeze(-1) * forward).sum(2)
-        )
+                                           parts["read_strengths"], read_mask)
+        candidates = torch.cat([backward, read_content.unsqueeze(2), forward], dim=2)  # [B, Hr, 1 + 2 Hw, N]
+        read_weights = (read_modes.unsqueeze(-1) * candidates).sum(2)  # sum of pi_mode * weighting
         read_vectors = mem.read(memory, read_weights)
 
         features = torch.cat([out, read_vectors.flatten(1)], dim=-1)

@@ -1,0 +1,265 @@
+"""The cores (NTM, DNC, LSTM) and the registry: shapes, gradients, batch independence, invariants,
+NaN safety, overfitting a small batch, compilation and argument errors."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mann_zoo.models import DNC, NTM, available_models, build
+
+SMALL = {
+    "ntm": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=2),
+    "ntm_ff": dict(controller="feedforward", controller_size=16, memory_slots=8, word_size=5),
+    "dnc": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=1),
+    "dnc_improved": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=2,
+                         masking=True, deallocation=True, link_sharpness=True),
+    "lstm": dict(controller_size=16, controller_layers=2),
+}
+MODELS = list(SMALL)
+
+
+def make(key: str, input_size: int = 4, output_size: int = 3, **extra):
+    torch.manual_seed(0)
+    name = key.split("_")[0]
+    return build(name, input_size, output_size, **SMALL[key], **extra)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_output_shape_and_finite(key):
+    model = make(key)
+    logits = model(torch.rand(3, 7, 4))
+    assert logits.shape == (3, 7, 3)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_examples_in_a_batch_do_not_interact(key):
+    model = make(key)
+    x = torch.rand(3, 6, 4)
+    y = model(x)
+    x2 = x.clone()
+    x2[0] = torch.rand(6, 4) * 5
+    y2 = model(x2)
+    assert not torch.allclose(y[0], y2[0])
+    torch.testing.assert_close(y[1:], y2[1:], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_fresh_memory_per_sequence(key):
+    """The same sequence gives the same output whatever ran before: no state hidden on the module."""
+    model = make(key)
+    x = torch.rand(2, 5, 4)
+    first = model(x)
+    model(torch.rand(2, 9, 4))
+    torch.testing.assert_close(model(x), first)
+
+
+@pytest.mark.parametrize("key", [k for k in MODELS if k != "lstm"])
+def test_gradcheck_one_step(key):
+    """gradcheck in float64 of one full step: outputs and new state against the input and the memory."""
+    model = make(key).double()
+    x = torch.rand(2, 4, dtype=torch.float64)
+    state = model.initial_state(2, x)
+    memory = (torch.rand_like(state.memory) - 0.5).requires_grad_()
+    x.requires_grad_()
+
+    def one_step(x, memory):
+        features, new_state, _ = model.step(x, state._replace(memory=memory))
+        return features, new_state.memory
+
+    assert torch.autograd.gradcheck(one_step, (x, memory), eps=1e-6, atol=1e-5)
+
+
+def test_gradcheck_lstm():
+    model = make("lstm").double()
+    x = torch.rand(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(model, (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["ntm", "ntm_ff"])
+def test_ntm_weightings_sum_to_one(key):
+    model = make(key)
+    _, trace = model(torch.rand(3, 10, 4), record=True)
+    for name in ("read_weights", "write_weights", "content_weights"):
+        sums = trace[name].sum(-1)
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+        assert (trace[name] >= 0).all()
+
+
+@pytest.mark.parametrize("key", ["dnc", "dnc_improved"])
+def test_dnc_invariants(key):
+    model = make(key)
+    _, trace = model(torch.rand(3, 30, 4) * 4 - 2, record=True)
+    assert ((trace["usage"] >= 0) & (trace["usage"] <= 1)).all()
+    for name in ("read_weights", "write_weights", "allocation"):
+        assert (trace[name] >= 0).all()
+        assert (trace[name].sum(-1) <= 1 + 1e-5).all()
+    torch.testing.assert_close(trace["read_modes"].sum(-1), torch.ones(3, 30, 2))
+
+
+def test_dnc_link_state_has_zero_diagonal_and_bounded_rows():
+    model = make("dnc")
+    x = torch.rand(2, 12, 4)
+    state = model.initial_state(2, x)
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            _, state, _ = model.step(x[:, t], state)
+    link = state.link
+    assert link.diagonal(dim1=-2, dim2=-1).abs().max() == 0
+    assert (link.sum(-1) <= 1 + 1e-5).all() and (link.sum(-2) <= 1 + 1e-5).all()
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_record_does_not_change_outputs(key):
+    model = make(key)
+    x = torch.rand(2, 5, 4)
+    logits, _ = model(x, record=True)
+    torch.testing.assert_close(logits, model(x))
+
+
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc_improved", "lstm"])
+def test_long_sequence_float32_is_finite(key):
+    """1000 steps in float32, with inputs large enough to saturate the controller: finite values and grads."""
+    model = make(key)
+    x = torch.randn(2, 1000, 4) * 10
+    logits = model(x)
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_float64_and_dtype_follow_input(key):
+    model = make(key).double()
+    logits = model(torch.rand(2, 4, 4, dtype=torch.float64))
+    assert logits.dtype == torch.float64
+
+
+def copy_batch(batch=8, length=4, bits=4, seed=0):
+    """A fixed copy batch in design.md's format (delimiter on channel `bits`)."""
+    g = torch.Generator().manual_seed(seed)
+    steps = 2 * length + 1
+    x = torch.zeros(batch, steps, bits + 1)
+    data = torch.randint(0, 2, (batch, length, bits), generator=g).float()
+    x[:, :length, :bits] = data
+    x[:, length, bits] = 1
+    y = torch.zeros(batch, steps, bits)
+    y[:, length + 1 :] = data
+    mask = torch.zeros(batch, steps, 1)
+    mask[:, length + 1 :] = 1
+    return x, y, mask
+
+
+@pytest.mark.parametrize("key", ["ntm", "dnc", "lstm"])
+def test_overfits_a_small_copy_batch(key):
+    """Each core memorises a fixed small copy batch within a few hundred Adam steps (fixed seed)."""
+    x, y, mask = copy_batch()
+    torch.manual_seed(0)
+    name = key.split("_")[0]
+    hparams = dict(controller_size=32) if name == "lstm" else dict(controller_size=32, memory_slots=8, word_size=6)
+    model = build(name, 5, 4, **hparams)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss = (F.binary_cross_entropy_with_logits(model(x), y, reduction="none") * mask).sum() / x.shape[0]
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        bit_errors = (((model(x) > 0).float() != y).float() * mask).sum() / x.shape[0]
+    assert bit_errors < 0.5, f"{key}: {bit_errors:.2f} bit errors per sequence after 300 steps"
+
+
+@pytest.mark.parametrize("key", ["ntm", "dnc_improved"])
+def test_compiled_step_matches_eager(key):
+    eager = make(key)
+    compiled = make(key, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.rand(2, 3, 4)
+    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
+    grads = [torch.autograd.grad(m(x).sum(), list(m.parameters())) for m in (eager, compiled)]
+    for g_eager, g_compiled in zip(*grads):
+        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-5)
+
+
+def test_num_parameters_counts_every_parameter():
+    model = build("lstm", 9, 8, controller_size=10, controller_layers=1)
+    # one LSTM layer: 4 gates x (input + hidden + 2 biases) x hidden; read-out: (10 + 1) x 8
+    assert model.num_parameters() == 4 * 10 * (9 + 10 + 2) + 11 * 8
+    for key in MODELS:
+        model = make(key)
+        assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, field",
+    [
+        ("ntm", dict(memory_slots=0), "memory_slots"),
+        ("dnc", dict(memory_slots=0), "memory_slots"),
+        ("ntm", dict(shift_range=2), "shift_range"),
+        ("ntm", dict(word_size=-1), "word_size"),
+        ("ntm", dict(memory_init="zeros"), "memory_init"),
+        ("ntm", dict(controller="gru"), "controller"),
+        ("dnc", dict(read_heads=0), "read_heads"),
+        ("lstm", dict(controller_layers=0), "controller_layers"),
+        ("ntm", dict(memory_size=3), "memory_size"),
+        ("transformer", dict(), "model"),
+    ],
+)
+def test_bad_arguments_name_the_field(name, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        build(name, 4, 3, **kwargs)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_mismatched_input_names_x(key):
+    with pytest.raises(ValueError, match="x must have shape"):
+        make(key)(torch.rand(2, 5, 7))
+
+
+def test_third_party_model_registers_through_entry_point(tmp_path, monkeypatch):
+    """A package declaring an entry point in the group `mann_zoo.models` is built by name."""
+    (tmp_path / "toy_mann.py").write_text(textwrap.dedent("""
+        import torch
+        class Toy(torch.nn.Module):
+            def __init__(self, input_size, output_size, width=7):
+                super().__init__()
+                self.net = torch.nn.Linear(input_size, output_size)
+                self.width = width
+            def forward(self, x):
+                return self.net(x)
+    """))
+    dist = tmp_path / "toy_mann-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-mann\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mann_zoo.models]\ntoy = toy_mann:Toy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toy_mann", raising=False)
+    assert "toy" in available_models()
+    model = build("toy", 4, 3, width=9)
+    assert model.width == 9 and model(torch.rand(2, 5, 4)).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="depth"):
+        build("toy", 4, 3, depth=2)
+
+
+def test_memory_init_modes():
+    x = torch.rand(2, 3, 4)
+    constant = make("ntm")
+    assert torch.all(constant.initial_state(2, x).memory == 1e-6)
+    learned = make("ntm", memory_init="learned")
+    assert any(p is learned.memory_init for p in learned.parameters())
+    random = make("ntm", memory_init="random")
+    assert not any(p is random.memory_init for p in random.parameters())
+    assert random.initial_state(2, x).memory.std() > 0
+
+
+def test_dnc_switches_change_the_interface():
+    plain, improved = make("dnc"), make("dnc", masking=True, deallocation=True, link_sharpness=True)
+    assert "read_masks" in improved.interface_sizes and "link_sharpness" in improved.interface_sizes
+    assert improved.interface.out_features > plain.interface.out_features
+    assert isinstance(plain, DNC) and isinstance(make("ntm"), NTM)
