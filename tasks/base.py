@@ -260,8 +260,14 @@ class SequenceTask(L.LightningDataModule):
     # --- training stream -------------------------------------------------------------------------
 
     def train_batch(self, index: int) -> SequenceBatch:
-        """Training batch number ``index``: a pure function of (seed, index, curriculum length)."""
-        generator = torch.Generator().manual_seed((self.seed * _SEED_STRIDE + index) % _MAX_GENERATOR_SEED)
+        """Training batch number ``index`` of this process: a pure function of (seed, index, curriculum
+        length, and under data-parallel training the process's rank and the number of processes, so
+        that the processes draw disjoint batches: process r of n takes stream batch index * n + r)."""
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        stream_index = index * world + rank
+        generator = torch.Generator().manual_seed((self.seed * _SEED_STRIDE + stream_index) % _MAX_GENERATOR_SEED)
         return self.generate(generator, self.batch_size, **self.train_spec())
 
     def train_dataloader(self) -> DataLoader:

@@ -26,6 +26,11 @@ class MemoryCore(nn.Module):
     def __init__(self, compile: bool = False):
         super().__init__()
         self.compiled = bool(compile)
+        if compile:
+            # One compiled variant per batch size x {first step, later steps} x {grad, no_grad,
+            # inference_mode}: training plus validation at another batch size already needs 8,
+            # dynamo's default limit, after which it would silently fall back to eager.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # The per-step cell is compiled, not the unrolled sequence: the first compile stays short.
         self._step = torch.compile(self.step, dynamic=False) if compile else self.step
 

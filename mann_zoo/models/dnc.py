@@ -107,7 +107,7 @@ class DNC(MemoryCore):
         return DNCState(
             memory=zeros(N, W), usage=zeros(N), link=zeros(Hw, N, N), precedence=zeros(Hw, N),
             read_weights=zeros(Hr, N), write_weights=zeros(Hw, N), read_vectors=zeros(Hr, W),
-            controller=self.controller.initial_state(batch),
+            controller=tuple(s.contiguous() for s in self.controller.initial_state(batch)),
         )
 
     def step(self, x: torch.Tensor, state: DNCState, record: bool = False):

@@ -100,11 +100,13 @@ class NTM(MemoryCore):
 
     def initial_state(self, batch: int, like: torch.Tensor) -> NTMState:
         dtype = like.dtype
+        # Contiguous copies, not broadcast views: every step then sees the same strides, so a compiled
+        # step is traced once per batch size instead of once more for the first step.
         return NTMState(
-            memory=self.memory_init.to(dtype).expand(batch, -1, -1),
-            weights=torch.softmax(self.weights_init.to(dtype), dim=-1).expand(batch, -1, -1),
-            read_vectors=self.read_init.to(dtype).expand(batch, -1, -1),
-            controller=self.controller.initial_state(batch),
+            memory=self.memory_init.to(dtype).expand(batch, -1, -1).contiguous(),
+            weights=torch.softmax(self.weights_init.to(dtype), dim=-1).expand(batch, -1, -1).contiguous(),
+            read_vectors=self.read_init.to(dtype).expand(batch, -1, -1).contiguous(),
+            controller=tuple(s.contiguous() for s in self.controller.initial_state(batch)),
         )
 
     def step(self, x: torch.Tensor, state: NTMState, record: bool = False):

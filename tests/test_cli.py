@@ -1,0 +1,138 @@
+"""The command line: short fits of every model on every task, checkpoints, logs, resume, load_model,
+DDP with two CPU processes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mann_zoo
+from mann_zoo.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = {
+    "ntm": ["--model.controller_size", "12", "--model.memory_slots", "8", "--model.word_size", "4"],
+    "dnc": ["--model.controller_size", "12", "--model.memory_slots", "8", "--model.word_size", "4"],
+    "lstm": ["--model.controller_size", "12", "--model.controller_layers", "1"],
+}
+TINY_TASK = {
+    "copy": ["--data.max_length", "3", "--data.val_lengths", "[5]"],
+    "repeat_copy": ["--data.max_length", "3", "--data.max_repeats", "2", "--data.val_lengths_repeats", "[[3, 3]]"],
+    "associative_recall": ["--data.max_items", "3", "--data.val_items", "[4]"],
+    "ngrams": ["--data.sequence_length", "20"],
+    "priority_sort": ["--data.num_inputs", "5", "--data.num_outputs", "3"],
+}
+QUICK = ["--data.batch_size", "3", "--data.num_val_sequences", "4", "--trainer.max_steps", "2",
+         "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+
+
+def fit_args(task: str, model: str, root: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", str(ROOT / f"configs/task/{task}.yaml"), "--config", str(ROOT / f"configs/model/{model}.yaml"),
+            *TINY_MODEL[model], *TINY_TASK[task], *QUICK, "--trainer.default_root_dir", str(root), *extra]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.mark.parametrize("task", list(TINY_TASK))
+@pytest.mark.parametrize("model", list(TINY_MODEL))
+def test_short_fit_writes_checkpoint_csv_and_wandb(task, model, tmp_path):
+    main(fit_args(task, model, tmp_path))
+    run = tmp_path / f"{task}-{model}" / "seed0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "wandb").glob("offline-run-*")), "no W&B offline run"
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert any(h.startswith("val/") and h.endswith("/cost_bits") for h in header)
+    values = [float(v) for line in lines[1:] for v in line.split(",") if v not in ("",)]
+    assert values and all(torch.isfinite(torch.tensor(values)))
+
+
+def test_resume_continues_exactly(tmp_path):
+    args = lambda root, steps, *extra: fit_args("copy", "ntm", root, "--trainer.max_steps", str(steps),  # noqa: E731
+                                               "--trainer.val_check_interval", "5", *extra)
+    main(args(tmp_path / "once", 20))
+    main(args(tmp_path / "twice", 10))
+    main(args(tmp_path / "twice", 20, "--ckpt_path", "last"))
+    ckpt = lambda root: torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
+    once, twice = ckpt(tmp_path / "once"), ckpt(tmp_path / "twice")
+    assert once["global_step"] == twice["global_step"] == 20
+    for key, value in once["state_dict"].items():
+        torch.testing.assert_close(twice["state_dict"][key], value, rtol=0, atol=0, msg=key)
+
+
+def test_load_model_returns_the_trained_core(tmp_path):
+    main(fit_args("copy", "dnc", tmp_path))
+    path = tmp_path / "copy-dnc/seed0/checkpoints/last.ckpt"
+    core = mann_zoo.load_model(path)
+    assert not core.training and type(core).__name__ == "DNC"
+    state = torch.load(path, weights_only=True)["state_dict"]
+    for name, value in core.state_dict().items():
+        torch.testing.assert_close(value, state[f"core.{name}"])
+    assert core(torch.rand(2, 5, 9)).shape == (2, 5, 8)
+    with pytest.raises(FileNotFoundError, match="checkpoint_path"):
+        mann_zoo.load_model(tmp_path / "missing.ckpt")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, "-m", "mann_zoo.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        (["--model.name", "transformer"], "model"),
+        (["--data", "tasks.SortingTask"], "data"),
+        (["--data.min_length", "30", "--data.max_length", "20"], "min_length"),
+        (["--model.memory_slots", "0"], "memory_slots"),
+        (["--model.shift_range", "2"], "shift_range"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
+    result = run_cli(*fit_args("copy", "ntm", tmp_path), *extra)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("mann-zoo: error:")]
+    assert len(errors) == 1 and field in errors[0], result.stderr
+
+
+def test_malformed_yaml_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: ntm\n   memory_slots: [1, 2\n")
+    result = run_cli("fit", "--config", str(bad), "--trainer.default_root_dir", str(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mann-zoo: error:")]
+    assert len(errors) == 1 and "bad.yaml" in errors[0], result.stderr
+
+
+def test_help_is_useful():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "fit" in result.stdout and "configs/task/copy.yaml" in result.stdout
+    result = run_cli("fit", "--help")
+    assert result.returncode == 0 and "--model.memory_slots" in result.stdout and "--data" in result.stdout
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    """The same command under Lightning's DDP (gloo, two CPU processes): both ranks end with the same
+    parameters, having drawn different batches."""
+    result = run_cli(*fit_args("copy", "ntm", tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                               "--trainer.accelerator", "cpu", "--trainer.max_steps", "3",
+                               "--trainer.callbacks+=mann_zoo.callbacks.ParameterDigest",
+                               "--trainer.callbacks.dirpath", str(tmp_path / "digest")), timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [json.loads((tmp_path / "digest" / f"parameter_digest_rank{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0]["world_size"] == 2 and digests[0]["step"] == 3
+    assert {k: v for k, v in digests[0].items() if k != "rank"} == {k: v for k, v in digests[1].items() if k != "rank"}
