@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import resource
+import statistics
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
+
+from .atomic import atomic_write_text
 
 
 class ParameterDigest(L.Callback):
@@ -24,3 +32,153 @@ class ParameterDigest(L.Callback):
                   "batches_consumed": getattr(trainer.datamodule, "next_batch", None)}
         self.dirpath.mkdir(parents=True, exist_ok=True)
         (self.dirpath / f"parameter_digest_rank{trainer.global_rank}.json").write_text(json.dumps(digest))
+
+
+class Curriculum(L.Callback):
+    """Raise the task's maximum training length as the model masters the current one.
+
+    After every training step, an exponential moving average of the training bit errors per sequence is
+    compared with ``threshold``; below it, the task's curriculum length grows by ``increment`` (up to the
+    task's ``max_length``) and the average starts again. The curriculum length lives in the
+    datamodule's state, so a resumed run continues where it was. Start a curriculum with
+    ``--data.curriculum_max_length L0 --trainer.callbacks+=mann_zoo.callbacks.Curriculum``.
+
+    Args:
+        threshold: bit errors per sequence below which the current length counts as mastered.
+        increment: how much the maximum length grows each time.
+        smoothing: weight of the newest batch in the moving average.
+    """
+
+    def __init__(self, threshold: float = 0.1, increment: int = 2, smoothing: float = 0.05):
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        if increment < 1:
+            raise ValueError(f"increment must be >= 1, got {increment}")
+        if not 0 < smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        self.threshold, self.increment, self.smoothing = threshold, increment, smoothing
+        self.average: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        task = trainer.datamodule
+        errors = trainer.callback_metrics.get("train/bit_errors")
+        if errors is None or task is None or getattr(task, "_curriculum_max_length", None) is None:
+            return
+        value = float(errors)
+        self.average = value if self.average is None else (1 - self.smoothing) * self.average + self.smoothing * value
+        current, (_, maximum) = task.current_max_length, task.length_range()
+        if self.average < self.threshold and current < maximum:
+            task.set_curriculum_max_length(min(current + self.increment, maximum))
+            self.average = None
+        pl_module.log("train/curriculum_max_length", float(task.current_max_length), on_step=True, on_epoch=False)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, labelled for step-based training: the training stream is endless,
+    so the run has one never-ending epoch and "Epoch 0/-2" would only confuse."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'Training':{len(self.validation_description)}}"
+
+
+class RunSummary(L.Callback):
+    """Tracks what a benchmark reports for a run and writes it, when training ends, to
+    ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
+
+    Convergence (Collier & Beel 2018): fewer than ``threshold`` bit errors per sequence on the first
+    validation set, which follows the training distribution. Training wall time, sequences seen and
+    the convergence point survive a resume (they are part of the checkpoint).
+    """
+
+    def __init__(self, dirpath: str = ".", threshold: float = 0.1, run_id: str | None = None):
+        self.dirpath, self.threshold, self.run_id = Path(dirpath), threshold, run_id
+        self.train_seconds = 0.0
+        self.converged_at: dict | None = None
+        self.step_times: list[float] = []
+        self._start = None
+
+    def state_dict(self) -> dict:
+        return {"train_seconds": self.train_seconds, "converged_at": self.converged_at,
+                "step_times": self.step_times[-2000:]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_seconds = state["train_seconds"]
+        self.converged_at = state["converged_at"]
+        self.step_times = list(state["step_times"])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        elapsed = time.perf_counter() - self._start
+        self.train_seconds += elapsed
+        self.step_times.append(elapsed)
+
+    def _sequences(self, trainer) -> int:
+        return trainer.global_step * trainer.datamodule.batch_size * trainer.world_size
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.converged_at is not None:
+            return
+        first = trainer.datamodule.val_names[0]
+        errors = trainer.callback_metrics.get(f"val/{first}/bit_errors")
+        if errors is not None and float(errors) < self.threshold:
+            self.converged_at = {"step": trainer.global_step, "sequences": self._sequences(trainer),
+                                 "wall_time_s": self.train_seconds}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.global_rank != 0:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        task = trainer.datamodule
+        sets = []
+        for val_set in task.val_sets:
+            prefix = f"val/{val_set.name}/"
+            sets.append({"val_set": val_set.name, "val_steps": int(val_set.batches[0].inputs.shape[1]),
+                         "reference_bits": val_set.bayes_optimal_bits_per_sequence,
+                         **{m: metrics.get(prefix + m) for m in ("cost_bits", "bit_errors", "seq_accuracy")}})
+        converged = self.converged_at or {}
+        cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
+        summary = {
+            "run_id": self.run_id, "task": task.name, "model": pl_module.hparams.name, "seed": task.seed,
+            "steps": trainer.global_step, "sequences": self._sequences(trainer),
+            "train_time_s": self.train_seconds,
+            "converged": self.converged_at is not None,
+            "sequences_to_convergence": converged.get("sequences"),
+            "wall_time_to_convergence_s": converged.get("wall_time_s"),
+            "step_time_ms": 1e3 * statistics.median(self.step_times) if self.step_times else None,
+            "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20 if cuda
+                               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "num_parameters": pl_module.num_parameters,
+            "batch_size": task.batch_size, "world_size": trainer.world_size,
+            "versions": f"mann_zoo {__import__('mann_zoo').__version__}, torch {torch.__version__}, "
+                        f"lightning {L.__version__}, python {platform.python_version()}",
+            "hardware": (torch.cuda.get_device_name() if cuda else
+                         f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores, "
+                         f"{torch.get_num_threads()} torch threads").strip(),
+        }
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "summary"):  # W&B: the same names as the results table
+                experiment.summary.update({k: v for k, v in summary.items() if v is not None})
+                for row in sets:
+                    for m in ("cost_bits", "bit_errors", "seq_accuracy"):
+                        if row[m] is not None:
+                            experiment.summary[f"final/{row['val_set']}/{m}"] = row[m]
+        atomic_write_text(self.dirpath / "result.json", json.dumps({"summary": summary, "sets": sets}, indent=1))
+
+
+class StopAtConvergence(L.Callback):
+    """Stop training once the bit errors per sequence on the first validation set (the training
+    distribution) fall below ``threshold``: Lightning's ``EarlyStopping`` with ``stopping_threshold``,
+    without having to name the task's validation set."""
+
+    def __init__(self, threshold: float = 0.1):
+        self.threshold = threshold
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        errors = trainer.callback_metrics.get(f"val/{trainer.datamodule.val_names[0]}/bit_errors")
+        if errors is not None and float(errors) < self.threshold:
+            trainer.should_stop = True

@@ -22,6 +22,8 @@ COMMANDS = {
     "fit": "train a model on a task (Lightning CLI; see 'mann-zoo fit --help')",
     "validate": "evaluate a checkpoint on a task's validation sets",
     "test": "evaluate a checkpoint on a task's test sets",
+    "bench": "NTM, DNC and LSTM head to head on a grid of tasks and seeds ('bench cost': cost per step)",
+    "report": "regenerate the figures and tables of paper/ from benchmark results",
     "speed": "training-step time of each core at the reference configuration",
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -48,12 +50,13 @@ def _quiet() -> None:
 
 def build_cli(args: list[str], run: bool = True):
     """Build (and by default run) the Lightning CLI for ``args``."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     from tasks import SequenceTask
 
+    from .callbacks import StepProgressBar
     from .checkpointing import AtomicCheckpointIO
     from .lightning_module import SequenceModel
 
@@ -85,7 +88,7 @@ def build_cli(args: list[str], run: bool = True):
                 callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True))
             if trainer_config.get("enable_progress_bar") is not False and not any(
                     isinstance(c, ProgressBar) for c in callbacks):
-                callbacks.append(RichProgressBar(leave=True))
+                callbacks.append(StepProgressBar(leave=True))
             kwargs["callbacks"] = callbacks
             if not trainer_config.get("plugins"):
                 kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -166,6 +169,21 @@ def main(argv: list[str] | None = None) -> None:
         from .speed import main as speed
 
         speed(rest)
+        return
+    if command == "bench":
+        if rest[:1] == ["cost"]:
+            from .cost import main as cost
+
+            cost(rest[1:])
+        else:
+            from .benchmark import main as bench
+
+            bench(rest)
+        return
+    if command == "report":
+        from .report import main as report
+
+        report(rest)
         return
     if command not in LIGHTNING_COMMANDS:
         _fail(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")

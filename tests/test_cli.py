@@ -136,3 +136,22 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     digests = [json.loads((tmp_path / "digest" / f"parameter_digest_rank{r}.json").read_text()) for r in (0, 1)]
     assert digests[0]["world_size"] == 2 and digests[0]["step"] == 3
     assert {k: v for k, v in digests[0].items() if k != "rank"} == {k: v for k, v in digests[1].items() if k != "rank"}
+
+
+def test_curriculum_raises_the_length_when_mastered(tmp_path):
+    """With a threshold no model misses, the curriculum climbs from 2 to the task's maximum 5 and the
+    state travels in the checkpoint."""
+    main(fit_args("copy", "lstm", tmp_path, "--data.max_length", "5", "--data.curriculum_max_length", "2",
+                  "--trainer.max_steps", "4", "--trainer.val_check_interval", "4",
+                  "--trainer.callbacks+=mann_zoo.callbacks.Curriculum", "--trainer.callbacks.threshold", "1000",
+                  "--trainer.callbacks.increment", "1"))
+    checkpoint = torch.load(tmp_path / "copy-lstm/seed0/checkpoints/last.ckpt", weights_only=True)
+    assert checkpoint["CopyTask"]["curriculum_max_length"] == 5
+
+
+def test_curriculum_rejects_bad_arguments():
+    from mann_zoo.callbacks import Curriculum
+
+    for kwargs, field in ((dict(threshold=0), "threshold"), (dict(increment=0), "increment"), (dict(smoothing=2), "smoothing")):
+        with pytest.raises(ValueError, match=field):
+            Curriculum(**kwargs)

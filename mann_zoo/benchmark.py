@@ -1,0 +1,317 @@
+"""``mann-zoo bench``: NTM, DNC and LSTM head to head on the same tasks.
+
+A benchmark is a grid of tasks x models x seeds described by a YAML file (``configs/bench/*.yaml``;
+``--preset NAME`` picks ``configs/bench/NAME.yaml``). Every run goes through the same training path as
+``mann-zoo fit`` (a child process running the same command line, with ``RunSummary`` recording what
+the results table needs), several runs side by side (``--jobs``), each on ``--threads`` threads.
+
+Everything lands in ``--out`` (default ``paper/results/<preset>``):
+
+- ``runs/<task>-<model>-seed<seed>/``: the run's checkpoints, CSV metrics, W&B offline run, log;
+- ``results.csv``: the tidy results table, one row per run and validation set (see ``RESULT_COLUMNS``);
+- ``curves.csv``: the learning curves of every run (step, sequences, metric, value).
+
+Rerunning the same command skips finished runs and resumes unfinished ones from their last
+checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .atomic import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "configs" / "bench"
+
+RUN_COLUMNS = [
+    "run_id", "task", "model", "seed", "steps", "sequences", "train_time_s", "converged",
+    "sequences_to_convergence", "wall_time_to_convergence_s", "step_time_ms", "peak_memory_mb",
+    "num_parameters", "batch_size", "world_size", "versions", "hardware",
+]
+SET_COLUMNS = ["val_set", "val_steps", "reference_bits", "cost_bits", "bit_errors", "seq_accuracy"]
+RESULT_COLUMNS = RUN_COLUMNS + SET_COLUMNS
+CURVE_COLUMNS = ["run_id", "task", "model", "seed", "step", "sequences", "metric", "value"]
+
+
+@dataclass
+class RunSpec:
+    """One run of the grid: the ``mann-zoo fit`` arguments that make it."""
+
+    task: str
+    model: str
+    seed: int
+    args: list[str] = field(default_factory=list)
+    max_steps: int = 2000
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task}-{self.model}-seed{self.seed}"
+
+
+@dataclass
+class Grid:
+    name: str
+    runs: list[RunSpec]
+    val_check_interval: int
+    threshold: float = 0.1
+    stop_at_convergence: bool = True
+    description: str = ""
+
+
+def _strings(values) -> list[str]:
+    return [str(v) for v in (values or [])]
+
+
+def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None = None) -> Grid:
+    """Read a benchmark YAML file (format: ``configs/bench/default.yaml``)."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"--config {path}: {error}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), dict) or not isinstance(spec.get("models"), dict):
+        raise ValueError(f"--config {path}: needs 'tasks' and 'models' mappings")
+    seeds = seeds if seeds is not None else list(spec.get("seeds", [0]))
+    runs = []
+    default_steps = max_steps or int(spec.get("max_steps", 2000))
+    if default_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {default_steps}")
+    for task, task_spec in spec["tasks"].items():
+        for model in task_spec.get("models", list(spec["models"])):
+            if model not in spec["models"]:
+                raise ValueError(f"--config {path}: task {task!r} names model {model!r}, not in models "
+                                 f"({', '.join(spec['models'])})")
+            model_spec = spec["models"][model]
+            for seed in seeds:
+                args = ["--config", str(ROOT / task_spec["config"]), "--config", str(ROOT / model_spec["config"]),
+                        *_strings(spec.get("args")), *_strings(task_spec.get("args")), *_strings(model_spec.get("args")),
+                        *_strings((task_spec.get("model_args") or {}).get(model))]
+                steps = max_steps or int(task_spec.get("max_steps", default_steps))
+                runs.append(RunSpec(task, model, int(seed), args, steps))
+    return Grid(name=spec.get("name", path.stem), runs=runs,
+                val_check_interval=int(spec.get("val_check_interval", 250)),
+                threshold=float(spec.get("threshold", 0.1)),
+                stop_at_convergence=bool(spec.get("stop_at_convergence", True)),
+                description=str(spec.get("description", "")))
+
+
+def run_dir(out: Path, spec: RunSpec) -> Path:
+    return out / "runs" / spec.run_id
+
+
+def is_finished(out: Path, spec: RunSpec, grid: Grid) -> bool:
+    """A run is finished when its result exists and it used its budget or converged (and stops there)."""
+    result = run_dir(out, spec) / "result.json"
+    if not result.is_file():
+        return False
+    summary = json.loads(result.read_text())["summary"]
+    return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
+
+
+def command(out: Path, spec: RunSpec, grid: Grid) -> list[str]:
+    """The ``mann-zoo fit`` command line of one run (resuming from its last checkpoint if it has one)."""
+    directory = run_dir(out, spec)
+    cmd = [sys.executable, "-m", "mann_zoo.cli", "fit", *spec.args,
+           "--data.seed", str(spec.seed), "--seed_everything", str(spec.seed),
+           "--trainer.max_steps", str(spec.max_steps), "--trainer.val_check_interval", str(grid.val_check_interval),
+           "--trainer.default_root_dir", str(out / "runs"), "--run_name", spec.run_id,
+           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+           "--trainer.callbacks+=mann_zoo.callbacks.RunSummary", "--trainer.callbacks.dirpath", str(directory),
+           "--trainer.callbacks.run_id", spec.run_id, "--trainer.callbacks.threshold", str(grid.threshold)]
+    if grid.stop_at_convergence:
+        cmd += ["--trainer.callbacks+=mann_zoo.callbacks.StopAtConvergence",
+                "--trainer.callbacks.threshold", str(grid.threshold)]
+    if (directory / "checkpoints" / "last.ckpt").is_file():
+        cmd += ["--ckpt_path", "last"]
+    return cmd
+
+
+def read_results(out: Path, specs: list[RunSpec]) -> tuple[list[dict], list[dict]]:
+    """The results rows and learning-curve rows of every run of ``specs`` that has a result."""
+    rows, curves = [], []
+    for spec in specs:
+        directory = run_dir(out, spec)
+        result = directory / "result.json"
+        if not result.is_file():
+            continue
+        data = json.loads(result.read_text())
+        for row in data["sets"]:
+            rows.append({**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}})
+        metrics = directory / "metrics.csv"
+        if metrics.is_file():
+            curves += _curves(metrics, data["summary"])
+    return rows, curves
+
+
+def _curves(metrics: Path, summary: dict) -> list[dict]:
+    """Tidy learning curves from a run's CSV log: validation metrics and the training cost."""
+    rows = []
+    with metrics.open() as f:
+        for record in csv.DictReader(f):
+            step = record.get("step")
+            if step in (None, ""):
+                continue
+            for key, value in record.items():
+                keep = key.startswith("val/") or key in ("train/cost_bits", "train/bit_errors")
+                if keep and value not in ("", None):
+                    sequences = (int(step) + 1) * summary["batch_size"] * summary["world_size"]
+                    rows.append({"run_id": summary["run_id"], "task": summary["task"], "model": summary["model"],
+                                 "seed": summary["seed"], "step": int(step) + 1, "sequences": sequences,
+                                 "metric": key, "value": float(value)})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_tables(out: Path, specs: list[RunSpec]) -> list[dict]:
+    rows, curves = read_results(out, specs)
+    write_csv(out / "results.csv", rows, RESULT_COLUMNS)
+    write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
+    return rows
+
+
+def comparison_table(rows: list[dict]):
+    """A rich table: per task and model, medians over seeds."""
+    from rich.table import Table
+
+    table = Table(title="head to head (median over seeds)")
+    for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",
+                 "longest-set bit err.", "ms/step", "params"):
+        table.add_column(name, justify="right" if name not in ("task", "model") else "left")
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["model"]), []).append(row)
+    for (task, model), group in groups.items():
+        runs = {r["run_id"]: r for r in group}
+        sets = list(dict.fromkeys(r["val_set"] for r in group))
+        first, longest = sets[0], max(sets, key=lambda s: max(int(r["val_steps"]) for r in group if r["val_set"] == s))
+        med = lambda values: _median([v for v in values if v is not None])  # noqa: E731
+        table.add_row(
+            task, model, str(len(runs)), f"{sum(bool(r['converged']) for r in runs.values())}/{len(runs)}",
+            _fmt(med(r["sequences_to_convergence"] for r in runs.values()), "{:,.0f}"),
+            _fmt(med(r["bit_errors"] for r in group if r["val_set"] == first), "{:.2f}"),
+            f"{_fmt(med(r['bit_errors'] for r in group if r['val_set'] == longest), '{:.2f}')} ({longest})",
+            _fmt(med(r["step_time_ms"] for r in runs.values()), "{:.0f}"),
+            _fmt(med(r["num_parameters"] for r in runs.values()), "{:,.0f}"),
+        )
+    return table
+
+
+def _median(values: list) -> float | None:
+    values = sorted(float(v) for v in values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | None = None) -> list[dict]:
+    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    specs = [s for s in grid.runs if only is None or only in s.run_id]
+    todo = [s for s in specs if not is_finished(out, s, grid)]
+    console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
+                  f"{jobs} at a time, {threads} thread(s) each; results in {out}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
+    failed = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        bar = progress.add_task("runs", total=len(todo))
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < jobs:
+                spec = queue.pop(0)
+                directory = run_dir(out, spec)
+                directory.mkdir(parents=True, exist_ok=True)
+                log = (directory / "stdout.log").open("a")
+                process = subprocess.Popen(command(out, spec, grid), stdout=log, stderr=subprocess.STDOUT,
+                                           env=env, cwd=ROOT)
+                running[spec.run_id] = (process, spec, time.time())
+            time.sleep(0.5)
+            for run_id, (process, spec, start) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[run_id]
+                progress.advance(bar)
+                if process.returncode != 0:
+                    failed.append(run_id)
+                    progress.console.print(f"[red]failed[/] {run_id} (exit {process.returncode}); "
+                                           f"see {run_dir(out, spec) / 'stdout.log'}")
+                else:
+                    progress.console.print(f"done {run_id} in {time.time() - start:.0f} s")
+                write_tables(out, specs)
+    rows = write_tables(out, specs)
+    if rows:
+        console.print(comparison_table(rows))
+    if failed:
+        console.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)}; rerun the same command to retry")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mann-zoo bench", description=__doc__.split("\n\n")[0],
+        epilog="examples:\n  mann-zoo bench                      # the default preset (~15 min on 2 CPU cores)\n"
+               "  mann-zoo bench --preset paper --jobs 2 --threads 1\n"
+               "  mann-zoo bench cost --help          # cost per step against memory size",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="default", help=f"a grid in {PRESETS.relative_to(ROOT)}/ "
+                        f"({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})")
+    source.add_argument("--config", type=Path, help="a grid YAML file of your own")
+    parser.add_argument("--out", type=Path, help="results folder (default: paper/results/<preset>)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
+    parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--only", help="run only the runs whose id contains this text")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate paper/ figures and tables")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        parser.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    path = args.config or PRESETS / f"{args.preset}.yaml"
+    if not path.is_file():
+        parser.error(f"--preset {args.preset!r} is not one of "
+                     f"{', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))}")
+    try:
+        grid = load_grid(path, args.seeds, args.max_steps)
+    except ValueError as error:
+        parser.error(str(error))
+    out = args.out or ROOT / "paper" / "results" / grid.name
+    rows = run_grid(grid, out, args.jobs, args.threads, args.only)
+    if rows and not args.no_report:
+        from .report import make_report
+
+        make_report([out], ROOT / "paper")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""``mann-zoo bench cost``: cost per training step against memory size N and word size W, and the fit of
+the cost model
+
+    T = T_controller + T_memory(N, W),    T_memory = c + a N W            (NTM: every op is O(N W))
+                                           T_memory = c + a N W + b N^2    (DNC: the link matrix is N x N)
+
+where c is the fixed cost of the memory operations (one call per operation per step, whatever N).
+
+Time is the median training step (forward, masked BCE, backward, Adam) at batch 32 and copy length 20
+(41 steps), measured in interleaved rounds (``mann_zoo.speed``). Memory is the activation memory that
+autograd saves for the backward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``, each
+storage once), which is what grows with N and W; on CUDA the peak allocated memory is reported too.
+With ``--reference`` and the PyPI package ``dnc`` installed (``pip install mann-zoo[reference]``), that
+package's DNC is measured at the same configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .atomic import atomic_write_text
+from .models import build
+from .speed import ControllerAlone, copy_batch, time_steps, training_step_fn
+
+COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
+                "num_parameters", "device", "threads", "torch"]
+
+
+def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> float:
+    """Megabytes of tensors saved for backward by one forward pass (each storage counted once)."""
+    x, target, mask = batch
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values()) / 2**20
+
+
+def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> list[dict]:
+    """One row per model: median step time, activation memory, CUDA peak."""
+    batch = copy_batch(32, 20, 8, device)
+    models = {label: m.to(device) for label, m in models.items()}
+    rows = []
+    timing = time_steps({label: training_step_fn(m, batch) for label, m in models.items()}, repeats)
+    for label, model in models.items():
+        cuda_peak = None
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        activation = activation_megabytes(model, batch)
+        if device.startswith("cuda"):
+            cuda_peak = torch.cuda.max_memory_allocated() / 2**20
+        rows.append({"label": label, "step_ms": 1e3 * timing[label][0], "activation_mb": activation,
+                     "cuda_peak_mb": cuda_peak, "num_parameters": sum(p.numel() for p in model.parameters())})
+    return rows
+
+
+def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
+    """Least-squares fit of T - T_controller = c + a N W (+ b N^2 for the DNC): c in ms, a and b in ns
+    per step, and R^2."""
+    data = [r for r in rows if r["model"] == model]
+    if len(data) < 3:
+        return {}
+    nw = np.array([r["memory_slots"] * r["word_size"] for r in data], dtype=float)
+    n2 = np.array([r["memory_slots"] ** 2 for r in data], dtype=float)
+    y = np.array([r["step_ms"] for r in data]) - base_ms
+    columns = [np.ones_like(nw), nw] + ([n2] if model.startswith("dnc") else [])
+    design = np.stack(columns, axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    predicted = design @ coef
+    r2 = 1 - ((y - predicted) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
+    fit = {"model": model, "controller_ms": base_ms, "fixed_ms": coef[0], "ns_per_NW": coef[1] * 1e6,
+           "ns_per_N2": coef[2] * 1e6 if len(coef) > 2 else None, "r2": float(r2), "points": len(data)}
+    return fit
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mann-zoo bench cost", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slots", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024],
+                        help="memory sizes N to sweep at --width (default 16 ... 1024)")
+    parser.add_argument("--widths", type=int, nargs="+", default=[10, 20, 40, 80],
+                        help="word sizes W to sweep at N=128 (default 10 20 40 80)")
+    parser.add_argument("--width", type=int, default=20, help="W of the N sweep (default 20)")
+    parser.add_argument("--dnc-max-slots", type=int, default=512,
+                        help="largest N for the DNC (its link matrices take 4 N^2 bytes per step and example)")
+    parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep")
+    parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc', if installed")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "paper" / "results" / "cost")
+    args = parser.parse_args(argv)
+    for name in ("slots", "widths"):
+        if any(v < 1 for v in getattr(args, name)):
+            parser.error(f"--{name} must be >= 1")
+    torch.manual_seed(0)
+    configs = sorted({(n, args.width) for n in args.slots} | {(128, w) for w in args.widths})
+    rows = []
+    from rich.progress import track
+
+    base = measure({"controller": ControllerAlone(9, 8, 100, args.width)}, args.device, args.repeats)[0]
+    rows.append({"model": "controller", "memory_slots": 0, "word_size": args.width, **base})
+    for n, w in track(configs, description="sweeping N x W"):
+        models = {m: build(m, 9, 8, controller_size=100, memory_slots=n, word_size=w)
+                  for m in args.models if not (m == "dnc" and n > args.dnc_max_slots)}
+        if args.reference:
+            models.update(_reference_models(n, w, args.dnc_max_slots))
+        for row in measure(models, args.device, args.repeats):
+            rows.append({"model": row["label"], "memory_slots": n, "word_size": w, **row})
+    for row in rows:
+        row.update(device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+                   threads=torch.get_num_threads(), torch=torch.__version__)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COST_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(args.out / "cost.csv", buffer.getvalue())
+    fits = [f for f in (fit_cost_model(rows, m, base["step_ms"]) for m in dict.fromkeys(r["model"] for r in rows)) if f]
+    atomic_write_text(args.out / "cost_fit.csv", _csv(fits))
+    print(f"cost per step on {platform.machine()} ({args.device}, {torch.get_num_threads()} threads); "
+          f"controller alone {base['step_ms']:.1f} ms")
+    for f in fits:
+        extra = f" + {f['ns_per_N2']:.2f} ns x N^2" if f["ns_per_N2"] is not None else ""
+        print(f"  {f['model']:<14} T - T_controller = {f['fixed_ms']:.1f} ms + {f['ns_per_NW']:.2f} ns x N*W{extra}"
+              f"   (R^2 = {f['r2']:.3f}, {f['points']} points)")
+    print(f"written: {args.out / 'cost.csv'}, {args.out / 'cost_fit.csv'}")
+
+
+def _csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _reference_models(slots: int, width: int, max_slots: int) -> dict[str, torch.nn.Module]:
+    """The PyPI package ``dnc`` at the same configuration, wrapped to map [B, T, 9] to [B, T, 8]."""
+    try:
+        from dnc import DNC as ReferenceDNC  # the optional extra: pip install mann-zoo[reference]
+    except ImportError:
+        return {}
+    if slots > max_slots:
+        return {}
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.core = ReferenceDNC(input_size=9, hidden_size=100, rnn_type="lstm", num_layers=1, nr_cells=slots,
+                                     cell_size=width, read_heads=1, batch_first=True, gpu_id=-1)
+            self.readout = torch.nn.Linear(9, 8)
+
+        def forward(self, x):
+            out, _ = self.core(x, (None, None, None), reset_experience=True)
+            return self.readout(out)
+
+    return {"pypi dnc 1.1.0": Wrapped()}

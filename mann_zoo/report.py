@@ -1,0 +1,283 @@
+"""``mann-zoo report``: regenerate the figures and tables of ``paper/`` from benchmark results.
+
+Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo bench``) and
+``paper/results/cost/cost.csv`` (``mann-zoo bench cost``), and writes to ``paper/figures/`` and
+``paper/tables/``:
+
+- ``learning_<grid>_<task>.png``: bits per sequence on the training distribution against sequences
+  seen, median and range over seeds, one line per model;
+- ``generalisation_<grid>_<task>.png``: bit errors per sequence on each validation set;
+- ``cost_per_step.png``: training-step time against N and W, with the fitted cost model;
+- ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy
+  (from the runs' checkpoints, when present);
+- ``sharpening.png``: the entropy of the content weighting against the strength beta;
+- ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
+  the published ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .atomic import atomic_write, atomic_write_text  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _float(value) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def save(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"), binary=True)
+    plt.close(fig)
+
+
+def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
+    """Bits per sequence on the first validation set against sequences seen, per task."""
+    written = []
+    by_task = defaultdict(list)
+    for row in curves:
+        by_task[row["task"]].append(row)
+    for task, rows in by_task.items():
+        first = next((r["metric"] for r in rows if r["metric"].startswith("val/") and r["metric"].endswith("/cost_bits")), None)
+        if first is None:
+            continue
+        first_set = first.split("/")[1]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for model in sorted({r["model"] for r in rows}):
+            series = defaultdict(list)  # sequences -> values over seeds
+            for r in rows:
+                if r["model"] == model and r["metric"] == f"val/{first_set}/cost_bits":
+                    series[int(r["sequences"])].append(float(r["value"]))
+            if not series:
+                continue
+            xs = sorted(series)
+            ax.plot(xs, [_median(series[x]) for x in xs], label=model, color=COLOURS.get(model))
+            ax.fill_between(xs, [min(series[x]) for x in xs], [max(series[x]) for x in xs], alpha=0.2,
+                            color=COLOURS.get(model))
+        ax.set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})", yscale="log",
+               title=f"{task}: learning curves (median, range over seeds)")
+        ax.legend()
+        path = out / f"learning_{grid}_{task}.png"
+        save(fig, path)
+        written.append(path)
+    return written
+
+
+def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Path]:
+    """Bit errors per sequence on each validation set (training distribution first), per task."""
+    written = []
+    by_task = defaultdict(list)
+    for row in results:
+        by_task[row["task"]].append(row)
+    for task, rows in by_task.items():
+        sets = list(dict.fromkeys(r["val_set"] for r in rows))
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for model in sorted({r["model"] for r in rows}):
+            medians, lows, highs = [], [], []
+            for s in sets:
+                values = [float(r["bit_errors"]) for r in rows if r["model"] == model and r["val_set"] == s
+                          and r["bit_errors"] not in ("", None)]
+                medians.append(_median(values) if values else math.nan)
+                lows.append(min(values) if values else math.nan)
+                highs.append(max(values) if values else math.nan)
+            xs = range(len(sets))
+            ax.plot(xs, medians, marker="o", label=model, color=COLOURS.get(model))
+            ax.fill_between(xs, lows, highs, alpha=0.2, color=COLOURS.get(model))
+        ax.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
+        ax.set(ylabel="bit errors per sequence", yscale="symlog", title=f"{task}: generalisation (first set = training)")
+        ax.legend()
+        path = out / f"generalisation_{grid}_{task}.png"
+        save(fig, path)
+        written.append(path)
+    return written
+
+
+def cost_figure(cost: list[dict], fits: list[dict], out: Path) -> Path | None:
+    if not cost:
+        return None
+    controller = next((float(r["step_ms"]) for r in cost if r["model"] == "controller"), 0.0)
+    fit_by_model = {f["model"]: f for f in fits}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    widths = [int(r["word_size"]) for r in cost if r["model"] != "controller"]
+    w_main = max(set(widths), key=widths.count) if widths else 20
+    for model in sorted({r["model"] for r in cost} - {"controller"}):
+        for ax, vary, fixed in ((axes[0], "memory_slots", ("word_size", w_main)), (axes[1], "word_size", ("memory_slots", 128))):
+            points = sorted((int(r[vary]), float(r["step_ms"])) for r in cost
+                            if r["model"] == model and int(r[fixed[0]]) == fixed[1])
+            if not points:
+                continue
+            ax.plot(*zip(*points), "o", color=COLOURS.get(model.split(" ")[0]), label=f"{model} measured")
+            fit = fit_by_model.get(model)
+            if fit:
+                xs = [p[0] for p in points]
+                n = xs if vary == "memory_slots" else [128] * len(xs)
+                w = xs if vary == "word_size" else [w_main] * len(xs)
+                predicted = [controller + float(fit["fixed_ms"]) + float(fit["ns_per_NW"]) * 1e-6 * ni * wi
+                             + (float(fit["ns_per_N2"]) * 1e-6 * ni * ni if fit.get("ns_per_N2") not in (None, "") else 0)
+                             for ni, wi in zip(n, w)]
+                ax.plot(xs, predicted, "-", color=COLOURS.get(model.split(" ")[0]), alpha=0.6,
+                        label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
+    for ax, label in ((axes[0], f"memory slots N (W={w_main})"), (axes[1], "word size W (N=128)")):
+        ax.axhline(controller, color="grey", ls=":", label="controller alone")
+        ax.set(xlabel=label, ylabel="training step, ms", xscale="log", yscale="log")
+        ax.legend(fontsize=7)
+    fig.suptitle("cost per training step (batch 32, 41 steps)")
+    path = out / "cost_per_step.png"
+    save(fig, path)
+    return path
+
+
+def sharpening_figure(out: Path, slots: int = 128, width: int = 20, seed: int = 0) -> Path:
+    """Entropy (bits) of the content weighting against the strength beta, for a key equal to a memory
+    row plus noise of several sizes: how beta turns similarity into focus."""
+    from .memory import content_weights
+
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(1, slots, width, generator=g)
+    betas = torch.logspace(-1, 3, 60)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for noise in (0.0, 0.5, 1.0, 2.0):
+        key = memory[:, :1] + noise * torch.randn(1, 1, width, generator=g)
+        entropies = []
+        for beta in betas:
+            w = content_weights(memory, key, beta.view(1, 1))[0, 0]
+            entropies.append(float(-(w * torch.log2(w.clamp_min(1e-30))).sum()))
+        ax.plot(betas, entropies, label=f"key = M(0) + {noise:g} noise")
+    ax.axhline(math.log2(slots), color="grey", ls=":", label=f"uniform (log2 N = {math.log2(slots):.0f} bits)")
+    ax.set(xscale="log", xlabel="strength beta", ylabel="entropy of w_c, bits",
+           title=f"sharpening by the key strength (N={slots}, W={width}, random memory)")
+    ax.legend(fontsize=8)
+    path = out / "sharpening.png"
+    save(fig, path)
+    return path
+
+
+def addressing_figures(run_dirs: list[Path], out: Path, length: int = 20) -> list[Path]:
+    """Read and write weightings over time of trained copy models (NTM and DNC)."""
+    from . import load_model
+
+    written = []
+    for run in run_dirs:
+        checkpoint = run / "checkpoints" / "last.ckpt"
+        model_name = run.name.split("-")[1] if "-" in run.name else run.name
+        if not checkpoint.is_file():
+            continue
+        core = load_model(checkpoint)
+        if not hasattr(core, "step"):  # the LSTM has no memory to look at
+            continue
+        g = torch.Generator().manual_seed(1)
+        bits = core.input_size - 1
+        x = torch.zeros(1, 2 * length + 1, bits + 1)
+        x[0, :length, :bits] = torch.randint(0, 2, (length, bits), generator=g).float()
+        x[0, length, bits] = 1
+        with torch.no_grad():
+            _, trace = core(x, record=True)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, key in zip(axes, ("write_weights", "read_weights")):
+            weights = trace[key][0, :, 0]  # [T, N], first head
+            used = int(weights.max(0).values.gt(0.01).nonzero().max()) + 1 if weights.max() > 0.01 else weights.shape[1]
+            ax.imshow(weights[:, : max(used, length + 2)].T.numpy(), aspect="auto", origin="lower", cmap="magma")
+            ax.set(title=key.replace("_", " "), xlabel="time step")
+        axes[0].set_ylabel("memory slot")
+        fig.suptitle(f"{model_name} on copy, length {length}: first head's weightings ({run.name})")
+        path = out / f"addressing_{model_name}.png"
+        save(fig, path)
+        written.append(path)
+    return written
+
+
+def results_table(results: list[dict], grid: str) -> str:
+    """Markdown: per task and model, medians over seeds."""
+    lines = [f"# Results: {grid}", "",
+             "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
+             "bit errors per validation set (median over seeds) | ms/step | params |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    groups = defaultdict(list)
+    for row in results:
+        groups[(row["task"], row["model"])].append(row)
+    for (task, model), rows in groups.items():
+        runs = {r["run_id"]: r for r in rows}
+        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
+        wall = [float(r["wall_time_to_convergence_s"]) for r in runs.values() if r["wall_time_to_convergence_s"] not in ("", None)]
+        sets = list(dict.fromkeys(r["val_set"] for r in rows))
+        per_set = ", ".join(
+            f"{s}: {_median([float(r['bit_errors']) for r in rows if r['val_set'] == s]):.2f}" for s in sets)
+        step = _median([float(r["step_time_ms"]) for r in runs.values() if r["step_time_ms"] not in ("", None)] or [math.nan])
+        params = int(float(next(iter(runs.values()))["num_parameters"]))
+        lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
+                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {f'{_median(wall):.0f}' if wall else '-'} | {per_set} | "
+                     f"{step:.0f} | {params:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = None) -> list[Path]:
+    """Regenerate every figure and table that the inputs allow; returns the files written."""
+    figures, tables = paper / "figures", paper / "tables"
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    written = [sharpening_figure(figures)]
+    copy_runs = []
+    for directory in result_dirs:
+        grid = directory.name
+        if (directory / "results.csv").is_file():
+            results = read_csv(directory / "results.csv")
+            if results:
+                written += generalisation_curves(results, grid, figures)
+                path = tables / f"results_{grid}.md"
+                atomic_write_text(path, results_table(results, grid))
+                written.append(path)
+        if (directory / "curves.csv").is_file():
+            written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
+        copy_runs += sorted((directory / "runs").glob("copy-ntm-seed*"))[:1] + sorted((directory / "runs").glob("copy-dnc-seed*"))[:1]
+    if copy_runs:
+        written += addressing_figures(copy_runs[:2], figures)
+    cost_dir = cost_dir or paper / "results" / "cost"
+    if (cost_dir / "cost.csv").is_file():
+        fits = read_csv(cost_dir / "cost_fit.csv") if (cost_dir / "cost_fit.csv").is_file() else []
+        path = cost_figure(read_csv(cost_dir / "cost.csv"), fits, figures)
+        if path:
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mann-zoo report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, nargs="+",
+                        help="benchmark result folders (default: every paper/results/*/ with a results.csv)")
+    parser.add_argument("--cost", type=Path, help="cost sweep folder (default: paper/results/cost)")
+    parser.add_argument("--paper", type=Path, default=ROOT / "paper", help="where figures/ and tables/ go")
+    args = parser.parse_args(argv)
+    results = args.results or sorted(p.parent for p in (args.paper / "results").glob("*/results.csv"))
+    for directory in results:
+        if not directory.is_dir():
+            parser.error(f"--results {directory} is not a folder")
+    for path in make_report(results, args.paper, args.cost):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The benchmark (grid, results table, resume, atomic writes), the cost sweep's fit, and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from mann_zoo import benchmark
+from mann_zoo.atomic import atomic_write_text
+from mann_zoo.benchmark import PRESETS, RESULT_COLUMNS, load_grid, run_grid
+from mann_zoo.cost import activation_megabytes, fit_cost_model
+from mann_zoo.report import make_report
+
+SMOKE = PRESETS / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    os.environ["WANDB_MODE"] = "offline"
+    rows = run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
+    return out, rows
+
+
+def read(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_presets_load():
+    for preset in ("default", "paper", "smoke"):
+        grid = load_grid(PRESETS / f"{preset}.yaml")
+        assert grid.runs and len({r.run_id for r in grid.runs}) == len(grid.runs)
+    paper = load_grid(PRESETS / "paper.yaml")
+    assert {r.task for r in paper.runs} == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort"}
+    assert {r.seed for r in paper.runs} == {0, 1, 2}
+    assert {r.model for r in paper.runs if r.task == "repeat_copy"} == {"ntm", "dnc", "dnc_md", "lstm"}
+
+
+def test_bad_grid_names_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: {copy: {config: configs/task/copy.yaml, models: [gru]}}\nmodels: {ntm: {config: x}}\n")
+    with pytest.raises(ValueError, match="gru"):
+        load_grid(bad)
+    bad.write_text("tasks: [1, 2\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_grid(bad)
+
+
+def test_results_table_schema(smoke_results):
+    out, rows = smoke_results
+    table = read(out / "results.csv")
+    assert list(table[0]) == RESULT_COLUMNS
+    assert {r["run_id"] for r in table} == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    for row in table:
+        assert row["val_set"] in ("len_1-3", "len_6")
+        assert math.isfinite(float(row["cost_bits"])) and 0 <= float(row["seq_accuracy"]) <= 1
+        assert int(row["steps"]) == 4 and int(row["sequences"]) == 16
+        assert float(row["step_time_ms"]) > 0 and float(row["peak_memory_mb"]) > 0 and int(row["num_parameters"]) > 0
+        assert "torch" in row["versions"] and row["hardware"]
+    curves = read(out / "curves.csv")
+    assert {c["metric"] for c in curves} >= {"val/len_1-3/cost_bits", "val/len_6/bit_errors"}
+    summary = json.loads((out / "runs/copy-ntm-seed0/result.json").read_text())["summary"]
+    assert summary["run_id"] == "copy-ntm-seed0" and summary["model"] == "ntm"
+
+
+def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
+    out, _ = smoke_results
+    launched = []
+    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
+    assert launched == []
+
+
+def test_unfinished_run_resumes_from_its_checkpoint(smoke_results):
+    out, _ = smoke_results
+    grid = load_grid(SMOKE, max_steps=6)
+    spec = grid.runs[0]
+    assert not benchmark.is_finished(out, spec, grid)  # a larger budget: not finished any more
+    cmd = benchmark.command(out, spec, grid)
+    assert cmd[-2:] == ["--ckpt_path", "last"] and "6" in cmd
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "results.csv"
+    atomic_write_text(path, "old\n")
+
+    class Boom(Exception):
+        pass
+
+    def failing(f):
+        f.write("half a new fi")
+        raise Boom
+
+    with pytest.raises(Boom):
+        benchmark.atomic_write_text.__globals__["atomic_write"](path, failing)
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
+
+
+def test_report_writes_every_figure(smoke_results, tmp_path):
+    out, _ = smoke_results
+    cost = tmp_path / "cost"
+    cost.mkdir()
+    rows = [{"model": "controller", "memory_slots": 0, "word_size": 20, "step_ms": 10}]
+    rows += [{"model": m, "memory_slots": n, "word_size": 20, "step_ms": 10 + n * (2 if m == "dnc" else 1)}
+             for m in ("ntm", "dnc") for n in (16, 32, 64)]
+    rows += [{"model": m, "memory_slots": 128, "word_size": w, "step_ms": 50 + w} for m in ("ntm", "dnc") for w in (10, 40)]
+    with (cost / "cost.csv").open("w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    paper = tmp_path / "paper"
+    written = {p.name for p in make_report([out], paper, cost)}
+    grid = out.name
+    assert {"sharpening.png", f"generalisation_{grid}_copy.png", f"learning_{grid}_copy.png", "addressing_ntm.png",
+            "cost_per_step.png", f"results_{grid}.md"} <= written
+    for name in ("sharpening.png", "cost_per_step.png", "addressing_ntm.png"):
+        assert (paper / "figures" / name).stat().st_size > 1000
+    assert any(p.name.startswith("learning_") for p in (paper / "figures").iterdir())
+    assert any(p.name.startswith("generalisation_") for p in (paper / "figures").iterdir())
+    assert "| copy | ntm |" in next((paper / "tables").glob("results_*.md")).read_text()
+
+
+def test_cost_fit_recovers_known_coefficients():
+    rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 3 + 2e-3 * n * w + 1e-4 * n * n}
+            for n in (16, 64, 256) for w in (10, 20, 40)]
+    fit = fit_cost_model(rows, "dnc", base_ms=0.0)
+    assert fit["fixed_ms"] == pytest.approx(3, abs=1e-6)
+    assert fit["ns_per_NW"] == pytest.approx(2e3, rel=1e-6) and fit["ns_per_N2"] == pytest.approx(1e2, rel=1e-6)
+    assert fit["r2"] == pytest.approx(1.0)
+
+
+def test_activation_memory_grows_with_memory_size():
+    from mann_zoo.models import build
+    from mann_zoo.speed import copy_batch
+
+    batch = copy_batch(4, 3, 8, "cpu")
+    small, large = (activation_megabytes(build("dnc", 9, 8, controller_size=8, memory_slots=n, word_size=4), batch)
+                    for n in (8, 64))
+    assert large > 4 * small > 0
