@@ -81,6 +81,17 @@ class StepProgressBar(RichProgressBar):
         return f"{'Training':{len(self.validation_description)}}"
 
 
+def cpu_name() -> str:
+    """The processor's model name where the system tells it (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 class RunSummary(L.Callback):
     """Tracks what a benchmark reports for a run and writes it, when training ends, to
     ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
@@ -154,8 +165,7 @@ class RunSummary(L.Callback):
             "versions": f"mann_zoo {__import__('mann_zoo').__version__}, torch {torch.__version__}, "
                         f"lightning {L.__version__}, python {platform.python_version()}",
             "hardware": (torch.cuda.get_device_name() if cuda else
-                         f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores, "
-                         f"{torch.get_num_threads()} torch threads").strip(),
+                         f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"),
         }
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)

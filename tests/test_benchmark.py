@@ -40,7 +40,7 @@ def test_presets_load():
     paper = load_grid(PRESETS / "paper.yaml")
     assert {r.task for r in paper.runs} == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort"}
     assert {r.seed for r in paper.runs} == {0, 1, 2}
-    assert {r.model for r in paper.runs if r.task == "repeat_copy"} == {"ntm", "dnc", "dnc_md", "lstm"}
+    assert {r.model for r in paper.runs if r.task in ("repeat_copy", "associative_recall")} == {"ntm", "dnc", "dnc_md", "lstm"}
 
 
 def test_bad_grid_names_the_problem(tmp_path):
@@ -145,3 +145,50 @@ def test_activation_memory_grows_with_memory_size():
     small, large = (activation_megabytes(build("dnc", 9, 8, controller_size=8, memory_slots=n, word_size=4), batch)
                     for n in (8, 64))
     assert large > 4 * small > 0
+
+
+def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
+    """What a W&B run's summary holds after a bench run: the same names and values as the results table."""
+    import lightning as L
+    from lightning.pytorch.loggers import Logger
+
+    from mann_zoo.callbacks import RunSummary
+    from mann_zoo.lightning_module import SequenceModel
+    from tasks import CopyTask
+
+    class Experiment:
+        def __init__(self):
+            self.summary = {}
+
+    class FakeWandb(Logger):  # the part of WandbLogger that RunSummary uses
+        name, version = "fake", 0
+
+        def __init__(self):
+            super().__init__()
+            self._experiment = Experiment()
+
+        @property
+        def experiment(self):
+            return self._experiment
+
+        def log_metrics(self, metrics, step=None):
+            pass
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    task = CopyTask(max_length=3, val_lengths=[5], batch_size=3, num_val_sequences=4)
+    model = SequenceModel("ntm", task.input_size, task.output_size, controller_size=8, memory_slots=8, word_size=4)
+    logger = FakeWandb()
+    trainer = L.Trainer(max_steps=2, val_check_interval=2, check_val_every_n_epoch=None, logger=logger,
+                        callbacks=[RunSummary(str(tmp_path), run_id="copy-ntm-seed0")], enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=task)
+    result = json.loads((tmp_path / "result.json").read_text())
+    summary = logger.experiment.summary
+    for key, value in result["summary"].items():
+        if value is not None:
+            assert summary[key] == value, key
+    for row in result["sets"]:
+        assert summary[f"final/{row['val_set']}/bit_errors"] == row["bit_errors"]
+    assert set(result["summary"]) == set(RESULT_COLUMNS[: len(benchmark.RUN_COLUMNS)])
