@@ -78,14 +78,25 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     nw = np.array([r["memory_slots"] * r["word_size"] for r in data], dtype=float)
     n2 = np.array([r["memory_slots"] ** 2 for r in data], dtype=float)
     y = np.array([r["step_ms"] for r in data]) - base_ms
-    columns = [np.ones_like(nw), nw] + ([n2] if model.startswith("dnc") else [])
-    design = np.stack(columns, axis=1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    columns = {"fixed": np.ones_like(nw), "NW": nw}
+    if model.startswith("dnc"):
+        columns["N2"] = n2
+    # Costs cannot be negative: a term whose fitted coefficient is negative is dropped and the fit redone (the W sweep is
+    # small beside the DNC's N^2 term, so N W and N^2 are not always separable).
+    while True:
+        design = np.stack(list(columns.values()), axis=1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        negative = [name for name, c in zip(columns, coef) if name != "fixed" and c < 0]
+        if not negative:
+            break
+        del columns[negative[0]]
+    coefficients = dict(zip(columns, coef))
     predicted = design @ coef
     r2 = 1 - ((y - predicted) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
-    fit = {"model": model, "controller_ms": base_ms, "fixed_ms": coef[0], "ns_per_NW": coef[1] * 1e6,
-           "ns_per_N2": coef[2] * 1e6 if len(coef) > 2 else None, "r2": float(r2), "points": len(data)}
-    return fit
+    return {"model": model, "controller_ms": base_ms, "fixed_ms": coefficients.get("fixed", 0.0),
+            "ns_per_NW": coefficients.get("NW", 0.0) * 1e6,
+            "ns_per_N2": coefficients["N2"] * 1e6 if "N2" in coefficients else None,
+            "r2": float(r2), "points": len(data)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,12 +112,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep")
     parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc', if installed")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--refit", action="store_true", help="only refit the cost model to an existing cost.csv in --out")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "paper" / "results" / "cost")
     args = parser.parse_args(argv)
     for name in ("slots", "widths"):
         if any(v < 1 for v in getattr(args, name)):
             parser.error(f"--{name} must be >= 1")
+    if args.refit:
+        rows = [{**r, "memory_slots": int(r["memory_slots"]), "word_size": int(r["word_size"]),
+                 "step_ms": float(r["step_ms"])} for r in csv.DictReader((args.out / "cost.csv").open())]
+        base_ms = next(r["step_ms"] for r in rows if r["model"] == "controller")
+        write_fits(rows, base_ms, args.out, args.device)
+        return
     torch.manual_seed(0)
     configs = sorted({(n, args.width) for n in args.slots} | {(128, w) for w in args.widths})
     rows = []
@@ -129,15 +147,20 @@ def main(argv: list[str] | None = None) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(args.out / "cost.csv", buffer.getvalue())
-    fits = [f for f in (fit_cost_model(rows, m, base["step_ms"]) for m in dict.fromkeys(r["model"] for r in rows)) if f]
-    atomic_write_text(args.out / "cost_fit.csv", _csv(fits))
-    print(f"cost per step on {platform.machine()} ({args.device}, {torch.get_num_threads()} threads); "
-          f"controller alone {base['step_ms']:.1f} ms")
+    write_fits(rows, base["step_ms"], args.out, args.device)
+    print(f"written: {args.out / 'cost.csv'}")
+
+
+def write_fits(rows: list[dict], base_ms: float, out: Path, device: str) -> None:
+    fits = [f for f in (fit_cost_model(rows, m, base_ms) for m in dict.fromkeys(r["model"] for r in rows)) if f]
+    atomic_write_text(out / "cost_fit.csv", _csv(fits))
+    print(f"cost per step on {platform.machine()} ({device}, {torch.get_num_threads()} threads); "
+          f"controller alone {base_ms:.1f} ms")
     for f in fits:
         extra = f" + {f['ns_per_N2']:.2f} ns x N^2" if f["ns_per_N2"] is not None else ""
         print(f"  {f['model']:<14} T - T_controller = {f['fixed_ms']:.1f} ms + {f['ns_per_NW']:.2f} ns x N*W{extra}"
               f"   (R^2 = {f['r2']:.3f}, {f['points']} points)")
-    print(f"written: {args.out / 'cost.csv'}, {args.out / 'cost_fit.csv'}")
+    print(f"written: {out / 'cost_fit.csv'}")
 
 
 def _csv(rows: list[dict]) -> str:

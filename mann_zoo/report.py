@@ -108,7 +108,9 @@ def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Pat
             ax.plot(xs, medians, marker="o", label=model, color=COLOURS.get(model))
             ax.fill_between(xs, lows, highs, alpha=0.2, color=COLOURS.get(model))
         ax.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
-        ax.set(ylabel="bit errors per sequence", yscale="symlog", title=f"{task}: generalisation (first set = training)")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=0)
+        ax.set(ylabel="bit errors per sequence (symlog)", title=f"{task}: generalisation (first set = training)")
         ax.legend()
         path = out / f"generalisation_{grid}_{task}.png"
         save(fig, path)
@@ -199,8 +201,7 @@ def addressing_figures(run_dirs: list[Path], out: Path, length: int = 20) -> lis
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
         for ax, key in zip(axes, ("write_weights", "read_weights")):
             weights = trace[key][0, :, 0]  # [T, N], first head
-            used = int(weights.max(0).values.gt(0.01).nonzero().max()) + 1 if weights.max() > 0.01 else weights.shape[1]
-            ax.imshow(weights[:, : max(used, length + 2)].T.numpy(), aspect="auto", origin="lower", cmap="magma")
+            ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
             ax.set(title=key.replace("_", " "), xlabel="time step")
         axes[0].set_ylabel("memory slot")
         fig.suptitle(f"{model_name} on copy, length {length}: first head's weightings ({run.name})")

@@ -192,3 +192,10 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
     for row in result["sets"]:
         assert summary[f"final/{row['val_set']}/bit_errors"] == row["bit_errors"]
     assert set(result["summary"]) == set(RESULT_COLUMNS[: len(benchmark.RUN_COLUMNS)])
+
+
+def test_cost_fit_drops_a_negative_term():
+    rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 3 + 1e-4 * n * n - 1e-6 * n * w}
+            for n in (16, 64, 256) for w in (10, 20, 40)]
+    fit = fit_cost_model(rows, "dnc", base_ms=0.0)
+    assert fit["ns_per_NW"] == 0.0 and fit["ns_per_N2"] > 0

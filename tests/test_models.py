@@ -220,6 +220,9 @@ def test_bad_arguments_name_the_field(name, kwargs, field):
 def test_mismatched_input_names_x(key):
     with pytest.raises(ValueError, match="x must have shape"):
         make(key)(torch.rand(2, 5, 7))
+    if key != "lstm":
+        with pytest.raises(ValueError, match="x must have shape"):
+            make(key)(torch.rand(2, 0, 4))
 
 
 def test_third_party_model_registers_through_entry_point(tmp_path, monkeypatch):

@@ -38,8 +38,8 @@ class MemoryCore(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: torch.Tensor, record: bool = False):
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(f"x must have shape [B, T, {self.input_size}], got {list(x.shape)}")
+        if x.dim() != 3 or x.shape[-1] != self.input_size or x.shape[1] < 1:
+            raise ValueError(f"x must have shape [B, T >= 1, {self.input_size}], got {list(x.shape)}")
         state = self.initial_state(x.shape[0], x)
         features, traces = [], []
         for t in range(x.shape[1]):  # the only Python loop: over time
