@@ -235,17 +235,82 @@ def results_table(results: list[dict], grid: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Published numbers (literature.md) and what in our results table they are set beside.
+# (task, model, quantity, published value, source, measure) with measure one of:
+#   "convergence": median sequences to convergence (runs that did not converge are listed as such);
+#   "cost:<set or first>": median cost in bits per sequence; "errors:<set>": median bit errors per sequence;
+#   "params": number of parameters.
+LITERATURE = [
+    ("copy", "ntm", "sequences to ~0 cost", "~200k (RMSProp 1e-4)", "Graves et al. 2014", "convergence"),
+    ("copy", "lstm", "cost at the end, bits/seq", "> ~2 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    ("copy", "ntm", "bit errors/seq at length 120", "one global error (length 120)", "Graves et al. 2014", "errors:len_120"),
+    ("copy", "ntm", "bit errors/seq at length 50", "degrades after ~36 at length 40", "Collier & Beel 2018", "errors:len_50"),
+    ("copy", "lstm", "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
+    ("copy", "ntm", "parameters", "67,561", "Graves et al. 2014", "params"),
+    ("copy", "lstm", "parameters", "1,352,969", "Graves et al. 2014", "params"),
+    ("repeat_copy", "ntm", "sequences to ~0 cost", "~100k", "Graves et al. 2014", "convergence"),
+    ("repeat_copy", "lstm", "sequences to ~0 cost", "~300k", "Graves et al. 2014", "convergence"),
+    ("repeat_copy", "dnc_md", "convergence vs plain DNC", "~3x faster (with de-allocation and sharpening)",
+     "Csordas & Schmidhuber 2019", "convergence"),
+    ("repeat_copy", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019", "convergence"),
+    ("associative_recall", "ntm", "sequences to ~0 cost", "~100k (LSTM controller)", "Graves et al. 2014", "convergence"),
+    ("associative_recall", "lstm", "cost at the end, bits/seq", "~1-2 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    ("associative_recall", "ntm", "bit errors/seq at 12 items", "nearly perfect", "Graves et al. 2014; Collier & Beel 2018", "errors:items_12"),
+    ("associative_recall", "dnc_md", "convergence vs plain DNC", "faster with masking", "Csordas & Schmidhuber 2019", "convergence"),
+    ("ngrams", "ntm", "converged cost, bits/seq", "~133-134 (Bayes-optimal ~131-132)", "Graves et al. 2014", "cost:first"),
+    ("ngrams", "lstm", "converged cost, bits/seq", "~137", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", "ntm", "cost, bits/seq", "~10-20 by 200-400k sequences", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", "lstm", "cost, bits/seq", "~50 at 1M sequences", "Graves et al. 2014", "cost:first"),
+]
+
+
+def literature_table(results: list[dict]) -> str:
+    """Markdown: each published number beside ours (median over seeds, with the training budget)."""
+    lines = ["# Our numbers beside the published ones", "",
+             "Medians over the runs of every benchmark grid in paper/results/; 'budget' is the sequences a run "
+             "was trained on (runs stop at convergence). Published set-ups differ (RMSProp, up to 1M sequences, "
+             "other sizes): see paper.md, section 7.", "",
+             "| task | model | quantity | published | source | ours | runs | budget (median sequences) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, model, quantity, published, source, measure in LITERATURE:
+        rows = [r for r in results if r["task"] == task and r["model"] == model]
+        runs = {r["run_id"]: r for r in rows}
+        if not runs:
+            ours = "not run yet"
+        elif measure == "convergence":
+            values = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
+            ours = f"{_median(values):,.0f}" if values else "-"
+            ours += f" ({len(values)}/{len(runs)} converged)"
+        elif measure == "params":
+            ours = f"{int(float(next(iter(runs.values()))['num_parameters'])):,}"
+        else:
+            kind, name = measure.split(":")
+            if name == "first":
+                name = rows[0]["val_set"]
+            column = "cost_bits" if kind == "cost" else "bit_errors"
+            values = [float(r[column]) for r in rows if r["val_set"] == name and r[column] not in ("", None)]
+            ours = f"{_median(values):.2f}" if values else "-"
+            reference = [float(r["reference_bits"]) for r in rows if r["val_set"] == name and r.get("reference_bits") not in ("", None)]
+            if reference:
+                ours += f" (Bayes-optimal {_median(reference):.1f})"
+        budget = [float(r["sequences"]) for r in runs.values()]
+        lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | {ours} | {len(runs)} | "
+                     f"{f'{_median(budget):,.0f}' if budget else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
 def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = None) -> list[Path]:
     """Regenerate every figure and table that the inputs allow; returns the files written."""
     figures, tables = paper / "figures", paper / "tables"
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
     written = [sharpening_figure(figures)]
-    copy_runs = []
+    copy_runs, all_results = [], []
     for directory in result_dirs:
         grid = directory.name
         if (directory / "results.csv").is_file():
             results = read_csv(directory / "results.csv")
+            all_results += results
             if results:
                 written += generalisation_curves(results, grid, figures)
                 path = tables / f"results_{grid}.md"
@@ -254,6 +319,10 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         if (directory / "curves.csv").is_file():
             written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
         copy_runs += sorted((directory / "runs").glob("copy-ntm-seed*"))[:1] + sorted((directory / "runs").glob("copy-dnc-seed*"))[:1]
+    if all_results:
+        path = tables / "literature.md"
+        atomic_write_text(path, literature_table(all_results))
+        written.append(path)
     if copy_runs:
         written += addressing_figures(copy_runs[:2], figures)
     cost_dir = cost_dir or paper / "results" / "cost"

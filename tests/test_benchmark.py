@@ -120,7 +120,7 @@ def test_report_writes_every_figure(smoke_results, tmp_path):
     written = {p.name for p in make_report([out], paper, cost)}
     grid = out.name
     assert {"sharpening.png", f"generalisation_{grid}_copy.png", f"learning_{grid}_copy.png", "addressing_ntm.png",
-            "cost_per_step.png", f"results_{grid}.md"} <= written
+            "cost_per_step.png", f"results_{grid}.md", "literature.md"} <= written
     for name in ("sharpening.png", "cost_per_step.png", "addressing_ntm.png"):
         assert (paper / "figures" / name).stat().st_size > 1000
     assert any(p.name.startswith("learning_") for p in (paper / "figures").iterdir())
