@@ -196,10 +196,9 @@ def comparison_table(rows: list[dict]):
     for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",
                  "longest-set bit err.", "ms/step", "params"):
         table.add_column(name, justify="right" if name not in ("task", "model") else "left")
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["model"]), []).append(row)
-    for (task, model), group in groups.items():
+    from .report import group_by
+
+    for (task, model), group in group_by(rows, "task", "model").items():
         runs = {r["run_id"]: r for r in group}
         sets = list(dict.fromkeys(r["val_set"] for r in group))
         first, longest = sets[0], max(sets, key=lambda s: max(int(r["val_steps"]) for r in group if r["val_set"] == s))

@@ -50,6 +50,14 @@ def _median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
+def group_by(rows: list[dict], *keys: str) -> dict:
+    """Rows grouped by the values of ``keys`` (one key: the value; several: a tuple), in first-seen order."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)].append(row)
+    return groups
+
+
 def save(fig, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"), binary=True)
     plt.close(fig)
@@ -58,10 +66,7 @@ def save(fig, path: Path) -> None:
 def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
     """Bits per sequence on the first validation set against sequences seen, per task."""
     written = []
-    by_task = defaultdict(list)
-    for row in curves:
-        by_task[row["task"]].append(row)
-    for task, rows in by_task.items():
+    for task, rows in group_by(curves, "task").items():
         first = next((r["metric"] for r in rows if r["metric"].startswith("val/") and r["metric"].endswith("/cost_bits")), None)
         if first is None:
             continue
@@ -90,10 +95,7 @@ def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
 def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Path]:
     """Bit errors per sequence on each validation set (training distribution first), per task."""
     written = []
-    by_task = defaultdict(list)
-    for row in results:
-        by_task[row["task"]].append(row)
-    for task, rows in by_task.items():
+    for task, rows in group_by(results, "task").items():
         sets = list(dict.fromkeys(r["val_set"] for r in rows))
         fig, ax = plt.subplots(figsize=(6, 4))
         for model in sorted({r["model"] for r in rows}):
@@ -217,10 +219,7 @@ def results_table(results: list[dict], grid: str) -> str:
              "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
              "bit errors per validation set (median over seeds) | ms/step | params |",
              "|---|---|---|---|---|---|---|---|---|"]
-    groups = defaultdict(list)
-    for row in results:
-        groups[(row["task"], row["model"])].append(row)
-    for (task, model), rows in groups.items():
+    for (task, model), rows in group_by(results, "task", "model").items():
         runs = {r["run_id"]: r for r in rows}
         conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
         wall = [float(r["wall_time_to_convergence_s"]) for r in runs.values() if r["wall_time_to_convergence_s"] not in ("", None)]
