@@ -147,6 +147,8 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[list[dict], list[dict
         if not result.is_file():
             continue
         data = json.loads(result.read_text())
+        # The grid's model name (e.g. dnc_md), not the core's (dnc): variants of a core stay apart.
+        data["summary"]["model"] = spec.model
         for row in data["sets"]:
             rows.append({**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}})
         metrics = directory / "metrics.csv"
