@@ -92,6 +92,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def has_converged(trainer: L.Trainer, threshold: float) -> bool:
+    """Whether the last validation had fewer than ``threshold`` bit errors per sequence on the first
+    validation set (the training distribution): the convergence criterion of Collier & Beel 2018."""
+    errors = trainer.callback_metrics.get(f"val/{trainer.datamodule.val_names[0]}/bit_errors")
+    return errors is not None and float(errors) < threshold
+
+
 class RunSummary(L.Callback):
     """Tracks what a benchmark reports for a run and writes it, when training ends, to
     ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
@@ -131,9 +138,7 @@ class RunSummary(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.converged_at is not None:
             return
-        first = trainer.datamodule.val_names[0]
-        errors = trainer.callback_metrics.get(f"val/{first}/bit_errors")
-        if errors is not None and float(errors) < self.threshold:
+        if has_converged(trainer, self.threshold):
             self.converged_at = {"step": trainer.global_step, "sequences": self._sequences(trainer),
                                  "wall_time_s": self.train_seconds}
 
@@ -189,6 +194,5 @@ class StopAtConvergence(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        errors = trainer.callback_metrics.get(f"val/{trainer.datamodule.val_names[0]}/bit_errors")
-        if errors is not None and float(errors) < self.threshold:
+        if has_converged(trainer, self.threshold):
             trainer.should_stop = True

@@ -43,6 +43,11 @@ def sequence_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     return {"cost_bits": cost_bits, "bit_errors": errors, "seq_accuracy": (errors == 0).to(logits.dtype)}
 
 
+def metric_set() -> torch.nn.ModuleDict:
+    """One running mean per reported metric (torchmetrics: synchronised across processes)."""
+    return torch.nn.ModuleDict({m: MeanMetric() for m in METRICS})
+
+
 class SequenceModel(L.LightningModule):
     """Trains the core ``name`` on a sequence task.
 
@@ -91,7 +96,7 @@ class SequenceModel(L.LightningModule):
         self.core_hparams.update(extra or {})
         self.core = build(name, input_size, output_size, **self.core_hparams)
         self.lr = lr
-        self.train_metrics = torch.nn.ModuleDict({m: MeanMetric() for m in METRICS})
+        self.train_metrics = metric_set()
         self.val_metrics = torch.nn.ModuleDict()  # per validation set, created in setup()
         self._step_start = 0.0
 
@@ -111,7 +116,7 @@ class SequenceModel(L.LightningModule):
         names = getattr(self.trainer.datamodule, "val_names", None) if self._trainer is not None else None
         for name in names or []:
             if name not in self.val_metrics:
-                self.val_metrics[name] = torch.nn.ModuleDict({m: MeanMetric() for m in METRICS})
+                self.val_metrics[name] = metric_set()
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
@@ -150,7 +155,7 @@ class SequenceModel(L.LightningModule):
         scores = sequence_scores(self(inputs), targets, mask)
         name = self._val_name(dataloader_idx)
         if name not in self.val_metrics:
-            self.val_metrics[name] = torch.nn.ModuleDict({m: MeanMetric() for m in METRICS}).to(self.device)
+            self.val_metrics[name] = metric_set().to(self.device)
         for metric_name, metric in self.val_metrics[name].items():
             metric.update(scores[metric_name])
             self.log(f"val/{name}/{metric_name}", metric, on_step=False, on_epoch=True,
