@@ -13,7 +13,8 @@ Everything lands in ``--out`` (default ``paper/results/<preset>``):
 
 Rerunning the same command skips finished runs and resumes unfinished ones from their last
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
-atomically.
+atomically. ``runs/`` is not committed: in a fresh clone the committed ``results.csv`` and
+``curves.csv`` stand for the runs whose folders are gone, so a rerun keeps their rows and skips them.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
                 args = ["--config", str(ROOT / task_spec["config"]), "--config", str(ROOT / model_spec["config"]),
                         *_strings(spec.get("args")), *_strings(task_spec.get("args")), *_strings(model_spec.get("args")),
                         *_strings((task_spec.get("model_args") or {}).get(model))]
-                steps = max_steps or int(task_spec.get("max_steps", default_steps))
+                steps = max_steps or int((task_spec.get("model_max_steps") or {}).get(
+                    model, task_spec.get("max_steps", default_steps)))
                 runs.append(RunSpec(task, model, int(seed), args, steps))
     return Grid(name=spec.get("name", path.stem), runs=runs,
                 val_check_interval=int(spec.get("val_check_interval", 250)),
@@ -111,12 +113,45 @@ def run_dir(out: Path, spec: RunSpec) -> Path:
     return out / "runs" / spec.run_id
 
 
-def is_finished(out: Path, spec: RunSpec, grid: Grid) -> bool:
-    """A run is finished when its result exists and it used its budget or converged (and stops there)."""
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def recorded_results(out: Path) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """The rows of the results and curves tables already in ``out``, by run id.
+
+    They stand for runs whose folder is gone (``runs/`` is not committed): a rerun in a fresh clone keeps
+    them instead of writing an empty table.
+    """
+    results: dict[str, list[dict]] = {}
+    curves: dict[str, list[dict]] = {}
+    for row in _read_csv(out / "results.csv"):
+        results.setdefault(row["run_id"], []).append(row)
+    for row in _read_csv(out / "curves.csv"):
+        curves.setdefault(row["run_id"], []).append(row)
+    return results, curves
+
+
+def run_summary(out: Path, spec: RunSpec, recorded: dict[str, list[dict]] | None = None) -> dict | None:
+    """Steps and convergence of a run: from its ``result.json``, else from the recorded results table."""
     result = run_dir(out, spec) / "result.json"
-    if not result.is_file():
+    if result.is_file():
+        summary = json.loads(result.read_text())["summary"]
+        return {"steps": int(summary["steps"]), "converged": bool(summary["converged"])}
+    rows = (recorded if recorded is not None else recorded_results(out)[0]).get(spec.run_id)
+    if not rows:
+        return None
+    return {"steps": int(rows[0]["steps"]), "converged": rows[0]["converged"] == "True"}
+
+
+def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: dict[str, list[dict]] | None = None) -> bool:
+    """A run is finished when its result exists and it used its budget or converged (and stops there)."""
+    summary = run_summary(out, spec, recorded)
+    if summary is None:
         return False
-    summary = json.loads(result.read_text())["summary"]
     return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
 
 
@@ -139,12 +174,18 @@ def command(out: Path, spec: RunSpec, grid: Grid) -> list[str]:
 
 
 def read_results(out: Path, specs: list[RunSpec]) -> tuple[list[dict], list[dict]]:
-    """The results rows and learning-curve rows of every run of ``specs`` that has a result."""
+    """The results rows and learning-curve rows of every run of ``specs`` that has a result.
+
+    A run's ``result.json`` wins; a run without one keeps its rows of the tables already in ``out``.
+    """
+    recorded_rows, recorded_curves = recorded_results(out)
     rows, curves = [], []
     for spec in specs:
         directory = run_dir(out, spec)
         result = directory / "result.json"
         if not result.is_file():
+            rows += recorded_rows.get(spec.run_id, [])
+            curves += recorded_curves.get(spec.run_id, [])
             continue
         data = json.loads(result.read_text())
         # The grid's model name (e.g. dnc_md), not the core's (dnc): variants of a core stay apart.
@@ -184,10 +225,11 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def write_tables(out: Path, specs: list[RunSpec]) -> list[dict]:
+    """Write ``results.csv`` and ``curves.csv`` for ``specs``; returns the results rows as written."""
     rows, curves = read_results(out, specs)
     write_csv(out / "results.csv", rows, RESULT_COLUMNS)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
-    return rows
+    return _read_csv(out / "results.csv")
 
 
 def comparison_table(rows: list[dict]):
@@ -204,9 +246,9 @@ def comparison_table(rows: list[dict]):
         runs = {r["run_id"]: r for r in group}
         sets = list(dict.fromkeys(r["val_set"] for r in group))
         first, longest = sets[0], max(sets, key=lambda s: max(int(r["val_steps"]) for r in group if r["val_set"] == s))
-        med = lambda values: _median([v for v in values if v is not None])  # noqa: E731
+        med = lambda values: _median([v for v in values if v not in (None, "")])  # noqa: E731
         table.add_row(
-            task, model, str(len(runs)), f"{sum(bool(r['converged']) for r in runs.values())}/{len(runs)}",
+            task, model, str(len(runs)), f"{sum(str(r['converged']) == 'True' for r in runs.values())}/{len(runs)}",
             _fmt(med(r["sequences_to_convergence"] for r in runs.values()), "{:,.0f}"),
             _fmt(med(r["bit_errors"] for r in group if r["val_set"] == first), "{:.2f}"),
             f"{_fmt(med(r['bit_errors'] for r in group if r['val_set'] == longest), '{:.2f}')} ({longest})",
@@ -228,14 +270,26 @@ def _fmt(value, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | None = None) -> list[dict]:
+def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
+    """The runs whose id contains one of ``only``, in the order of ``only`` (all runs when None)."""
+    if only is None:
+        return list(runs)
+    patterns = [only] if isinstance(only, str) else list(only)
+    chosen = {}
+    for pattern in patterns:
+        chosen.update({s.run_id: s for s in runs if pattern in s.run_id and s.run_id not in chosen})
+    return list(chosen.values())
+
+
+def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None) -> list[dict]:
     """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
-    specs = [s for s in grid.runs if only is None or only in s.run_id]
-    todo = [s for s in specs if not is_finished(out, s, grid)]
+    specs = select(grid.runs, only)
+    recorded = recorded_results(out)[0]
+    todo = [s for s in specs if not is_finished(out, s, grid, recorded)]
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -268,8 +322,8 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | None = 
                                            f"see {run_dir(out, spec) / 'stdout.log'}")
                 else:
                     progress.console.print(f"done {run_id} in {time.time() - start:.0f} s")
-                write_tables(out, specs)
-    rows = write_tables(out, specs)
+                write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
+    rows = write_tables(out, grid.runs)
     if rows:
         console.print(comparison_table(rows))
     if failed:
@@ -293,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    parser.add_argument("--only", help="run only the runs whose id contains this text")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="run only the runs whose id contains one of these texts, in this order")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate paper/ figures and tables")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:

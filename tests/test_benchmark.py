@@ -78,6 +78,44 @@ def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     assert launched == []
 
 
+def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkeypatch):
+    """runs/ is not committed: the committed tables stand for the runs and a rerun neither redoes nor drops them."""
+    out, _ = smoke_results
+    clone = tmp_path / "smoke"
+    clone.mkdir()
+    for name in ("results.csv", "curves.csv"):
+        (clone / name).write_text((out / name).read_text())
+    launched = []
+    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1)
+    assert launched == []
+    assert read(clone / "results.csv") == read(out / "results.csv") == rows
+    assert read(clone / "curves.csv") == read(out / "curves.csv")
+    grid = load_grid(SMOKE, max_steps=6)  # a larger budget: the recorded runs are unfinished again
+    assert not any(benchmark.is_finished(clone, spec, grid) for spec in grid.runs)
+
+
+def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):
+    out, _ = smoke_results
+    grid = load_grid(SMOKE)
+    assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
+    assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
+    launched = []
+    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
+    assert launched == []
+    assert {r["run_id"] for r in read(out / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
+
+
+def test_a_task_can_give_one_model_its_own_budget(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("max_steps: 10\ntasks:\n  copy:\n    config: configs/task/copy.yaml\n    max_steps: 20\n"
+                    "    model_max_steps: {lstm: 5}\nmodels:\n  ntm: {config: configs/model/ntm.yaml}\n"
+                    "  lstm: {config: configs/model/lstm.yaml}\n")
+    assert {s.model: s.max_steps for s in load_grid(spec).runs} == {"ntm": 20, "lstm": 5}
+    assert {s.model: s.max_steps for s in load_grid(spec, max_steps=7).runs} == {"ntm": 7, "lstm": 7}
+
+
 def test_unfinished_run_resumes_from_its_checkpoint(smoke_results):
     out, _ = smoke_results
     grid = load_grid(SMOKE, max_steps=6)
