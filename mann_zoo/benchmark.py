@@ -14,7 +14,9 @@ Everything lands in ``--out`` (default ``paper/results/<preset>``):
 Rerunning the same command skips finished runs and resumes unfinished ones from their last
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
 atomically. ``runs/`` is not committed: in a fresh clone the committed ``results.csv`` and
-``curves.csv`` stand for the runs whose folders are gone, so a rerun keeps their rows and skips them.
+``curves.csv`` stand for the runs whose folders are gone. Their rows stay in the tables until the run is
+trained again and replaces them; with ``--skip-recorded`` they count as finished, which continues a grid
+begun in another clone instead of training it again.
 """
 
 from __future__ import annotations
@@ -136,19 +138,22 @@ def recorded_results(out: Path) -> tuple[dict[str, list[dict]], dict[str, list[d
 
 
 def run_summary(out: Path, spec: RunSpec, recorded: dict[str, list[dict]] | None = None) -> dict | None:
-    """Steps and convergence of a run: from its ``result.json``, else from the recorded results table."""
+    """Steps and convergence of a run: from its ``result.json``, else from ``recorded`` rows (if given)."""
     result = run_dir(out, spec) / "result.json"
     if result.is_file():
         summary = json.loads(result.read_text())["summary"]
         return {"steps": int(summary["steps"]), "converged": bool(summary["converged"])}
-    rows = (recorded if recorded is not None else recorded_results(out)[0]).get(spec.run_id)
+    rows = (recorded or {}).get(spec.run_id)
     if not rows:
         return None
     return {"steps": int(rows[0]["steps"]), "converged": rows[0]["converged"] == "True"}
 
 
 def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: dict[str, list[dict]] | None = None) -> bool:
-    """A run is finished when its result exists and it used its budget or converged (and stops there)."""
+    """A run is finished when its result exists and it used its budget or converged (and stops there).
+
+    ``recorded`` (the rows of :func:`recorded_results`) stands in for the runs without a ``result.json``.
+    """
     summary = run_summary(out, spec, recorded)
     if summary is None:
         return False
@@ -281,14 +286,18 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
     return list(chosen.values())
 
 
-def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None) -> list[dict]:
-    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables."""
+def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
+             skip_recorded: bool = False) -> list[dict]:
+    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables.
+
+    With ``skip_recorded``, a run recorded in ``out``'s results table counts as finished by that record.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
     specs = select(grid.runs, only)
-    recorded = recorded_results(out)[0]
+    recorded = recorded_results(out)[0] if skip_recorded else None
     todo = [s for s in specs if not is_finished(out, s, grid, recorded)]
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
@@ -349,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the runs whose id contains one of these texts, in this order")
+    parser.add_argument("--skip-recorded", action="store_true",
+                        help="count the runs recorded in the results table as finished even without their run "
+                             "folder (to continue a grid begun in another clone instead of training it again)")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate paper/ figures and tables")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
@@ -362,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     out = args.out or ROOT / "paper" / "results" / grid.name
-    rows = run_grid(grid, out, args.jobs, args.threads, args.only)
+    rows = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded)
     if rows and not args.no_report:
         from .report import make_report
 

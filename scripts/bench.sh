@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export WANDB_MODE=${WANDB_MODE:-offline}
-exec "${VENV:-.venv}/bin/mann-zoo" speed "$@"
+exec "${VENV:-.venv}/bin/mann-zoo" bench "$@"

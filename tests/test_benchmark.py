@@ -85,14 +85,29 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     clone.mkdir()
     for name in ("results.csv", "curves.csv"):
         (clone / name).write_text((out / name).read_text())
+
+    class Crashed:  # a run that dies before it writes a result
+        returncode = 1
+
+        def __init__(self, cmd, **kwargs):
+            launched.append(cmd)
+
+        def poll(self):
+            return 1
+
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
-    rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1)
+    monkeypatch.setattr(benchmark.subprocess, "Popen", Crashed)
+    rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1, skip_recorded=True)
     assert launched == []
     assert read(clone / "results.csv") == read(out / "results.csv") == rows
     assert read(clone / "curves.csv") == read(out / "curves.csv")
+    recorded = benchmark.recorded_results(clone)[0]
     grid = load_grid(SMOKE, max_steps=6)  # a larger budget: the recorded runs are unfinished again
-    assert not any(benchmark.is_finished(clone, spec, grid) for spec in grid.runs)
+    assert not any(benchmark.is_finished(clone, spec, grid, recorded) for spec in grid.runs)
+    # Without --skip-recorded the runs are trained again; until a new result lands the old rows stay.
+    rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1)
+    assert len(launched) == 2
+    assert read(clone / "results.csv") == read(out / "results.csv") == rows
 
 
 def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):
