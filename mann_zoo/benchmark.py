@@ -9,7 +9,9 @@ Everything lands in ``--out`` (default ``paper/results/<preset>``):
 
 - ``runs/<task>-<model>-seed<seed>/``: the run's checkpoints, CSV metrics, W&B offline run, log;
 - ``results.csv``: the tidy results table, one row per run and validation set (see ``RESULT_COLUMNS``);
-- ``curves.csv``: the learning curves of every run (step, sequences, metric, value).
+- ``curves.csv``: the learning curves of every run (step, sequences, metric, value);
+- ``models/copy-<model>-seed<seed>.ckpt``: the trained NTM and DNC on copy (weights only), for the
+  report's addressing figures.
 
 Rerunning the same command skips finished runs and resumes unfinished ones from their last
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
@@ -221,6 +223,27 @@ def _curves(metrics: Path, summary: dict) -> list[dict]:
     return rows
 
 
+def keep_model(out: Path, spec: RunSpec) -> Path | None:
+    """Keep the weights of a finished copy run that the report's addressing figures use.
+
+    ``runs/`` is not committed; ``models/<run_id>.ckpt`` (hyperparameters and weights only, written
+    atomically, read by ``mann_zoo.load_model``) is, so a fresh clone can redraw the figures.
+    """
+    import torch
+
+    from .atomic import atomic_write
+    from .report import ADDRESSING_MODELS
+
+    checkpoint = run_dir(out, spec) / "checkpoints" / "last.ckpt"
+    if spec.task != "copy" or spec.model not in ADDRESSING_MODELS or not checkpoint.is_file():
+        return None
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    slim = {"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}
+    path = out / "models" / f"{spec.run_id}.ckpt"
+    atomic_write(path, lambda f: torch.save(slim, f), binary=True)
+    return path
+
+
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
@@ -331,6 +354,7 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
                                            f"see {run_dir(out, spec) / 'stdout.log'}")
                 else:
                     progress.console.print(f"done {run_id} in {time.time() - start:.0f} s")
+                    keep_model(out, spec)
                 write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
     rows = write_tables(out, grid.runs)
     if rows:

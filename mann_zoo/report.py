@@ -33,6 +33,7 @@ from .atomic import atomic_write, atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
+ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -180,16 +181,33 @@ def sharpening_figure(out: Path, slots: int = 128, width: int = 20, seed: int = 
     return path
 
 
-def addressing_figures(run_dirs: list[Path], out: Path, length: int = 20) -> list[Path]:
+def addressing_checkpoints(result_dir: Path) -> list[Path]:
+    """A trained copy model of each of ``ADDRESSING_MODELS`` in a benchmark folder, lowest seed first.
+
+    The run's own checkpoint if ``runs/`` is there, else the weights that ``mann-zoo bench`` keeps in
+    ``models/`` (committed, so that a fresh clone can redraw the figures).
+    """
+    found = []
+    for model in ADDRESSING_MODELS:
+        candidates = sorted(result_dir.glob(f"runs/copy-{model}-seed*/checkpoints/last.ckpt"))
+        candidates += sorted(result_dir.glob(f"models/copy-{model}-seed*.ckpt"))
+        found += candidates[:1]
+    return found
+
+
+def checkpoint_run_id(checkpoint: Path) -> str:
+    """``copy-ntm-seed0`` for ``.../copy-ntm-seed0/checkpoints/last.ckpt`` and ``.../copy-ntm-seed0.ckpt``."""
+    return checkpoint.parents[1].name if checkpoint.name == "last.ckpt" else checkpoint.stem
+
+
+def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> list[Path]:
     """Read and write weightings over time of trained copy models (NTM and DNC)."""
     from . import load_model
 
     written = []
-    for run in run_dirs:
-        checkpoint = run / "checkpoints" / "last.ckpt"
-        model_name = run.name.split("-")[1] if "-" in run.name else run.name
-        if not checkpoint.is_file():
-            continue
+    for checkpoint in checkpoints:
+        run_id = checkpoint_run_id(checkpoint)
+        model_name = run_id.split("-")[1] if "-" in run_id else run_id
         core = load_model(checkpoint)
         if not hasattr(core, "step"):  # the LSTM has no memory to look at
             continue
@@ -206,7 +224,7 @@ def addressing_figures(run_dirs: list[Path], out: Path, length: int = 20) -> lis
             ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
             ax.set(title=key.replace("_", " "), xlabel="time step")
         axes[0].set_ylabel("memory slot")
-        fig.suptitle(f"{model_name} on copy, length {length}: first head's weightings ({run.name})")
+        fig.suptitle(f"{model_name} on copy, length {length}: first head's weightings ({run_id})")
         path = out / f"addressing_{model_name}.png"
         save(fig, path)
         written.append(path)
@@ -317,13 +335,16 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
                 written.append(path)
         if (directory / "curves.csv").is_file():
             written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
-        copy_runs += sorted((directory / "runs").glob("copy-ntm-seed*"))[:1] + sorted((directory / "runs").glob("copy-dnc-seed*"))[:1]
+        copy_runs += addressing_checkpoints(directory)
     if all_results:
         path = tables / "literature.md"
         atomic_write_text(path, literature_table(all_results))
         written.append(path)
-    if copy_runs:
-        written += addressing_figures(copy_runs[:2], figures)
+    if copy_runs:  # the first grid's NTM and DNC
+        first = {}
+        for checkpoint in copy_runs:
+            first.setdefault(checkpoint_run_id(checkpoint).split("-")[1], checkpoint)
+        written += addressing_figures(list(first.values()), figures)
     cost_dir = cost_dir or paper / "results" / "cost"
     if (cost_dir / "cost.csv").is_file():
         fits = read_csv(cost_dir / "cost_fit.csv") if (cost_dir / "cost_fit.csv").is_file() else []

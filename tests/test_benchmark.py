@@ -181,6 +181,22 @@ def test_report_writes_every_figure(smoke_results, tmp_path):
     assert "| copy | ntm |" in next((paper / "tables").glob("results_*.md")).read_text()
 
 
+def test_report_redraws_addressing_from_the_kept_weights_in_a_fresh_clone(smoke_results, tmp_path):
+    from mann_zoo import load_model
+
+    out, _ = smoke_results
+    kept = sorted(p.name for p in (out / "models").iterdir())
+    assert kept == ["copy-ntm-seed0.ckpt"]  # the NTM and DNC on copy only: no LSTM weights
+    core = load_model(out / "models" / kept[0])
+    assert hasattr(core, "step")
+    clone = tmp_path / "smoke"
+    (clone / "models").mkdir(parents=True)
+    for name in ("results.csv", "curves.csv", "models/copy-ntm-seed0.ckpt"):
+        (clone / name).write_bytes((out / name).read_bytes())
+    written = {p.name for p in make_report([clone], tmp_path / "paper")}
+    assert "addressing_ntm.png" in written and "results_smoke.md" in written
+
+
 def test_cost_fit_recovers_known_coefficients():
     rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 3 + 2e-3 * n * w + 1e-4 * n * n}
             for n in (16, 64, 256) for w in (10, 20, 40)]
