@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -231,9 +232,28 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
     return written
 
 
+def summary_lines(results: list[dict]) -> list[str]:
+    """Markdown lines: per task and model, convergence and the training-set and longest-set errors."""
+    lines = ["| task | model | runs | converged | sequences trained (median) | sequences to convergence (median) | "
+             "bit errors/seq, training set | bit errors/seq, longest set | ms/step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (task, model), rows in group_by(results, "task", "model").items():
+        runs = {r["run_id"]: r for r in rows}
+        sets = list(dict.fromkeys(r["val_set"] for r in rows))
+        longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
+        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
+        errors = {s: _median([float(r["bit_errors"]) for r in rows if r["val_set"] == s]) for s in (sets[0], longest)}
+        lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
+                     f"{_median([float(r['sequences']) for r in runs.values()]):,.0f} | "
+                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {errors[sets[0]]:.2f} ({sets[0]}) | "
+                     f"{errors[longest]:.2f} ({longest}) | "
+                     f"{_median([float(r['step_time_ms']) for r in runs.values()]):.0f} |")
+    return lines
+
+
 def results_table(results: list[dict], grid: str) -> str:
-    """Markdown: per task and model, medians over seeds."""
-    lines = [f"# Results: {grid}", "",
+    """Markdown: per task and model, medians over seeds (a summary, then every validation set)."""
+    lines = [f"# Results: {grid}", "", *summary_lines(results), "",
              "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
              "bit errors per validation set (median over seeds) | ms/step | params |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -273,6 +293,8 @@ LITERATURE = [
     ("associative_recall", "ntm", "sequences to ~0 cost", "~100k (LSTM controller)", "Graves et al. 2014", "convergence"),
     ("associative_recall", "lstm", "cost at the end, bits/seq", "~1-2 at 1M sequences", "Graves et al. 2014", "cost:first"),
     ("associative_recall", "ntm", "bit errors/seq at 12 items", "nearly perfect", "Graves et al. 2014; Collier & Beel 2018", "errors:items_12"),
+    ("associative_recall", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019",
+     "convergence"),
     ("associative_recall", "dnc_md", "convergence vs plain DNC", "faster with masking", "Csordas & Schmidhuber 2019", "convergence"),
     ("ngrams", "ntm", "converged cost, bits/seq", "~133-134 (Bayes-optimal ~131-132)", "Graves et al. 2014", "cost:first"),
     ("ngrams", "lstm", "converged cost, bits/seq", "~137", "Graves et al. 2014", "cost:first"),
@@ -316,6 +338,31 @@ def literature_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLE_MARKER = re.compile(r"(<!-- table: (?P<name>[\w.-]+) -->\n).*?(<!-- /table -->)", re.S)
+
+
+def embed_tables(document: Path, tables: Path) -> bool:
+    """Put the current tables into ``document`` between ``<!-- table: NAME -->`` and ``<!-- /table -->``.
+
+    The write-up quotes the generated tables instead of numbers typed by hand. Returns whether it changed.
+    """
+    text = document.read_text()
+
+    def body(match: re.Match) -> str:
+        path = tables / match["name"]
+        if not path.is_file():
+            return match[0]
+        lines = path.read_text().splitlines()
+        if lines and lines[0].startswith("# "):  # the table file's own title
+            lines = lines[1:]
+        return match[1] + "\n".join(lines).strip() + "\n" + match[3]
+
+    new = TABLE_MARKER.sub(body, text)
+    if new != text:
+        atomic_write_text(document, new)
+    return new != text
+
+
 def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = None) -> list[Path]:
     """Regenerate every figure and table that the inputs allow; returns the files written."""
     figures, tables = paper / "figures", paper / "tables"
@@ -327,7 +374,8 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         grid = directory.name
         if (directory / "results.csv").is_file():
             results = read_csv(directory / "results.csv")
-            all_results += results
+            # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
+            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results]
             if results:
                 written += generalisation_curves(results, grid, figures)
                 path = tables / f"results_{grid}.md"
@@ -351,6 +399,8 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         path = cost_figure(read_csv(cost_dir / "cost.csv"), fits, figures)
         if path:
             written.append(path)
+    if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
+        written.append(paper / "paper.md")
     return written
 
 

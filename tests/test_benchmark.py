@@ -197,6 +197,21 @@ def test_report_redraws_addressing_from_the_kept_weights_in_a_fresh_clone(smoke_
     assert "addressing_ntm.png" in written and "results_smoke.md" in written
 
 
+def test_report_embeds_the_tables_into_the_write_up(tmp_path):
+    from mann_zoo.report import embed_tables
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "results_x.md").write_text("# Results: x\n\n| a |\n|---|\n| 2 |\n")
+    document = tmp_path / "paper.md"
+    document.write_text("intro\n<!-- table: results_x.md -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\n"
+                        "<!-- table: missing.md -->\nkept\n<!-- /table -->\nend\n")
+    assert embed_tables(document, tables)
+    assert document.read_text() == ("intro\n<!-- table: results_x.md -->\n| a |\n|---|\n| 2 |\n<!-- /table -->\n"
+                                    "<!-- table: missing.md -->\nkept\n<!-- /table -->\nend\n")
+    assert not embed_tables(document, tables)  # unchanged the second time
+
+
 def test_cost_fit_recovers_known_coefficients():
     rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 3 + 2e-3 * n * w + 1e-4 * n * n}
             for n in (16, 64, 256) for w in (10, 20, 40)]
