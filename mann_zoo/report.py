@@ -235,17 +235,20 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
 def summary_lines(results: list[dict]) -> list[str]:
     """Markdown lines: per task and model, convergence and the training-set and longest-set errors."""
     lines = ["| task | model | runs | converged | sequences trained (median) | sequences to convergence (median) | "
-             "bit errors/seq, training set | bit errors/seq, longest set | ms/step |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "cost, bits/seq, training set | bit errors/seq, training set | bit errors/seq, longest set | ms/step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (task, model), rows in group_by(results, "task", "model").items():
         runs = {r["run_id"]: r for r in rows}
         sets = list(dict.fromkeys(r["val_set"] for r in rows))
         longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
         conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
         errors = {s: _median([float(r["bit_errors"]) for r in rows if r["val_set"] == s]) for s in (sets[0], longest)}
+        cost = _median([float(r["cost_bits"]) for r in rows if r["val_set"] == sets[0]])
+        optimal = [float(r["reference_bits"]) for r in rows if r["val_set"] == sets[0] and r.get("reference_bits") not in ("", None)]
+        reference = f" (Bayes-optimal {_median(optimal):.1f})" if optimal else ""
         lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
                      f"{_median([float(r['sequences']) for r in runs.values()]):,.0f} | "
-                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {errors[sets[0]]:.2f} ({sets[0]}) | "
+                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {cost:.1f}{reference} | {errors[sets[0]]:.2f} ({sets[0]}) | "
                      f"{errors[longest]:.2f} ({longest}) | "
                      f"{_median([float(r['step_time_ms']) for r in runs.values()]):.0f} |")
     return lines
