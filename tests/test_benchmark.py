@@ -155,6 +155,9 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         benchmark.atomic_write_text.__globals__["atomic_write"](path, failing)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the mode of any new file, not mkstemp's 0o600
 
 
 def test_report_writes_every_figure(smoke_results, tmp_path):
