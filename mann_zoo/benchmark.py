@@ -117,7 +117,8 @@ def run_dir(out: Path, spec: RunSpec) -> Path:
     return out / "runs" / spec.run_id
 
 
-def _read_csv(path: Path) -> list[dict]:
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a CSV file as dicts of strings; none if the file does not exist."""
     if not path.is_file():
         return []
     with path.open(newline="") as f:
@@ -132,9 +133,9 @@ def recorded_results(out: Path) -> tuple[dict[str, list[dict]], dict[str, list[d
     """
     results: dict[str, list[dict]] = {}
     curves: dict[str, list[dict]] = {}
-    for row in _read_csv(out / "results.csv"):
+    for row in read_csv(out / "results.csv"):
         results.setdefault(row["run_id"], []).append(row)
-    for row in _read_csv(out / "curves.csv"):
+    for row in read_csv(out / "curves.csv"):
         curves.setdefault(row["run_id"], []).append(row)
     return results, curves
 
@@ -257,41 +258,27 @@ def write_tables(out: Path, specs: list[RunSpec]) -> list[dict]:
     rows, curves = read_results(out, specs)
     write_csv(out / "results.csv", rows, RESULT_COLUMNS)
     write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
-    return _read_csv(out / "results.csv")
+    return read_csv(out / "results.csv")
 
 
 def comparison_table(rows: list[dict]):
-    """A rich table: per task and model, medians over seeds."""
+    """A rich table of ``rows`` (the results table as read from CSV): per task and model, medians over seeds."""
     from rich.table import Table
+
+    from .report import summarise
 
     table = Table(title="head to head (median over seeds)")
     for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",
                  "longest-set bit err.", "ms/step", "params"):
         table.add_column(name, justify="right" if name not in ("task", "model") else "left")
-    from .report import group_by
-
-    for (task, model), group in group_by(rows, "task", "model").items():
-        runs = {r["run_id"]: r for r in group}
-        sets = list(dict.fromkeys(r["val_set"] for r in group))
-        first, longest = sets[0], max(sets, key=lambda s: max(int(r["val_steps"]) for r in group if r["val_set"] == s))
-        med = lambda values: _median([v for v in values if v not in (None, "")])  # noqa: E731
+    for s in summarise(rows):
         table.add_row(
-            task, model, str(len(runs)), f"{sum(str(r['converged']) == 'True' for r in runs.values())}/{len(runs)}",
-            _fmt(med(r["sequences_to_convergence"] for r in runs.values()), "{:,.0f}"),
-            _fmt(med(r["bit_errors"] for r in group if r["val_set"] == first), "{:.2f}"),
-            f"{_fmt(med(r['bit_errors'] for r in group if r['val_set'] == longest), '{:.2f}')} ({longest})",
-            _fmt(med(r["step_time_ms"] for r in runs.values()), "{:.0f}"),
-            _fmt(med(r["num_parameters"] for r in runs.values()), "{:,.0f}"),
+            s["task"], s["model"], str(s["runs"]), f"{s['converged']}/{s['runs']}",
+            _fmt(s["sequences_to_convergence"], "{:,.0f}"), _fmt(s["first_errors"], "{:.2f}"),
+            f"{_fmt(s['longest_errors'], '{:.2f}')} ({s['longest_set']})", _fmt(s["step_ms"], "{:.0f}"),
+            _fmt(s["params"], "{:,.0f}"),
         )
     return table
-
-
-def _median(values: list) -> float | None:
-    values = sorted(float(v) for v in values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def _fmt(value, pattern: str) -> str:

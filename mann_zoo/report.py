@@ -18,7 +18,6 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 from collections import defaultdict
@@ -31,15 +30,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_write, atomic_write_text  # noqa: E402
+from .benchmark import read_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
 ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def _float(value) -> float | None:
@@ -182,16 +177,17 @@ def sharpening_figure(out: Path, slots: int = 128, width: int = 20, seed: int = 
     return path
 
 
-def addressing_checkpoints(result_dir: Path) -> list[Path]:
-    """A trained copy model of each of ``ADDRESSING_MODELS`` in a benchmark folder, lowest seed first.
+def addressing_checkpoints(result_dirs: list[Path]) -> list[Path]:
+    """A trained copy model of each of ``ADDRESSING_MODELS``: the first benchmark folder's, lowest seed.
 
     The run's own checkpoint if ``runs/`` is there, else the weights that ``mann-zoo bench`` keeps in
     ``models/`` (committed, so that a fresh clone can redraw the figures).
     """
     found = []
     for model in ADDRESSING_MODELS:
-        candidates = sorted(result_dir.glob(f"runs/copy-{model}-seed*/checkpoints/last.ckpt"))
-        candidates += sorted(result_dir.glob(f"models/copy-{model}-seed*.ckpt"))
+        candidates = [path for directory in result_dirs
+                      for pattern in (f"runs/copy-{model}-seed*/checkpoints/last.ckpt", f"models/copy-{model}-seed*.ckpt")
+                      for path in sorted(directory.glob(pattern))]
         found += candidates[:1]
     return found
 
@@ -232,25 +228,45 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
     return written
 
 
+def summarise(results: list[dict]) -> list[dict]:
+    """Per task and model (rows of the results table, as read from CSV), medians over seeds: runs,
+    converged runs, sequences trained and to convergence, the cost on the first (training) set and its
+    Bayes-optimal reference, bit errors on the first and the longest set, ms/step, parameters."""
+    summaries = []
+    for (task, model), rows in group_by(results, "task", "model").items():
+        runs = {r["run_id"]: r for r in rows}
+        sets = list(dict.fromkeys(r["val_set"] for r in rows))
+        first = sets[0]
+        longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
+        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
+        optimal = [float(r["reference_bits"]) for r in rows if r["val_set"] == first and r.get("reference_bits") not in ("", None)]
+        summaries.append({
+            "task": task, "model": model, "runs": len(runs),
+            "converged": sum(r["converged"] == "True" for r in runs.values()),
+            "sequences": _median([float(r["sequences"]) for r in runs.values()]),
+            "sequences_to_convergence": _median(conv) if conv else None,
+            "cost": _median([float(r["cost_bits"]) for r in rows if r["val_set"] == first]),
+            "optimal_cost": _median(optimal) if optimal else None,
+            "first_set": first, "longest_set": longest,
+            **{f"{name}_errors": _median([float(r["bit_errors"]) for r in rows if r["val_set"] == s])
+               for name, s in (("first", first), ("longest", longest))},
+            "step_ms": _median([float(r["step_time_ms"]) for r in runs.values()]),
+            "params": _median([float(r["num_parameters"]) for r in runs.values()]),
+        })
+    return summaries
+
+
 def summary_lines(results: list[dict]) -> list[str]:
     """Markdown lines: per task and model, convergence and the training-set and longest-set errors."""
     lines = ["| task | model | runs | converged | sequences trained (median) | sequences to convergence (median) | "
              "cost, bits/seq, training set | bit errors/seq, training set | bit errors/seq, longest set | ms/step |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for (task, model), rows in group_by(results, "task", "model").items():
-        runs = {r["run_id"]: r for r in rows}
-        sets = list(dict.fromkeys(r["val_set"] for r in rows))
-        longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
-        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-        errors = {s: _median([float(r["bit_errors"]) for r in rows if r["val_set"] == s]) for s in (sets[0], longest)}
-        cost = _median([float(r["cost_bits"]) for r in rows if r["val_set"] == sets[0]])
-        optimal = [float(r["reference_bits"]) for r in rows if r["val_set"] == sets[0] and r.get("reference_bits") not in ("", None)]
-        reference = f" (Bayes-optimal {_median(optimal):.1f})" if optimal else ""
-        lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
-                     f"{_median([float(r['sequences']) for r in runs.values()]):,.0f} | "
-                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {cost:.1f}{reference} | {errors[sets[0]]:.2f} ({sets[0]}) | "
-                     f"{errors[longest]:.2f} ({longest}) | "
-                     f"{_median([float(r['step_time_ms']) for r in runs.values()]):.0f} |")
+    for s in summarise(results):
+        to_convergence = f"{s['sequences_to_convergence']:,.0f}" if s["sequences_to_convergence"] is not None else "-"
+        reference = f" (Bayes-optimal {s['optimal_cost']:.1f})" if s["optimal_cost"] is not None else ""
+        lines.append(f"| {s['task']} | {s['model']} | {s['runs']} | {s['converged']}/{s['runs']} | {s['sequences']:,.0f} | "
+                     f"{to_convergence} | {s['cost']:.1f}{reference} | {s['first_errors']:.2f} ({s['first_set']}) | "
+                     f"{s['longest_errors']:.2f} ({s['longest_set']}) | {s['step_ms']:.0f} |")
     return lines
 
 
@@ -372,7 +388,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
     written = [sharpening_figure(figures)]
-    copy_runs, all_results = [], []
+    all_results = []
     for directory in result_dirs:
         grid = directory.name
         if (directory / "results.csv").is_file():
@@ -386,20 +402,14 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
                 written.append(path)
         if (directory / "curves.csv").is_file():
             written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
-        copy_runs += addressing_checkpoints(directory)
     if all_results:
         path = tables / "literature.md"
         atomic_write_text(path, literature_table(all_results))
         written.append(path)
-    if copy_runs:  # the first grid's NTM and DNC
-        first = {}
-        for checkpoint in copy_runs:
-            first.setdefault(checkpoint_run_id(checkpoint).split("-")[1], checkpoint)
-        written += addressing_figures(list(first.values()), figures)
+    written += addressing_figures(addressing_checkpoints(result_dirs), figures)
     cost_dir = cost_dir or paper / "results" / "cost"
     if (cost_dir / "cost.csv").is_file():
-        fits = read_csv(cost_dir / "cost_fit.csv") if (cost_dir / "cost_fit.csv").is_file() else []
-        path = cost_figure(read_csv(cost_dir / "cost.csv"), fits, figures)
+        path = cost_figure(read_csv(cost_dir / "cost.csv"), read_csv(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
     if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
