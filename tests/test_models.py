@@ -254,6 +254,14 @@ def test_memory_init_modes():
     x = torch.rand(2, 3, 4)
     constant = make("ntm")
     assert torch.all(constant.initial_state(2, x).memory == 1e-6)
+    # Collier & Beel's constant init is a trained variable that starts at 1e-6 (paper section 8: kept
+    # fixed, every unwritten slot looks the same to content addressing and the NTM fails repeat copy).
+    assert any(p is constant.memory_init for p in constant.parameters())
+    constant(x).sum().backward()
+    assert constant.memory_init.grad is not None and constant.memory_init.grad.abs().sum() > 0
+    fixed = make("ntm", memory_init="constant_fixed")
+    assert torch.all(fixed.initial_state(2, x).memory == 1e-6)
+    assert not any(p is fixed.memory_init for p in fixed.parameters())
     learned = make("ntm", memory_init="learned")
     assert any(p is learned.memory_init for p in learned.parameters())
     random = make("ntm", memory_init="random")

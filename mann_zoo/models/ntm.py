@@ -19,7 +19,7 @@ from .. import memory as mem
 from .base import MemoryCore, check_positive
 from .controller import make_controller
 
-MEMORY_INITS = ("constant", "learned", "random")
+MEMORY_INITS = ("constant", "constant_fixed", "learned", "random")
 
 
 class NTMState(NamedTuple):
@@ -39,8 +39,11 @@ class NTM(MemoryCore):
         memory_slots: N.  word_size: W.
         read_heads, write_heads: number of heads of each kind (>= 1).
         shift_range: S, the number of allowed shifts (odd; 3 means offsets -1, 0, +1).
-        memory_init: ``"constant"`` (every cell 1e-6, Collier & Beel's best), ``"learned"`` (a trained
-            N x W matrix) or ``"random"`` (a fixed random matrix drawn at construction, not trained).
+        memory_init: ``"constant"``: a trained N x W matrix that starts at 1e-6 in every cell (Collier &
+            Beel's best: in their code a trainable variable, so the slots can become distinguishable by
+            content); ``"constant_fixed"``: the same 1e-6 matrix kept fixed (every unwritten slot then
+            looks the same to content addressing: see paper section 8); ``"learned"``: a trained matrix
+            starting from N(0, 0.1^2); ``"random"``: a fixed random matrix drawn at construction.
         clip: the head parameters emitted by the controller are clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile``.
     """
@@ -85,11 +88,13 @@ class NTM(MemoryCore):
         self.head_params = nn.Linear(controller_size, heads * self.address_size + 2 * write_heads * word_size)
         self.readout = nn.Linear(controller_size + read_heads * word_size, output_size)
 
-        if memory_init == "learned":
+        if memory_init == "constant":
+            self.memory_init = nn.Parameter(torch.full((memory_slots, word_size), 1e-6))
+        elif memory_init == "learned":
             self.memory_init = nn.Parameter(torch.randn(memory_slots, word_size) * 0.1)
         elif memory_init == "random":
             self.register_buffer("memory_init", torch.randn(memory_slots, word_size) * 0.1)
-        else:
+        else:  # constant_fixed
             self.register_buffer("memory_init", torch.full((memory_slots, word_size), 1e-6))
         self.read_init = nn.Parameter(torch.randn(read_heads, word_size) * 0.01)
         # Initial weightings: learned logits, starting focused on slot 0 so that location-based
