@@ -41,7 +41,7 @@ SMALL = {
 }
 VARIABLE_LENGTH = ["copy", "repeat_copy", "associative_recall"]
 SCALAR_CHANNEL = {  # the one input channel that is not a bit, where a task has one
-    "repeat_copy": lambda task: task.bits + 1,  # the normalised repeat count
+    "repeat_copy": lambda task: task.bits + 1,  # the encoded repeat count
     "priority_sort": lambda task: task.bits,  # the priority
 }
 
@@ -210,10 +210,10 @@ def test_repeat_copy_format():
             delimiter = x[:, bits].nonzero().flatten().tolist()
             assert len(delimiter) == 1
             length = delimiter[0]
+            repeats = (int(m.sum()) - 1) // length  # R * L copy steps and the end marker are scored
             count_channel = x[:, bits + 1]
-            assert count_channel.nonzero().flatten().tolist() == [length]  # the count sits on the delimiter step
-            repeats = round(float(count_channel[length]) * task.max_repeats)
-            assert math.isclose(float(count_channel[length]), repeats / task.max_repeats, rel_tol=1e-6)
+            assert not torch.cat([count_channel[:length], count_channel[length + 1 :]]).any()  # only on the delimiter step
+            assert math.isclose(float(count_channel[length]), task.encode_repeats(repeats), abs_tol=1e-6)
             seen_repeats.add(repeats)
             end = length + 1 + repeats * length
             assert x.shape[0] == end + 1
@@ -227,6 +227,23 @@ def test_repeat_copy_format():
             assert not y[: length + 1].any()
             assert m.tolist() == [0.0] * (length + 1) + [1.0] * (repeats * length + 1)
     assert {1, 2, 3} <= seen_repeats and max(seen_repeats) == 4  # 4 from the len_5_rep_4 set
+
+
+def test_repeat_count_encodings():
+    """Standardised (the paper): mean 0 and variance 1 over the training repeats 1..3 (mean 2, variance
+    (3^2 - 1) / 12 = 2/3); counts past the range continue the same line.  Fraction: R / max_repeats."""
+    task = SMALL["repeat_copy"]()
+    assert task.repeat_encoding == "standardised"
+    std = math.sqrt(2 / 3)
+    for repeats, expected in [(1, -1 / std), (2, 0.0), (3, 1 / std), (4, 2 / std)]:
+        assert math.isclose(task.encode_repeats(repeats), expected, abs_tol=1e-12)
+    values = [task.encode_repeats(r) for r in range(1, 4)]
+    assert math.isclose(sum(values) / 3, 0.0, abs_tol=1e-12)
+    assert math.isclose(sum(v * v for v in values) / 3, 1.0, rel_tol=1e-12)
+    fraction = SMALL["repeat_copy"](repeat_encoding="fraction")
+    assert [fraction.encode_repeats(r) for r in (1, 3, 4)] == [1 / 3, 1.0, 4 / 3]
+    fixed = RepeatCopyTask(min_repeats=2, max_repeats=2)  # a single count: no spread to divide by
+    assert fixed.encode_repeats(2) == 0.0 and fixed.encode_repeats(3) == 1.0
 
 
 def test_associative_recall_format():
@@ -392,6 +409,26 @@ def test_curriculum_lengths_are_respected():
     assert set(lengths) == {1, 2, 3}
 
 
+def test_repeat_copy_curriculum_on_repeats():
+    """``curriculum_on="repeats"`` moves the maximum number of repeats and leaves the lengths alone."""
+    task = RepeatCopyTask(batch_size=256, curriculum_on="repeats", curriculum_max_length=1)
+    assert task.length_range() == (1, 10) and task.current_max_length == 1
+    for batch_repeats, max_repeats in [(1, 1), (3, 3)]:
+        task.set_curriculum_max_length(max_repeats)
+        seen_lengths, seen_repeats = set(), set()
+        for x, _, m in examples(task.train_batch(0)):
+            length = int(x[:, task.bits].nonzero()[0])
+            seen_lengths.add(length)
+            seen_repeats.add((int(m.sum()) - 1) // length)
+        assert seen_repeats == set(range(1, batch_repeats + 1))
+        assert seen_lengths == set(range(1, 11))  # every training length from the start
+    assert task.val_sets[0].name == "len_1-10_rep_1-10"  # validation keeps the full training range
+    with pytest.raises(ValueError, match="curriculum_max_length"):
+        task.set_curriculum_max_length(11)
+    with pytest.raises(ValueError, match="curriculum_on must be one of length, repeats"):
+        RepeatCopyTask(curriculum_on="bits")
+
+
 @pytest.mark.parametrize("name", ["ngrams", "priority_sort"])
 def test_fixed_size_tasks_have_no_curriculum(name):
     with pytest.raises(NotImplementedError):
@@ -417,6 +454,7 @@ BAD_ARGUMENTS = [
     (RepeatCopyTask, {"min_repeats": 5, "max_repeats": 2}, "min_repeats=5 must be <= max_repeats=2"),
     (RepeatCopyTask, {"max_length": 0}, "max_length"),
     (RepeatCopyTask, {"val_lengths_repeats": [(10,)]}, "val_lengths_repeats"),
+    (RepeatCopyTask, {"repeat_encoding": "log"}, "repeat_encoding must be one of standardised, fraction"),
     (AssociativeRecallTask, {"min_items": 1}, "min_items"),
     (AssociativeRecallTask, {"item_length": 0}, "item_length"),
     (AssociativeRecallTask, {"min_items": 7}, "min_items=7 must be <= max_items=6"),
