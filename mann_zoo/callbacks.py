@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 import platform
@@ -39,7 +41,9 @@ class Curriculum(L.Callback):
 
     After every training step, an exponential moving average of the training bit errors per sequence is
     compared with ``threshold``; below it, the task's curriculum length grows by ``increment`` (up to the
-    task's ``max_length``) and the average starts again. The curriculum length lives in the
+    task's ``max_length``) and the average starts again. After a change the average must cover at least
+    ``ceil(1 / smoothing)`` steps (its time constant) before the next: the batch that Lightning fetched
+    ahead still has the old length, and alone it would pass the next step too. The curriculum length lives in the
     datamodule's state, so a resumed run continues where it was. Start a curriculum with
     ``--data.curriculum_max_length L0 --trainer.callbacks+=mann_zoo.callbacks.Curriculum``.
 
@@ -57,7 +61,9 @@ class Curriculum(L.Callback):
         if not 0 < smoothing <= 1:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
         self.threshold, self.increment, self.smoothing = threshold, increment, smoothing
+        self.min_steps = math.ceil(1 / smoothing)  # steps at one length before the next change
         self.average: float | None = None
+        self.steps = 0  # steps averaged since the last change
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         task = trainer.datamodule
@@ -66,10 +72,11 @@ class Curriculum(L.Callback):
             return
         value = float(errors)
         self.average = value if self.average is None else (1 - self.smoothing) * self.average + self.smoothing * value
+        self.steps += 1
         current, (_, maximum) = task.current_max_length, task.length_range()
-        if self.average < self.threshold and current < maximum:
+        if self.steps >= self.min_steps and self.average < self.threshold and current < maximum:
             task.set_curriculum_max_length(min(current + self.increment, maximum))
-            self.average = None
+            self.average, self.steps = None, 0
         pl_module.log("train/curriculum_max_length", float(task.current_max_length), on_step=True, on_epoch=False)
 
 

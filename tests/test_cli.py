@@ -144,9 +144,27 @@ def test_curriculum_raises_the_length_when_mastered(tmp_path):
     main(fit_args("copy", "lstm", tmp_path, "--data.max_length", "5", "--data.curriculum_max_length", "2",
                   "--trainer.max_steps", "4", "--trainer.val_check_interval", "4",
                   "--trainer.callbacks+=mann_zoo.callbacks.Curriculum", "--trainer.callbacks.threshold", "1000",
-                  "--trainer.callbacks.increment", "1"))
+                  "--trainer.callbacks.increment", "1", "--trainer.callbacks.smoothing", "1"))
     checkpoint = torch.load(tmp_path / "copy-lstm/seed0/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["CopyTask"]["curriculum_max_length"] == 5
+
+
+def test_curriculum_waits_one_time_constant_between_changes():
+    """Every batch below the threshold: with smoothing 0.25 the length grows once per 4 steps, not once
+    per step (the batch fetched ahead of a change still has the old length)."""
+    from types import SimpleNamespace
+
+    from mann_zoo.callbacks import Curriculum
+    from tasks import CopyTask
+
+    task = CopyTask(max_length=20, curriculum_max_length=2)
+    logged = []
+    module = SimpleNamespace(log=lambda name, value, **kwargs: logged.append(value))
+    trainer = SimpleNamespace(datamodule=task, callback_metrics={"train/bit_errors": torch.tensor(0.0)})
+    curriculum = Curriculum(threshold=0.5, increment=3, smoothing=0.25)
+    for _ in range(12):
+        curriculum.on_train_batch_end(trainer, module, None, None, 0)
+    assert logged == [2.0] * 3 + [5.0] * 4 + [8.0] * 4 + [11.0]
 
 
 def test_curriculum_rejects_bad_arguments():
