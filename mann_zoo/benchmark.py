@@ -39,6 +39,7 @@ import yaml
 from .atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
+ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn by the report
 PRESETS = ROOT / "configs" / "bench"
 
 RUN_COLUMNS = [
@@ -60,6 +61,7 @@ class RunSpec:
     seed: int
     args: list[str] = field(default_factory=list)
     max_steps: int = 2000
+    keep_model: bool = False  # keep the trained weights in models/ (committed) for the report's figures
 
     @property
     def run_id(self) -> str:
@@ -88,7 +90,7 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
         raise ValueError(f"--config {path}: {error}") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), dict) or not isinstance(spec.get("models"), dict):
         raise ValueError(f"--config {path}: needs 'tasks' and 'models' mappings")
-    seeds = seeds if seeds is not None else list(spec.get("seeds", [0]))
+    grid_seeds = list(spec.get("seeds", [0]))
     runs = []
     default_steps = max_steps or int(spec.get("max_steps", 2000))
     if default_steps < 1:
@@ -99,13 +101,16 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
                 raise ValueError(f"--config {path}: task {task!r} names model {model!r}, not in models "
                                  f"({', '.join(spec['models'])})")
             model_spec = spec["models"][model]
-            for seed in seeds:
+            # --seeds wins; else the task's own seeds (e.g. one seed for a hypothesis), else the grid's.
+            for seed in seeds if seeds is not None else task_spec.get("seeds", grid_seeds):
                 args = ["--config", str(ROOT / task_spec["config"]), "--config", str(ROOT / model_spec["config"]),
                         *_strings(spec.get("args")), *_strings(task_spec.get("args")), *_strings(model_spec.get("args")),
                         *_strings((task_spec.get("model_args") or {}).get(model))]
                 steps = max_steps or int((task_spec.get("model_max_steps") or {}).get(
                     model, task_spec.get("max_steps", default_steps)))
-                runs.append(RunSpec(task, model, int(seed), args, steps))
+                # Which trained models to keep: the grid's ``keep_models`` per task, else the copy NTM and DNC.
+                kept = task_spec.get("keep_models", list(ADDRESSING_MODELS) if task == "copy" else [])
+                runs.append(RunSpec(task, model, int(seed), args, steps, keep_model=model in kept))
     return Grid(name=spec.get("name", path.stem), runs=runs,
                 val_check_interval=int(spec.get("val_check_interval", 250)),
                 threshold=float(spec.get("threshold", 0.1)),
@@ -196,8 +201,9 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[list[dict], list[dict
             curves += recorded_curves.get(spec.run_id, [])
             continue
         data = json.loads(result.read_text())
-        # The grid's model name (e.g. dnc_md), not the core's (dnc): variants of a core stay apart.
-        data["summary"]["model"] = spec.model
+        # The grid's task and model names (e.g. repeat_copy_final, dnc_md), not the datamodule's and the
+        # core's (repeat_copy, dnc): variants of a task or a core stay apart.
+        data["summary"]["task"], data["summary"]["model"] = spec.task, spec.model
         for row in data["sets"]:
             rows.append({**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}})
         metrics = directory / "metrics.csv"
@@ -225,7 +231,8 @@ def _curves(metrics: Path, summary: dict) -> list[dict]:
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:
-    """Keep the weights of a finished copy run that the report's addressing figures use.
+    """Keep the weights of a finished run that the report's figures use (``spec.keep_model``: by default
+    the copy NTM and DNC of the addressing figures; a grid names others with ``keep_models``).
 
     ``runs/`` is not committed; ``models/<run_id>.ckpt`` (hyperparameters and weights only, written
     atomically, read by ``mann_zoo.load_model``) is, so a fresh clone can redraw the figures.
@@ -233,10 +240,9 @@ def keep_model(out: Path, spec: RunSpec) -> Path | None:
     import torch
 
     from .atomic import atomic_write
-    from .report import ADDRESSING_MODELS
 
     checkpoint = run_dir(out, spec) / "checkpoints" / "last.ckpt"
-    if spec.task != "copy" or spec.model not in ADDRESSING_MODELS or not checkpoint.is_file():
+    if not spec.keep_model or not checkpoint.is_file():
         return None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     slim = {"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}

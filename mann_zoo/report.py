@@ -11,6 +11,8 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy
   (from the runs' checkpoints, when present);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
+- ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
+  (``mann_zoo.diagnosis``, paper section 8);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
   the published ones).
 """
@@ -30,11 +32,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_write, atomic_write_text  # noqa: E402
-from .benchmark import read_csv  # noqa: E402
+from .benchmark import ADDRESSING_MODELS, read_csv  # noqa: E402
+from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
+from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
-ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn
 
 
 def _float(value) -> float | None:
@@ -304,7 +307,9 @@ LITERATURE = [
     ("copy", "lstm", "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
     ("copy", "ntm", "parameters", "67,561", "Graves et al. 2014", "params"),
     ("copy", "lstm", "parameters", "1,352,969", "Graves et al. 2014", "params"),
-    ("repeat_copy", "ntm", "sequences to ~0 cost", "~100k", "Graves et al. 2014", "convergence"),
+    ("repeat_copy", "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
+    (FOUND_TASK, "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
+     "convergence"),
     ("repeat_copy", "lstm", "sequences to ~0 cost", "~300k", "Graves et al. 2014", "convergence"),
     ("repeat_copy", "dnc_md", "convergence vs plain DNC", "~3x faster (with de-allocation and sharpening)",
      "Csordas & Schmidhuber 2019", "convergence"),
@@ -317,7 +322,8 @@ LITERATURE = [
     ("associative_recall", "dnc_md", "convergence vs plain DNC", "faster with masking", "Csordas & Schmidhuber 2019", "convergence"),
     ("ngrams", "ntm", "converged cost, bits/seq", "~133-134 (Bayes-optimal ~131-132)", "Graves et al. 2014", "cost:first"),
     ("ngrams", "lstm", "converged cost, bits/seq", "~137", "Graves et al. 2014", "cost:first"),
-    ("priority_sort", "ntm", "cost, bits/seq", "~10-20 by 200-400k sequences", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", "ntm", "cost, bits/seq", "~40 at 200k, ~24 at 400k, ~17 at 1M sequences", "Graves et al. 2014",
+     "cost:first"),
     ("priority_sort", "lstm", "cost, bits/seq", "~50 at 1M sequences", "Graves et al. 2014", "cost:first"),
 ]
 
@@ -394,7 +400,10 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         if (directory / "results.csv").is_file():
             results = read_csv(directory / "results.csv")
             # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
-            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results]
+            # Of the diagnosis grid only the configuration found joins the literature table: its other
+            # runs are one-seed hypotheses whose task and model names would mix with the paper grid's.
+            pooled = [r for r in results if grid != DIAGNOSIS_GRID or r["task"] == FOUND_TASK]
+            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in pooled]
             if results:
                 written += generalisation_curves(results, grid, figures)
                 path = tables / f"results_{grid}.md"
@@ -412,6 +421,9 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         path = cost_figure(read_csv(cost_dir / "cost.csv"), read_csv(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
+    for directory in result_dirs:
+        if directory.name == DIAGNOSIS_GRID:  # the NTM diagnosis (paper section 8) has figures of its own
+            written += make_diagnosis(directory.parent, paper)
     if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
         written.append(paper / "paper.md")
     return written

@@ -34,7 +34,7 @@ def read(path: Path) -> list[dict]:
 
 
 def test_presets_load():
-    for preset in ("default", "paper", "smoke"):
+    for preset in ("default", "paper", "smoke", "ntm_diagnosis"):
         grid = load_grid(PRESETS / f"{preset}.yaml")
         assert grid.runs and len({r.run_id for r in grid.runs}) == len(grid.runs)
     paper = load_grid(PRESETS / "paper.yaml")
@@ -129,6 +129,42 @@ def test_a_task_can_give_one_model_its_own_budget(tmp_path):
                     "  lstm: {config: configs/model/lstm.yaml}\n")
     assert {s.model: s.max_steps for s in load_grid(spec).runs} == {"ntm": 20, "lstm": 5}
     assert {s.model: s.max_steps for s in load_grid(spec, max_steps=7).runs} == {"ntm": 7, "lstm": 7}
+
+
+def test_a_grid_names_the_models_to_keep(tmp_path):
+    """By default only the copy NTM and DNC are kept (the addressing figures); ``keep_models`` adds others."""
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("tasks:\n  copy: {config: configs/task/copy.yaml}\n"
+                    "  repeat_copy: {config: configs/task/repeat_copy.yaml, keep_models: [lstm]}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
+    kept = {s.run_id for s in load_grid(spec).runs if s.keep_model}
+    assert kept == {"copy-ntm-seed0", "repeat_copy-lstm-seed0"}
+
+
+def test_tables_name_runs_by_the_grid_task_not_the_datamodule(tmp_path):
+    """Two variants of one task (repeat_copy and repeat_copy_x both train tasks.RepeatCopyTask) stay apart."""
+    from mann_zoo.benchmark import RunSpec, read_results
+
+    spec = RunSpec("repeat_copy_x", "ntm_ff", 0)
+    directory = tmp_path / "runs" / spec.run_id
+    directory.mkdir(parents=True)
+    summary = {"run_id": spec.run_id, "task": "repeat_copy", "model": "ntm", "seed": 0, "steps": 1, "sequences": 32,
+               "converged": False, "batch_size": 32, "world_size": 1}
+    (directory / "result.json").write_text(json.dumps({"summary": summary, "sets": [{"val_set": "a", "cost_bits": 1.0}]}))
+    (directory / "metrics.csv").write_text("step,val/a/cost_bits\n0,1.0\n")
+    rows, curves = read_results(tmp_path, [spec])
+    assert {(r["task"], r["model"]) for r in rows + curves} == {("repeat_copy_x", "ntm_ff")}
+
+
+def test_a_task_can_have_its_own_seeds(tmp_path):
+    """A one-seed hypothesis beside a three-seed comparison in one grid; --seeds still overrides both."""
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [0, 1, 2]\ntasks:\n  copy: {config: configs/task/copy.yaml}\n"
+                    "  ngrams: {config: configs/task/ngrams.yaml, seeds: [5]}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n")
+    assert [s.run_id for s in load_grid(spec).runs] == ["copy-ntm-seed0", "copy-ntm-seed1", "copy-ntm-seed2",
+                                                       "ngrams-ntm-seed5"]
+    assert [s.seed for s in load_grid(spec, seeds=[7]).runs] == [7, 7]
 
 
 def test_unfinished_run_resumes_from_its_checkpoint(smoke_results):

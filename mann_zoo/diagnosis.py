@@ -1,0 +1,320 @@
+"""``mann-zoo report`` for ``paper/results/ntm_diagnosis``: why the NTM did not learn repeat copy.
+
+Paper section 8 explains the figures and the table written here:
+
+- ``ntm_diagnosis_repeat_copy.png``: cost per sequence on the training distribution against sequences
+  and against updates, for the NTM before the diagnosis (the paper grid's runs), each hypothesis (one
+  seed each) and the configuration found (three seeds), beside the paper's curve read off its figure 7;
+- ``ntm_diagnosis_priority_sort.png``: the same for priority sort (figure 18);
+- ``ntm_diagnosis_heads.png``: read and write weightings over one repeat-copy example of a failing and
+  of a solved NTM (from the weights that ``mann-zoo bench`` keeps in ``models/``);
+- ``tables/ntm_diagnosis.md``: per run, the cost after 80,000, 200,000 and 300,000 sequences and the
+  sequences to < 10 bits.
+
+``one_pass_cost`` computes the plateau near which the failing runs stop: the cost of a model that
+reproduces one pass over the stored vectors (or the first vector on every step) and guesses the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from .atomic import atomic_write_text  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = "ntm_diagnosis"
+FOUND_TASK = "repeat_copy_final"  # the grid's task that runs configs/task/repeat_copy.yaml as it is
+SOLVED_TASKS = (FOUND_TASK, "repeat_copy_ff")  # whose kept models are scored on longer sequences
+BEFORE_GRID = "paper"  # the reproduction grid's runs: the NTM as it was before the diagnosis
+REPEAT_COPY_SET = "len_1-10_rep_1-10"  # the training distributions' validation sets
+PRIORITY_SORT_SET = "in_20_out_16"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One line of the figures: which runs (grid, task, model), on which validation set, and the label."""
+
+    grid: str
+    task: str
+    model: str
+    label: str
+    colour: str
+    val_set: str = REPEAT_COPY_SET
+
+
+REPEAT_COPY_VARIANTS = [
+    Variant(BEFORE_GRID, "repeat_copy", "ntm", "before: fixed 1e-6 memory, count R/10 (paper grid)", "0.5"),
+    Variant(GRID, "repeat_copy", "ntm_fixed", "count standardised (as the paper)", "tab:purple"),
+    Variant(GRID, "repeat_copy", "ntm", "+ trained 1e-6 memory (Collier & Beel)", "tab:brown"),
+    Variant(GRID, "repeat_copy", "ntm_learned", "+ trained N(0, 0.1) memory", "tab:olive"),
+    Variant(GRID, "repeat_copy", "ntm_random", "+ fixed N(0, 0.1) memory", "tab:cyan"),
+    Variant(GRID, "repeat_copy", "ntm_ff", "feed-forward controller", "tab:pink"),
+    Variant(GRID, "repeat_copy_curriculum", "ntm", "+ curriculum on repeats, threshold 1 (first callback)", "tab:orange"),
+    Variant(GRID, FOUND_TASK, "ntm", "+ curriculum on repeats, threshold 3 (found; configs/task/repeat_copy.yaml)",
+            "tab:blue"),
+    Variant(GRID, "repeat_copy_final6", "ntm", "+ curriculum on repeats, threshold 6", "tab:green"),
+    Variant(GRID, "repeat_copy_ff", "ntm_ff", "feed-forward controller, 200k (seed 0: the run above, longer)", "tab:red"),
+]
+PRIORITY_SORT_VARIANTS = [
+    Variant(BEFORE_GRID, "priority_sort", "ntm", "before: fixed 1e-6 memory (paper grid)", "0.5", PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort", "ntm", "trained 1e-6 memory (Collier & Beel)", "tab:brown", PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort", "ntm_learned", "trained N(0, 0.1) memory", "tab:olive", PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort", "ntm_learned_clip", "trained N(0, 0.1) memory, clip 100", "tab:red",
+            PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort", "ntm_b8", "trained 1e-6 memory, batch 8", "tab:cyan", PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort_long", "ntm_b8", "trained 1e-6 memory, batch 8, to 150k (same seed)", "tab:blue",
+            PRIORITY_SORT_SET),
+]
+# The paper's NTM with an LSTM controller, read off its figures (sequences, bits; "~" values).
+PAPER_POINTS = {
+    "repeat_copy": [(20_000, 13.0), (50_000, 4.0), (100_000, 4.0), (150_000, 0.0)],  # fig. 7 ("~3-5 at 50-100k")
+    "priority_sort": [(200_000, 40.0), (400_000, 24.0), (1_000_000, 17.0)],  # fig. 18
+}
+
+
+def one_pass_cost(task, bits_per_guess: float = 1.0) -> dict[str, float]:
+    """Mean bits per sequence, over ``task``'s first validation set, of three repeat-copy strategies.
+
+    ``all``: every data bit guessed (``bits_per_guess`` each); ``one_pass``: the stored vectors
+    reproduced once and the later R - 1 passes guessed, 8 (R - 1) L bits; ``first_vector``: the first
+    vector emitted on every step, right R times, 8 (R L - R) bits.  The end marker is left out.
+    """
+    task.setup("fit")
+    totals = {"all": 0.0, "one_pass": 0.0, "first_vector": 0.0}
+    count = 0
+    for batch in task.val_dataloader()[0]:
+        delimiter = batch.inputs[..., task.bits].argmax(dim=1).to(torch.float64)  # L: the delimiter's step
+        scored = batch.mask.sum(dim=1).to(torch.float64) - 1  # R L copy steps (the end marker left out)
+        repeats = scored / delimiter
+        totals["all"] += float((task.bits * scored).sum())
+        totals["one_pass"] += float((task.bits * (repeats - 1) * delimiter).sum())
+        totals["first_vector"] += float((task.bits * (scored - repeats)).sum())
+        count += batch.inputs.shape[0]
+    return {name: bits_per_guess * value / count for name, value in totals.items()}
+
+
+def training_curves(results: Path) -> pd.DataFrame:
+    """Cost per sequence on every validation set of every run of both grids: one row per validation,
+    columns grid, task, model, seed, val_set, step, sequences, updates, cost_bits."""
+    columns = ["grid", "task", "model", "seed", "val_set", "step", "sequences", "updates", "cost_bits"]
+    frames = []
+    for grid in (BEFORE_GRID, GRID):
+        path = results / grid / "curves.csv"
+        if path.is_file():
+            curves = pd.read_csv(path)
+            metric = curves["metric"].str.split("/", expand=True)  # val / <set> / cost_bits
+            keep = (metric[0] == "val") & (metric[2] == "cost_bits")
+            frames.append(curves[keep].assign(grid=grid, val_set=metric[1][keep]))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(frames, ignore_index=True).rename(columns={"value": "cost_bits"})
+    frame["updates"] = frame["step"]  # optimiser steps, whatever the run's batch size
+    return frame[columns]
+
+
+def runs_of(curves: pd.DataFrame, variant: Variant) -> pd.DataFrame:
+    """The rows of ``variant``'s runs on its validation set."""
+    return curves[(curves.grid == variant.grid) & (curves.task == variant.task) & (curves.model == variant.model)
+                  & (curves.val_set == variant.val_set)]
+
+
+def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str, path: Path,
+                  max_sequences: int) -> Path | None:
+    """Cost against sequences (left) and updates (right), one line per run, the paper's points beside."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    drawn = False
+    for variant in variants:
+        runs = runs_of(curves, variant)
+        for i, (seed, run) in enumerate(runs.groupby("seed")):
+            label = f"{variant.label} ({runs.seed.nunique()} seed{'s' if runs.seed.nunique() > 1 else ''})" if i == 0 else None
+            for ax, x in zip(axes, ("sequences", "updates")):
+                ax.plot(run[x], run["cost_bits"], color=variant.colour, label=label, lw=1.2)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    points = PAPER_POINTS[paper_task]
+    for ax, x in zip(axes, ("sequences", "updates")):
+        # The paper's x axis counts sequences; its batch size is not stated (one per update is plausible).
+        ax.plot([p[0] for p in points], [p[1] for p in points], "kx", ms=9, mew=2,
+                label="Graves et al. 2014 (~, read off the plot)" + ("" if x == "sequences" else ", if batch 1"))
+        if x == "sequences":
+            ax.set(xlabel="sequences seen", xlim=(0, max_sequences))
+        else:  # log scale: our updates (batch 32) and the paper's (batch 1, if so) on one axis
+            ax.set(xlabel="updates (ours: batch 32 unless stated; the paper's batch is not stated)", xscale="log",
+                   xlim=(100, 2 * max(p[0] for p in points)))
+        ax.set(yscale="symlog")
+        ax.axhline(10, color="k", ls=":", lw=0.8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("cost, bits per sequence (training distribution)")
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"NTM on {paper_task.replace('_', ' ')}: what made the difference (paper section 8)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) -> Path | None:
+    """Read and write weightings over one repeat-copy example: a failing NTM and the solved ones."""
+    from . import load_model
+    from tasks import RepeatCopyTask
+
+    failing = [models / "repeat_copy-ntm_fixed-seed0.ckpt"]
+    solved = [path for task_name in SOLVED_TASKS for path in sorted(models.glob(f"{task_name}-*-seed*.ckpt"))[:1]]
+    pairs = [(f"{kind}: {checkpoint.stem}", checkpoint) for kind, paths in (("failing", failing), ("solved", solved))
+             for checkpoint in paths if checkpoint.is_file()]  # the lowest seed kept of each solved task
+    if not pairs:
+        return None
+    task = RepeatCopyTask()
+    batch = task.generate(torch.Generator().manual_seed(1), 1, length, length, repeats, repeats)
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.2 * len(pairs)), squeeze=False)
+    slots = 3 * length + 4
+    for row, (title, checkpoint) in enumerate(pairs):
+        core = load_model(checkpoint)
+        with torch.no_grad():
+            logits, trace = core(batch.inputs, record=True)
+        errors = int((((logits > 0).float() != batch.targets) * batch.mask.unsqueeze(-1)).sum())
+        for ax, key in zip(axes[row], ("write_weights", "read_weights")):
+            weights = trace[key][0, :, 0]  # [T, N], first head
+            shown = torch.cat([weights[:, -4:], weights[:, :slots]], dim=1)  # slots -4 .. slots-1
+            ax.imshow(shown.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+                      extent=(-0.5, weights.shape[0] - 0.5, -4.5, slots - 0.5))
+            ax.axvline(length, color="w", ls=":", lw=0.8)  # the delimiter step
+            ax.set(title=f"{title}: {key.replace('_', ' ')}", xlabel="time step", ylabel="memory slot")
+        axes[row][1].text(0.99, 0.02, f"{errors} bit errors", transform=axes[row][1].transAxes, ha="right",
+                          color="w", fontsize=8)
+    fig.suptitle(f"Repeat copy, length {length}, {repeats} repeats: first heads' weightings (dotted: delimiter)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _at(run: pd.DataFrame, sequences: int) -> str:
+    """The cost of the last validation at or before ``sequences``; '-' if the run stopped earlier,
+    unless it stopped below 10 bits (converged: its last cost stands for the later budgets)."""
+    before = run[run.sequences <= sequences]
+    if before.empty or run.sequences.max() < sequences and not (run.cost_bits.iloc[-1] < 10):
+        return "-"
+    return f"{before.cost_bits.iloc[-1]:.1f}"
+
+
+def diagnosis_table(curves: pd.DataFrame, variants: list[Variant]) -> str:
+    """Markdown: per run, cost after 80k, 200k and 300k sequences and the sequences to < 10 bits."""
+    lines = ["| task | variant | seed | cost at 80k | at 200k | at 300k | sequences to < 10 bits | trained for | "
+             "cost at the end |", "|---|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        for seed, run in runs_of(curves, variant).groupby("seed"):
+            run = run.sort_values("sequences")
+            below = run[run.cost_bits < 10]
+            first = f"{int(below.sequences.iloc[0]):,}" if len(below) else "-"
+            lines.append(f"| {variant.task} | {variant.label} | {seed} | {_at(run, 80_000)} | {_at(run, 200_000)} | "
+                         f"{_at(run, 300_000)} | {first} | {int(run.sequences.max()):,} | {run.cost_bits.iloc[-1]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+GENERALISATION_COLUMNS = ["run_id", "val_set", "sequences", "cost_bits", "bit_errors", "seq_accuracy"]
+
+
+def evaluate_kept_models(models: Path, tasks: tuple[str, ...] = SOLVED_TASKS, num_sequences: int = 320) -> pd.DataFrame:
+    """Every kept model of the grid's ``tasks`` (its run id starts with ``<task>-``), scored on the validation sets of
+    ``configs/task/repeat_copy.yaml`` (the training distribution, then length 20 and 20 repeats):
+    mean cost, bit errors and sequence accuracy per sequence, one row per model and set."""
+    from . import load_model
+    from .lightning_module import sequence_scores
+    from tasks import RepeatCopyTask
+
+    task = RepeatCopyTask(num_val_sequences=num_sequences)  # the sets of configs/task/repeat_copy.yaml
+    rows = []
+    for checkpoint in [path for task_name in tasks for path in sorted(models.glob(f"{task_name}-*.ckpt"))]:
+        core = load_model(checkpoint)
+        for val_set in task.val_sets:
+            totals = {"cost_bits": 0.0, "bit_errors": 0.0, "seq_accuracy": 0.0}
+            with torch.no_grad():
+                for batch in val_set.batches:
+                    scores = sequence_scores(core(batch.inputs), batch.targets, batch.mask)
+                    for name in totals:
+                        totals[name] += float(scores[name].sum())
+            count = sum(batch.inputs.shape[0] for batch in val_set.batches)
+            rows.append({"run_id": checkpoint.stem, "val_set": val_set.name, "sequences": count,
+                         **{name: value / count for name, value in totals.items()}})
+    return pd.DataFrame(rows, columns=GENERALISATION_COLUMNS)
+
+
+def generalisation_table(scores: pd.DataFrame) -> str:
+    """Markdown: bit errors per sequence (and sequence accuracy) of each kept model on each set."""
+    if scores.empty:
+        return ""
+    sets = list(dict.fromkeys(scores.val_set))
+    lines = ["| run | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    for run_id, run in scores.groupby("run_id", sort=True):
+        cells = {r.val_set: f"{r.bit_errors:.2f} ({100 * r.seq_accuracy:.0f} %)" for r in run.itertuples()}
+        lines.append(f"| {run_id} | " + " | ".join(cells.get(name, "-") for name in sets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def make_diagnosis(results: Path, paper: Path) -> list[Path]:
+    """Write the figures and the table of paper section 8; returns the files written."""
+    curves = training_curves(results)
+    if curves.empty:
+        return []
+    figures, tables = paper / "figures", paper / "tables"
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    written = [
+        curves_figure(curves, REPEAT_COPY_VARIANTS, "repeat_copy", figures / "ntm_diagnosis_repeat_copy.png", 320_000),
+        curves_figure(curves, PRIORITY_SORT_VARIANTS, "priority_sort", figures / "ntm_diagnosis_priority_sort.png", 320_000),
+        heads_figure(results / GRID / "models", figures / "ntm_diagnosis_heads.png"),
+    ]
+    table = tables / "ntm_diagnosis.md"
+    from tasks import RepeatCopyTask
+
+    plateau = one_pass_cost(RepeatCopyTask(num_val_sequences=320, val_lengths_repeats=()))
+    text = ("# NTM diagnosis: cost per sequence on the training distribution\n\n"
+            + diagnosis_table(curves, REPEAT_COPY_VARIANTS + PRIORITY_SORT_VARIANTS)
+            + f"\nOn the repeat-copy validation set ({REPEAT_COPY_SET}, 320 sequences, seed 0), at one bit per "
+              f"guessed bit and without the end marker: guessing every bit costs {plateau['all']:.1f} bits; "
+              f"reproducing the stored vectors once and guessing the later passes {plateau['one_pass']:.1f}; "
+              f"emitting the first vector on every step {plateau['first_vector']:.1f} (`one_pass_cost`).\n")
+    scores = results / GRID / "generalisation.csv"
+    if scores.is_file():
+        text += ("\nBit errors per sequence (share of sequences without error) of the trained models "
+                 f"(`{GENERALISATION_COMMAND}`):\n\n" + generalisation_table(pd.read_csv(scores)))
+    atomic_write_text(table, text)
+    return [path for path in written if path is not None] + [table]
+
+
+GENERALISATION_COMMAND = "python -m mann_zoo.diagnosis --evaluate"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mann_zoo.diagnosis", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "paper" / "results", help="benchmark results folder")
+    parser.add_argument("--paper", type=Path, default=ROOT / "paper", help="where figures/ and tables/ go")
+    parser.add_argument("--evaluate", action="store_true", help="first score the kept repeat-copy models on "
+                        f"the generalisation sets, into <results>/{GRID}/generalisation.csv")
+    args = parser.parse_args(argv)
+    if args.evaluate:
+        path = args.results / GRID / "generalisation.csv"
+        if not (args.results / GRID / "models").is_dir():
+            parser.error(f"--evaluate: no kept models in {args.results / GRID / 'models'}")
+        scores = evaluate_kept_models(args.results / GRID / "models")
+        atomic_write_text(path, scores.to_csv(index=False))
+        print(f"wrote {path}")
+    for path in make_diagnosis(args.results, args.paper):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The NTM diagnosis (paper section 8): the one-pass plateau, the curves, the table and the figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from mann_zoo.diagnosis import (
+    BEFORE_GRID,
+    FOUND_TASK,
+    GRID,
+    REPEAT_COPY_VARIANTS,
+    diagnosis_table,
+    evaluate_kept_models,
+    generalisation_table,
+    make_diagnosis,
+    one_pass_cost,
+    training_curves,
+)
+from mann_zoo.lightning_module import SequenceModel
+from tasks import RepeatCopyTask
+
+
+def test_one_pass_cost_by_hand():
+    """Length 2, 3 repeats, 2 bits: 12 data bits; one pass leaves 2 x 2 x 2 = 8 to guess, the first
+    vector on every step right 3 times leaves 2 x (6 - 3) = 6."""
+    task = RepeatCopyTask(bits=2, min_length=2, max_length=2, min_repeats=3, max_repeats=3,
+                          val_lengths_repeats=(), num_val_sequences=4, val_batch_size=3)
+    assert one_pass_cost(task) == {"all": 12.0, "one_pass": 8.0, "first_vector": 6.0}
+
+
+def test_one_pass_cost_against_a_loop_over_examples():
+    task = RepeatCopyTask(bits=3, max_length=4, max_repeats=5, val_lengths_repeats=(), num_val_sequences=50,
+                          val_batch_size=16)
+    expected = {"all": 0.0, "one_pass": 0.0, "first_vector": 0.0}
+    task.setup("fit")
+    for batch in task.val_dataloader()[0]:
+        for x, m in zip(batch.inputs, batch.mask):
+            length = int(x[:, task.bits].nonzero()[0])  # the delimiter's step
+            repeats = (int(m.sum()) - 1) // length
+            expected["all"] += task.bits * repeats * length / 50
+            expected["one_pass"] += task.bits * (repeats - 1) * length / 50
+            expected["first_vector"] += task.bits * (repeats * length - repeats) / 50
+    got = one_pass_cost(task)
+    assert all(abs(got[k] - expected[k]) < 1e-9 for k in expected)
+    # For the paper's distribution (L and R both uniform on 1..10) the two strategies tie in expectation.
+    paper = one_pass_cost(RepeatCopyTask(val_lengths_repeats=(), num_val_sequences=2000))
+    assert abs(paper["one_pass"] - paper["first_vector"]) < 0.05 * paper["one_pass"]
+
+
+def write_curves(path: Path, runs: dict[tuple[str, str, int], list[tuple[int, float]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run_id", "task", "model", "seed", "step", "sequences", "metric", "value"])
+        for (task, model, seed), points in runs.items():
+            for step, cost in points:
+                run_id = f"{task}-{model}-seed{seed}"
+                writer.writerow([run_id, task, model, seed, step, step * 32, "train/cost_bits", 999.0])
+                writer.writerow([run_id, task, model, seed, step, step * 32, "val/len_1-10_rep_1-10/cost_bits", cost])
+                writer.writerow([run_id, task, model, seed, step, step * 32, "val/len_20_rep_10/cost_bits", 555.0])
+
+
+def fake_results(root: Path) -> Path:
+    results = root / "results"
+    write_curves(results / BEFORE_GRID / "curves.csv", {("repeat_copy", "ntm", 0): [(2500, 200.0), (3000, 195.0)]})
+    write_curves(results / GRID / "curves.csv", {
+        ("repeat_copy", "ntm_fixed", 0): [(2500, 194.0)],
+        (FOUND_TASK, "ntm", 0): [(2500, 300.0), (6000, 12.0), (6250, 9.0), (9375, 0.5)],
+        (FOUND_TASK, "ntm", 1): [(2500, 300.0), (6250, 50.0), (7000, 8.0)],
+    })
+    return results
+
+
+def test_diagnosis_table_reads_the_training_distribution(tmp_path):
+    curves = training_curves(fake_results(tmp_path))
+    assert set(curves.val_set) == {"len_1-10_rep_1-10", "len_20_rep_10"}  # validation costs only
+    assert (curves.updates == curves.step).all()
+    table = diagnosis_table(curves, REPEAT_COPY_VARIANTS)
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
+    found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)
+    assert "| 300.0 | 9.0 | 0.5 | 200,000 | 300,000 | 0.5 |" in rows[(FOUND_TASK, found, "0")]
+    # Seed 1 stopped (converged) at 224,000 sequences: its last cost stands for the later budgets.
+    assert "| 300.0 | 50.0 | 8.0 | 224,000 | 224,000 | 8.0 |" in rows[(FOUND_TASK, found, "1")]
+    before = rows[("repeat_copy", REPEAT_COPY_VARIANTS[0].label, "0")]
+    assert "| 200.0 | - | - | - | 96,000 | 195.0 |" in before  # stopped at 96k above 10 bits: nothing later
+
+
+def kept_ntm(path: Path, seed: int) -> None:
+    """A weights-only checkpoint as ``mann-zoo bench`` keeps it, of an untrained repeat-copy NTM."""
+    torch.manual_seed(seed)
+    module = SequenceModel(name="ntm", input_size=10, output_size=9, memory_slots=32, controller_size=16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+
+
+def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
+    results = fake_results(tmp_path)
+    for name in ("repeat_copy-ntm_fixed-seed0", f"{FOUND_TASK}-ntm-seed0"):
+        kept_ntm(results / GRID / "models" / f"{name}.ckpt", seed=len(name))
+    written = {p.name for p in make_diagnosis(results, tmp_path / "paper")}
+    # No priority-sort runs in these results: no priority-sort figure.
+    assert written == {"ntm_diagnosis_repeat_copy.png", "ntm_diagnosis_heads.png", "ntm_diagnosis.md"}
+    assert (tmp_path / "paper" / "figures" / "ntm_diagnosis_heads.png").stat().st_size > 10_000
+    assert make_diagnosis(tmp_path / "nothing", tmp_path / "paper2") == []
+
+
+def test_kept_models_are_scored_on_the_generalisation_sets(tmp_path):
+    models = tmp_path / "models"
+    kept_ntm(models / f"{FOUND_TASK}-ntm-seed0.ckpt", seed=0)
+    kept_ntm(models / "repeat_copy-ntm_fixed-seed0.ckpt", seed=1)  # not the configuration found: left out
+    scores = evaluate_kept_models(models, num_sequences=4)
+    assert list(scores.run_id.unique()) == [f"{FOUND_TASK}-ntm-seed0"]
+    assert list(scores.val_set) == ["len_1-10_rep_1-10", "len_10_rep_10", "len_20_rep_10", "len_10_rep_20",
+                                    "len_20_rep_20"]
+    assert (scores.sequences == 4).all() and (scores.bit_errors > 0).all()  # an untrained model errs
+    table = generalisation_table(scores)
+    assert table.count("\n") == 3 and "len_20_rep_20" in table.splitlines()[0]
