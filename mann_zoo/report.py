@@ -404,12 +404,12 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
             # runs are one-seed hypotheses whose task and model names would mix with the paper grid's.
             pooled = [r for r in results if grid != DIAGNOSIS_GRID or r["task"] == FOUND_TASK]
             all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in pooled]
-            if results:
+            if results and grid != DIAGNOSIS_GRID:  # the diagnosis draws its own figures (below)
                 written += generalisation_curves(results, grid, figures)
                 path = tables / f"results_{grid}.md"
                 atomic_write_text(path, results_table(results, grid))
                 written.append(path)
-        if (directory / "curves.csv").is_file():
+        if (directory / "curves.csv").is_file() and grid != DIAGNOSIS_GRID:
             written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
     if all_results:
         path = tables / "literature.md"

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from mann_zoo.benchmark import RESULT_COLUMNS
 from mann_zoo.diagnosis import (
     BEFORE_GRID,
     FOUND_TASK,
     GRID,
+    REPEAT_COPY_SET,
     REPEAT_COPY_VARIANTS,
     diagnosis_table,
     evaluate_kept_models,
@@ -68,9 +70,19 @@ def fake_results(root: Path) -> Path:
     write_curves(results / BEFORE_GRID / "curves.csv", {("repeat_copy", "ntm", 0): [(2500, 200.0), (3000, 195.0)]})
     write_curves(results / GRID / "curves.csv", {
         ("repeat_copy", "ntm_fixed", 0): [(2500, 194.0)],
+        ("repeat_copy", "ntm_ff", 0): [(2500, 7.0)],  # below 10 bits at its budget, not converged
         (FOUND_TASK, "ntm", 0): [(2500, 300.0), (6000, 12.0), (6250, 9.0), (9375, 0.5)],
         (FOUND_TASK, "ntm", 1): [(2500, 300.0), (6250, 50.0), (7000, 8.0)],
     })
+    with (results / GRID / "results.csv").open("w", newline="") as f:  # the bench's results table
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        for task, model, seed, converged, sequences in [("repeat_copy", "ntm_ff", 0, False, 80_000),
+                                                          (FOUND_TASK, "ntm", 0, False, 300_000),
+                                                          (FOUND_TASK, "ntm", 1, True, 224_000)]:
+            writer.writerow({"run_id": f"{task}-{model}-seed{seed}", "task": task, "model": model, "seed": seed,
+                             "converged": converged, "sequences": sequences, "num_parameters": 1,
+                             "sequences_to_convergence": sequences if converged else "", "val_set": REPEAT_COPY_SET})
     return results
 
 
@@ -82,10 +94,12 @@ def test_diagnosis_table_reads_the_training_distribution(tmp_path):
     rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
     found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)
     assert "| 300.0 | 9.0 | 0.5 | 200,000 | 300,000 | 0.5 |" in rows[(FOUND_TASK, found, "0")]
-    # Seed 1 stopped (converged) at 224,000 sequences: its last cost stands for the later budgets.
+    # Seed 1 stopped at 224,000 sequences because it converged: its last cost stands for the later budgets.
     assert "| 300.0 | 50.0 | 8.0 | 224,000 | 224,000 | 8.0 |" in rows[(FOUND_TASK, found, "1")]
     before = rows[("repeat_copy", REPEAT_COPY_VARIANTS[0].label, "0")]
     assert "| 200.0 | - | - | - | 96,000 | 195.0 |" in before  # stopped at 96k above 10 bits: nothing later
+    feed_forward = rows[("repeat_copy", "feed-forward controller", "0")]
+    assert "| 7.0 | - | - | 80,000 | 80,000 | 7.0 |" in feed_forward  # its budget ended, it did not converge
 
 
 def kept_ntm(path: Path, seed: int) -> None:
@@ -105,6 +119,12 @@ def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
     assert written == {"ntm_diagnosis_repeat_copy.png", "ntm_diagnosis_heads.png", "ntm_diagnosis.md"}
     assert (tmp_path / "paper" / "figures" / "ntm_diagnosis_heads.png").stat().st_size > 10_000
     assert make_diagnosis(tmp_path / "nothing", tmp_path / "paper2") == []
+    # mann-zoo report draws the diagnosis figures for the diagnosis grid, not its generic per-task ones.
+    from mann_zoo.report import make_report
+
+    reported = {p.name for p in make_report([results / GRID], tmp_path / "paper3")}
+    assert "ntm_diagnosis_repeat_copy.png" in reported
+    assert not any(name.startswith(("learning_", "generalisation_")) for name in reported)
 
 
 def test_kept_models_are_scored_on_the_generalisation_sets(tmp_path):
