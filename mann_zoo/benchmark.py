@@ -37,9 +37,9 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_write_text
+from .results import ADDRESSING_MODELS, read_csv, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
-ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn by the report
 PRESETS = ROOT / "configs" / "bench"
 
 RUN_COLUMNS = [
@@ -120,14 +120,6 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
     return out / "runs" / spec.run_id
-
-
-def read_csv(path: Path) -> list[dict]:
-    """The rows of a CSV file as dicts of strings; none if the file does not exist."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def recorded_results(out: Path) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
@@ -271,7 +263,6 @@ def comparison_table(rows: list[dict]):
     """A rich table of ``rows`` (the results table as read from CSV): per task and model, medians over seeds."""
     from rich.table import Table
 
-    from .report import summarise
 
     table = Table(title="head to head (median over seeds)")
     for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",

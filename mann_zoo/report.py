@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_write, atomic_write_text  # noqa: E402
-from .benchmark import ADDRESSING_MODELS, read_csv  # noqa: E402
+from .results import ADDRESSING_MODELS, group_by, median, read_csv, summarise  # noqa: E402
 from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 
@@ -42,20 +42,6 @@ COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": 
 
 def _float(value) -> float | None:
     return None if value in (None, "") else float(value)
-
-
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
-def group_by(rows: list[dict], *keys: str) -> dict:
-    """Rows grouped by the values of ``keys`` (one key: the value; several: a tuple), in first-seen order."""
-    groups = defaultdict(list)
-    for row in rows:
-        groups[row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)].append(row)
-    return groups
 
 
 def save(fig, path: Path) -> None:
@@ -80,7 +66,7 @@ def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
             if not series:
                 continue
             xs = sorted(series)
-            ax.plot(xs, [_median(series[x]) for x in xs], label=model, color=COLOURS.get(model))
+            ax.plot(xs, [median(series[x]) for x in xs], label=model, color=COLOURS.get(model))
             ax.fill_between(xs, [min(series[x]) for x in xs], [max(series[x]) for x in xs], alpha=0.2,
                             color=COLOURS.get(model))
         ax.set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})", yscale="log",
@@ -103,7 +89,7 @@ def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Pat
             for s in sets:
                 values = [float(r["bit_errors"]) for r in rows if r["model"] == model and r["val_set"] == s
                           and r["bit_errors"] not in ("", None)]
-                medians.append(_median(values) if values else math.nan)
+                medians.append(median(values) if values else math.nan)
                 lows.append(min(values) if values else math.nan)
                 highs.append(max(values) if values else math.nan)
             xs = range(len(sets))
@@ -231,34 +217,6 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
     return written
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """Per task and model (rows of the results table, as read from CSV), medians over seeds: runs,
-    converged runs, sequences trained and to convergence, the cost on the first (training) set and its
-    Bayes-optimal reference, bit errors on the first and the longest set, ms/step, parameters."""
-    summaries = []
-    for (task, model), rows in group_by(results, "task", "model").items():
-        runs = {r["run_id"]: r for r in rows}
-        sets = list(dict.fromkeys(r["val_set"] for r in rows))
-        first = sets[0]
-        longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
-        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-        optimal = [float(r["reference_bits"]) for r in rows if r["val_set"] == first and r.get("reference_bits") not in ("", None)]
-        summaries.append({
-            "task": task, "model": model, "runs": len(runs),
-            "converged": sum(r["converged"] == "True" for r in runs.values()),
-            "sequences": _median([float(r["sequences"]) for r in runs.values()]),
-            "sequences_to_convergence": _median(conv) if conv else None,
-            "cost": _median([float(r["cost_bits"]) for r in rows if r["val_set"] == first]),
-            "optimal_cost": _median(optimal) if optimal else None,
-            "first_set": first, "longest_set": longest,
-            **{f"{name}_errors": _median([float(r["bit_errors"]) for r in rows if r["val_set"] == s])
-               for name, s in (("first", first), ("longest", longest))},
-            "step_ms": _median([float(r["step_time_ms"]) for r in runs.values()]),
-            "params": _median([float(r["num_parameters"]) for r in runs.values()]),
-        })
-    return summaries
-
-
 def summary_lines(results: list[dict]) -> list[str]:
     """Markdown lines: per task and model, convergence and the training-set and longest-set errors."""
     lines = ["| task | model | runs | converged | sequences trained (median) | sequences to convergence (median) | "
@@ -285,11 +243,11 @@ def results_table(results: list[dict], grid: str) -> str:
         wall = [float(r["wall_time_to_convergence_s"]) for r in runs.values() if r["wall_time_to_convergence_s"] not in ("", None)]
         sets = list(dict.fromkeys(r["val_set"] for r in rows))
         per_set = ", ".join(
-            f"{s}: {_median([float(r['bit_errors']) for r in rows if r['val_set'] == s]):.2f}" for s in sets)
-        step = _median([float(r["step_time_ms"]) for r in runs.values() if r["step_time_ms"] not in ("", None)] or [math.nan])
+            f"{s}: {median([float(r['bit_errors']) for r in rows if r['val_set'] == s]):.2f}" for s in sets)
+        step = median([float(r["step_time_ms"]) for r in runs.values() if r["step_time_ms"] not in ("", None)] or [math.nan])
         params = int(float(next(iter(runs.values()))["num_parameters"]))
         lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
-                     f"{f'{_median(conv):,.0f}' if conv else '-'} | {f'{_median(wall):.0f}' if wall else '-'} | {per_set} | "
+                     f"{f'{median(conv):,.0f}' if conv else '-'} | {f'{median(wall):.0f}' if wall else '-'} | {per_set} | "
                      f"{step:.0f} | {params:,} |")
     return "\n".join(lines) + "\n"
 
@@ -343,7 +301,7 @@ def literature_table(results: list[dict]) -> str:
             ours = "not run yet"
         elif measure == "convergence":
             values = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-            ours = f"{_median(values):,.0f}" if values else "-"
+            ours = f"{median(values):,.0f}" if values else "-"
             ours += f" ({len(values)}/{len(runs)} converged)"
         elif measure == "params":
             ours = f"{int(float(next(iter(runs.values()))['num_parameters'])):,}"
@@ -353,13 +311,13 @@ def literature_table(results: list[dict]) -> str:
                 name = rows[0]["val_set"]
             column = "cost_bits" if kind == "cost" else "bit_errors"
             values = [float(r[column]) for r in rows if r["val_set"] == name and r[column] not in ("", None)]
-            ours = f"{_median(values):.2f}" if values else "-"
+            ours = f"{median(values):.2f}" if values else "-"
             reference = [float(r["reference_bits"]) for r in rows if r["val_set"] == name and r.get("reference_bits") not in ("", None)]
             if reference:
-                ours += f" (Bayes-optimal {_median(reference):.1f})"
+                ours += f" (Bayes-optimal {median(reference):.1f})"
         budget = [float(r["sequences"]) for r in runs.values()]
         lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | {ours} | {len(runs)} | "
-                     f"{f'{_median(budget):,.0f}' if budget else '-'} |")
+                     f"{f'{median(budget):,.0f}' if budget else '-'} |")
     return "\n".join(lines) + "\n"
 
 
