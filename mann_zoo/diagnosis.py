@@ -79,10 +79,11 @@ PAPER_POINTS = {
 }
 
 
-def one_pass_cost(task, bits_per_guess: float = 1.0) -> dict[str, float]:
-    """Mean bits per sequence, over ``task``'s first validation set, of three repeat-copy strategies.
+def one_pass_cost(task) -> dict[str, float]:
+    """Mean bits per sequence, over ``task``'s first validation set, of three repeat-copy strategies,
+    at one bit per guessed bit.
 
-    ``all``: every data bit guessed (``bits_per_guess`` each); ``one_pass``: the stored vectors
+    ``all``: every data bit guessed; ``one_pass``: the stored vectors
     reproduced once and the later R - 1 passes guessed, 8 (R - 1) L bits; ``first_vector``: the first
     vector emitted on every step, right R times, 8 (R L - R) bits.  The end marker is left out.
     """
@@ -97,7 +98,7 @@ def one_pass_cost(task, bits_per_guess: float = 1.0) -> dict[str, float]:
         totals["one_pass"] += float((task.bits * (repeats - 1) * delimiter).sum())
         totals["first_vector"] += float((task.bits * (scored - repeats)).sum())
         count += batch.inputs.shape[0]
-    return {name: bits_per_guess * value / count for name, value in totals.items()}
+    return {name: value / count for name, value in totals.items()}
 
 
 def training_curves(results: Path) -> pd.DataFrame:
@@ -169,6 +170,7 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
 def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) -> Path | None:
     """Read and write weightings over one repeat-copy example: a failing NTM and the solved ones."""
     from . import load_model
+    from .lightning_module import sequence_scores
     from tasks import RepeatCopyTask
 
     failing = [models / "repeat_copy-ntm_fixed-seed0.ckpt"]
@@ -185,7 +187,7 @@ def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) ->
         core = load_model(checkpoint)
         with torch.no_grad():
             logits, trace = core(batch.inputs, record=True)
-        errors = int((((logits > 0).float() != batch.targets) * batch.mask.unsqueeze(-1)).sum())
+        errors = int(sequence_scores(logits, batch.targets, batch.mask)["bit_errors"].sum())
         for ax, key in zip(axes[row], ("write_weights", "read_weights")):
             weights = trace[key][0, :, 0]  # [T, N], first head
             shown = torch.cat([weights[:, -4:], weights[:, :slots]], dim=1)  # slots -4 .. slots-1

@@ -355,19 +355,22 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
     all_results = []
     for directory in result_dirs:
         grid = directory.name
-        if (directory / "results.csv").is_file():
-            results = read_csv(directory / "results.csv")
-            # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
-            # Of the diagnosis grid only the configuration found joins the literature table: its other
-            # runs are one-seed hypotheses whose task and model names would mix with the paper grid's.
-            pooled = [r for r in results if grid != DIAGNOSIS_GRID or r["task"] == FOUND_TASK]
-            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in pooled]
-            if results and grid != DIAGNOSIS_GRID:  # the diagnosis draws its own figures (below)
-                written += generalisation_curves(results, grid, figures)
-                path = tables / f"results_{grid}.md"
-                atomic_write_text(path, results_table(results, grid))
-                written.append(path)
-        if (directory / "curves.csv").is_file() and grid != DIAGNOSIS_GRID:
+        results = read_csv(directory / "results.csv")  # no rows if the file does not exist
+        # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
+        if grid == DIAGNOSIS_GRID:
+            # The NTM diagnosis (paper section 8) draws figures of its own, and only its configuration
+            # found joins the literature table: its other runs are one-seed hypotheses whose task and
+            # model names would mix with the paper grid's.
+            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results if r["task"] == FOUND_TASK]
+            written += make_diagnosis(directory.parent, paper)
+            continue
+        all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results]
+        if results:
+            written += generalisation_curves(results, grid, figures)
+            path = tables / f"results_{grid}.md"
+            atomic_write_text(path, results_table(results, grid))
+            written.append(path)
+        if (directory / "curves.csv").is_file():
             written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
     if all_results:
         path = tables / "literature.md"
@@ -379,9 +382,6 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         path = cost_figure(read_csv(cost_dir / "cost.csv"), read_csv(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
-    for directory in result_dirs:
-        if directory.name == DIAGNOSIS_GRID:  # the NTM diagnosis (paper section 8) has figures of its own
-            written += make_diagnosis(directory.parent, paper)
     if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
         written.append(paper / "paper.md")
     return written
