@@ -96,20 +96,27 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
     if default_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {default_steps}")
     for task, task_spec in spec["tasks"].items():
-        for model in task_spec.get("models", list(spec["models"])):
+        task_models = task_spec.get("models", list(spec["models"]))
+        # Which trained models to keep: the grid's ``keep_models`` per task, else the copy NTM and DNC.
+        kept = task_spec.get("keep_models", list(ADDRESSING_MODELS) if task == "copy" else [])
+        if "keep_models" in task_spec and not set(kept) <= set(task_models):
+            raise ValueError(f"--config {path}: task {task!r}: keep_models must name models of the task "
+                             f"({', '.join(task_models)}), got {kept!r}")
+        # --seeds wins; else the task's own seeds (e.g. one seed for a hypothesis), else the grid's.
+        task_seeds = seeds if seeds is not None else task_spec.get("seeds", grid_seeds)
+        if not isinstance(task_seeds, list) or not all(isinstance(v, int) and v >= 0 for v in task_seeds):
+            raise ValueError(f"--config {path}: task {task!r}: seeds must be a list of integers >= 0, got {task_seeds!r}")
+        for model in task_models:
             if model not in spec["models"]:
                 raise ValueError(f"--config {path}: task {task!r} names model {model!r}, not in models "
                                  f"({', '.join(spec['models'])})")
             model_spec = spec["models"][model]
-            # --seeds wins; else the task's own seeds (e.g. one seed for a hypothesis), else the grid's.
-            for seed in seeds if seeds is not None else task_spec.get("seeds", grid_seeds):
+            for seed in task_seeds:
                 args = ["--config", str(ROOT / task_spec["config"]), "--config", str(ROOT / model_spec["config"]),
                         *_strings(spec.get("args")), *_strings(task_spec.get("args")), *_strings(model_spec.get("args")),
                         *_strings((task_spec.get("model_args") or {}).get(model))]
                 steps = max_steps or int((task_spec.get("model_max_steps") or {}).get(
                     model, task_spec.get("max_steps", default_steps)))
-                # Which trained models to keep: the grid's ``keep_models`` per task, else the copy NTM and DNC.
-                kept = task_spec.get("keep_models", list(ADDRESSING_MODELS) if task == "copy" else [])
                 runs.append(RunSpec(task, model, int(seed), args, steps, keep_model=model in kept))
     return Grid(name=spec.get("name", path.stem), runs=runs,
                 val_check_interval=int(spec.get("val_check_interval", 250)),

@@ -167,6 +167,17 @@ def test_a_task_can_have_its_own_seeds(tmp_path):
     assert [s.seed for s in load_grid(spec, seeds=[7]).runs] == [7, 7]
 
 
+@pytest.mark.parametrize("task_fields, field", [("seeds: 3", "seeds must be a list of integers >= 0"),
+                                                ("seeds: [-1]", "seeds must be a list"),
+                                                ("keep_models: [lstm]", "keep_models must name models of the task")])
+def test_bad_task_fields_name_the_field(tmp_path, task_fields, field):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(f"tasks:\n  copy: {{config: configs/task/copy.yaml, {task_fields}}}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n")
+    with pytest.raises(ValueError, match=field):
+        load_grid(spec)
+
+
 def test_unfinished_run_resumes_from_its_checkpoint(smoke_results):
     out, _ = smoke_results
     grid = load_grid(SMOKE, max_steps=6)
