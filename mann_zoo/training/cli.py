@@ -34,15 +34,19 @@ def _quiet() -> None:
     """Keep the console for what a researcher needs: no advice meant for other set-ups."""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
-    for pattern in (
-        ".*does not have many workers.*",
+    # Lightning's advice for set-ups unlike ours (data generated in the process, no workers; a logging
+    # interval longer than a validation set) comes as PossibleUserWarning: silenced by category.
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
+    # jsonargparse's deprecation notices are about how Lightning calls it, not about anything here.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    for pattern in (  # the rest have no category of their own
         ".*configure_optimizers` will be overridden.*",
         ".*GPU available but not used.*",
         ".*is an invalid version and will not be supported.*",
         ".*Checkpoint directory .* exists and is not empty.*",
-        ".*Experiment logs directory .* exists and is not empty.*",
         ".*`training_step` returned `None`.*",
-        ".*The number of training batches .* is smaller than the logging interval.*",
         ".*LightningCLI's args parameter is intended to run from within Python.*",
         ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
     ):
