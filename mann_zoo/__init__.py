@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def load_model(checkpoint_path, map_location="cpu"):
     """The trained core from a training checkpoint, in eval mode, loaded with ``weights_only=True``."""
-    from .checkpointing import load_model as _load_model
+    from .training.checkpointing import load_model as _load_model
 
     return _load_model(checkpoint_path, map_location)
 

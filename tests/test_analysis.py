@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mann_zoo.analysis import content_weights_key_jacobian, entropy_bits
+from mann_zoo.experiments.analysis import content_weights_key_jacobian, entropy_bits
 from mann_zoo.memory import content_weights
 
 

@@ -6,16 +6,18 @@ import csv
 import json
 import math
 import os
+import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
-from mann_zoo import benchmark
-from mann_zoo.atomic import atomic_write_text
-from mann_zoo.benchmark import PRESETS, RESULT_COLUMNS, load_grid, run_grid
-from mann_zoo.cost import activation_megabytes, fit_cost_model
-from mann_zoo.report import make_report
+from mann_zoo.experiments import benchmark
+from mann_zoo.training.atomic import atomic_write_text
+from mann_zoo.experiments.benchmark import PRESETS, RESULT_COLUMNS, load_grid, run_grid
+from mann_zoo.experiments.cost import activation_megabytes, fit_cost_model
+from mann_zoo.experiments.report import make_report
 
 SMOKE = PRESETS / "smoke.yaml"
 
@@ -73,7 +75,7 @@ def test_results_table_schema(smoke_results):
 def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     out, _ = smoke_results
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    monkeypatch.setattr(benchmark.subprocess, "run", lambda cmd, **kw: launched.append(cmd))
     run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
     assert launched == []
 
@@ -86,17 +88,12 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     for name in ("results.csv", "curves.csv"):
         (clone / name).write_text((out / name).read_text())
 
-    class Crashed:  # a run that dies before it writes a result
-        returncode = 1
-
-        def __init__(self, cmd, **kwargs):
-            launched.append(cmd)
-
-        def poll(self):
-            return 1
+    def crashed(cmd, **kwargs):  # a run that dies before it writes a result
+        launched.append(cmd)
+        return subprocess.CompletedProcess(cmd, returncode=1)
 
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "Popen", Crashed)
+    monkeypatch.setattr(benchmark.subprocess, "run", crashed)
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1, skip_recorded=True)
     assert launched == []
     assert read(clone / "results.csv") == read(out / "results.csv") == rows
@@ -116,7 +113,7 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
     assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    monkeypatch.setattr(benchmark.subprocess, "run", lambda cmd, **kw: launched.append(cmd))
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
     assert {r["run_id"] for r in read(out / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
@@ -143,7 +140,7 @@ def test_a_grid_names_the_models_to_keep(tmp_path):
 
 def test_tables_name_runs_by_the_grid_task_not_the_datamodule(tmp_path):
     """Two variants of one task (repeat_copy and repeat_copy_x both train tasks.RepeatCopyTask) stay apart."""
-    from mann_zoo.benchmark import RunSpec, read_results
+    from mann_zoo.experiments.benchmark import RunSpec, read_results
 
     spec = RunSpec("repeat_copy_x", "ntm_ff", 0)
     directory = tmp_path / "runs" / spec.run_id
@@ -167,14 +164,36 @@ def test_a_task_can_have_its_own_seeds(tmp_path):
     assert [s.seed for s in load_grid(spec, seeds=[7]).runs] == [7, 7]
 
 
-@pytest.mark.parametrize("task_fields, field", [("seeds: 3", "seeds must be a list of integers >= 0"),
-                                                ("seeds: [-1]", "seeds must be a list"),
+@pytest.mark.parametrize("task_fields, field", [("seeds: 3", "seeds must be a non-empty list of integers >= 0"),
+                                                ("seeds: [-1]", "seeds must be a non-empty list"),
                                                 ("keep_models: [lstm]", "keep_models must name models of the task")])
 def test_bad_task_fields_name_the_field(tmp_path, task_fields, field):
     spec = tmp_path / "grid.yaml"
     spec.write_text(f"tasks:\n  copy: {{config: configs/task/copy.yaml, {task_fields}}}\n"
                     "models:\n  ntm: {config: configs/model/ntm.yaml}\n")
     with pytest.raises(ValueError, match=field):
+        load_grid(spec)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ("{model.core.init_args.memory_slotz: 8}", "memory_slotz"),
+    ("{model.core.init_args.memory_slots: many}", "memory_slots"),
+    ("{data.max_lenght: 3}", "max_lenght"),
+])
+def test_a_wrong_override_fails_when_the_grid_is_read(tmp_path, overrides, key):
+    """Before any run starts, naming the grid file, the run and the key."""
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(f"tasks:\n  copy: {{config: configs/task/copy.yaml}}\n"
+                    f"models:\n  ntm: {{config: configs/model/ntm.yaml, overrides: {overrides}}}\n")
+    with pytest.raises(ValueError, match=rf"grid.yaml: run copy-ntm-seed0: .*{key}"):
+        load_grid(spec)
+
+
+def test_a_grid_with_command_line_lists_says_what_replaced_them(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("tasks:\n  copy: {config: configs/task/copy.yaml}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml, args: [--model.compile, 'true']}\n")
+    with pytest.raises(ValueError, match="unknown key 'args'.*overrides"):
         load_grid(spec)
 
 
@@ -248,7 +267,7 @@ def test_report_redraws_addressing_from_the_kept_weights_in_a_fresh_clone(smoke_
 
 
 def test_report_embeds_the_tables_into_the_write_up(tmp_path):
-    from mann_zoo.report import embed_tables
+    from mann_zoo.experiments.report import embed_tables
 
     tables = tmp_path / "tables"
     tables.mkdir()
@@ -273,7 +292,7 @@ def test_cost_fit_recovers_known_coefficients():
 
 def test_activation_memory_grows_with_memory_size():
     from mann_zoo.models import build
-    from mann_zoo.speed import copy_batch
+    from mann_zoo.experiments.speed import copy_batch
 
     batch = copy_batch(4, 3, 8, "cpu")
     small, large = (activation_megabytes(build("dnc", 9, 8, controller_size=8, memory_slots=n, word_size=4), batch)
@@ -286,8 +305,9 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
     import lightning as L
     from lightning.pytorch.loggers import Logger
 
-    from mann_zoo.callbacks import RunSummary
-    from mann_zoo.lightning_module import SequenceModel
+    from mann_zoo.models import NTM
+    from mann_zoo.training.callbacks import RunSummary
+    from mann_zoo.training.lightning_module import SequenceModel
     from tasks import CopyTask
 
     class Experiment:
@@ -312,7 +332,7 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
             pass
 
     task = CopyTask(max_length=3, val_lengths=[5], batch_size=3, num_val_sequences=4)
-    model = SequenceModel("ntm", task.input_size, task.output_size, controller_size=8, memory_slots=8, word_size=4)
+    model = SequenceModel(partial(NTM, controller_size=8, memory_slots=8, word_size=4), task.input_size, task.output_size)
     logger = FakeWandb()
     trainer = L.Trainer(max_steps=2, val_check_interval=2, check_val_every_n_epoch=None, logger=logger,
                         callbacks=[RunSummary(str(tmp_path), run_id="copy-ntm-seed0")], enable_progress_bar=False,
@@ -333,3 +353,44 @@ def test_cost_fit_drops_a_negative_term():
             for n in (16, 64, 256) for w in (10, 20, 40)]
     fit = fit_cost_model(rows, "dnc", base_ms=0.0)
     assert fit["ns_per_NW"] == 0.0 and fit["ns_per_N2"] > 0
+
+
+def test_a_core_from_another_package_joins_a_grid(tmp_path, monkeypatch):
+    """A model class defined outside mann-zoo, named by class path in its own model config, trains in a
+    grid beside the NTM and lands in the results table."""
+    from test_cli import OUTSIDE_CORE
+
+    (tmp_path / "my_cores.py").write_text(OUTSIDE_CORE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    (tmp_path / "echo.yaml").write_text("model:\n  core:\n    class_path: my_cores.EchoCore\n    init_args: {width: 6}\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [ntm, echo]")
+                    + f"  echo: {{config: {tmp_path / 'echo.yaml'}}}\n")
+    rows = run_grid(load_grid(grid), tmp_path / "out", jobs=2, threads=1)
+    assert {(r["model"], r["num_parameters"]) for r in rows if r["model"] == "echo"} == {("echo", str(9 * 6 + 6 + 6 * 8 + 8))}
+    assert {r["run_id"] for r in rows} == {"copy-ntm-seed0", "copy-echo-seed0"}
+
+
+def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(tmp_path):
+    """``pip install .`` (not editable), then from an empty folder ``mann-zoo bench --preset smoke``: the
+    results land there and the source tree is untouched. (Dependencies come from this environment.)"""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(root)], check=True, capture_output=True, timeout=300)
+    assert (target / "mann_zoo" / "configs" / "bench" / "smoke.yaml").is_file()
+    assert (target / "mann_zoo" / "configs" / "task" / "copy.yaml").is_file()
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root, capture_output=True, text=True).stdout
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "mann_zoo.cli", "bench", "--preset", "smoke"], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {r["run_id"] for r in read(work / "results" / "smoke" / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root, capture_output=True, text=True).stdout
+    assert after == before

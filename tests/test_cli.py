@@ -17,9 +17,11 @@ from mann_zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
-    "ntm": ["--model.controller_size", "12", "--model.memory_slots", "8", "--model.word_size", "4"],
-    "dnc": ["--model.controller_size", "12", "--model.memory_slots", "8", "--model.word_size", "4"],
-    "lstm": ["--model.controller_size", "12", "--model.controller_layers", "1"],
+    "ntm": ["--model.core.init_args.controller_size", "12", "--model.core.init_args.memory_slots", "8",
+            "--model.core.init_args.word_size", "4"],
+    "dnc": ["--model.core.init_args.controller_size", "12", "--model.core.init_args.memory_slots", "8",
+            "--model.core.init_args.word_size", "4"],
+    "lstm": ["--model.core.init_args.controller_size", "12", "--model.core.init_args.controller_layers", "1"],
 }
 TINY_TASK = {
     "copy": ["--data.max_length", "3", "--data.val_lengths", "[5]"],
@@ -69,6 +71,11 @@ def test_resume_continues_exactly(tmp_path):
     assert once["global_step"] == twice["global_step"] == 20
     for key, value in once["state_dict"].items():
         torch.testing.assert_close(twice["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    # The resumed run's CSV log keeps the curve from before the checkpoint, each step once.
+    metrics = lambda root: [line.split(",") for line in (root / "copy-ntm/seed0/metrics.csv").read_text().splitlines()]  # noqa: E731
+    log_once, log_twice = metrics(tmp_path / "once"), metrics(tmp_path / "twice")
+    steps = lambda log: [row[log[0].index("step")] for row in log[1:]]  # noqa: E731
+    assert steps(log_twice) == steps(log_once) and "4" in steps(log_twice) and "19" in steps(log_twice)
 
 
 def test_load_model_returns_the_trained_core(tmp_path):
@@ -84,8 +91,11 @@ def test_load_model_returns_the_trained_core(tmp_path):
         mann_zoo.load_model(tmp_path / "missing.ckpt")
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240, pythonpath: Path | None = None
+            ) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "mann_zoo.cli", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)
 
@@ -93,11 +103,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240) -> subproce
 @pytest.mark.parametrize(
     "extra, field",
     [
-        (["--model.name", "transformer"], "model"),
+        (["--model.core", "transformer"], "core"),
+        (["--model.core", "my_pkg.MissingCore"], "my_pkg.MissingCore"),
         (["--data", "tasks.SortingTask"], "data"),
         (["--data.min_length", "30", "--data.max_length", "20"], "min_length"),
-        (["--model.memory_slots", "0"], "memory_slots"),
-        (["--model.shift_range", "2"], "shift_range"),
+        (["--model.core.init_args.memory_slots", "0"], "memory_slots"),
+        (["--model.core.init_args.shift_range", "2"], "shift_range"),
+        (["--model.core.init_args.memory_slotz", "8"], "memory_slotz"),
     ],
 )
 def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
@@ -111,7 +123,7 @@ def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
 
 def test_malformed_yaml_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  name: ntm\n   memory_slots: [1, 2\n")
+    bad.write_text("model:\n  core: ntm\n   memory_slots: [1, 2\n")
     result = run_cli("fit", "--config", str(bad), "--trainer.default_root_dir", str(tmp_path))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mann-zoo: error:")]
@@ -122,7 +134,11 @@ def test_help_is_useful():
     result = run_cli("--help")
     assert result.returncode == 0 and "fit" in result.stdout and "configs/task/copy.yaml" in result.stdout
     result = run_cli("fit", "--help")
-    assert result.returncode == 0 and "--model.memory_slots" in result.stdout and "--data" in result.stdout
+    assert result.returncode == 0 and "--model.core" in result.stdout and "--data" in result.stdout
+    # A core's own arguments, documented, with their real defaults.
+    result = run_cli("fit", "--model.core.help", "mann_zoo.models.NTM")
+    assert result.returncode == 0 and "--model.core.memory_slots" in result.stdout, result.stderr
+    assert "default: 128" in result.stdout and "memory slots N" in result.stdout
 
 
 def test_ddp_two_cpu_processes_agree(tmp_path):
@@ -130,7 +146,7 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     parameters, having drawn different batches."""
     result = run_cli(*fit_args("copy", "ntm", tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
                                "--trainer.accelerator", "cpu", "--trainer.max_steps", "3",
-                               "--trainer.callbacks+=mann_zoo.callbacks.ParameterDigest",
+                               "--trainer.callbacks+=mann_zoo.training.callbacks.ParameterDigest",
                                "--trainer.callbacks.dirpath", str(tmp_path / "digest")), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     digests = [json.loads((tmp_path / "digest" / f"parameter_digest_rank{r}.json").read_text()) for r in (0, 1)]
@@ -143,7 +159,7 @@ def test_curriculum_raises_the_length_when_mastered(tmp_path):
     state travels in the checkpoint."""
     main(fit_args("copy", "lstm", tmp_path, "--data.max_length", "5", "--data.curriculum_max_length", "2",
                   "--trainer.max_steps", "4", "--trainer.val_check_interval", "4",
-                  "--trainer.callbacks+=mann_zoo.callbacks.Curriculum", "--trainer.callbacks.threshold", "1000",
+                  "--trainer.callbacks+=mann_zoo.training.callbacks.Curriculum", "--trainer.callbacks.threshold", "1000",
                   "--trainer.callbacks.increment", "1", "--trainer.callbacks.smoothing", "1"))
     checkpoint = torch.load(tmp_path / "copy-lstm/seed0/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["CopyTask"]["curriculum_max_length"] == 5
@@ -154,7 +170,7 @@ def test_curriculum_waits_one_time_constant_between_changes():
     per step (the batch fetched ahead of a change still has the old length)."""
     from types import SimpleNamespace
 
-    from mann_zoo.callbacks import Curriculum
+    from mann_zoo.training.callbacks import Curriculum
     from tasks import CopyTask
 
     task = CopyTask(max_length=20, curriculum_max_length=2)
@@ -168,8 +184,78 @@ def test_curriculum_waits_one_time_constant_between_changes():
 
 
 def test_curriculum_rejects_bad_arguments():
-    from mann_zoo.callbacks import Curriculum
+    from mann_zoo.training.callbacks import Curriculum
 
     for kwargs, field in ((dict(threshold=0), "threshold"), (dict(increment=0), "increment"), (dict(smoothing=2), "smoothing")):
         with pytest.raises(ValueError, match=field):
             Curriculum(**kwargs)
+
+
+OUTSIDE_CORE = """
+import torch
+
+
+class EchoCore(torch.nn.Module):
+    \"\"\"A core defined outside mann-zoo.
+
+    Args:
+        input_size: width of the input.
+        output_size: width of the logits.
+        width: hidden units.
+    \"\"\"
+
+    def __init__(self, input_size: int, output_size: int, width: int = 5):
+        super().__init__()
+        self.width = width
+        self.net = torch.nn.Sequential(torch.nn.Linear(input_size, width), torch.nn.Tanh(),
+                                       torch.nn.Linear(width, output_size))
+
+    def forward(self, x):
+        return self.net(x)
+"""
+
+
+def test_a_core_from_another_package_trains_by_class_path_and_loads(tmp_path, monkeypatch):
+    """No registration: ``--model.core my_cores.EchoCore`` with its own argument, then ``load_model``."""
+    (tmp_path / "my_cores.py").write_text(OUTSIDE_CORE)
+    result = run_cli("fit", "--config", "configs/task/copy.yaml", "--model.core", "my_cores.EchoCore",
+                     "--model.core.init_args.width", "7", *TINY_TASK["copy"], *QUICK,
+                     "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path, pythonpath=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    core = mann_zoo.load_model(tmp_path / "runs" / "copy-echocore" / "seed0" / "checkpoints" / "last.ckpt")
+    assert type(core).__name__ == "EchoCore" and core.width == 7 and not core.training
+
+
+def test_short_names_stand_for_a_class_path_and_its_defaults(tmp_path):
+    """``--model.core dnc_md`` is the DNC with the three improvements; later init_args refine it."""
+    main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--model.core", "dnc_md",
+          *TINY_MODEL["dnc"], *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path)])
+    hparams = torch.load(tmp_path / "copy-dnc/seed0/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hparams["core"]["class_path"] == "mann_zoo.models.DNC"
+    init_args = hparams["core"]["init_args"]
+    assert init_args["masking"] and init_args["deallocation"] and init_args["link_sharpness"]
+    assert init_args["memory_slots"] == 8
+
+
+def test_shipped_configs_are_found_from_any_folder(tmp_path):
+    """From a folder without configs/, ``--config configs/task/copy.yaml`` and ``task/copy`` name the
+    shipped files."""
+    result = run_cli("fit", "--config", "configs/task/copy.yaml", "--config", "model/lstm", *TINY_MODEL["lstm"],
+                     *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path,
+                     pythonpath=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "runs" / "copy-lstm" / "seed0" / "checkpoints" / "last.ckpt").is_file()
+    result = run_cli("fit", "--config", "task/nonesuch", cwd=tmp_path, pythonpath=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mann-zoo: error:")]
+    assert result.returncode != 0 and len(errors) == 1 and "task/nonesuch" in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("checkpoint", sorted((ROOT / "paper" / "results").glob("*/models/*.ckpt")),
+                         ids=lambda path: f"{path.parents[1].name}/{path.stem}")
+def test_committed_checkpoints_load_strictly(checkpoint):
+    """The kept models of paper/results (saved before cores had class paths) load, every weight present."""
+    core = mann_zoo.load_model(checkpoint)
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert set(core.state_dict()) == {k.removeprefix("core.") for k in state if k.startswith("core.")}
+    assert torch.isfinite(core(torch.rand(2, 3, core.input_size))).all()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from mann_zoo.benchmark import RESULT_COLUMNS
-from mann_zoo.diagnosis import (
+from mann_zoo.experiments.benchmark import RESULT_COLUMNS
+from mann_zoo.experiments.diagnosis import (
     BEFORE_GRID,
     FOUND_TASK,
     GRID,
@@ -21,7 +21,7 @@ from mann_zoo.diagnosis import (
     one_pass_cost,
     training_curves,
 )
-from mann_zoo.lightning_module import SequenceModel
+from mann_zoo.training.lightning_module import SequenceModel
 from tasks import RepeatCopyTask
 
 
@@ -105,7 +105,8 @@ def test_diagnosis_table_reads_the_training_distribution(tmp_path):
 def kept_ntm(path: Path, seed: int) -> None:
     """A weights-only checkpoint as ``mann-zoo bench`` keeps it, of an untrained repeat-copy NTM."""
     torch.manual_seed(seed)
-    module = SequenceModel(name="ntm", input_size=10, output_size=9, memory_slots=32, controller_size=16)
+    module = SequenceModel({"class_path": "mann_zoo.models.NTM", "init_args": {"memory_slots": 32, "controller_size": 16}},
+                           input_size=10, output_size=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
 
@@ -120,7 +121,7 @@ def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
     assert (tmp_path / "paper" / "figures" / "ntm_diagnosis_heads.png").stat().st_size > 10_000
     assert make_diagnosis(tmp_path / "nothing", tmp_path / "paper2") == []
     # mann-zoo report draws the diagnosis figures for the diagnosis grid, not its generic per-task ones.
-    from mann_zoo.report import make_report
+    from mann_zoo.experiments.report import make_report
 
     reported = {p.name for p in make_report([results / GRID], tmp_path / "paper3")}
     assert "ntm_diagnosis_repeat_copy.png" in reported

@@ -208,7 +208,8 @@ def test_num_parameters_counts_every_parameter():
         ("dnc", dict(read_heads=0), "read_heads"),
         ("lstm", dict(controller_layers=0), "controller_layers"),
         ("ntm", dict(memory_size=3), "memory_size"),
-        ("transformer", dict(), "model"),
+        ("transformer", dict(), "core must be a class path or one of"),
+        ("no_such_pkg.Core", dict(), "no_such_pkg.Core"),
     ],
 )
 def test_bad_arguments_name_the_field(name, kwargs, field):

@@ -46,9 +46,18 @@ class DNC(MemoryCore):
     """DNC core: ``model(x[B, T, input_size]) -> logits[B, T, output_size]``.
 
     Args:
-        controller, controller_size, controller_layers: as for the NTM.
-        memory_slots: N.  word_size: W.  read_heads: Hr.  write_heads: Hw.
-        masking, deallocation, link_sharpness: the three improvements of Csordas & Schmidhuber 2019.
+        input_size: width of the input.
+        output_size: width of the logits.
+        controller: ``"lstm"`` or ``"feedforward"``.
+        controller_size: the controller's width (units per layer).
+        controller_layers: the controller's depth.
+        memory_slots: memory slots N.
+        word_size: word size W, the width of a slot.
+        read_heads: number of read heads Hr.
+        write_heads: number of write heads Hw.
+        masking: content-based look-up through a learned mask (Csordas & Schmidhuber 2019).
+        deallocation: erase the freed slots' contents (Csordas & Schmidhuber 2019).
+        link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
         clip: the interface vector is clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile``.
     """

@@ -12,7 +12,10 @@ class LSTMBaseline(nn.Module):
     """``model(x[B, T, input_size]) -> logits[B, T, output_size]``; the state starts at zero per sequence.
 
     Args:
-        controller_size: hidden units per layer.  controller_layers: number of stacked layers.
+        input_size: width of the input.
+        output_size: width of the logits.
+        controller_size: hidden units per layer.
+        controller_layers: number of stacked layers.
         compile: accepted for a uniform interface; the fused LSTM kernel needs no compilation.
     """
 

@@ -33,11 +33,15 @@ class NTM(MemoryCore):
     """NTM core: ``model(x[B, T, input_size]) -> logits[B, T, output_size]``.
 
     Args:
-        input_size, output_size: widths of the input and the logits.
+        input_size: width of the input.
+        output_size: width of the logits.
         controller: ``"lstm"`` or ``"feedforward"``.
-        controller_size, controller_layers: the controller's width and depth.
-        memory_slots: N.  word_size: W.
-        read_heads, write_heads: number of heads of each kind (>= 1).
+        controller_size: the controller's width (units per layer).
+        controller_layers: the controller's depth.
+        memory_slots: memory slots N.
+        word_size: word size W, the width of a slot.
+        read_heads: number of read heads (>= 1).
+        write_heads: number of write heads (>= 1).
         shift_range: S, the number of allowed shifts (odd; 3 means offsets -1, 0, +1).
         memory_init: ``"constant"``: a trained N x W matrix that starts at 1e-6 in every cell (Collier &
             Beel's best: in their code a trainable variable, so the slots can become distinguishable by

@@ -1,51 +1,118 @@
-"""Build any model by name: the built-in cores plus third-party models from the entry-point group
-``mann_zoo.models`` (an entry point names a callable ``(input_size, output_size, **hparams) -> nn.Module``)."""
+"""Cores by class path, and the short names that stand for one.
+
+A core is any ``nn.Module`` class whose first two arguments are ``input_size`` and ``output_size``; it is
+named by its import path (``mann_zoo.models.NTM``, ``my_pkg.MyCore``) and needs no registration. A short
+name (``ntm``, ``dnc``, ``dnc_md``, ``lstm``, or one that another package declares in the entry-point group
+``mann_zoo.models``) stands for a class path plus default arguments: a :class:`CoreSpec`.
+"""
 
 from __future__ import annotations
 
-import inspect
-from importlib.metadata import EntryPoint, entry_points
-from typing import Callable
+import importlib
+from importlib.metadata import entry_points
+from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
 ENTRY_POINT_GROUP = "mann_zoo.models"
 
-_BUILTIN: dict[str, Callable[..., nn.Module]] = {}
+
+class CoreSpec(NamedTuple):
+    """A core as data: the class's import path and its arguments other than ``input_size``/``output_size``.
+
+    ``{"class_path": ..., "init_args": {...}}`` (:meth:`as_dict`) is the form the command line, the YAML
+    configs and the checkpoints use.
+    """
+
+    class_path: str
+    init_args: dict[str, Any] = {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"class_path": self.class_path, "init_args": dict(self.init_args)}
+
+    def load(self) -> Callable[..., nn.Module]:
+        """The class (or factory) this spec names."""
+        return import_object(self.class_path)
+
+    def build(self, input_size: int, output_size: int, **overrides: Any) -> nn.Module:
+        return self.load()(input_size, output_size, **{**self.init_args, **overrides})
 
 
-def register(name: str, factory: Callable[..., nn.Module] | None = None):
-    """Register ``factory`` under ``name`` (usable as a decorator). A new architecture in its own package
-    should rather declare an entry point in the group ``mann_zoo.models``."""
-    def _add(f):
-        _BUILTIN[name] = f
-        return f
-    return _add(factory) if factory is not None else _add
+_BUILTIN: dict[str, CoreSpec] = {}
 
 
-def available_models() -> dict[str, Callable[..., nn.Module]]:
-    """Every model that ``build`` knows: built-ins first, then entry points (which may not shadow them)."""
-    models = dict(_BUILTIN)
+def import_path(obj: Callable) -> str:
+    """``module.QualifiedName`` of a class or function."""
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def import_object(class_path: str) -> Callable[..., nn.Module]:
+    """The object at ``package.module.Name`` (or ``package.module:Name``); a one-line error otherwise."""
+    module_name, _, name = class_path.replace(":", ".").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"core class_path {class_path!r} cannot be imported: {error}") from None
+
+
+def register(name: str, core: Callable[..., nn.Module] | None = None, **init_args: Any):
+    """Give ``core`` (a class, or a callable ``(input_size, output_size, **hparams) -> nn.Module``) the short
+    name ``name``, with default ``init_args``; usable as a decorator. Not needed to train a class: its class
+    path is enough. A package of its own declares short names in the entry-point group ``mann_zoo.models``."""
+    def _add(c):
+        _BUILTIN[name] = CoreSpec(import_path(c), dict(init_args))
+        return c
+    return _add(core) if core is not None else _add
+
+
+def short_names() -> dict[str, CoreSpec]:
+    """Every short name: built-ins first, then entry points (which may not shadow them)."""
+    names = dict(_BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        models.setdefault(ep.name, ep)
-    return models
+        names.setdefault(ep.name, CoreSpec(ep.value.replace(":", ".")))
+    return names
 
 
-def build(name: str, input_size: int, output_size: int, **hparams) -> nn.Module:
-    """Build model ``name`` for the given widths; unknown names and hyperparameters are one-line errors."""
-    models = available_models()
-    if name not in models:
-        raise ValueError(f"model must be one of {', '.join(sorted(models))}, got {name!r}")
-    factory = models[name]
-    if isinstance(factory, EntryPoint):
-        factory = factory.load()
-    accepted = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(hparams) - set(accepted))
-        if unknown:
-            raise ValueError(f"model {name!r} has no hyperparameter {unknown[0]!r}; accepted: "
-                             f"{', '.join(k for k in accepted if k not in ('input_size', 'output_size'))}")
-    return factory(input_size=input_size, output_size=output_size, **hparams)
+def available_models() -> dict[str, CoreSpec]:
+    """The short names and what each stands for (kept under its old name)."""
+    return short_names()
+
+
+def core_spec(core: str | CoreSpec | dict | Callable) -> CoreSpec:
+    """The :class:`CoreSpec` of a short name, a class path, a ``{class_path, init_args}`` mapping, a class,
+    or a ``functools.partial`` of a class (what jsonargparse builds for ``--model.core``)."""
+    if isinstance(core, CoreSpec):
+        return core
+    if isinstance(core, dict):
+        if "class_path" not in core:
+            raise ValueError(f"core must name a class_path, got {core!r}")
+        return CoreSpec(core["class_path"], dict(core.get("init_args") or {}))
+    if isinstance(core, str):
+        names = short_names()
+        if core in names:
+            return names[core]
+        if "." not in core and ":" not in core:
+            raise ValueError(f"core must be a class path or one of {', '.join(sorted(names))}, got {core!r}")
+        return CoreSpec(core.replace(":", "."))
+    func = getattr(core, "func", None)  # functools.partial, possibly wrapping an instantiator
+    if func is not None:
+        classes = [a for a in (func, *core.args) if isinstance(a, type)]
+        if not classes:
+            raise ValueError("core: a partial must name the core's class and fix keyword arguments only")
+        return CoreSpec(import_path(classes[-1]), dict(core.keywords))
+    if callable(core):
+        return CoreSpec(import_path(core))
+    raise ValueError(f"core must be a short name, a class path or a class, got {type(core).__name__}")
+
+
+def build(name: str | CoreSpec | dict | Callable, input_size: int, output_size: int, **hparams) -> nn.Module:
+    """Build a core for the given widths: ``name`` is a short name (``ntm``) or anything :func:`core_spec`
+    takes; ``hparams`` override its arguments. Unknown names and hyperparameters are one-line errors."""
+    spec = core_spec(name)
+    try:
+        return spec.build(input_size, output_size, **hparams)
+    except TypeError as error:  # e.g. an unexpected keyword argument
+        raise ValueError(f"core {spec.class_path}: {error}") from None
 
 
 def num_parameters(model: nn.Module) -> int:

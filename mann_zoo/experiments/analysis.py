@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .memory import EPS
+from ..memory import EPS
 
 
 def content_weights_key_jacobian(memory: torch.Tensor, key: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@ Reference (literature.md, "Measured here"): batch 32, copy length 20 (41 steps, 
 channels), controller LSTM 100, memory 128 x 20, one read head, one write head; one step is forward,
 masked binary cross-entropy, backward and an Adam update.
 
-    python -m mann_zoo.speed            # or: mann-zoo speed
-    python -m mann_zoo.speed --models ntm dnc --compile
+    python -m mann_zoo.experiments.speed            # or: mann-zoo speed
+    python -m mann_zoo.experiments.speed --models ntm dnc --compile
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import build
-from .models.controller import LSTMController
+from ..models import build
+from ..models.controller import LSTMController
 
 
 class ControllerAlone(nn.Module):

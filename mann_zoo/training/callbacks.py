@@ -44,7 +44,7 @@ class Curriculum(L.Callback):
     ``ceil(1 / smoothing)`` steps (its time constant) before the next: the batch that Lightning fetched
     ahead still has the old length, and alone it would pass the next step too. The curriculum length lives in the
     datamodule's state, so a resumed run continues where it was. Start a curriculum with
-    ``--data.curriculum_max_length L0 --trainer.callbacks+=mann_zoo.callbacks.Curriculum``.
+    ``--data.curriculum_max_length L0 --trainer.callbacks+=mann_zoo.training.callbacks.Curriculum``.
 
     Args:
         threshold: bit errors per sequence below which the current length counts as mastered.
@@ -162,7 +162,7 @@ class RunSummary(L.Callback):
         converged = self.converged_at or {}
         cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
         summary = {
-            "run_id": self.run_id, "task": task.name, "model": pl_module.hparams.name, "seed": task.seed,
+            "run_id": self.run_id, "task": task.name, "model": pl_module.core_name, "seed": task.seed,
             "steps": trainer.global_step, "sequences": self._sequences(trainer),
             "train_time_s": self.train_seconds,
             "converged": self.converged_at is not None,

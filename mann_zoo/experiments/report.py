@@ -12,7 +12,7 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
   (from the runs' checkpoints, when present);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
-  (``mann_zoo.diagnosis``, paper section 8);
+  (``mann_zoo.experiments.diagnosis``, paper section 8);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
   the published ones).
 """
@@ -31,12 +31,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .atomic import atomic_write, atomic_write_text  # noqa: E402
+from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
 from .results import ADDRESSING_MODELS, group_by, median, read_csv, summarise  # noqa: E402
 from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
 
 
@@ -144,7 +143,7 @@ def cost_figure(cost: list[dict], fits: list[dict], out: Path) -> Path | None:
 def sharpening_figure(out: Path, slots: int = 128, width: int = 20, seed: int = 0) -> Path:
     """Entropy (bits) of the content weighting against the strength beta, for a key equal to a memory
     row plus noise of several sizes: how beta turns similarity into focus."""
-    from .memory import content_weights
+    from ..memory import content_weights
 
     g = torch.Generator().manual_seed(seed)
     memory = torch.randn(1, slots, width, generator=g)
@@ -188,7 +187,7 @@ def checkpoint_run_id(checkpoint: Path) -> str:
 
 def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> list[Path]:
     """Read and write weightings over time of trained copy models (NTM and DNC)."""
-    from . import load_model
+    from .. import load_model
 
     written = []
     for checkpoint in checkpoints:
@@ -392,8 +391,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, nargs="+",
                         help="benchmark result folders (default: every paper/results/*/ with a results.csv)")
     parser.add_argument("--cost", type=Path, help="cost sweep folder (default: paper/results/cost)")
-    parser.add_argument("--paper", type=Path, default=ROOT / "paper", help="where figures/ and tables/ go")
+    parser.add_argument("--paper", type=Path, default=Path("paper"),
+                        help="the paper folder whose figures/ and tables/ are written (default: ./paper, the project's)")
     args = parser.parse_args(argv)
+    if not args.paper.is_dir():
+        parser.error(f"--paper {args.paper}: not a folder (run from the project's root, or name the paper folder)")
     results = args.results or sorted(p.parent for p in (args.paper / "results").glob("*/results.csv"))
     for directory in results:
         if not directory.is_dir():

@@ -1,6 +1,7 @@
-"""The one place where a model core meets a task: training any registered model on any task.
+"""The one place where a model core meets a task: training any core on any task.
 
-``SequenceModel`` builds the core by name (``mann_zoo.models.build``), trains it with masked binary
+``SequenceModel`` builds the core from its class (``--model.core mann_zoo.models.NTM``, or a short name such
+as ``ntm``) with the task's input and output widths, trains it with masked binary
 cross-entropy on logits, and measures what the literature reports, per validation set:
 
 - ``cost_bits``: cost in bits per sequence, the summed binary cross-entropy in bits over scored outputs;
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Callable
 
 import lightning as L
 import torch
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
-from .models import build
+from ..models import CoreSpec, core_spec, short_names
 
 LN2 = math.log(2.0)
 METRICS = ("cost_bits", "bit_errors", "seq_accuracy")
@@ -49,56 +50,47 @@ def metric_set() -> torch.nn.ModuleDict:
 
 
 class SequenceModel(L.LightningModule):
-    """Trains the core ``name`` on a sequence task.
+    """Trains a recurrent core on a sequence task.
 
     Args:
-        name: a registered model (``ntm``, ``dnc``, ``lstm`` or a plugin's name).
-        input_size, output_size: set from the task by the command line (``data.input_size``).
-        controller ... link_sharpness: the core's hyperparameters; None keeps the core's own default.
-        extra: further hyperparameters for a plugin model, passed to its constructor.
+        core: the core: a class whose first two arguments are ``input_size`` and ``output_size``, given on the
+            command line by class path with its arguments (``--model.core mann_zoo.models.NTM
+            --model.core.init_args.memory_slots 64``, help: ``--model.core.help mann_zoo.models.NTM``), or
+            a short name (``ntm``, ``dnc``, ``dnc_md``, ``lstm``, a plugin's entry point) for its defaults.
+        input_size: input width; set from the task by the command line (``data.input_size``).
+        output_size: output width; set from the task by the command line (``data.output_size``).
         lr: learning rate of the default optimiser (Adam, as Collier & Beel 2018); another optimiser is
             chosen on the command line with ``--optimizer`` (e.g. ``torch.optim.RMSprop``).
     """
 
     def __init__(
         self,
-        name: str = "ntm",
+        core: Callable[[int, int], torch.nn.Module] | str = "ntm",
         input_size: int = 9,
         output_size: int = 8,
-        controller: str | None = None,
-        controller_size: int | None = None,
-        controller_layers: int | None = None,
-        memory_slots: int | None = None,
-        word_size: int | None = None,
-        read_heads: int | None = None,
-        write_heads: int | None = None,
-        shift_range: int | None = None,
-        memory_init: str | None = None,
-        clip: float | None = None,
-        masking: bool | None = None,
-        deallocation: bool | None = None,
-        link_sharpness: bool | None = None,
-        compile: bool = False,
-        extra: dict[str, Any] | None = None,
         lr: float = 1e-3,
     ):
         super().__init__()
         self.save_hyperparameters()
-        given = dict(
-            controller=controller, controller_size=controller_size, controller_layers=controller_layers,
-            memory_slots=memory_slots, word_size=word_size, read_heads=read_heads, write_heads=write_heads,
-            shift_range=shift_range, memory_init=memory_init, clip=clip, masking=masking,
-            deallocation=deallocation, link_sharpness=link_sharpness,
-        )
-        self.core_hparams = {k: v for k, v in given.items() if v is not None}
-        if compile:
-            self.core_hparams["compile"] = True
-        self.core_hparams.update(extra or {})
-        self.core = build(name, input_size, output_size, **self.core_hparams)
+        # From the command line, Lightning saves the parsed config: the core as {class_path, init_args}.
+        saved = self.hparams.get("core")
+        spec: CoreSpec = core_spec(saved if isinstance(saved, dict) else core)
+        # The checkpoint keeps the core as data, {class_path, init_args}: mann_zoo.load_model rebuilds it
+        # without unpickling anything.
+        self.hparams["core"] = spec.as_dict()
+        self.hparams.pop("_class_path", None)
+        self.core = spec.build(input_size, output_size)
         self.lr = lr
         self.train_metrics = metric_set()
         self.val_metrics = torch.nn.ModuleDict()  # per validation set, created in setup()
         self._step_start = 0.0
+
+    @property
+    def core_name(self) -> str:
+        """The core's short name (``ntm``), else its class name in lower case: for run folders and logs."""
+        core_class = type(self.core)
+        plain = (name for name, spec in short_names().items() if not spec.init_args and spec.load() is core_class)
+        return next(plain, core_class.__name__.lower())
 
     @property
     def num_parameters(self) -> int:
@@ -120,7 +112,7 @@ class SequenceModel(L.LightningModule):
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
-            logger.log_hyperparams({"num_parameters": self.num_parameters, "core_hparams": self.core_hparams})
+            logger.log_hyperparams({"num_parameters": self.num_parameters, "core": self.hparams["core"]})
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._step_start = time.perf_counter()

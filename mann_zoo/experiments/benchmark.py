@@ -1,11 +1,11 @@
 """``mann-zoo bench``: NTM, DNC and LSTM head to head on the same tasks.
 
-A benchmark is a grid of tasks x models x seeds described by a YAML file (``configs/bench/*.yaml``;
-``--preset NAME`` picks ``configs/bench/NAME.yaml``). Every run goes through the same training path as
+A benchmark is a grid of tasks x models x seeds described by a YAML file (:mod:`mann_zoo.experiments.grid`;
+``--preset NAME`` picks the shipped ``mann_zoo/configs/bench/NAME.yaml``), checked before any run starts. Every run goes through the same training path as
 ``mann-zoo fit`` (a child process running the same command line, with ``RunSummary`` recording what
 the results table needs), several runs side by side (``--jobs``), each on ``--threads`` threads.
 
-Everything lands in ``--out`` (default ``paper/results/<preset>``):
+Everything lands in ``--out`` (default ``results/<grid name>`` in the current folder):
 
 - ``runs/<task>-<model>-seed<seed>/``: the run's checkpoints, CSV metrics, W&B offline run, log;
 - ``results.csv``: the tidy results table, one row per run and validation set (see ``RESULT_COLUMNS``);
@@ -31,16 +31,15 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-import yaml
+from ..configs import CONFIGS, shipped
+from ..training.atomic import atomic_write_text
+from .grid import Grid, GridError, RunSpec, load_grid
+from .results import read_csv, summarise
 
-from .atomic import atomic_write_text
-from .results import ADDRESSING_MODELS, read_csv, summarise
-
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "configs" / "bench"
+PRESETS = CONFIGS / "bench"
 
 RUN_COLUMNS = [
     "run_id", "task", "model", "seed", "steps", "sequences", "train_time_s", "converged",
@@ -50,79 +49,6 @@ RUN_COLUMNS = [
 SET_COLUMNS = ["val_set", "val_steps", "reference_bits", "cost_bits", "bit_errors", "seq_accuracy"]
 RESULT_COLUMNS = RUN_COLUMNS + SET_COLUMNS
 CURVE_COLUMNS = ["run_id", "task", "model", "seed", "step", "sequences", "metric", "value"]
-
-
-@dataclass
-class RunSpec:
-    """One run of the grid: the ``mann-zoo fit`` arguments that make it."""
-
-    task: str
-    model: str
-    seed: int
-    args: list[str] = field(default_factory=list)
-    max_steps: int = 2000
-    keep_model: bool = False  # keep the trained weights in models/ (committed) for the report's figures
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.task}-{self.model}-seed{self.seed}"
-
-
-@dataclass
-class Grid:
-    name: str
-    runs: list[RunSpec]
-    val_check_interval: int
-    threshold: float = 0.1
-    stop_at_convergence: bool = True
-    description: str = ""
-
-
-def _strings(values) -> list[str]:
-    return [str(v) for v in (values or [])]
-
-
-def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None = None) -> Grid:
-    """Read a benchmark YAML file (format: ``configs/bench/default.yaml``)."""
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"--config {path}: {error}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), dict) or not isinstance(spec.get("models"), dict):
-        raise ValueError(f"--config {path}: needs 'tasks' and 'models' mappings")
-    grid_seeds = list(spec.get("seeds", [0]))
-    runs = []
-    default_steps = max_steps or int(spec.get("max_steps", 2000))
-    if default_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {default_steps}")
-    for task, task_spec in spec["tasks"].items():
-        task_models = task_spec.get("models", list(spec["models"]))
-        # Which trained models to keep: the grid's ``keep_models`` per task, else the copy NTM and DNC.
-        kept = task_spec.get("keep_models", list(ADDRESSING_MODELS) if task == "copy" else [])
-        if "keep_models" in task_spec and not set(kept) <= set(task_models):
-            raise ValueError(f"--config {path}: task {task!r}: keep_models must name models of the task "
-                             f"({', '.join(task_models)}), got {kept!r}")
-        # --seeds wins; else the task's own seeds (e.g. one seed for a hypothesis), else the grid's.
-        task_seeds = seeds if seeds is not None else task_spec.get("seeds", grid_seeds)
-        if not isinstance(task_seeds, list) or not all(isinstance(v, int) and v >= 0 for v in task_seeds):
-            raise ValueError(f"--config {path}: task {task!r}: seeds must be a list of integers >= 0, got {task_seeds!r}")
-        for model in task_models:
-            if model not in spec["models"]:
-                raise ValueError(f"--config {path}: task {task!r} names model {model!r}, not in models "
-                                 f"({', '.join(spec['models'])})")
-            model_spec = spec["models"][model]
-            for seed in task_seeds:
-                args = ["--config", str(ROOT / task_spec["config"]), "--config", str(ROOT / model_spec["config"]),
-                        *_strings(spec.get("args")), *_strings(task_spec.get("args")), *_strings(model_spec.get("args")),
-                        *_strings((task_spec.get("model_args") or {}).get(model))]
-                steps = max_steps or int((task_spec.get("model_max_steps") or {}).get(
-                    model, task_spec.get("max_steps", default_steps)))
-                runs.append(RunSpec(task, model, int(seed), args, steps, keep_model=model in kept))
-    return Grid(name=spec.get("name", path.stem), runs=runs,
-                val_check_interval=int(spec.get("val_check_interval", 250)),
-                threshold=float(spec.get("threshold", 0.1)),
-                stop_at_convergence=bool(spec.get("stop_at_convergence", True)),
-                description=str(spec.get("description", "")))
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
@@ -170,16 +96,17 @@ def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: dict[str, list[d
 def command(out: Path, spec: RunSpec, grid: Grid) -> list[str]:
     """The ``mann-zoo fit`` command line of one run (resuming from its last checkpoint if it has one)."""
     directory = run_dir(out, spec)
+    callbacks = [{"class_path": "mann_zoo.training.callbacks.RunSummary",
+                  "init_args": {"dirpath": str(directory), "threshold": grid.threshold, "run_id": spec.run_id}}]
+    if grid.stop_at_convergence:
+        callbacks.append({"class_path": "mann_zoo.training.callbacks.StopAtConvergence",
+                          "init_args": {"threshold": grid.threshold}})
     cmd = [sys.executable, "-m", "mann_zoo.cli", "fit", *spec.args,
            "--data.seed", str(spec.seed), "--seed_everything", str(spec.seed),
            "--trainer.max_steps", str(spec.max_steps), "--trainer.val_check_interval", str(grid.val_check_interval),
            "--trainer.default_root_dir", str(out / "runs"), "--run_name", spec.run_id,
            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-           "--trainer.callbacks+=mann_zoo.callbacks.RunSummary", "--trainer.callbacks.dirpath", str(directory),
-           "--trainer.callbacks.run_id", spec.run_id, "--trainer.callbacks.threshold", str(grid.threshold)]
-    if grid.stop_at_convergence:
-        cmd += ["--trainer.callbacks+=mann_zoo.callbacks.StopAtConvergence",
-                "--trainer.callbacks.threshold", str(grid.threshold)]
+           *(f"--trainer.callbacks+={json.dumps(callback)}" for callback in callbacks)]
     if (directory / "checkpoints" / "last.ckpt").is_file():
         cmd += ["--ckpt_path", "last"]
     return cmd
@@ -238,7 +165,7 @@ def keep_model(out: Path, spec: RunSpec) -> Path | None:
     """
     import torch
 
-    from .atomic import atomic_write
+    from ..training.atomic import atomic_write
 
     checkpoint = run_dir(out, spec) / "checkpoints" / "last.ckpt"
     if not spec.keep_model or not checkpoint.is_file():
@@ -316,37 +243,30 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+
+    def train(spec: RunSpec) -> int:
+        directory = run_dir(out, spec)
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / "stdout.log").open("a") as log:
+            return subprocess.run(command(out, spec, grid), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
     failed = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+                  console=console) as progress, ThreadPoolExecutor(max_workers=jobs) as pool:
         bar = progress.add_task("runs", total=len(todo))
-        queue = list(todo)
-        while queue or running:
-            while queue and len(running) < jobs:
-                spec = queue.pop(0)
-                directory = run_dir(out, spec)
-                directory.mkdir(parents=True, exist_ok=True)
-                log = (directory / "stdout.log").open("a")
-                process = subprocess.Popen(command(out, spec, grid), stdout=log, stderr=subprocess.STDOUT,
-                                           env=env, cwd=ROOT)
-                running[spec.run_id] = (process, spec, time.time())
-            time.sleep(0.5)
-            for run_id, (process, spec, start) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                del running[run_id]
-                progress.advance(bar)
-                if process.returncode != 0:
-                    failed.append(run_id)
-                    progress.console.print(f"[red]failed[/] {run_id} (exit {process.returncode}); "
-                                           f"see {run_dir(out, spec) / 'stdout.log'}")
-                else:
-                    progress.console.print(f"done {run_id} in {time.time() - start:.0f} s")
-                    keep_model(out, spec)
-                write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
+        started = {pool.submit(train, spec): (spec, time.time()) for spec in todo}
+        for future in as_completed(started):
+            spec, start = started[future]
+            progress.advance(bar)
+            if future.result() != 0:
+                failed.append(spec.run_id)
+                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {future.result()}); "
+                                       f"see {run_dir(out, spec) / 'stdout.log'}")
+            else:
+                progress.console.print(f"done {spec.run_id} in {time.time() - start:.0f} s")
+                keep_model(out, spec)
+            write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
     rows = write_tables(out, grid.runs)
     if rows:
         console.print(comparison_table(rows))
@@ -359,14 +279,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="mann-zoo bench", description=__doc__.split("\n\n")[0],
         epilog="examples:\n  mann-zoo bench                      # the default preset (~15 min on 2 CPU cores)\n"
-               "  mann-zoo bench --preset paper --jobs 2 --threads 1\n"
+               "  mann-zoo bench --preset smoke       # seconds; writes results/smoke/ here\n"
+               "  mann-zoo bench --preset paper --out paper/results/paper --jobs 2   # the project's paper grid\n"
                "  mann-zoo bench cost --help          # cost per step against memory size",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="default", help=f"a grid in {PRESETS.relative_to(ROOT)}/ "
-                        f"({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})")
+    source.add_argument("--preset", default="default", help=f"a shipped grid ({', '.join(shipped('bench'))})")
     source.add_argument("--config", type=Path, help="a grid YAML file of your own")
-    parser.add_argument("--out", type=Path, help="results folder (default: paper/results/<preset>)")
+    parser.add_argument("--out", type=Path, help="results folder (default: results/<grid name> in the current folder)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
     parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
@@ -376,24 +296,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-recorded", action="store_true",
                         help="count the runs recorded in the results table as finished even without their run "
                              "folder (to continue a grid begun in another clone instead of training it again)")
-    parser.add_argument("--no-report", action="store_true", help="do not regenerate paper/ figures and tables")
+    parser.add_argument("--report", type=Path, metavar="PAPER",
+                        help="afterwards regenerate the figures and tables of this paper folder (e.g. paper)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         parser.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    if args.config is not None and not args.config.is_file():
+        parser.error(f"--config {args.config}: not a file")
     path = args.config or PRESETS / f"{args.preset}.yaml"
     if not path.is_file():
-        parser.error(f"--preset {args.preset!r} is not one of "
-                     f"{', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))}")
+        parser.error(f"--preset {args.preset!r} is not one of {', '.join(shipped('bench'))}")
     try:
         grid = load_grid(path, args.seeds, args.max_steps)
-    except ValueError as error:
+    except GridError as error:
         parser.error(str(error))
-    out = args.out or ROOT / "paper" / "results" / grid.name
+    out = args.out or Path("results") / grid.name
     rows = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded)
-    if rows and not args.no_report:
+    if rows and args.report is not None:
         from .report import make_report
 
-        make_report([out], ROOT / "paper")
+        make_report([out], args.report)
 
 
 if __name__ == "__main__":

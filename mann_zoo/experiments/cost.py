@@ -7,7 +7,7 @@ the cost model
 where c is the fixed cost of the memory operations (one call per operation per step, whatever N).
 
 Time is the median training step (forward, masked BCE, backward, Adam) at batch 32 and copy length 20
-(41 steps), measured in interleaved rounds (``mann_zoo.speed``). Memory is the activation memory that
+(41 steps), measured in interleaved rounds (``mann_zoo.experiments.speed``). Memory is the activation memory that
 autograd saves for the backward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``, each
 storage once), which is what grows with N and W; on CUDA the peak allocated memory is reported too.
 With ``--reference`` and the PyPI package ``dnc`` installed (``pip install mann-zoo[reference]``), that
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .atomic import atomic_write_text
-from .models import build
+from ..training.atomic import atomic_write_text
+from ..models import build
 from .speed import ControllerAlone, copy_batch, time_steps, training_step_fn
 
 COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--refit", action="store_true", help="only refit the cost model to an existing cost.csv in --out")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "paper" / "results" / "cost")
+    parser.add_argument("--out", type=Path, default=Path("results") / "cost",
+                        help="results folder (default: results/cost here; the project's: paper/results/cost)")
     args = parser.parse_args(argv)
     for name in ("slots", "widths"):
         if any(v < 1 for v in getattr(args, name)):

@@ -27,9 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .atomic import atomic_write_text  # noqa: E402
+from ..training.atomic import atomic_write_text  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = "ntm_diagnosis"
 FOUND_TASK = "repeat_copy_final"  # the grid's task that runs configs/task/repeat_copy.yaml as it is
 SOLVED_TASKS = (FOUND_TASK, "repeat_copy_ff")  # whose kept models are scored on longer sequences
@@ -69,7 +68,7 @@ PRIORITY_SORT_VARIANTS = [
     Variant(GRID, "priority_sort", "ntm_learned", "trained N(0, 0.1) memory", "tab:olive", PRIORITY_SORT_SET),
     Variant(GRID, "priority_sort", "ntm_learned_clip", "trained N(0, 0.1) memory, clip 100", "tab:red",
             PRIORITY_SORT_SET),
-    Variant(GRID, "priority_sort", "ntm_b8", "trained 1e-6 memory, batch 8", "tab:cyan", PRIORITY_SORT_SET),
+    Variant(GRID, "priority_sort_b8", "ntm_b8", "trained 1e-6 memory, batch 8", "tab:cyan", PRIORITY_SORT_SET),
 ]
 TARGET_BITS = {"repeat_copy": 10.0, "priority_sort": 40.0}  # issue 8: within 200k and 300k sequences
 # The paper's NTM with an LSTM controller, read off its figures (sequences, bits; "~" values).
@@ -169,8 +168,8 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
 
 def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) -> Path | None:
     """Read and write weightings over one repeat-copy example: a failing NTM and the solved ones."""
-    from . import load_model
-    from .lightning_module import sequence_scores
+    from .. import load_model
+    from ..training.lightning_module import sequence_scores
     from tasks import RepeatCopyTask
 
     failing = [models / "repeat_copy-ntm_fixed-seed0.ckpt"]
@@ -234,8 +233,8 @@ def evaluate_kept_models(models: Path, tasks: tuple[str, ...] = SOLVED_TASKS, nu
     """Every kept model of the grid's ``tasks`` (its run id starts with ``<task>-``), scored on the validation sets of
     ``configs/task/repeat_copy.yaml`` (the training distribution, then length 20 and 20 repeats):
     mean cost, bit errors and sequence accuracy per sequence, one row per model and set."""
-    from . import load_model
-    from .lightning_module import sequence_scores
+    from .. import load_model
+    from ..training.lightning_module import sequence_scores
     from tasks import RepeatCopyTask
 
     task = RepeatCopyTask(num_val_sequences=num_sequences)  # the sets of configs/task/repeat_copy.yaml
@@ -298,15 +297,15 @@ def make_diagnosis(results: Path, paper: Path) -> list[Path]:
     return [path for path in written if path is not None] + [table]
 
 
-GENERALISATION_COMMAND = "python -m mann_zoo.diagnosis --evaluate"
+GENERALISATION_COMMAND = "python -m mann_zoo.experiments.diagnosis --evaluate"
 
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m mann_zoo.diagnosis", description=__doc__.split("\n")[0])
-    parser.add_argument("--results", type=Path, default=ROOT / "paper" / "results", help="benchmark results folder")
-    parser.add_argument("--paper", type=Path, default=ROOT / "paper", help="where figures/ and tables/ go")
+    parser = argparse.ArgumentParser(prog="python -m mann_zoo.experiments.diagnosis", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("paper") / "results", help="benchmark results folder")
+    parser.add_argument("--paper", type=Path, default=Path("paper"), help="where figures/ and tables/ go")
     parser.add_argument("--evaluate", action="store_true", help="first score the kept repeat-copy models on "
                         f"the generalisation sets, into <results>/{GRID}/generalisation.csv")
     args = parser.parse_args(argv)

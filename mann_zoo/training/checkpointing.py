@@ -1,0 +1,57 @@
+"""Checkpoints written atomically, and ``load_model`` for trained cores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from ..models import CoreSpec, core_spec
+from .atomic import atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, writing each checkpoint atomically."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        atomic_write(path, lambda f: torch.save(checkpoint, f), binary=True)
+
+
+# Before cores were given by class path, the module took a short name and the cores' arguments itself.
+LEGACY_CORE_ARGS = ("controller", "controller_size", "controller_layers", "memory_slots", "word_size", "read_heads",
+                    "write_heads", "shift_range", "memory_init", "clip", "masking", "deallocation", "link_sharpness")
+
+
+def checkpoint_core(hparams: dict) -> CoreSpec:
+    """The core a checkpoint's hyperparameters describe: ``core`` ({class_path, init_args}), or, in a
+    checkpoint from before cores had class paths, the short ``name`` plus the arguments given beside it."""
+    if "core" in hparams:
+        return core_spec(hparams["core"])
+    named = core_spec(hparams.get("name", "ntm"))
+    given = {k: hparams[k] for k in LEGACY_CORE_ARGS if hparams.get(k) is not None}
+    return CoreSpec(named.class_path, {**named.init_args, **given, **(hparams.get("extra") or {})})
+
+
+def load_model(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """The trained core of a ``mann-zoo fit`` checkpoint, in eval mode, every weight present (strict).
+
+    The checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+    no arbitrary object is unpickled. The core is rebuilt from its class path and arguments in the saved
+    hyperparameters, uncompiled (the weights are the same; compile again if wanted).
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint_path {str(path)!r} is not a file")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    spec = checkpoint_core(hparams)
+    init_args = {**spec.init_args, **({"compile": False} if "compile" in spec.init_args else {})}
+    core = CoreSpec(spec.class_path, init_args).build(hparams["input_size"], hparams["output_size"])
+    prefix = "core."
+    core.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    return core.to(map_location).eval()

@@ -1,0 +1,234 @@
+"""``mann-zoo fit|validate|test``: Lightning's CLI over a core and a task.
+
+    mann-zoo fit --config configs/task/copy.yaml --config configs/model/ntm.yaml \
+        [--model.core.init_args.memory_slots 64 ...] [--model.core my_pkg.MyCore ...]
+
+Every argument of the model (``--model.*``, the core's under ``--model.core.init_args.*``), the task
+(``--data.*``), the optimiser (``--optimizer``) and the trainer (``--trainer.*``) can be set in YAML or on
+the command line. Runs go to ``runs/<task>-<core>/seed<seed>/`` (CSV metrics, config, checkpoints,
+W&B offline run); ``--ckpt_path last`` resumes the latest checkpoint there, data stream included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+from tasks import SequenceTask
+
+from ..models import short_names
+from .callbacks import StepProgressBar
+from .checkpointing import AtomicCheckpointIO
+from .lightning_module import SequenceModel
+from .loggers import ResumableCSVLogger
+
+def _quiet() -> None:
+    """Keep the console for what a researcher needs: no advice meant for other set-ups."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    # Lightning's advice for set-ups unlike ours (data generated in the process, no workers; a logging
+    # interval longer than a validation set) comes as PossibleUserWarning: silenced by category.
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
+    # jsonargparse's deprecation notices are about how Lightning calls it, not about anything here.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    for pattern in (  # the rest have no category of their own
+        ".*configure_optimizers` will be overridden.*",
+        ".*GPU available but not used.*",
+        ".*is an invalid version and will not be supported.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`training_step` returned `None`.*",
+        ".*LightningCLI's args parameter is intended to run from within Python.*",
+        ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+class MannZooCLI(LightningCLI):
+    """``mann-zoo fit|validate|test``: Lightning's CLI over :class:`SequenceModel` and any
+    :class:`tasks.SequenceTask`, with the core's widths linked from the task, one run folder per run
+    (CSV and offline W&B logs, config, checkpoints) and atomic checkpoints."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
+        parser.link_arguments("data.output_size", "model.output_size", apply_on="instantiate")
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="folder of this run under trainer.default_root_dir (default: <task>-<core>/seed<seed>)")
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, expand_short_names(args) if isinstance(args, list) else args)
+
+    def instantiate_trainer(self, **kwargs):
+        config = self.config[self.subcommand]
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        root = Path(trainer_config.get("default_root_dir") or "runs")
+        task = self.datamodule.name
+        model = self.model.core_name
+        run = config.get("run_name") or f"{task}-{model}/seed{self.datamodule.seed}"
+        run_dir = root / run
+        if trainer_config.get("logger") in (None, True):
+            offline = os.environ.get("WANDB_MODE", "offline") != "online"
+            kwargs["logger"] = [
+                ResumableCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name),
+                WandbLogger(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), save_dir=str(run_dir),
+                            group=task, job_type=model, name=f"{model}-{task}-{run_dir.name}",
+                            offline=offline),
+            ]
+        callbacks = list(trainer_config.get("callbacks") or [])
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True))
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(StepProgressBar(leave=True))
+        kwargs["callbacks"] = callbacks
+        if not trainer_config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        kwargs.setdefault("default_root_dir", str(run_dir))
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        config = self.config[self.subcommand].clone()
+        for key in ("config", "ckpt_path"):
+            config.pop(key, None)
+        flat = {"task": self.datamodule.name, "num_parameters": self.model.num_parameters,
+                **{k: v for k, v in _flatten(config.as_dict()).items() if not k.startswith("trainer.callbacks")}}
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams(flat)
+
+
+def expand_short_names(args: list[str]) -> list[str]:
+    """``--model.core ntm`` -> ``--model.core '{"class_path": "mann_zoo.models.NTM", "init_args": {}}'``: a
+    short name stands for its class path and defaults, and later ``--model.core.init_args.*`` refine it."""
+    names = short_names()
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--model.core" and i + 1 < len(out) and out[i + 1] in names:
+            out[i + 1] = json.dumps(names[out[i + 1]].as_dict())
+        elif arg.startswith("--model.core=") and arg.split("=", 1)[1] in names:
+            out[i] = "--model.core=" + json.dumps(names[arg.split("=", 1)[1]].as_dict())
+    return out
+
+
+class _Parsed(Exception):
+    """Raised by :class:`_ParseOnly` once the arguments are parsed, carrying the CLI."""
+
+
+class _ParseOnly(MannZooCLI):
+    def _set_seed(self) -> None:  # nothing runs: no seed to set
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        raise _Parsed(self)
+
+
+def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
+    """Parse each argument list as ``mann-zoo fit`` would, building nothing: ``None`` where it parses,
+    else the error. One parser serves every list (building it is the slow part)."""
+    if not arg_lists:
+        return []
+    _quiet()
+    parser = None
+    errors: list[BaseException | None] = []
+    for args in arg_lists:
+        args = expand_short_names(args)
+        try:
+            if parser is None:
+                try:
+                    _ParseOnly(SequenceModel, SequenceTask, subclass_mode_data=True, args=args, run=False,
+                               parser_kwargs={"exit_on_error": False}, save_config_callback=None)
+                except _Parsed as parsed:
+                    parser = parsed.args[0].parser
+            else:
+                parser.parse_args(args)
+            errors.append(None)
+        except Exception as error:  # noqa: BLE001 - any failure to parse is reported with its run
+            errors.append(error)
+    return errors
+
+
+def build_cli(args: list[str], run: bool = True) -> MannZooCLI:
+    """Build (and by default run) the Lightning CLI for ``args``."""
+    return MannZooCLI(
+        SequenceModel,
+        SequenceTask,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        trainer_defaults={
+            "max_steps": 20000,
+            "val_check_interval": 1000,
+            "check_val_every_n_epoch": None,
+            "log_every_n_steps": 10,
+        },
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "mann-zoo", "exit_on_error": False},
+        args=args,
+        run=run,
+    )
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+_STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value",
+              "Expected a <class 'NoneType'>", "Expected a path")
+
+
+def _one_line(error: BaseException) -> str:
+    """One line from an error: jsonargparse nests the causes of a failed field in an indented report;
+    keep the field's dotted name and the innermost reasons."""
+    text = str(error).strip()
+    fields = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', text)))
+    reasons = [line.strip().lstrip("- ").strip() for line in text.splitlines()]
+    reasons = [r for r in reasons if r and not r.startswith(_STRUCTURE)]
+    if len(fields) > 1:  # the class was found, a field of it failed: the class line is noise
+        reasons = [r for r in reasons if not r.startswith("Problem with given class_path")]
+    message = " ".join(reasons[:2]) or type(error).__name__
+    if fields:
+        message = f"{'.'.join(fields)}: {message}"
+    if fields == ["data"] and "class_path" in message:
+        from tasks import TASKS
+
+        message += f"; accepted: {', '.join(f'tasks.{cls.__name__}' for cls in TASKS.values())}"
+    return message
+
+
+def _finish_wandb() -> None:
+    """Close this process's W&B run, so that the next run in the same process (a benchmark grid, the
+    tests) gets a run of its own instead of Lightning reusing the open one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+
+
+def run_lightning(command: str, args: list[str]) -> None:
+    """``mann-zoo fit|validate|test ARGS``; a bad argument is a one-line error naming the field."""
+    from jsonargparse import ArgumentError
+
+    from ..cli import fail
+
+    _quiet()
+    try:
+        build_cli([command, *args])
+    except (ArgumentError, ValueError, TypeError, FileNotFoundError) as error:
+        fail(_one_line(error))
+    finally:
+        _finish_wandb()
+

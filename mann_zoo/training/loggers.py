@@ -1,0 +1,62 @@
+"""A CSV log that survives a resume.
+
+Lightning's ``CSVLogger`` deletes ``metrics.csv`` when its folder already has one, so a resumed run (``--ckpt_path
+last``) loses the curve logged before the checkpoint. :class:`ResumableCSVLogger` keeps the file and appends;
+on the first step it logs, it drops the rows from that step on: those were logged after the checkpoint the
+run resumed from, and are about to be logged again.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's writer, minus the deletion; the existing header is kept as the starting column set."""
+
+    def __init__(self, log_dir: str) -> None:
+        self._resumed = False
+        super().__init__(log_dir)
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's deletes metrics.csv here
+        pass
+
+    def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
+        if not self._resumed and step is not None:
+            self._resumed = True
+            self._drop_from(step)
+        super().log_metrics(metrics_dict, step)
+
+    def _drop_from(self, step: int) -> None:
+        """Keep only the rows logged before ``step``."""
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            reader = csv.DictReader(file)
+            fieldnames = list(reader.fieldnames or [])
+            rows = [row for row in reader if row.get("step") in (None, "") or int(row["step"]) < step]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` keeps the history of a resumed run (see the module's docstring)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _KeepingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
