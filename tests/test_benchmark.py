@@ -179,6 +179,8 @@ def test_bad_task_fields_name_the_field(tmp_path, task_fields, field):
     ("{model.core.init_args.memory_slotz: 8}", "memory_slotz"),
     ("{model.core.init_args.memory_slots: many}", "memory_slots"),
     ("{data.max_lenght: 3}", "max_lenght"),
+    ("{model.core.init_args.memory_init: zeros}", "memory_init"),   # the type allows it, the class does not
+    ("{data.min_length: 30, data.max_length: 20}", "min_length"),
 ])
 def test_a_wrong_override_fails_when_the_grid_is_read(tmp_path, overrides, key):
     """Before any run starts, naming the grid file, the run and the key."""

@@ -65,7 +65,12 @@ class RunSpec:
     def args(self) -> list[str]:
         """The ``mann-zoo fit`` arguments of the configs and overrides (without seed, budget or outputs)."""
         return [*(a for path in self.configs for a in ("--config", str(path))),
-                *(f"--{key}={json.dumps(value)}" for key, value in self.overrides.items())]
+                *(f"--{key}={_command_line(value)}" for key, value in self.overrides.items())]
+
+
+def _command_line(value: Any) -> str:
+    """A YAML value as the command line takes it: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass

@@ -18,17 +18,20 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from tasks import SequenceTask
 
-from ..models import short_names
+from ..models import core_spec, short_names
+from ..models.registry import import_object
 from .callbacks import StepProgressBar
 from .checkpointing import AtomicCheckpointIO
 from .lightning_module import SequenceModel
 from .loggers import ResumableCSVLogger
+
 
 def _quiet() -> None:
     """Keep the console for what a researcher needs: no advice meant for other set-ups."""
@@ -130,6 +133,16 @@ class _ParseOnly(MannZooCLI):
         raise _Parsed(self)
 
 
+def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
+    """The task and the core a parsed ``fit`` config describes, built (cheap: no data is drawn, nothing
+    is compiled until it runs), so that a value the type allows but the class refuses fails here too."""
+    task_class = import_object(config.data.class_path)
+    task = task_class(**config.data.init_args.as_dict())
+    core = config.model.core
+    spec = core_spec(core if isinstance(core, str) else core.as_dict())
+    return task, spec.build(task.input_size, task.output_size)
+
+
 def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
     """Parse each argument list as ``mann-zoo fit`` would, building nothing: ``None`` where it parses,
     else the error. One parser serves every list (building it is the slow part)."""
@@ -146,9 +159,10 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
                     _ParseOnly(SequenceModel, SequenceTask, subclass_mode_data=True, args=args, run=False,
                                parser_kwargs={"exit_on_error": False}, save_config_callback=None)
                 except _Parsed as parsed:
-                    parser = parsed.args[0].parser
+                    parser, config = parsed.args[0].parser, parsed.args[0].config
             else:
-                parser.parse_args(args)
+                config = parser.parse_args(args)
+            build_task_and_core(config)
             errors.append(None)
         except Exception as error:  # noqa: BLE001 - any failure to parse is reported with its run
             errors.append(error)
