@@ -10,13 +10,15 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from mann_zoo.experiments import benchmark
 from mann_zoo.training.atomic import atomic_write_text
 from mann_zoo.experiments.benchmark import PRESETS, RESULT_COLUMNS, load_grid, run_grid
-from mann_zoo.experiments.cost import activation_megabytes, fit_cost_model
+from mann_zoo.experiments.cost import activation_megabytes
+from mann_zoo.experiments.cost_model import Sweep, fit_cost_model, predict, sweep_of
 from mann_zoo.experiments.report import make_report
 
 SMOKE = PRESETS / "smoke.yaml"
@@ -348,6 +350,26 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
     for row in result["sets"]:
         assert summary[f"final/{row['val_set']}/bit_errors"] == row["bit_errors"]
     assert set(result["summary"]) == set(RESULT_COLUMNS[: len(benchmark.RUN_COLUMNS)])
+
+
+def test_cost_model_predicts_from_known_coefficients():
+    """T = T_controller + c + a N W + b N^2, with a and b in ns and everything else in ms."""
+    fit = {"controller_ms": 10.0, "fixed_ms": 3.0, "ns_per_NW": 2e3, "ns_per_N2": 1e2}
+    assert predict(fit, 100, 20) == pytest.approx(10 + 3 + 2e-3 * 100 * 20 + 1e-4 * 100 * 100)
+    assert predict(pd.Series({**fit, "ns_per_N2": float("nan")}), 100, 20) == pytest.approx(17.0)  # an NTM's row
+    assert predict({**fit, "ns_per_N2": None}, [16, 64], [20, 20]).tolist() == pytest.approx([13.64, 15.56])
+    # The fit and the prediction share their terms: predicting the fitted points gives them back.
+    rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 5 + 3 + 2e-3 * n * w + 1e-4 * n * n}
+            for n in (16, 64, 256) for w in (10, 20, 40)]
+    fitted = fit_cost_model(rows, "dnc", base_ms=5.0)
+    assert [predict(fitted, r["memory_slots"], r["word_size"]) for r in rows] == pytest.approx([r["step_ms"] for r in rows])
+
+
+def test_cost_sweep_settings_come_from_the_sweep_file():
+    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "paper" / "results" / "cost" / "cost.csv")
+    assert sweep_of(committed) == Sweep(batch_size=32, sequence_steps=41, n_sweep_word_size=20, w_sweep_memory_slots=128)
+    recorded = committed.assign(batch_size=8, sequence_steps=21, n_sweep_word_size=40, w_sweep_memory_slots=64)
+    assert sweep_of(recorded) == Sweep(8, 21, 40, 64)
 
 
 def test_cost_fit_drops_a_negative_term():

@@ -29,9 +29,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
+from .cost_model import load_cost, predict, sweep_of  # noqa: E402
 from .results import ADDRESSING_MODELS, group_by, median, read_csv, summarise  # noqa: E402
 from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
@@ -105,36 +108,41 @@ def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Pat
     return written
 
 
-def cost_figure(cost: list[dict], fits: list[dict], out: Path) -> Path | None:
-    if not cost:
+def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
+    """Training-step time against N (at the sweep's W) and against W (at its N), measured and as the
+    fitted cost model predicts it (``cost_model.predict``).
+
+    ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
+    ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
+    """
+    if cost.empty:
         return None
-    controller = next((float(r["step_ms"]) for r in cost if r["model"] == "controller"), 0.0)
-    fit_by_model = {f["model"]: f for f in fits}
+    sweep = sweep_of(cost)
+    controller = cost.loc[cost["model"] == "controller", "step_ms"]
+    controller = float(controller.iloc[0]) if not controller.empty else 0.0
+    fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    widths = [int(r["word_size"]) for r in cost if r["model"] != "controller"]
-    w_main = max(set(widths), key=widths.count) if widths else 20
-    for model in sorted({r["model"] for r in cost} - {"controller"}):
-        for ax, vary, fixed in ((axes[0], "memory_slots", ("word_size", w_main)), (axes[1], "word_size", ("memory_slots", 128))):
-            points = sorted((int(r[vary]), float(r["step_ms"])) for r in cost
-                            if r["model"] == model and int(r[fixed[0]]) == fixed[1])
-            if not points:
+    panels = ((axes[0], "memory_slots", "word_size", sweep.n_sweep_word_size),
+              (axes[1], "word_size", "memory_slots", sweep.w_sweep_memory_slots))
+    for model in sorted(set(cost["model"]) - {"controller"}):
+        colour = COLOURS.get(model.split(" ")[0])
+        for ax, vary, fixed, fixed_value in panels:
+            points = (cost[(cost["model"] == model) & (cost[fixed] == fixed_value)]
+                      .sort_values([vary, "step_ms"])[[vary, "step_ms"]])
+            if points.empty:
                 continue
-            ax.plot(*zip(*points), "o", color=COLOURS.get(model.split(" ")[0]), label=f"{model} measured")
+            xs = points[vary].to_numpy(dtype=int)
+            ax.plot(xs, points["step_ms"].to_numpy(dtype=float), "o", color=colour, label=f"{model} measured")
             fit = fit_by_model.get(model)
             if fit:
-                xs = [p[0] for p in points]
-                n = xs if vary == "memory_slots" else [128] * len(xs)
-                w = xs if vary == "word_size" else [w_main] * len(xs)
-                predicted = [controller + float(fit["fixed_ms"]) + float(fit["ns_per_NW"]) * 1e-6 * ni * wi
-                             + (float(fit["ns_per_N2"]) * 1e-6 * ni * ni if fit.get("ns_per_N2") not in (None, "") else 0)
-                             for ni, wi in zip(n, w)]
-                ax.plot(xs, predicted, "-", color=COLOURS.get(model.split(" ")[0]), alpha=0.6,
-                        label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
-    for ax, label in ((axes[0], f"memory slots N (W={w_main})"), (axes[1], "word size W (N=128)")):
+                predicted = predict(fit, **{vary: xs, fixed: np.full_like(xs, fixed_value)})
+                ax.plot(xs, predicted, "-", color=colour, alpha=0.6, label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
+    for ax, label in ((axes[0], f"memory slots N (W={sweep.n_sweep_word_size})"),
+                      (axes[1], f"word size W (N={sweep.w_sweep_memory_slots})")):
         ax.axhline(controller, color="grey", ls=":", label="controller alone")
         ax.set(xlabel=label, ylabel="training step, ms", xscale="log", yscale="log")
         ax.legend(fontsize=7)
-    fig.suptitle("cost per training step (batch 32, 41 steps)")
+    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps)")
     path = out / "cost_per_step.png"
     save(fig, path)
     return path
@@ -378,7 +386,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
     written += addressing_figures(addressing_checkpoints(result_dirs), figures)
     cost_dir = cost_dir or paper / "results" / "cost"
     if (cost_dir / "cost.csv").is_file():
-        path = cost_figure(read_csv(cost_dir / "cost.csv"), read_csv(cost_dir / "cost_fit.csv"), figures)
+        path = cost_figure(load_cost(cost_dir / "cost.csv"), load_cost(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
     if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
