@@ -1,5 +1,6 @@
-"""The results layer shared by ``mann-zoo bench`` and ``mann-zoo report``: reading the tables the
-benchmark writes and summarising them per task and model (no figures, no training)."""
+"""The results layer shared by training, ``mann-zoo bench`` and ``mann-zoo report``: the names of logged
+validation metrics and the count of sequences seen, reading the tables the benchmark writes and summarising
+them per task and model (no figures, no training)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,35 @@ from collections import defaultdict
 from pathlib import Path
 
 ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn by the report
+
+METRICS = ("cost_bits", "bit_errors", "seq_accuracy")  # measured on every validation set (training.lightning_module)
+
+# --- names shared with training ---------------------------------------------------------------
+
+
+def metric_key(val_set: str, metric: str) -> str:
+    """The logged name of ``metric`` on validation set ``val_set``: ``val/<set>/<metric>``."""
+    return f"val/{val_set}/{metric}"
+
+
+def is_metric_key(key: str) -> bool:
+    """Whether ``key`` names a validation metric (``val/<set>/<metric>``, both parts non-empty)."""
+    val_set, _, metric = key.removeprefix("val/").rpartition("/")
+    return key.startswith("val/") and bool(val_set) and bool(metric)
+
+
+def parse_metric_key(key: str) -> tuple[str, str]:
+    """``(val_set, metric)`` of a key made by :func:`metric_key`."""
+    if not is_metric_key(key):
+        raise ValueError(f"metric key {key!r}: expected val/<set>/<metric>")
+    val_set, _, metric = key.removeprefix("val/").rpartition("/")
+    return val_set, metric
+
+
+def sequences_seen(step, batch_size, world_size):
+    """Training sequences seen after ``step`` optimiser steps of ``batch_size`` sequences on each of
+    ``world_size`` processes (element-wise for arrays and Series)."""
+    return step * batch_size * world_size
 
 
 def read_csv(path: Path) -> list[dict]:
