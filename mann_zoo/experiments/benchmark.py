@@ -23,7 +23,6 @@ begun in another clone instead of training it again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..configs import CONFIGS, shipped
+from ..console import CommandParser
 from .grid import Grid, GridError, RunSpec, load_grid
 from .results import (
     CURVE_COLUMNS,
@@ -274,21 +274,20 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="mann-zoo bench", description=__doc__.split("\n\n")[0],
+    parser = CommandParser(
+        "mann-zoo bench", __doc__.split("\n\n")[0],
         epilog="examples:\n  mann-zoo bench                      # the default preset (~15 min on 2 CPU cores)\n"
                "  mann-zoo bench --preset smoke       # seconds; writes results/smoke/ here\n"
                "  mann-zoo bench --preset paper --out paper/results/paper --jobs 2   # the project's paper grid\n"
-               "  mann-zoo bench cost --help          # cost per step against memory size",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  mann-zoo bench cost --help          # cost per step against memory size")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", default="default", help=f"a shipped grid ({', '.join(shipped('bench'))})")
     source.add_argument("--config", type=Path, help="a grid YAML file of your own")
     parser.add_argument("--out", type=Path, help="results folder (default: results/<grid name> in the current folder)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
     parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the runs whose id contains one of these texts, in this order")
     parser.add_argument("--skip-recorded", action="store_true",

@@ -17,7 +17,6 @@ package's DNC is measured at the same configurations.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ..console import CommandParser
 from ..training.atomic import atomic_write_text
 from ..models import build
 from .cost_model import (
@@ -80,14 +80,13 @@ def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> li
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mann-zoo bench cost", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser("mann-zoo bench cost", __doc__.split("\n\n")[0])
     parser.add_argument("--slots", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024],
-                        help="memory sizes N to sweep at --width (default 16 ... 1024)")
+                        help="memory sizes N to sweep at --width")
     parser.add_argument("--widths", type=int, nargs="+", default=[10, 20, 40, 80],
-                        help=f"word sizes W to sweep at N={W_SWEEP_MEMORY_SLOTS} (default 10 20 40 80)")
+                        help=f"word sizes W to sweep at N={W_SWEEP_MEMORY_SLOTS}")
     parser.add_argument("--width", type=int, default=N_SWEEP_WORD_SIZE,
-                        help=f"W of the N sweep (default {N_SWEEP_WORD_SIZE})")
+                        help="W of the N sweep")
     parser.add_argument("--dnc-max-slots", type=int, default=512,
                         help="largest N for the DNC (its link matrices take 4 N^2 bytes per step and example)")
     parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep")

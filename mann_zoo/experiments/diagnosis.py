@@ -61,6 +61,7 @@ REPEAT_COPY_VARIANTS = [
     Variant(GRID, FOUND_TASK, "ntm", "+ curriculum on repeats, threshold 3 (found; configs/task/repeat_copy.yaml)",
             "tab:blue"),
     Variant(GRID, "repeat_copy_final6", "ntm", "+ curriculum on repeats, threshold 6", "tab:green"),
+    Variant(GRID, "repeat_copy_b8", "ntm_b8", "+ curriculum on repeats, threshold 3, batch 8", "black"),
     Variant(GRID, "repeat_copy_ff", "ntm_ff", "feed-forward controller, 200k (seed 0: the run above, longer)", "tab:red"),
 ]
 PRIORITY_SORT_VARIANTS = [
@@ -303,9 +304,9 @@ GENERALISATION_COMMAND = "python -m mann_zoo.experiments.diagnosis --evaluate"
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    from ..console import CommandParser
 
-    parser = argparse.ArgumentParser(prog="python -m mann_zoo.experiments.diagnosis", description=__doc__.split("\n")[0])
+    parser = CommandParser("python -m mann_zoo.experiments.diagnosis", __doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("paper") / "results", help="benchmark results folder")
     parser.add_argument("--paper", type=Path, default=Path("paper"), help="where figures/ and tables/ go")
     parser.add_argument("--evaluate", action="store_true", help="first score the kept repeat-copy models on "

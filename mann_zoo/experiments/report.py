@@ -19,7 +19,6 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
 from .cost_model import load_cost, predict, sweep_of  # noqa: E402
 from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
@@ -407,7 +407,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mann-zoo report", description=__doc__.split("\n\n")[0])
+    parser = CommandParser("mann-zoo report", __doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, nargs="+",
                         help="benchmark result folders (default: every paper/results/*/ with a results.csv)")
     parser.add_argument("--cost", type=Path, help="cost sweep folder (default: paper/results/cost)")
