@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sys
 
+from .console import fail
+
 COMMANDS = {
     "fit": "train a core on a task (Lightning CLI; see 'mann-zoo fit --help')",
     "validate": "evaluate a checkpoint on a task's validation sets",
@@ -93,11 +95,6 @@ def resolve_config_files(args: list[str]) -> list[str]:
         resolved = str(found.resolve())
         out[index] = resolved if arg == "--config" else f"--config={resolved}"
     return out
-
-
-def fail(message: str) -> None:
-    print(f"mann-zoo: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

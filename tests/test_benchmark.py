@@ -10,14 +10,17 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from mann_zoo.experiments import benchmark
-from mann_zoo.training.atomic import atomic_write_text
-from mann_zoo.experiments.benchmark import PRESETS, RESULT_COLUMNS, load_grid, run_grid
-from mann_zoo.experiments.cost import activation_megabytes, fit_cost_model
+from mann_zoo.experiments.benchmark import PRESETS, load_grid, run_grid
+from mann_zoo.experiments.cost import activation_megabytes
+from mann_zoo.experiments.cost_model import Sweep, fit_cost_model, predict, sweep_of
 from mann_zoo.experiments.report import make_report
+from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results
+from mann_zoo.training.atomic import atomic_write, atomic_write_text
 
 SMOKE = PRESETS / "smoke.yaml"
 
@@ -57,17 +60,19 @@ def test_bad_grid_names_the_problem(tmp_path):
 
 def test_results_table_schema(smoke_results):
     out, rows = smoke_results
-    table = read(out / "results.csv")
-    assert list(table[0]) == RESULT_COLUMNS
-    assert {r["run_id"] for r in table} == {"copy-ntm-seed0", "copy-lstm-seed0"}
-    for row in table:
-        assert row["val_set"] in ("len_1-3", "len_6")
-        assert math.isfinite(float(row["cost_bits"])) and 0 <= float(row["seq_accuracy"]) <= 1
-        assert int(row["steps"]) == 4 and int(row["sequences"]) == 16
-        assert float(row["step_time_ms"]) > 0 and float(row["peak_memory_mb"]) > 0 and int(row["num_parameters"]) > 0
-        assert "torch" in row["versions"] and row["hardware"]
-    curves = read(out / "curves.csv")
-    assert {c["metric"] for c in curves} >= {"val/len_1-3/cost_bits", "val/len_6/bit_errors"}
+    assert list(read(out / "results.csv")[0]) == list(RESULT_COLUMNS)
+    table = load_results(out / "results.csv")
+    pd.testing.assert_frame_equal(table, rows)  # run_grid returns the table as written
+    assert set(table.run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    for row in table.itertuples():
+        assert row.val_set in ("len_1-3", "len_6")
+        assert math.isfinite(row.cost_bits) and 0 <= row.seq_accuracy <= 1
+        assert row.steps == 4 and row.sequences == 16
+        assert row.step_time_ms > 0 and row.peak_memory_mb > 0 and row.num_parameters > 0
+        assert "torch" in row.versions and row.hardware
+    curves = load_curves(out / "curves.csv")
+    assert set(curves.metric) >= {"val/len_1-3/cost_bits", "val/len_6/bit_errors"}
+    assert (curves.sequences == curves.step * 4).all()  # batch 4, one process; steps count from 1
     summary = json.loads((out / "runs/copy-ntm-seed0/result.json").read_text())["summary"]
     assert summary["run_id"] == "copy-ntm-seed0" and summary["model"] == "ntm"
 
@@ -96,15 +101,17 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     monkeypatch.setattr(benchmark.subprocess, "run", crashed)
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1, skip_recorded=True)
     assert launched == []
-    assert read(clone / "results.csv") == read(out / "results.csv") == rows
-    assert read(clone / "curves.csv") == read(out / "curves.csv")
+    for name in ("results.csv", "curves.csv"):  # rewritten byte for byte from the typed tables
+        assert (clone / name).read_bytes() == (out / name).read_bytes()
+    pd.testing.assert_frame_equal(rows, load_results(out / "results.csv"))
     recorded = benchmark.recorded_results(clone)[0]
     grid = load_grid(SMOKE, max_steps=6)  # a larger budget: the recorded runs are unfinished again
     assert not any(benchmark.is_finished(clone, spec, grid, recorded) for spec in grid.runs)
     # Without --skip-recorded the runs are trained again; until a new result lands the old rows stay.
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1)
     assert len(launched) == 2
-    assert read(clone / "results.csv") == read(out / "results.csv") == rows
+    assert (clone / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    pd.testing.assert_frame_equal(rows, load_results(out / "results.csv"))
 
 
 def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):
@@ -116,7 +123,7 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     monkeypatch.setattr(benchmark.subprocess, "run", lambda cmd, **kw: launched.append(cmd))
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
-    assert {r["run_id"] for r in read(out / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    assert set(load_results(out / "results.csv").run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
 
 
 def test_a_task_can_give_one_model_its_own_budget(tmp_path):
@@ -150,7 +157,9 @@ def test_tables_name_runs_by_the_grid_task_not_the_datamodule(tmp_path):
     (directory / "result.json").write_text(json.dumps({"summary": summary, "sets": [{"val_set": "a", "cost_bits": 1.0}]}))
     (directory / "metrics.csv").write_text("step,val/a/cost_bits\n0,1.0\n")
     rows, curves = read_results(tmp_path, [spec])
-    assert {(r["task"], r["model"]) for r in rows + curves} == {("repeat_copy_x", "ntm_ff")}
+    assert set(zip(rows.task, rows.model)) | set(zip(curves.task, curves.model)) == {("repeat_copy_x", "ntm_ff")}
+    assert rows.converged.dtype == "boolean" and rows.sequences_to_convergence.isna().all()
+    assert curves[["step", "sequences"]].values.tolist() == [[1, 32]]
 
 
 def test_a_task_can_have_its_own_seeds(tmp_path):
@@ -220,7 +229,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         raise Boom
 
     with pytest.raises(Boom):
-        benchmark.atomic_write_text.__globals__["atomic_write"](path, failing)
+        atomic_write(path, failing)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
     umask = os.umask(0)
@@ -347,7 +356,27 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
             assert summary[key] == value, key
     for row in result["sets"]:
         assert summary[f"final/{row['val_set']}/bit_errors"] == row["bit_errors"]
-    assert set(result["summary"]) == set(RESULT_COLUMNS[: len(benchmark.RUN_COLUMNS)])
+    assert set(result["summary"]) == set(RUN_COLUMNS)
+
+
+def test_cost_model_predicts_from_known_coefficients():
+    """T = T_controller + c + a N W + b N^2, with a and b in ns and everything else in ms."""
+    fit = {"controller_ms": 10.0, "fixed_ms": 3.0, "ns_per_NW": 2e3, "ns_per_N2": 1e2}
+    assert predict(fit, 100, 20) == pytest.approx(10 + 3 + 2e-3 * 100 * 20 + 1e-4 * 100 * 100)
+    assert predict(pd.Series({**fit, "ns_per_N2": float("nan")}), 100, 20) == pytest.approx(17.0)  # an NTM's row
+    assert predict({**fit, "ns_per_N2": None}, [16, 64], [20, 20]).tolist() == pytest.approx([13.64, 15.56])
+    # The fit and the prediction share their terms: predicting the fitted points gives them back.
+    rows = [{"model": "dnc", "memory_slots": n, "word_size": w, "step_ms": 5 + 3 + 2e-3 * n * w + 1e-4 * n * n}
+            for n in (16, 64, 256) for w in (10, 20, 40)]
+    fitted = fit_cost_model(rows, "dnc", base_ms=5.0)
+    assert [predict(fitted, r["memory_slots"], r["word_size"]) for r in rows] == pytest.approx([r["step_ms"] for r in rows])
+
+
+def test_cost_sweep_settings_come_from_the_sweep_file():
+    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "paper" / "results" / "cost" / "cost.csv")
+    assert sweep_of(committed) == Sweep(batch_size=32, sequence_steps=41, n_sweep_word_size=20, w_sweep_memory_slots=128)
+    recorded = committed.assign(batch_size=8, sequence_steps=21, n_sweep_word_size=40, w_sweep_memory_slots=64)
+    assert sweep_of(recorded) == Sweep(8, 21, 40, 64)
 
 
 def test_cost_fit_drops_a_negative_term():
@@ -371,8 +400,8 @@ def test_a_core_from_another_package_joins_a_grid(tmp_path, monkeypatch):
     grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [ntm, echo]")
                     + f"  echo: {{config: {tmp_path / 'echo.yaml'}}}\n")
     rows = run_grid(load_grid(grid), tmp_path / "out", jobs=2, threads=1)
-    assert {(r["model"], r["num_parameters"]) for r in rows if r["model"] == "echo"} == {("echo", str(9 * 6 + 6 + 6 * 8 + 8))}
-    assert {r["run_id"] for r in rows} == {"copy-ntm-seed0", "copy-echo-seed0"}
+    assert set(rows.loc[rows.model == "echo", "num_parameters"]) == {9 * 6 + 6 + 6 * 8 + 8}
+    assert set(rows.run_id) == {"copy-ntm-seed0", "copy-echo-seed0"}
 
 
 def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(tmp_path):

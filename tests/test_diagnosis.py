@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from mann_zoo.experiments.benchmark import RESULT_COLUMNS
 from mann_zoo.experiments.diagnosis import (
     BEFORE_GRID,
     FOUND_TASK,
@@ -21,6 +21,7 @@ from mann_zoo.experiments.diagnosis import (
     one_pass_cost,
     training_curves,
 )
+from mann_zoo.experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, save_table
 from mann_zoo.training.lightning_module import SequenceModel
 from tasks import RepeatCopyTask
 
@@ -56,7 +57,7 @@ def write_curves(path: Path, runs: dict[tuple[str, str, int], list[tuple[int, fl
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run_id", "task", "model", "seed", "step", "sequences", "metric", "value"])
+        writer.writerow(CURVE_COLUMNS)
         for (task, model, seed), points in runs.items():
             for step, cost in points:
                 run_id = f"{task}-{model}-seed{seed}"
@@ -74,15 +75,13 @@ def fake_results(root: Path) -> Path:
         (FOUND_TASK, "ntm", 0): [(2500, 300.0), (6000, 12.0), (6250, 9.0), (9375, 0.5)],
         (FOUND_TASK, "ntm", 1): [(2500, 300.0), (6250, 50.0), (7000, 8.0)],
     })
-    with (results / GRID / "results.csv").open("w", newline="") as f:  # the bench's results table
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        for task, model, seed, converged, sequences in [("repeat_copy", "ntm_ff", 0, False, 80_000),
-                                                          (FOUND_TASK, "ntm", 0, False, 300_000),
-                                                          (FOUND_TASK, "ntm", 1, True, 224_000)]:
-            writer.writerow({"run_id": f"{task}-{model}-seed{seed}", "task": task, "model": model, "seed": seed,
-                             "converged": converged, "sequences": sequences, "num_parameters": 1,
-                             "sequences_to_convergence": sequences if converged else "", "val_set": REPEAT_COPY_SET})
+    runs = [{"run_id": f"{task}-{model}-seed{seed}", "task": task, "model": model, "seed": seed,
+             "converged": converged, "sequences": sequences, "num_parameters": 1,
+             "sequences_to_convergence": sequences if converged else None, "val_set": REPEAT_COPY_SET}
+            for task, model, seed, converged, sequences in [("repeat_copy", "ntm_ff", 0, False, 80_000),
+                                                             (FOUND_TASK, "ntm", 0, False, 300_000),
+                                                             (FOUND_TASK, "ntm", 1, True, 224_000)]]
+    save_table(pd.DataFrame(runs, columns=list(RESULT_COLUMNS)), results / GRID / "results.csv")  # the bench's table
     return results
 
 
@@ -90,6 +89,10 @@ def test_diagnosis_table_reads_the_training_distribution(tmp_path):
     curves = training_curves(fake_results(tmp_path))
     assert set(curves.val_set) == {"len_1-10_rep_1-10", "len_20_rep_10"}  # validation costs only
     assert (curves.updates == curves.step).all()
+    # Whether a run stopped at convergence, from the results table; the paper grid's run has no row there.
+    converged = curves.groupby(["grid", "task", "seed"]).converged.first()
+    assert converged.dtype == bool and converged[GRID, FOUND_TASK, 1]
+    assert not converged[GRID, FOUND_TASK, 0] and not converged[BEFORE_GRID, "repeat_copy", 0]
     table = diagnosis_table(curves, REPEAT_COPY_VARIANTS)
     rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
     found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)

@@ -8,8 +8,8 @@ the results table needs), several runs side by side (``--jobs``), each on ``--th
 Everything lands in ``--out`` (default ``results/<grid name>`` in the current folder):
 
 - ``runs/<task>-<model>-seed<seed>/``: the run's checkpoints, CSV metrics, W&B offline run, log;
-- ``results.csv``: the tidy results table, one row per run and validation set (see ``RESULT_COLUMNS``);
-- ``curves.csv``: the learning curves of every run (step, sequences, metric, value);
+- ``results.csv``: the tidy results table, one row per run and validation set (``results.RESULT_COLUMNS``);
+- ``curves.csv``: the learning curves of every run (step, sequences, metric, value: ``results.CURVE_COLUMNS``);
 - ``models/copy-<model>-seed<seed>.ckpt``: the trained NTM and DNC on copy (weights only), for the
   report's addressing figures.
 
@@ -23,9 +23,6 @@ begun in another clone instead of training it again.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import os
 import subprocess
@@ -34,58 +31,63 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import pandas as pd
+
 from ..configs import CONFIGS, shipped
-from ..training.atomic import atomic_write_text
+from ..console import CommandParser
 from .grid import Grid, GridError, RunSpec, load_grid
-from .results import read_csv, summarise
+from .results import (
+    CURVE_COLUMNS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    SET_COLUMNS,
+    empty_table,
+    format_value,
+    is_metric_key,
+    load_curves,
+    load_results,
+    save_table,
+    sequences_seen,
+    summarise,
+    typed,
+)
 
 PRESETS = CONFIGS / "bench"
-
-RUN_COLUMNS = [
-    "run_id", "task", "model", "seed", "steps", "sequences", "train_time_s", "converged",
-    "sequences_to_convergence", "wall_time_to_convergence_s", "step_time_ms", "peak_memory_mb",
-    "num_parameters", "batch_size", "world_size", "versions", "hardware",
-]
-SET_COLUMNS = ["val_set", "val_steps", "reference_bits", "cost_bits", "bit_errors", "seq_accuracy"]
-RESULT_COLUMNS = RUN_COLUMNS + SET_COLUMNS
-CURVE_COLUMNS = ["run_id", "task", "model", "seed", "step", "sequences", "metric", "value"]
+TRAIN_CURVES = ("train/cost_bits", "train/bit_errors")  # the training metrics kept in curves.csv beside val/
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
     return out / "runs" / spec.run_id
 
 
-def recorded_results(out: Path) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
-    """The rows of the results and curves tables already in ``out``, by run id.
+def recorded_results(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results and curves tables already in ``out`` (typed; without rows where there is no file).
 
     They stand for runs whose folder is gone (``runs/`` is not committed): a rerun in a fresh clone keeps
     them instead of writing an empty table.
     """
-    results: dict[str, list[dict]] = {}
-    curves: dict[str, list[dict]] = {}
-    for row in read_csv(out / "results.csv"):
-        results.setdefault(row["run_id"], []).append(row)
-    for row in read_csv(out / "curves.csv"):
-        curves.setdefault(row["run_id"], []).append(row)
-    return results, curves
+    return load_results(out / "results.csv"), load_curves(out / "curves.csv")
 
 
-def run_summary(out: Path, spec: RunSpec, recorded: dict[str, list[dict]] | None = None) -> dict | None:
-    """Steps and convergence of a run: from its ``result.json``, else from ``recorded`` rows (if given)."""
+def run_summary(out: Path, spec: RunSpec, recorded: pd.DataFrame | None = None) -> dict | None:
+    """Steps and convergence of a run: from its ``result.json``, else from its rows of the ``recorded``
+    results table (if given)."""
     result = run_dir(out, spec) / "result.json"
     if result.is_file():
         summary = json.loads(result.read_text())["summary"]
         return {"steps": int(summary["steps"]), "converged": bool(summary["converged"])}
-    rows = (recorded or {}).get(spec.run_id)
-    if not rows:
+    if recorded is None:
         return None
-    return {"steps": int(rows[0]["steps"]), "converged": rows[0]["converged"] == "True"}
+    rows = recorded[recorded["run_id"] == spec.run_id]
+    if rows.empty:
+        return None
+    return {"steps": int(rows["steps"].iloc[0]), "converged": bool(rows["converged"].fillna(False).iloc[0])}
 
 
-def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: dict[str, list[dict]] | None = None) -> bool:
+def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | None = None) -> bool:
     """A run is finished when its result exists and it used its budget or converged (and stops there).
 
-    ``recorded`` (the rows of :func:`recorded_results`) stands in for the runs without a ``result.json``.
+    ``recorded`` (the results table of :func:`recorded_results`) stands in for the runs without a ``result.json``.
     """
     summary = run_summary(out, spec, recorded)
     if summary is None:
@@ -112,48 +114,56 @@ def command(out: Path, spec: RunSpec, grid: Grid) -> list[str]:
     return cmd
 
 
-def read_results(out: Path, specs: list[RunSpec]) -> tuple[list[dict], list[dict]]:
-    """The results rows and learning-curve rows of every run of ``specs`` that has a result.
+def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results table (``RESULT_COLUMNS``) and learning curves (``CURVE_COLUMNS``) of every run of
+    ``specs`` that has a result, in the order of ``specs``.
 
     A run's ``result.json`` wins; a run without one keeps its rows of the tables already in ``out``.
     """
-    recorded_rows, recorded_curves = recorded_results(out)
+    recorded_rows, recorded_curves = (dict(tuple(table.groupby("run_id", sort=False)))
+                                      for table in recorded_results(out))
     rows, curves = [], []
     for spec in specs:
         directory = run_dir(out, spec)
         result = directory / "result.json"
         if not result.is_file():
-            rows += recorded_rows.get(spec.run_id, [])
-            curves += recorded_curves.get(spec.run_id, [])
+            rows.append(recorded_rows.get(spec.run_id))
+            curves.append(recorded_curves.get(spec.run_id))
             continue
         data = json.loads(result.read_text())
         # The grid's task and model names (e.g. repeat_copy_final, dnc_md), not the datamodule's and the
         # core's (repeat_copy, dnc): variants of a task or a core stay apart.
         data["summary"]["task"], data["summary"]["model"] = spec.task, spec.model
-        for row in data["sets"]:
-            rows.append({**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}})
+        run = [{**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
+               for row in data["sets"]]
+        rows.append(typed(pd.DataFrame(run, columns=list(RESULT_COLUMNS)), RESULT_COLUMNS))
         metrics = directory / "metrics.csv"
         if metrics.is_file():
-            curves += _curves(metrics, data["summary"])
-    return rows, curves
+            curves.append(_curves(metrics, data["summary"]))
+    return _stack(rows, RESULT_COLUMNS), _stack(curves, CURVE_COLUMNS)
 
 
-def _curves(metrics: Path, summary: dict) -> list[dict]:
-    """Tidy learning curves from a run's CSV log: validation metrics and the training cost."""
-    rows = []
-    with metrics.open() as f:
-        for record in csv.DictReader(f):
-            step = record.get("step")
-            if step in (None, ""):
-                continue
-            for key, value in record.items():
-                keep = key.startswith("val/") or key in ("train/cost_bits", "train/bit_errors")
-                if keep and value not in ("", None):
-                    sequences = (int(step) + 1) * summary["batch_size"] * summary["world_size"]
-                    rows.append({"run_id": summary["run_id"], "task": summary["task"], "model": summary["model"],
-                                 "seed": summary["seed"], "step": int(step) + 1, "sequences": sequences,
-                                 "metric": key, "value": float(value)})
-    return rows
+def _stack(tables: list[pd.DataFrame | None], columns: dict[str, str]) -> pd.DataFrame:
+    """The rows of ``tables`` (typed by ``columns``; None and tables without rows left out), one after the other."""
+    tables = [table for table in tables if table is not None and not table.empty]
+    return pd.concat(tables, ignore_index=True) if tables else empty_table(columns)
+
+
+def _curves(metrics: Path, summary: dict) -> pd.DataFrame:
+    """Tidy learning curves (``CURVE_COLUMNS``) from a run's CSV log: validation metrics and the training
+    cost and bit errors, row by row of the log. The log's step counts from 0: the curves' from 1."""
+    log = pd.read_csv(metrics)
+    keep = [key for key in log.columns if is_metric_key(key) or key in TRAIN_CURVES]
+    if "step" not in log.columns or not keep:
+        return empty_table(CURVE_COLUMNS)
+    log = log[log["step"].notna()]
+    values = log.set_index(log["step"].astype(int) + 1)[keep].stack().dropna()  # (step, metric) -> value
+    step = values.index.get_level_values(0)
+    curves = pd.DataFrame({"run_id": summary["run_id"], "task": summary["task"], "model": summary["model"],
+                           "seed": summary["seed"], "step": step,
+                           "sequences": sequences_seen(step, summary["batch_size"], summary["world_size"]),
+                           "metric": values.index.get_level_values(1), "value": values.to_numpy(dtype=float)})
+    return typed(curves, CURVE_COLUMNS)
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:
@@ -177,43 +187,30 @@ def keep_model(out: Path, spec: RunSpec) -> Path | None:
     return path
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+def write_tables(out: Path, specs: list[RunSpec]) -> pd.DataFrame:
+    """Write ``results.csv`` and ``curves.csv`` for ``specs`` (atomically); returns the results table as written."""
+    results, curves = read_results(out, specs)
+    written = save_table(results, out / "results.csv", RESULT_COLUMNS)
+    save_table(curves, out / "curves.csv", CURVE_COLUMNS)
+    return written
 
 
-def write_tables(out: Path, specs: list[RunSpec]) -> list[dict]:
-    """Write ``results.csv`` and ``curves.csv`` for ``specs``; returns the results rows as written."""
-    rows, curves = read_results(out, specs)
-    write_csv(out / "results.csv", rows, RESULT_COLUMNS)
-    write_csv(out / "curves.csv", curves, CURVE_COLUMNS)
-    return read_csv(out / "results.csv")
-
-
-def comparison_table(rows: list[dict]):
-    """A rich table of ``rows`` (the results table as read from CSV): per task and model, medians over seeds."""
+def comparison_table(results: pd.DataFrame):
+    """A rich table of the results table ``results``: per task and model, medians over seeds."""
     from rich.table import Table
-
 
     table = Table(title="head to head (median over seeds)")
     for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",
                  "longest-set bit err.", "ms/step", "params"):
         table.add_column(name, justify="right" if name not in ("task", "model") else "left")
-    for s in summarise(rows):
+    for s in summarise(results).itertuples():
         table.add_row(
-            s["task"], s["model"], str(s["runs"]), f"{s['converged']}/{s['runs']}",
-            _fmt(s["sequences_to_convergence"], "{:,.0f}"), _fmt(s["first_errors"], "{:.2f}"),
-            f"{_fmt(s['longest_errors'], '{:.2f}')} ({s['longest_set']})", _fmt(s["step_ms"], "{:.0f}"),
-            _fmt(s["params"], "{:,.0f}"),
+            s.task, s.model, str(s.runs), f"{s.converged}/{s.runs}",
+            format_value(s.sequences_to_convergence, "{:,.0f}"), format_value(s.first_errors, "{:.2f}"),
+            f"{format_value(s.longest_errors, '{:.2f}')} ({s.longest_set})", format_value(s.step_ms, "{:.0f}"),
+            format_value(s.params, "{:,.0f}"),
         )
     return table
-
-
-def _fmt(value, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
 
 
 def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
@@ -228,8 +225,9 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
 
 
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
-             skip_recorded: bool = False) -> list[dict]:
-    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables.
+             skip_recorded: bool = False) -> pd.DataFrame:
+    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables; returns the
+    results table as written.
 
     With ``skip_recorded``, a run recorded in ``out``'s results table counts as finished by that record.
     """
@@ -267,30 +265,29 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
                 progress.console.print(f"done {spec.run_id} in {time.time() - start:.0f} s")
                 keep_model(out, spec)
             write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
-    rows = write_tables(out, grid.runs)
-    if rows:
-        console.print(comparison_table(rows))
+    results = write_tables(out, grid.runs)
+    if not results.empty:
+        console.print(comparison_table(results))
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)}; rerun the same command to retry")
-    return rows
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="mann-zoo bench", description=__doc__.split("\n\n")[0],
+    parser = CommandParser(
+        "mann-zoo bench", __doc__.split("\n\n")[0],
         epilog="examples:\n  mann-zoo bench                      # the default preset (~15 min on 2 CPU cores)\n"
                "  mann-zoo bench --preset smoke       # seconds; writes results/smoke/ here\n"
                "  mann-zoo bench --preset paper --out paper/results/paper --jobs 2   # the project's paper grid\n"
-               "  mann-zoo bench cost --help          # cost per step against memory size",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  mann-zoo bench cost --help          # cost per step against memory size")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", default="default", help=f"a shipped grid ({', '.join(shipped('bench'))})")
     source.add_argument("--config", type=Path, help="a grid YAML file of your own")
     parser.add_argument("--out", type=Path, help="results folder (default: results/<grid name> in the current folder)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
     parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the runs whose id contains one of these texts, in this order")
     parser.add_argument("--skip-recorded", action="store_true",
@@ -311,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     except GridError as error:
         parser.error(str(error))
     out = args.out or Path("results") / grid.name
-    rows = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded)
-    if rows and args.report is not None:
+    results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded)
+    if not results.empty and args.report is not None:
         from .report import make_report
 
         make_report([out], args.report)

@@ -1,5 +1,5 @@
 """``mann-zoo bench cost``: cost per training step against memory size N and word size W, and the fit of
-the cost model
+the cost model (``mann_zoo.experiments.cost_model``)
 
     T = T_controller + T_memory(N, W),    T_memory = c + a N W            (NTM: every op is O(N W))
                                            T_memory = c + a N W + b N^2    (DNC: the link matrix is N x N)
@@ -7,7 +7,8 @@ the cost model
 where c is the fixed cost of the memory operations (one call per operation per step, whatever N).
 
 Time is the median training step (forward, masked BCE, backward, Adam) at batch 32 and copy length 20
-(41 steps), measured in interleaved rounds (``mann_zoo.experiments.speed``). Memory is the activation memory that
+(41 steps), measured in interleaved rounds (``mann_zoo.experiments.speed``); ``cost.csv`` records these
+and the sweep's fixed W and N (``cost_model.SWEEP_COLUMNS``). Memory is the activation memory that
 autograd saves for the backward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``, each
 storage once), which is what grows with N and W; on CUDA the peak allocated memory is reported too.
 With ``--reference`` and the PyPI package ``dnc`` installed (``pip install mann-zoo[reference]``), that
@@ -16,22 +17,31 @@ package's DNC is measured at the same configurations.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..console import CommandParser
 from ..training.atomic import atomic_write_text
 from ..models import build
+from .cost_model import (
+    BATCH_SIZE,
+    COPY_LENGTH,
+    N_SWEEP_WORD_SIZE,
+    SEQUENCE_STEPS,
+    SWEEP_COLUMNS,
+    W_SWEEP_MEMORY_SLOTS,
+    fit_cost_model,
+    load_cost,
+)
 from .speed import ControllerAlone, copy_batch, time_steps, training_step_fn
 
 COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
-                "num_parameters", "device", "threads", "torch"]
+                "num_parameters", "device", "threads", "torch", *SWEEP_COLUMNS]
 
 
 def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> float:
@@ -53,7 +63,7 @@ def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]
 
 def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> list[dict]:
     """One row per model: median step time, activation memory, CUDA peak."""
-    batch = copy_batch(32, 20, 8, device)
+    batch = copy_batch(BATCH_SIZE, COPY_LENGTH, 8, device)
     models = {label: m.to(device) for label, m in models.items()}
     rows = []
     timing = time_steps({label: training_step_fn(m, batch) for label, m in models.items()}, repeats)
@@ -69,44 +79,14 @@ def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> li
     return rows
 
 
-def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
-    """Least-squares fit of T - T_controller = c + a N W (+ b N^2 for the DNC): c in ms, a and b in ns
-    per step, and R^2."""
-    data = [r for r in rows if r["model"] == model]
-    if len(data) < 3:
-        return {}
-    nw = np.array([r["memory_slots"] * r["word_size"] for r in data], dtype=float)
-    n2 = np.array([r["memory_slots"] ** 2 for r in data], dtype=float)
-    y = np.array([r["step_ms"] for r in data]) - base_ms
-    columns = {"fixed": np.ones_like(nw), "NW": nw}
-    if model.startswith("dnc"):
-        columns["N2"] = n2
-    # Costs cannot be negative: a term whose fitted coefficient is negative is dropped and the fit redone (the W sweep is
-    # small beside the DNC's N^2 term, so N W and N^2 are not always separable).
-    while True:
-        design = np.stack(list(columns.values()), axis=1)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        negative = [name for name, c in zip(columns, coef) if name != "fixed" and c < 0]
-        if not negative:
-            break
-        del columns[negative[0]]
-    coefficients = dict(zip(columns, coef))
-    predicted = design @ coef
-    r2 = 1 - ((y - predicted) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
-    return {"model": model, "controller_ms": base_ms, "fixed_ms": coefficients.get("fixed", 0.0),
-            "ns_per_NW": coefficients.get("NW", 0.0) * 1e6,
-            "ns_per_N2": coefficients["N2"] * 1e6 if "N2" in coefficients else None,
-            "r2": float(r2), "points": len(data)}
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mann-zoo bench cost", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser("mann-zoo bench cost", __doc__.split("\n\n")[0])
     parser.add_argument("--slots", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024],
-                        help="memory sizes N to sweep at --width (default 16 ... 1024)")
+                        help="memory sizes N to sweep at --width")
     parser.add_argument("--widths", type=int, nargs="+", default=[10, 20, 40, 80],
-                        help="word sizes W to sweep at N=128 (default 10 20 40 80)")
-    parser.add_argument("--width", type=int, default=20, help="W of the N sweep (default 20)")
+                        help=f"word sizes W to sweep at N={W_SWEEP_MEMORY_SLOTS}")
+    parser.add_argument("--width", type=int, default=N_SWEEP_WORD_SIZE,
+                        help="W of the N sweep")
     parser.add_argument("--dnc-max-slots", type=int, default=512,
                         help="largest N for the DNC (its link matrices take 4 N^2 bytes per step and example)")
     parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep")
@@ -121,13 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         if any(v < 1 for v in getattr(args, name)):
             parser.error(f"--{name} must be >= 1")
     if args.refit:
-        rows = [{**r, "memory_slots": int(r["memory_slots"]), "word_size": int(r["word_size"]),
-                 "step_ms": float(r["step_ms"])} for r in csv.DictReader((args.out / "cost.csv").open())]
+        rows = load_cost(args.out / "cost.csv").to_dict("records")
         base_ms = next(r["step_ms"] for r in rows if r["model"] == "controller")
         write_fits(rows, base_ms, args.out, args.device)
         return
     torch.manual_seed(0)
-    configs = sorted({(n, args.width) for n in args.slots} | {(128, w) for w in args.widths})
+    configs = sorted({(n, args.width) for n in args.slots} | {(W_SWEEP_MEMORY_SLOTS, w) for w in args.widths})
     rows = []
     from rich.progress import track
 
@@ -142,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"model": row["label"], "memory_slots": n, "word_size": w, **row})
     for row in rows:
         row.update(device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-                   threads=torch.get_num_threads(), torch=torch.__version__)
+                   threads=torch.get_num_threads(), torch=torch.__version__, batch_size=BATCH_SIZE,
+                   sequence_steps=SEQUENCE_STEPS, n_sweep_word_size=args.width,
+                   w_sweep_memory_slots=W_SWEEP_MEMORY_SLOTS)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COST_COLUMNS, extrasaction="ignore")
     writer.writeheader()

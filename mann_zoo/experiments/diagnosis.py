@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ..training.atomic import atomic_write_text  # noqa: E402
+from .results import is_metric_key, load_curves, load_results, parse_metric_key  # noqa: E402
 
 GRID = "ntm_diagnosis"
 FOUND_TASK = "repeat_copy_final"  # the grid's task that runs configs/task/repeat_copy.yaml as it is
@@ -60,6 +61,7 @@ REPEAT_COPY_VARIANTS = [
     Variant(GRID, FOUND_TASK, "ntm", "+ curriculum on repeats, threshold 3 (found; configs/task/repeat_copy.yaml)",
             "tab:blue"),
     Variant(GRID, "repeat_copy_final6", "ntm", "+ curriculum on repeats, threshold 6", "tab:green"),
+    Variant(GRID, "repeat_copy_b8", "ntm_b8", "+ curriculum on repeats, threshold 3, batch 8", "black"),
     Variant(GRID, "repeat_copy_ff", "ntm_ff", "feed-forward controller, 200k (seed 0: the run above, longer)", "tab:red"),
 ]
 PRIORITY_SORT_VARIANTS = [
@@ -102,20 +104,21 @@ def one_pass_cost(task) -> dict[str, float]:
 
 def training_curves(results: Path) -> pd.DataFrame:
     """Cost per sequence on every validation set of every run of both grids: one row per validation,
-    columns grid, task, model, seed, val_set, step, sequences, updates, cost_bits."""
+    columns grid, task, model, seed, val_set, step, sequences, updates, cost_bits, converged (whether the
+    run stopped at convergence; False for a run without a row in the grid's results table)."""
     columns = ["grid", "task", "model", "seed", "val_set", "step", "sequences", "updates", "cost_bits", "converged"]
     frames = []
     for grid in (BEFORE_GRID, GRID):
         path = results / grid / "curves.csv"
         if path.is_file():
-            curves = pd.read_csv(path)
-            metric = curves["metric"].str.split("/", expand=True)  # val / <set> / cost_bits
-            keep = (metric[0] == "val") & (metric[2] == "cost_bits")
-            summary = results / grid / "results.csv"  # whether each run stopped at convergence
-            converged = (pd.read_csv(summary).groupby("run_id")["converged"].first().astype(bool)
-                         if summary.is_file() else pd.Series(dtype=bool))
-            frames.append(curves[keep].assign(grid=grid, val_set=metric[1][keep],
-                                              converged=curves["run_id"][keep].map(converged).fillna(False)))
+            curves = load_curves(path)
+            val_sets = {key: parse_metric_key(key)[0] for key in curves["metric"].unique()
+                        if is_metric_key(key) and parse_metric_key(key)[1] == "cost_bits"}
+            costs = curves[curves["metric"].isin(list(val_sets))]
+            runs = load_results(results / grid / "results.csv")
+            converged = runs.loc[runs["converged"].fillna(False), "run_id"].unique()
+            frames.append(costs.assign(grid=grid, val_set=costs["metric"].map(val_sets),
+                                       converged=costs["run_id"].isin(converged)))
     if not frames:
         return pd.DataFrame(columns=columns)
     frame = pd.concat(frames, ignore_index=True).rename(columns={"value": "cost_bits"})
@@ -301,9 +304,9 @@ GENERALISATION_COMMAND = "python -m mann_zoo.experiments.diagnosis --evaluate"
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    from ..console import CommandParser
 
-    parser = argparse.ArgumentParser(prog="python -m mann_zoo.experiments.diagnosis", description=__doc__.split("\n")[0])
+    parser = CommandParser("python -m mann_zoo.experiments.diagnosis", __doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("paper") / "results", help="benchmark results folder")
     parser.add_argument("--paper", type=Path, default=Path("paper"), help="where figures/ and tables/ go")
     parser.add_argument("--evaluate", action="store_true", help="first score the kept repeat-copy models on "

@@ -145,7 +145,8 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
 def check_grid(grid: Grid) -> None:
     """Parse each distinct run's arguments with ``mann-zoo fit``'s parser (classes are not built): a wrong
     key or value is a :class:`GridError` naming the grid file, the run and the key."""
-    from ..training.cli import _one_line, parse_fit_args
+    from ..console import one_line
+    from ..training.cli import parse_fit_args
 
     seen: set[tuple[str, ...]] = set()
     distinct = []
@@ -155,7 +156,7 @@ def check_grid(grid: Grid) -> None:
             distinct.append(run)
     for run, error in zip(distinct, parse_fit_args([run.args for run in distinct])):
         if error is not None:
-            raise GridError(f"--config {grid.path}: run {run.run_id}: {_one_line(error)}")
+            raise GridError(f"--config {grid.path}: run {run.run_id}: {one_line(error)}")
 
 
 def _config(where: str, spec: dict) -> Path:

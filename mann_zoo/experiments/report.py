@@ -19,28 +19,40 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
-from .results import ADDRESSING_MODELS, group_by, median, read_csv, summarise  # noqa: E402
+from .cost_model import load_cost, predict, sweep_of  # noqa: E402
 from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
+from .results import (  # noqa: E402
+    ADDRESSING_MODELS,
+    format_value,
+    is_metric_key,
+    load_curves,
+    load_results,
+    parse_metric_key,
+    set_summary,
+    summarise,
+)
 
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
 
 
-def _float(value) -> float | None:
-    return None if value in (None, "") else float(value)
+def _floats(values: pd.Series) -> np.ndarray:
+    """A nullable column as floats for matplotlib, missing values NaN."""
+    return values.to_numpy(dtype=float, na_value=np.nan)
 
 
 def save(fig, path: Path) -> None:
@@ -48,26 +60,27 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
-    """Bits per sequence on the first validation set against sequences seen, per task."""
+def learning_curves(curves: pd.DataFrame, grid: str, out: Path) -> list[Path]:
+    """Bits per sequence on the first validation set against sequences seen, per task.
+
+    ``curves``: the learning curves (``results.CURVE_COLUMNS``) of one grid.
+    """
     written = []
-    for task, rows in group_by(curves, "task").items():
-        first = next((r["metric"] for r in rows if r["metric"].startswith("val/") and r["metric"].endswith("/cost_bits")), None)
-        if first is None:
+    for task, rows in curves.groupby("task", sort=False):
+        costs = [m for m in rows["metric"].unique() if is_metric_key(m) and parse_metric_key(m)[1] == "cost_bits"]
+        if not costs:
             continue
-        first_set = first.split("/")[1]
+        first_set = parse_metric_key(costs[0])[0]
         fig, ax = plt.subplots(figsize=(6, 4))
-        for model in sorted({r["model"] for r in rows}):
-            series = defaultdict(list)  # sequences -> values over seeds
-            for r in rows:
-                if r["model"] == model and r["metric"] == f"val/{first_set}/cost_bits":
-                    series[int(r["sequences"])].append(float(r["value"]))
-            if not series:
+        for model in sorted(rows["model"].unique()):
+            # sequences -> median, min and max over seeds
+            series = (rows[(rows["model"] == model) & (rows["metric"] == costs[0])]
+                      .groupby("sequences")["value"].agg(["median", "min", "max"]).sort_index())
+            if series.empty:
                 continue
-            xs = sorted(series)
-            ax.plot(xs, [median(series[x]) for x in xs], label=model, color=COLOURS.get(model))
-            ax.fill_between(xs, [min(series[x]) for x in xs], [max(series[x]) for x in xs], alpha=0.2,
-                            color=COLOURS.get(model))
+            xs = series.index.to_numpy(dtype=float)
+            ax.plot(xs, _floats(series["median"]), label=model, color=COLOURS.get(model))
+            ax.fill_between(xs, _floats(series["min"]), _floats(series["max"]), alpha=0.2, color=COLOURS.get(model))
         ax.set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})", yscale="log",
                title=f"{task}: learning curves (median, range over seeds)")
         ax.legend()
@@ -77,23 +90,22 @@ def learning_curves(curves: list[dict], grid: str, out: Path) -> list[Path]:
     return written
 
 
-def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Path]:
-    """Bit errors per sequence on each validation set (training distribution first), per task."""
+def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[Path]:
+    """Bit errors per sequence on each validation set (training distribution first), per task.
+
+    ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
+    """
     written = []
-    for task, rows in group_by(results, "task").items():
-        sets = list(dict.fromkeys(r["val_set"] for r in rows))
+    for task, rows in results.groupby("task", sort=False):
+        sets = list(rows["val_set"].unique())
         fig, ax = plt.subplots(figsize=(6, 4))
-        for model in sorted({r["model"] for r in rows}):
-            medians, lows, highs = [], [], []
-            for s in sets:
-                values = [float(r["bit_errors"]) for r in rows if r["model"] == model and r["val_set"] == s
-                          and r["bit_errors"] not in ("", None)]
-                medians.append(median(values) if values else math.nan)
-                lows.append(min(values) if values else math.nan)
-                highs.append(max(values) if values else math.nan)
+        for model in sorted(rows["model"].unique()):
+            # set -> median, min and max over seeds (NaN where no run has the set)
+            errors = (rows[rows["model"] == model].groupby("val_set")["bit_errors"]
+                      .agg(["median", "min", "max"]).reindex(sets))
             xs = range(len(sets))
-            ax.plot(xs, medians, marker="o", label=model, color=COLOURS.get(model))
-            ax.fill_between(xs, lows, highs, alpha=0.2, color=COLOURS.get(model))
+            ax.plot(xs, _floats(errors["median"]), marker="o", label=model, color=COLOURS.get(model))
+            ax.fill_between(xs, _floats(errors["min"]), _floats(errors["max"]), alpha=0.2, color=COLOURS.get(model))
         ax.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.set_ylim(bottom=0)
@@ -105,36 +117,41 @@ def generalisation_curves(results: list[dict], grid: str, out: Path) -> list[Pat
     return written
 
 
-def cost_figure(cost: list[dict], fits: list[dict], out: Path) -> Path | None:
-    if not cost:
+def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
+    """Training-step time against N (at the sweep's W) and against W (at its N), measured and as the
+    fitted cost model predicts it (``cost_model.predict``).
+
+    ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
+    ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
+    """
+    if cost.empty:
         return None
-    controller = next((float(r["step_ms"]) for r in cost if r["model"] == "controller"), 0.0)
-    fit_by_model = {f["model"]: f for f in fits}
+    sweep = sweep_of(cost)
+    controller = cost.loc[cost["model"] == "controller", "step_ms"]
+    controller = float(controller.iloc[0]) if not controller.empty else 0.0
+    fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    widths = [int(r["word_size"]) for r in cost if r["model"] != "controller"]
-    w_main = max(set(widths), key=widths.count) if widths else 20
-    for model in sorted({r["model"] for r in cost} - {"controller"}):
-        for ax, vary, fixed in ((axes[0], "memory_slots", ("word_size", w_main)), (axes[1], "word_size", ("memory_slots", 128))):
-            points = sorted((int(r[vary]), float(r["step_ms"])) for r in cost
-                            if r["model"] == model and int(r[fixed[0]]) == fixed[1])
-            if not points:
+    panels = ((axes[0], "memory_slots", "word_size", sweep.n_sweep_word_size),
+              (axes[1], "word_size", "memory_slots", sweep.w_sweep_memory_slots))
+    for model in sorted(set(cost["model"]) - {"controller"}):
+        colour = COLOURS.get(model.split(" ")[0])
+        for ax, vary, fixed, fixed_value in panels:
+            points = (cost[(cost["model"] == model) & (cost[fixed] == fixed_value)]
+                      .sort_values([vary, "step_ms"])[[vary, "step_ms"]])
+            if points.empty:
                 continue
-            ax.plot(*zip(*points), "o", color=COLOURS.get(model.split(" ")[0]), label=f"{model} measured")
+            xs = points[vary].to_numpy(dtype=int)
+            ax.plot(xs, points["step_ms"].to_numpy(dtype=float), "o", color=colour, label=f"{model} measured")
             fit = fit_by_model.get(model)
             if fit:
-                xs = [p[0] for p in points]
-                n = xs if vary == "memory_slots" else [128] * len(xs)
-                w = xs if vary == "word_size" else [w_main] * len(xs)
-                predicted = [controller + float(fit["fixed_ms"]) + float(fit["ns_per_NW"]) * 1e-6 * ni * wi
-                             + (float(fit["ns_per_N2"]) * 1e-6 * ni * ni if fit.get("ns_per_N2") not in (None, "") else 0)
-                             for ni, wi in zip(n, w)]
-                ax.plot(xs, predicted, "-", color=COLOURS.get(model.split(" ")[0]), alpha=0.6,
-                        label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
-    for ax, label in ((axes[0], f"memory slots N (W={w_main})"), (axes[1], "word size W (N=128)")):
+                predicted = predict(fit, **{vary: xs, fixed: np.full_like(xs, fixed_value)})
+                ax.plot(xs, predicted, "-", color=colour, alpha=0.6, label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
+    for ax, label in ((axes[0], f"memory slots N (W={sweep.n_sweep_word_size})"),
+                      (axes[1], f"word size W (N={sweep.w_sweep_memory_slots})")):
         ax.axhline(controller, color="grey", ls=":", label="controller alone")
         ax.set(xlabel=label, ylabel="training step, ms", xscale="log", yscale="log")
         ax.legend(fontsize=7)
-    fig.suptitle("cost per training step (batch 32, 41 steps)")
+    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps)")
     path = out / "cost_per_step.png"
     save(fig, path)
     return path
@@ -216,38 +233,39 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
     return written
 
 
-def summary_lines(results: list[dict]) -> list[str]:
-    """Markdown lines: per task and model, convergence and the training-set and longest-set errors."""
+def summary_lines(summary: pd.DataFrame) -> list[str]:
+    """Markdown lines from ``summary`` (``results.summarise``): per task and model, convergence and the
+    training-set and longest-set errors."""
     lines = ["| task | model | runs | converged | sequences trained (median) | sequences to convergence (median) | "
              "cost, bits/seq, training set | bit errors/seq, training set | bit errors/seq, longest set | ms/step |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in summarise(results):
-        to_convergence = f"{s['sequences_to_convergence']:,.0f}" if s["sequences_to_convergence"] is not None else "-"
-        reference = f" (Bayes-optimal {s['optimal_cost']:.1f})" if s["optimal_cost"] is not None else ""
-        lines.append(f"| {s['task']} | {s['model']} | {s['runs']} | {s['converged']}/{s['runs']} | {s['sequences']:,.0f} | "
-                     f"{to_convergence} | {s['cost']:.1f}{reference} | {s['first_errors']:.2f} ({s['first_set']}) | "
-                     f"{s['longest_errors']:.2f} ({s['longest_set']}) | {s['step_ms']:.0f} |")
+    for s in summary.itertuples():
+        reference = format_value(s.optimal_cost, " (Bayes-optimal {:.1f})", missing="")
+        lines.append(f"| {s.task} | {s.model} | {s.runs} | {s.converged}/{s.runs} | {format_value(s.sequences, '{:,.0f}')} | "
+                     f"{format_value(s.sequences_to_convergence, '{:,.0f}')} | {format_value(s.cost, '{:.1f}')}{reference} | "
+                     f"{format_value(s.first_errors, '{:.2f}')} ({s.first_set}) | "
+                     f"{format_value(s.longest_errors, '{:.2f}')} ({s.longest_set}) | {format_value(s.step_ms, '{:.0f}')} |")
     return lines
 
 
-def results_table(results: list[dict], grid: str) -> str:
-    """Markdown: per task and model, medians over seeds (a summary, then every validation set)."""
-    lines = [f"# Results: {grid}", "", *summary_lines(results), "",
+def results_table(results: pd.DataFrame, grid: str) -> str:
+    """Markdown: per task and model, medians over seeds (a summary, then every validation set).
+
+    ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
+    """
+    summary, sets = summarise(results), set_summary(results)
+    lines = [f"# Results: {grid}", "", *summary_lines(summary), "",
              "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
              "bit errors per validation set (median over seeds) | ms/step | params |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for (task, model), rows in group_by(results, "task", "model").items():
-        runs = {r["run_id"]: r for r in rows}
-        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-        wall = [float(r["wall_time_to_convergence_s"]) for r in runs.values() if r["wall_time_to_convergence_s"] not in ("", None)]
-        sets = list(dict.fromkeys(r["val_set"] for r in rows))
-        per_set = ", ".join(
-            f"{s}: {median([float(r['bit_errors']) for r in rows if r['val_set'] == s]):.2f}" for s in sets)
-        step = median([float(r["step_time_ms"]) for r in runs.values() if r["step_time_ms"] not in ("", None)] or [math.nan])
-        params = int(float(next(iter(runs.values()))["num_parameters"]))
-        lines.append(f"| {task} | {model} | {len(runs)} | {sum(r['converged'] == 'True' for r in runs.values())}/{len(runs)} | "
-                     f"{f'{median(conv):,.0f}' if conv else '-'} | {f'{median(wall):.0f}' if wall else '-'} | {per_set} | "
-                     f"{step:.0f} | {params:,} |")
+    errors = sets.groupby(["task", "model"], sort=False)
+    for s in summary.itertuples():
+        per_set = ", ".join(f"{row.val_set}: {format_value(row.bit_errors, '{:.2f}')}"
+                            for row in errors.get_group((s.task, s.model)).itertuples())
+        lines.append(f"| {s.task} | {s.model} | {s.runs} | {s.converged}/{s.runs} | "
+                     f"{format_value(s.sequences_to_convergence, '{:,.0f}')} | "
+                     f"{format_value(s.wall_time_to_convergence_s, '{:.0f}')} | {per_set} | "
+                     f"{format_value(s.step_ms, '{:.0f}')} | {format_value(s.params, '{:,.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,38 +303,38 @@ LITERATURE = [
 ]
 
 
-def literature_table(results: list[dict]) -> str:
-    """Markdown: each published number beside ours (median over seeds, with the training budget)."""
+def literature_table(results: pd.DataFrame) -> str:
+    """Markdown: each published number beside ours (median over seeds, with the training budget).
+
+    ``results``: the results tables of every grid, one after the other (run ids kept apart by grid).
+    """
     lines = ["# Our numbers beside the published ones", "",
              "Medians over the runs of every benchmark grid in paper/results/; 'budget' is the sequences a run "
              "was trained on (runs stop at convergence). Published set-ups differ (RMSProp, up to 1M sequences, "
              "other sizes): see paper.md, section 7.", "",
              "| task | model | quantity | published | source | ours | runs | budget (median sequences) |",
              "|---|---|---|---|---|---|---|---|"]
+    summary = summarise(results).set_index(["task", "model"])
+    sets = set_summary(results).set_index(["task", "model", "val_set"])
     for task, model, quantity, published, source, measure in LITERATURE:
-        rows = [r for r in results if r["task"] == task and r["model"] == model]
-        runs = {r["run_id"]: r for r in rows}
-        if not runs:
-            ours = "not run yet"
-        elif measure == "convergence":
-            values = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-            ours = f"{median(values):,.0f}" if values else "-"
-            ours += f" ({len(values)}/{len(runs)} converged)"
+        if (task, model) not in summary.index:
+            lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | not run yet | 0 | - |")
+            continue
+        s = summary.loc[(task, model)]
+        if measure == "convergence":
+            ours = f"{format_value(s['sequences_to_convergence'], '{:,.0f}')} ({s['converged']}/{s['runs']} converged)"
         elif measure == "params":
-            ours = f"{int(float(next(iter(runs.values()))['num_parameters'])):,}"
+            ours = format_value(s["params"], "{:,.0f}")
         else:
             kind, name = measure.split(":")
-            if name == "first":
-                name = rows[0]["val_set"]
-            column = "cost_bits" if kind == "cost" else "bit_errors"
-            values = [float(r[column]) for r in rows if r["val_set"] == name and r[column] not in ("", None)]
-            ours = f"{median(values):.2f}" if values else "-"
-            reference = [float(r["reference_bits"]) for r in rows if r["val_set"] == name and r.get("reference_bits") not in ("", None)]
-            if reference:
-                ours += f" (Bayes-optimal {median(reference):.1f})"
-        budget = [float(r["sequences"]) for r in runs.values()]
-        lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | {ours} | {len(runs)} | "
-                     f"{f'{median(budget):,.0f}' if budget else '-'} |")
+            name = s["first_set"] if name == "first" else name
+            medians = sets.loc[(task, model, name)] if (task, model, name) in sets.index else None
+            ours = format_value(None if medians is None else medians["cost_bits" if kind == "cost" else "bit_errors"],
+                                "{:.2f}")
+            if medians is not None:
+                ours += format_value(medians["reference_bits"], " (Bayes-optimal {:.1f})", missing="")
+        lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | {ours} | {s['runs']} | "
+                     f"{format_value(s['sequences'], '{:,.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -354,31 +372,33 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
     all_results = []
     for directory in result_dirs:
         grid = directory.name
-        results = read_csv(directory / "results.csv")  # no rows if the file does not exist
+        results = load_results(directory / "results.csv")  # no rows if the file does not exist
         # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
+        tagged = results.assign(run_id=grid + "/" + results["run_id"])
         if grid == DIAGNOSIS_GRID:
             # The NTM diagnosis (paper section 8) draws figures of its own, and only its configuration
             # found joins the literature table: its other runs are one-seed hypotheses whose task and
             # model names would mix with the paper grid's.
-            all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results if r["task"] == FOUND_TASK]
+            all_results.append(tagged[tagged["task"] == FOUND_TASK])
             written += make_diagnosis(directory.parent, paper)
             continue
-        all_results += [{**r, "run_id": f"{grid}/{r['run_id']}"} for r in results]
-        if results:
+        all_results.append(tagged)
+        if not results.empty:
             written += generalisation_curves(results, grid, figures)
             path = tables / f"results_{grid}.md"
             atomic_write_text(path, results_table(results, grid))
             written.append(path)
         if (directory / "curves.csv").is_file():
-            written += learning_curves(read_csv(directory / "curves.csv"), grid, figures)
+            written += learning_curves(load_curves(directory / "curves.csv"), grid, figures)
+    all_results = [results for results in all_results if not results.empty]
     if all_results:
         path = tables / "literature.md"
-        atomic_write_text(path, literature_table(all_results))
+        atomic_write_text(path, literature_table(pd.concat(all_results, ignore_index=True)))
         written.append(path)
     written += addressing_figures(addressing_checkpoints(result_dirs), figures)
     cost_dir = cost_dir or paper / "results" / "cost"
     if (cost_dir / "cost.csv").is_file():
-        path = cost_figure(read_csv(cost_dir / "cost.csv"), read_csv(cost_dir / "cost_fit.csv"), figures)
+        path = cost_figure(load_cost(cost_dir / "cost.csv"), load_cost(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
     if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
@@ -387,7 +407,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mann-zoo report", description=__doc__.split("\n\n")[0])
+    parser = CommandParser("mann-zoo report", __doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, nargs="+",
                         help="benchmark result folders (default: every paper/results/*/ with a results.csv)")
     parser.add_argument("--cost", type=Path, help="cost sweep folder (default: paper/results/cost)")

@@ -1,61 +1,197 @@
-"""The results layer shared by ``mann-zoo bench`` and ``mann-zoo report``: reading the tables the
-benchmark writes and summarising them per task and model (no figures, no training)."""
+"""The results layer shared by training, ``mann-zoo bench`` and ``mann-zoo report``: the two tables the benchmark
+writes (their columns and pandas dtypes), reading and writing them, the summary per task and model, the names of
+logged validation metrics and the count of sequences seen (no figures, no training).
+
+- ``results.csv`` (``RESULT_COLUMNS``): one row per run and validation set, the run's columns
+  (``RUN_COLUMNS``) then the set's (``SET_COLUMNS``);
+- ``curves.csv`` (``CURVE_COLUMNS``): one row per run, logged step and metric.
+
+Dtypes are pandas' nullable ones, so a value that may be missing reads as ``<NA>``: a run that did not
+converge has no ``sequences_to_convergence``, a task without a Bayes-optimal reference no ``reference_bits``.
+"""
 
 from __future__ import annotations
 
-import csv
-from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..training.atomic import atomic_write_text
 
 ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn by the report
 
+METRICS = ("cost_bits", "bit_errors", "seq_accuracy")  # measured on every validation set (training.lightning_module)
 
-def read_csv(path: Path) -> list[dict]:
-    """The rows of a CSV file as dicts of strings; none if the file does not exist."""
+RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
+    "run_id": "string", "task": "string", "model": "string", "seed": "Int64", "steps": "Int64",
+    "sequences": "Int64", "train_time_s": "Float64", "converged": "boolean",
+    "sequences_to_convergence": "Int64", "wall_time_to_convergence_s": "Float64", "step_time_ms": "Float64",
+    "peak_memory_mb": "Float64", "num_parameters": "Int64", "batch_size": "Int64", "world_size": "Int64",
+    "versions": "string", "hardware": "string",
+}
+SET_COLUMNS = {  # one validation set of a run: result.json's "sets"
+    "val_set": "string", "val_steps": "Int64", "reference_bits": "Float64",
+    **{metric: "Float64" for metric in METRICS},
+}
+RESULT_COLUMNS = {**RUN_COLUMNS, **SET_COLUMNS}
+CURVE_COLUMNS = {
+    "run_id": "string", "task": "string", "model": "string", "seed": "Int64", "step": "Int64",
+    "sequences": "Int64", "metric": "string", "value": "Float64",
+}
+
+# --- names shared with training ---------------------------------------------------------------
+
+
+def metric_key(val_set: str, metric: str) -> str:
+    """The logged name of ``metric`` on validation set ``val_set``: ``val/<set>/<metric>``."""
+    return f"val/{val_set}/{metric}"
+
+
+def is_metric_key(key: str) -> bool:
+    """Whether ``key`` names a validation metric (``val/<set>/<metric>``, both parts non-empty)."""
+    val_set, _, metric = key.removeprefix("val/").rpartition("/")
+    return key.startswith("val/") and bool(val_set) and bool(metric)
+
+
+def parse_metric_key(key: str) -> tuple[str, str]:
+    """``(val_set, metric)`` of a key made by :func:`metric_key`."""
+    if not is_metric_key(key):
+        raise ValueError(f"metric key {key!r}: expected val/<set>/<metric>")
+    val_set, _, metric = key.removeprefix("val/").rpartition("/")
+    return val_set, metric
+
+
+def sequences_seen(step, batch_size, world_size):
+    """Training sequences seen after ``step`` optimiser steps of ``batch_size`` sequences on each of
+    ``world_size`` processes (element-wise for arrays and Series)."""
+    return step * batch_size * world_size
+
+
+# --- reading and writing ----------------------------------------------------------------------
+
+
+def _truth(value) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{value!r} is neither True nor False")
+
+
+def _cast(values: pd.Series, dtype: str) -> pd.Series:
+    """``values`` (text as read from CSV, Python values or already typed) as ``dtype``."""
+    if dtype in ("Int64", "Float64") and not pd.api.types.is_numeric_dtype(values):
+        values = pd.to_numeric(values)
+    elif dtype == "boolean" and not pd.api.types.is_bool_dtype(values):
+        values = values.map(_truth, na_action="ignore")
+    return values.astype(dtype)
+
+
+def empty_table(columns: dict[str, str]) -> pd.DataFrame:
+    """A table without rows, with ``columns`` (name: dtype)."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
+
+def typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """``frame``'s ``columns`` (name: dtype), in that order and of those dtypes; other columns are left out.
+    A ValueError names the first column missing or not castable."""
+    cast = {}
+    for name, dtype in columns.items():
+        if name not in frame.columns:
+            raise ValueError(f"column {name!r}: missing")
+        try:
+            cast[name] = _cast(frame[name], dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"column {name!r}: not {dtype}: {error}") from None
+    return pd.DataFrame(cast, index=frame.index)
+
+
+def load_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """The table in CSV file ``path``, typed by ``columns``; a table without rows if there is no file."""
     if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        return empty_table(columns)
+    try:
+        return typed(pd.read_csv(path, dtype=str), columns)  # text first: a bad cell's error names its column
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
-def median(values: list[float]) -> float:
-    """The median of ``values`` (the mean of the two middle ones for an even count)."""
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+def load_results(path: Path) -> pd.DataFrame:
+    """The results table (``RESULT_COLUMNS``) in ``path``: one row per run and validation set."""
+    return load_table(path, RESULT_COLUMNS)
 
 
-def group_by(rows: list[dict], *keys: str) -> dict:
-    """Rows grouped by the values of ``keys`` (one key: the value; several: a tuple), in first-seen order."""
-    groups = defaultdict(list)
-    for row in rows:
-        groups[row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)].append(row)
-    return groups
+def load_curves(path: Path) -> pd.DataFrame:
+    """The learning curves (``CURVE_COLUMNS``) in ``path``: one row per run, logged step and metric."""
+    return load_table(path, CURVE_COLUMNS)
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """Per task and model (rows of the results table, as read from CSV), medians over seeds: runs,
-    converged runs, sequences trained and to convergence, the cost on the first (training) set and its
-    Bayes-optimal reference, bit errors on the first and the longest set, ms/step, parameters."""
-    summaries = []
-    for (task, model), rows in group_by(results, "task", "model").items():
-        runs = {r["run_id"]: r for r in rows}
-        sets = list(dict.fromkeys(r["val_set"] for r in rows))
-        first = sets[0]
-        longest = max(sets, key=lambda s: max(int(float(r["val_steps"] or 0)) for r in rows if r["val_set"] == s))
-        conv = [float(r["sequences_to_convergence"]) for r in runs.values() if r["sequences_to_convergence"] not in ("", None)]
-        optimal = [float(r["reference_bits"]) for r in rows if r["val_set"] == first and r.get("reference_bits") not in ("", None)]
-        summaries.append({
-            "task": task, "model": model, "runs": len(runs),
-            "converged": sum(r["converged"] == "True" for r in runs.values()),
-            "sequences": median([float(r["sequences"]) for r in runs.values()]),
-            "sequences_to_convergence": median(conv) if conv else None,
-            "cost": median([float(r["cost_bits"]) for r in rows if r["val_set"] == first]),
-            "optimal_cost": median(optimal) if optimal else None,
-            "first_set": first, "longest_set": longest,
-            **{f"{name}_errors": median([float(r["bit_errors"]) for r in rows if r["val_set"] == s])
-               for name, s in (("first", first), ("longest", longest))},
-            "step_ms": median([float(r["step_time_ms"]) for r in runs.values()]),
-            "params": median([float(r["num_parameters"]) for r in runs.values()]),
-        })
-    return summaries
+def table_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """The schema whose columns ``frame`` has: the results table's, else the curves table's."""
+    for columns in (RESULT_COLUMNS, CURVE_COLUMNS):
+        if set(columns) <= set(frame.columns):
+            return columns
+    missing = sorted(set(CURVE_COLUMNS) - set(frame.columns))
+    raise ValueError(f"column {missing[0]!r}: missing (neither a results nor a curves table)")
+
+
+def save_table(frame: pd.DataFrame, path: Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Write ``frame`` to ``path`` as CSV, atomically, with ``columns`` in schema order (by default the
+    results or the curves table's, whichever ``frame`` has; other columns are left out). Missing values are
+    empty cells; lines end in CRLF like the committed tables (the csv module's dialect). Returns the
+    typed table as written."""
+    table = typed(frame, columns or table_columns(frame))
+    atomic_write_text(path, table.to_csv(index=False, lineterminator="\r\n"))
+    return table
+
+
+# --- summaries --------------------------------------------------------------------------------
+
+
+def set_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per task, model and validation set (in the order first seen), medians over the runs.
+
+    Columns: task, model, val_set, val_steps (the longest sequence of the set), reference_bits, cost_bits,
+    bit_errors, seq_accuracy; ``<NA>`` where no run has the value.
+    """
+    medians = {name: (name, "median") for name in ("reference_bits", *METRICS)}
+    return (results.groupby(["task", "model", "val_set"], sort=False)
+            .agg(val_steps=("val_steps", "max"), **medians).reset_index())
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Per task and model (in the order first seen), medians over seeds.
+
+    ``results``: the results table (``RESULT_COLUMNS``). Columns: task, model, runs, converged (runs that
+    converged), sequences (trained), sequences_to_convergence and wall_time_to_convergence_s (over the runs
+    that converged; ``<NA>`` if none did), cost (on the first set, the training distribution) and
+    optimal_cost (its Bayes-optimal reference), first_set and longest_set (the set of the longest
+    sequences), first_errors and longest_errors (bit errors per sequence on them), step_ms, params.
+    """
+    columns = ["task", "model", "runs", "converged", "sequences", "sequences_to_convergence",
+               "wall_time_to_convergence_s", "cost", "optimal_cost", "first_set", "longest_set", "first_errors",
+               "longest_errors", "step_ms", "params"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    runs = (results.drop_duplicates(["task", "model", "run_id"])
+            .groupby(["task", "model"], sort=False)
+            .agg(runs=("run_id", "size"), converged=("converged", "sum"), sequences=("sequences", "median"),
+                 sequences_to_convergence=("sequences_to_convergence", "median"),
+                 wall_time_to_convergence_s=("wall_time_to_convergence_s", "median"),
+                 step_ms=("step_time_ms", "median"), params=("num_parameters", "median")))
+    sets = set_summary(results)
+    by_model = sets.groupby(["task", "model"], sort=False)
+    first = by_model.head(1).set_index(["task", "model"])
+    longest = (sets.assign(val_steps=sets["val_steps"].fillna(0))
+               .loc[lambda s: s.groupby(["task", "model"], sort=False)["val_steps"].idxmax()]
+               .set_index(["task", "model"]))
+    picks = pd.DataFrame({"cost": first["cost_bits"], "optimal_cost": first["reference_bits"],
+                          "first_set": first["val_set"], "longest_set": longest["val_set"],
+                          "first_errors": first["bit_errors"], "longest_errors": longest["bit_errors"]})
+    return runs.join(picks).reset_index()[columns]
+
+
+def format_value(value, pattern: str, missing: str = "-") -> str:
+    """``pattern.format(value)``, or ``missing`` for a missing value (``None``, ``<NA>``, NaN)."""
+    return missing if value is None or pd.isna(value) else pattern.format(value)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..console import CommandParser
 from ..models import build
 from ..models.controller import LSTMController
 
@@ -96,9 +97,8 @@ REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="mann-zoo speed", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "lstm"], help="models to time (default: ntm dnc lstm)")
+    parser = CommandParser("mann-zoo speed", __doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "lstm"], help="models to time")
     parser.add_argument("--compile", action="store_true", help="also time the memory cores with compile=True")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=20, help="copy length L (the sequence has 2L+1 steps)")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
-                        help="flush denormal floats to zero on the CPU (default on; see README)")
+                        help="flush denormal floats to zero on the CPU (see README)")
     args = parser.parse_args(argv)
     for name in ("batch", "length", "slots", "width", "repeats"):
         if getattr(args, name) < 1:

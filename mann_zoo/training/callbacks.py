@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
+from ..experiments.results import METRICS, metric_key, sequences_seen
 from .atomic import atomic_write_text
 
 
@@ -101,7 +102,7 @@ def cpu_name() -> str:
 def has_converged(trainer: L.Trainer, threshold: float) -> bool:
     """Whether the last validation had fewer than ``threshold`` bit errors per sequence on the first
     validation set (the training distribution): the convergence criterion of Collier & Beel 2018."""
-    errors = trainer.callback_metrics.get(f"val/{trainer.datamodule.val_names[0]}/bit_errors")
+    errors = trainer.callback_metrics.get(metric_key(trainer.datamodule.val_names[0], "bit_errors"))
     return errors is not None and float(errors) < threshold
 
 
@@ -139,7 +140,7 @@ class RunSummary(L.Callback):
         self.step_times.append(elapsed)
 
     def _sequences(self, trainer) -> int:
-        return trainer.global_step * trainer.datamodule.batch_size * trainer.world_size
+        return sequences_seen(trainer.global_step, trainer.datamodule.batch_size, trainer.world_size)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.converged_at is not None:
@@ -151,14 +152,14 @@ class RunSummary(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.global_rank != 0:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        metrics = trainer.callback_metrics
         task = trainer.datamodule
         sets = []
         for val_set in task.val_sets:
-            prefix = f"val/{val_set.name}/"
+            keys = {m: metric_key(val_set.name, m) for m in METRICS}
             sets.append({"val_set": val_set.name, "val_steps": int(val_set.batches[0].inputs.shape[1]),
                          "reference_bits": val_set.bayes_optimal_bits_per_sequence,
-                         **{m: metrics.get(prefix + m) for m in ("cost_bits", "bit_errors", "seq_accuracy")}})
+                         **{m: float(metrics[key]) if key in metrics else None for m, key in keys.items()}})
         converged = self.converged_at or {}
         cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
         summary = {
@@ -183,7 +184,7 @@ class RunSummary(L.Callback):
             if hasattr(experiment, "summary"):  # W&B: the same names as the results table
                 experiment.summary.update({k: v for k, v in summary.items() if v is not None})
                 for row in sets:
-                    for m in ("cost_bits", "bit_errors", "seq_accuracy"):
+                    for m in METRICS:
                         if row[m] is not None:
                             experiment.summary[f"final/{row['val_set']}/{m}"] = row[m]
         atomic_write_text(self.dirpath / "result.json", json.dumps({"summary": summary, "sets": sets}, indent=1))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from tasks import SequenceTask
 
+from ..console import fail, one_line
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
@@ -199,29 +199,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-_STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value",
-              "Expected a <class 'NoneType'>", "Expected a path")
-
-
-def _one_line(error: BaseException) -> str:
-    """One line from an error: jsonargparse nests the causes of a failed field in an indented report;
-    keep the field's dotted name and the innermost reasons."""
-    text = str(error).strip()
-    fields = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', text)))
-    reasons = [line.strip().lstrip("- ").strip() for line in text.splitlines()]
-    reasons = [r for r in reasons if r and not r.startswith(_STRUCTURE)]
-    if len(fields) > 1:  # the class was found, a field of it failed: the class line is noise
-        reasons = [r for r in reasons if not r.startswith("Problem with given class_path")]
-    message = " ".join(reasons[:2]) or type(error).__name__
-    if fields:
-        message = f"{'.'.join(fields)}: {message}"
-    if fields == ["data"] and "class_path" in message:
-        from tasks import TASKS
-
-        message += f"; accepted: {', '.join(f'tasks.{cls.__name__}' for cls in TASKS.values())}"
-    return message
-
-
 def _finish_wandb() -> None:
     """Close this process's W&B run, so that the next run in the same process (a benchmark grid, the
     tests) gets a run of its own instead of Lightning reusing the open one."""
@@ -236,13 +213,11 @@ def run_lightning(command: str, args: list[str]) -> None:
     """``mann-zoo fit|validate|test ARGS``; a bad argument is a one-line error naming the field."""
     from jsonargparse import ArgumentError
 
-    from ..cli import fail
-
     _quiet()
     try:
         build_cli([command, *args])
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as error:
-        fail(_one_line(error))
+        fail(one_line(error))
     finally:
         _finish_wandb()
 

@@ -25,10 +25,10 @@ import torch
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from ..experiments.results import METRICS, metric_key, sequences_seen
 from ..models import CoreSpec, core_spec, short_names
 
 LN2 = math.log(2.0)
-METRICS = ("cost_bits", "bit_errors", "seq_accuracy")
 
 
 def sequence_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,7 +132,7 @@ class SequenceModel(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_start
         batch_size = batch[0].shape[0]
-        sequences = (self.global_step) * batch_size * self.trainer.world_size
+        sequences = sequences_seen(self.global_step, batch_size, self.trainer.world_size)
         self.log_dict({"perf/step_time_s": elapsed, "perf/sequences_per_s": batch_size * self.trainer.world_size / elapsed,
                        "train/sequences": float(sequences)}, on_step=True, on_epoch=False, batch_size=batch_size)
 
@@ -150,7 +150,7 @@ class SequenceModel(L.LightningModule):
             self.val_metrics[name] = metric_set().to(self.device)
         for metric_name, metric in self.val_metrics[name].items():
             metric.update(scores[metric_name])
-            self.log(f"val/{name}/{metric_name}", metric, on_step=False, on_epoch=True,
+            self.log(metric_key(name, metric_name), metric, on_step=False, on_epoch=True,
                      batch_size=inputs.shape[0], add_dataloader_idx=False)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
