@@ -53,7 +53,8 @@ from .results import (
 )
 
 PRESETS = CONFIGS / "bench"
-TRAIN_CURVES = ("train/cost_bits", "train/bit_errors")  # the training metrics kept in curves.csv beside val/
+# The training metrics kept in curves.csv beside val/: cost, bit errors and, where a Curriculum runs, its level.
+TRAIN_CURVES = ("train/cost_bits", "train/bit_errors", "train/curriculum_max_length")
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
