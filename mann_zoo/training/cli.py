@@ -143,13 +143,18 @@ def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
     return task, spec.build(task.input_size, task.output_size)
 
 
+_FIT_PARSER = None  # built once per process by parse_fit_args: building it is the slow part
+
+
 def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
-    """Parse each argument list as ``mann-zoo fit`` would, building nothing: ``None`` where it parses,
-    else the error. One parser serves every list (building it is the slow part)."""
+    """Parse each argument list as ``mann-zoo fit`` would and build its task and core (not the trainer: no
+    run starts): ``None`` where that works, else the error. One parser, built on the first call, serves
+    every list of every call (building it is the slow part)."""
+    global _FIT_PARSER
     if not arg_lists:
         return []
     _quiet()
-    parser = None
+    parser = _FIT_PARSER
     errors: list[BaseException | None] = []
     for args in arg_lists:
         args = expand_short_names(args)
@@ -160,6 +165,7 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
                                parser_kwargs={"exit_on_error": False}, save_config_callback=None)
                 except _Parsed as parsed:
                     parser, config = parsed.args[0].parser, parsed.args[0].config
+                    _FIT_PARSER = parser
             else:
                 config = parser.parse_args(args)
             build_task_and_core(config)
