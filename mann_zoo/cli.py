@@ -75,7 +75,7 @@ def resolve_config_files(args: list[str]) -> list[str]:
 
     out = list(args)
     for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out):
+        if arg in ("--config", "-c") and i + 1 < len(out):
             index, path = i + 1, out[i + 1]
         elif arg.startswith("--config="):
             index, path = i, arg.split("=", 1)[1]
@@ -93,7 +93,7 @@ def resolve_config_files(args: list[str]) -> list[str]:
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             fail(f"--config {path}: not valid YAML{where}: {problem}")
         resolved = str(found.resolve())
-        out[index] = resolved if arg == "--config" else f"--config={resolved}"
+        out[index] = resolved if arg in ("--config", "-c") else f"--config={resolved}"
     return out
 
 

@@ -259,3 +259,32 @@ def test_committed_checkpoints_load_strictly(checkpoint):
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert set(core.state_dict()) == {k.removeprefix("core.") for k in state if k.startswith("core.")}
     assert torch.isfinite(core(torch.rand(2, 3, core.input_size))).all()
+
+
+def test_dnc_and_dnc_md_runs_have_folders_of_their_own(tmp_path):
+    """The most specific short name names the run: the DNC with its three switches is dnc_md."""
+    for config in ("dnc", "dnc_md"):
+        main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--config", str(ROOT / f"configs/model/{config}.yaml"),
+              *TINY_MODEL["dnc"], *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path)])
+    assert (tmp_path / "copy-dnc/seed0/checkpoints/last.ckpt").is_file()
+    assert (tmp_path / "copy-dnc_md/seed0/checkpoints/last.ckpt").is_file()
+
+
+def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path):
+    """validate writes its metrics in a folder of its own; a checkpoint file from before cores had class
+    paths (hyperparameters: a short name and the core's arguments beside it) is read through them."""
+    main(fit_args("copy", "ntm", tmp_path))
+    log = tmp_path / "copy-ntm/seed0/metrics.csv"
+    before = log.read_text()
+    main(["validate", *fit_args("copy", "ntm", tmp_path)[1:], "--ckpt_path", "last"])
+    assert log.read_text() == before
+    assert (tmp_path / "copy-ntm/seed0/validate/metrics.csv").is_file()
+    checkpoint = torch.load(tmp_path / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"] = {"name": "ntm", "input_size": 9, "output_size": 8, "controller_size": 12,
+                                      "memory_slots": 8, "word_size": 4, "memory_init": None, "compile": False,
+                                      "extra": None, "lr": 1e-3}
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    result = run_cli("validate", "--config", str(ROOT / "configs/task/copy.yaml"), *TINY_TASK["copy"], *QUICK,
+                     "--trainer.default_root_dir", str(tmp_path / "old"), "--ckpt_path", str(old))
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -14,6 +14,7 @@ from mann_zoo.experiments.diagnosis import (
     GRID,
     REPEAT_COPY_SET,
     REPEAT_COPY_VARIANTS,
+    curriculum_at_end,
     diagnosis_table,
     evaluate_kept_models,
     generalisation_table,
@@ -142,3 +143,21 @@ def test_kept_models_are_scored_on_the_generalisation_sets(tmp_path):
     assert (scores.sequences == 4).all() and (scores.bit_errors > 0).all()  # an untrained model errs
     table = generalisation_table(scores)
     assert table.count("\n") == 3 and "len_20_rep_20" in table.splitlines()[0]
+
+
+def test_the_table_gives_the_curriculum_level_at_the_end(tmp_path):
+    """A run whose curriculum stopped at 4 repeats says so; a run without a curriculum says '-'."""
+    results = fake_results(tmp_path)
+    path = results / GRID / "curves.csv"
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        for step, level in ((2500, 2.0), (6000, 4.0), (3000, 9.0)):  # the last step's level counts
+            writer.writerow([f"{FOUND_TASK}-ntm-seed1", FOUND_TASK, "ntm", 1, step, step * 32,
+                             "train/curriculum_max_length", level])
+    levels = curriculum_at_end(results)
+    assert levels == {(FOUND_TASK, "ntm", 1): 4.0}
+    table = diagnosis_table(training_curves(results), REPEAT_COPY_VARIANTS, levels)
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
+    found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)
+    assert rows[(FOUND_TASK, found, "1")].endswith("| 4 repeats |")
+    assert rows[(FOUND_TASK, found, "0")].endswith("| - |")

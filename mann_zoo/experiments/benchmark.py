@@ -53,7 +53,8 @@ from .results import (
 )
 
 PRESETS = CONFIGS / "bench"
-TRAIN_CURVES = ("train/cost_bits", "train/bit_errors")  # the training metrics kept in curves.csv beside val/
+# The training metrics kept in curves.csv beside val/: cost, bit errors and, where a Curriculum runs, its level.
+TRAIN_CURVES = ("train/cost_bits", "train/bit_errors", "train/curriculum_max_length")
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
@@ -225,12 +226,15 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
 
 
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
-             skip_recorded: bool = False) -> pd.DataFrame:
+             skip_recorded: bool = False, table_runs: list[RunSpec] | None = None) -> pd.DataFrame:
     """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables; returns the
     results table as written.
 
     With ``skip_recorded``, a run recorded in ``out``'s results table counts as finished by that record.
+    The tables cover ``table_runs`` (default: the grid's runs): with ``--seeds`` the grid's own seeds keep
+    their rows.
     """
+    table_runs = list({spec.run_id: spec for spec in (table_runs or []) + grid.runs}.values())
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -264,8 +268,8 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
             else:
                 progress.console.print(f"done {spec.run_id} in {time.time() - start:.0f} s")
                 keep_model(out, spec)
-            write_tables(out, grid.runs)  # the whole grid: --only must not drop the other runs' rows
-    results = write_tables(out, grid.runs)
+            write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
+    results = write_tables(out, table_runs)
     if not results.empty:
         console.print(comparison_table(results))
     if failed:
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     except GridError as error:
         parser.error(str(error))
     out = args.out or Path("results") / grid.name
-    results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded)
+    declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
+    results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared)
     if not results.empty and args.report is not None:
         from .report import make_report
 

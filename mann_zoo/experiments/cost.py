@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         if any(v < 1 for v in getattr(args, name)):
             parser.error(f"--{name} must be >= 1")
     if args.refit:
+        if not (args.out / "cost.csv").is_file():
+            parser.error(f"--refit: no cost.csv in --out {args.out} (run the sweep first, or name its folder)")
         rows = load_cost(args.out / "cost.csv").to_dict("records")
-        base_ms = next(r["step_ms"] for r in rows if r["model"] == "controller")
+        base_ms = next((r["step_ms"] for r in rows if r["model"] == "controller"), None)
+        if base_ms is None:
+            parser.error(f"--refit: {args.out / 'cost.csv'} has no 'controller' row (the controller-alone timing)")
         write_fits(rows, base_ms, args.out, args.device)
         return
     torch.manual_seed(0)

@@ -215,17 +215,30 @@ def _at(run: pd.DataFrame, sequences: int) -> str:
     return f"{before.cost_bits.iloc[-1]:.1f}"
 
 
-def diagnosis_table(curves: pd.DataFrame, variants: list[Variant]) -> str:
-    """Markdown: per run, cost after 80k, 200k and 300k sequences and the sequences to < 10 bits."""
+def curriculum_at_end(results: Path) -> dict[tuple[str, str, int], float]:
+    """The curriculum level (the repeats allowed) at the end of each run of the grid that ran a Curriculum:
+    ``(task, model, seed) -> level``, from ``train/curriculum_max_length`` in its curves."""
+    curves = load_curves(results / GRID / "curves.csv")
+    levels = curves[curves.metric == "train/curriculum_max_length"].sort_values("step")
+    return {key: float(group.value.iloc[-1]) for key, group in levels.groupby(["task", "model", "seed"])}
+
+
+def diagnosis_table(curves: pd.DataFrame, variants: list[Variant],
+                    curriculum: dict[tuple[str, str, int], float] | None = None) -> str:
+    """Markdown: per run, cost after 80k, 200k and 300k sequences, the sequences to < 10 bits, and where a
+    curriculum ran, the repeats it had reached at the end (``curriculum``: :func:`curriculum_at_end`)."""
+    curriculum = curriculum or {}
     lines = ["| task | variant | seed | cost at 80k | at 200k | at 300k | sequences to < 10 bits | trained for | "
-             "cost at the end |", "|---|---|---|---|---|---|---|---|---|"]
+             "cost at the end | curriculum at the end |", "|---|---|---|---|---|---|---|---|---|---|"]
     for variant in variants:
         for seed, run in runs_of(curves, variant).groupby("seed"):
             run = run.sort_values("sequences")
             below = run[run.cost_bits < 10]
             first = f"{int(below.sequences.iloc[0]):,}" if len(below) else "-"
+            level = curriculum.get((variant.task, variant.model, int(seed)))
             lines.append(f"| {variant.task} | {variant.label} | {seed} | {_at(run, 80_000)} | {_at(run, 200_000)} | "
-                         f"{_at(run, 300_000)} | {first} | {int(run.sequences.max()):,} | {run.cost_bits.iloc[-1]:.1f} |")
+                         f"{_at(run, 300_000)} | {first} | {int(run.sequences.max()):,} | {run.cost_bits.iloc[-1]:.1f} | "
+                         f"{'-' if level is None else f'{level:.0f} repeats'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -287,7 +300,7 @@ def make_diagnosis(results: Path, paper: Path) -> list[Path]:
 
     plateau = one_pass_cost(RepeatCopyTask(num_val_sequences=320, val_lengths_repeats=()))
     text = ("# NTM diagnosis: cost per sequence on the training distribution\n\n"
-            + diagnosis_table(curves, REPEAT_COPY_VARIANTS + PRIORITY_SORT_VARIANTS)
+            + diagnosis_table(curves, REPEAT_COPY_VARIANTS + PRIORITY_SORT_VARIANTS, curriculum_at_end(results))
             + f"\nOn the repeat-copy validation set ({REPEAT_COPY_SET}, 320 sequences, seed 0), at one bit per "
               f"guessed bit and without the end marker: guessing every bit costs {plateau['all']:.1f} bits; "
               f"reproducing the stored vectors once and guessing the later passes {plateau['one_pass']:.1f}; "

@@ -120,12 +120,12 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
         kept = task_spec.get("keep_models", [m for m in ADDRESSING_MODELS if m in task_models] if task == "copy" else [])
         if not isinstance(kept, list) or not set(kept) <= set(task_models):
             raise GridError(f"{at}: keep_models must name models of the task ({', '.join(task_models)}), got {kept!r}")
-        task_seeds = seeds if seeds is not None else _seeds(at, task_spec.get("seeds", grid_seeds))
+        task_seeds = _seeds("--seeds", seeds) if seeds is not None else _seeds(at, task_spec.get("seeds", grid_seeds))
         model_steps = _mapping(at, "model_max_steps", task_spec.get("model_max_steps"))
         model_overrides = _mapping(at, "model_overrides", task_spec.get("model_overrides"))
         for model in task_models:
             model_spec = spec["models"][model]
-            configs = (_config(at, task_spec), _config(f"{where}: model {model!r}", model_spec))
+            configs = (_config(at, task_spec, path), _config(f"{where}: model {model!r}", model_spec, path))
             overrides = {**grid_overrides, **_mapping(at, "overrides", task_spec.get("overrides")),
                          **_mapping(f"{where}: model {model!r}", "overrides", model_spec.get("overrides")),
                          **_mapping(at, f"model_overrides.{model}", model_overrides.get(model))}
@@ -159,10 +159,12 @@ def check_grid(grid: Grid) -> None:
             raise GridError(f"--config {grid.path}: run {run.run_id}: {one_line(error)}")
 
 
-def _config(where: str, spec: dict) -> Path:
+def _config(where: str, spec: dict, grid_path: Path) -> Path:
+    """The config file a task or model names: beside the grid file, else from here, else a shipped one."""
     if "config" not in spec:
         raise GridError(f"{where}: needs a config file")
-    found = find_config(spec["config"])
+    beside = Path(grid_path).parent / str(spec["config"])
+    found = beside if beside.is_file() else find_config(spec["config"])
     if not found.is_file():
         raise GridError(f"{where}: config {spec['config']!r} is not a file here nor a shipped config")
     return found.resolve()

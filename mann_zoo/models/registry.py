@@ -42,7 +42,10 @@ _BUILTIN: dict[str, CoreSpec] = {}
 
 
 def import_path(obj: Callable) -> str:
-    """``module.QualifiedName`` of a class or function."""
+    """``module.QualifiedName`` of a class or function defined at a module's top level (a lambda or a
+    nested function has no path a checkpoint could be rebuilt from: a one-line error)."""
+    if "<" in obj.__qualname__:
+        raise ValueError(f"core {obj.__qualname__!r} cannot be named by an import path; define it at a module's top level")
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
@@ -94,12 +97,14 @@ def core_spec(core: str | CoreSpec | dict | Callable) -> CoreSpec:
         if "." not in core and ":" not in core:
             raise ValueError(f"core must be a class path or one of {', '.join(sorted(names))}, got {core!r}")
         return CoreSpec(core.replace(":", "."))
-    func = getattr(core, "func", None)  # functools.partial, possibly wrapping an instantiator
+    if isinstance(core, nn.Module):
+        raise ValueError(f"core must be a class (or a short name or class path), not an instance of {type(core).__name__}")
+    func = getattr(core, "func", None)  # functools.partial, possibly wrapping jsonargparse's instantiator
     if func is not None:
-        classes = [a for a in (func, *core.args) if isinstance(a, type)]
-        if not classes:
-            raise ValueError("core: a partial must name the core's class and fix keyword arguments only")
-        return CoreSpec(import_path(classes[-1]), dict(core.keywords))
+        classes = [a for a in core.args if isinstance(a, type)]
+        if not classes and core.args:
+            raise ValueError("core: a partial may fix keyword arguments only (input_size and output_size come first)")
+        return CoreSpec(import_path(classes[-1] if classes else func), dict(core.keywords))
     if callable(core):
         return CoreSpec(import_path(core))
     raise ValueError(f"core must be a short name, a class path or a class, got {type(core).__name__}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from tasks import SequenceTask
 
@@ -28,7 +28,7 @@ from ..console import fail, one_line
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
-from .checkpointing import AtomicCheckpointIO
+from .checkpointing import AtomicCheckpointIO, checkpoint_core
 from .lightning_module import SequenceModel
 from .loggers import ResumableCSVLogger
 
@@ -70,6 +70,22 @@ class MannZooCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, expand_short_names(args) if isinstance(args, list) else args)
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads a checkpoint file's hyperparameters into the config; ours are ``core``, the widths
+        and ``lr``, and a checkpoint from before cores had class paths (``name`` plus the core's arguments)
+        is translated first (:func:`checkpoint_core`). Overrides Lightning's private hook of that name."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        if not hparams:
+            return
+        model = {"core": checkpoint_core(hparams).as_dict(),
+                 **{key: hparams[key] for key in ("input_size", "output_size", "lr") if key in hparams}}
+        self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
+
     def instantiate_trainer(self, **kwargs):
         config = self.config[self.subcommand]
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -80,8 +96,13 @@ class MannZooCLI(LightningCLI):
         run_dir = root / run
         if trainer_config.get("logger") in (None, True):
             offline = os.environ.get("WANDB_MODE", "offline") != "online"
+            # fit appends to the run's metrics.csv (across resumes); validate and test, whose steps count
+            # from 0, write metrics.csv in a folder of their own inside the run.
+            csv_logger = (ResumableCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name)
+                          if self.subcommand in (None, "fit") else
+                          CSVLogger(save_dir=str(run_dir), name="", version=self.subcommand))
             kwargs["logger"] = [
-                ResumableCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name),
+                csv_logger,
                 WandbLogger(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), save_dir=str(run_dir),
                             group=task, job_type=model, name=f"{model}-{task}-{run_dir.name}",
                             offline=offline),
@@ -143,13 +164,18 @@ def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
     return task, spec.build(task.input_size, task.output_size)
 
 
+_FIT_PARSER = None  # built once per process by parse_fit_args: building it is the slow part
+
+
 def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
-    """Parse each argument list as ``mann-zoo fit`` would, building nothing: ``None`` where it parses,
-    else the error. One parser serves every list (building it is the slow part)."""
+    """Parse each argument list as ``mann-zoo fit`` would and build its task and core (not the trainer: no
+    run starts): ``None`` where that works, else the error. One parser, built on the first call, serves
+    every list of every call (building it is the slow part)."""
+    global _FIT_PARSER
     if not arg_lists:
         return []
     _quiet()
-    parser = None
+    parser = _FIT_PARSER
     errors: list[BaseException | None] = []
     for args in arg_lists:
         args = expand_short_names(args)
@@ -160,6 +186,7 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
                                parser_kwargs={"exit_on_error": False}, save_config_callback=None)
                 except _Parsed as parsed:
                     parser, config = parsed.args[0].parser, parsed.args[0].config
+                    _FIT_PARSER = parser
             else:
                 config = parser.parse_args(args)
             build_task_and_core(config)

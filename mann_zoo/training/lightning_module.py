@@ -87,10 +87,18 @@ class SequenceModel(L.LightningModule):
 
     @property
     def core_name(self) -> str:
-        """The core's short name (``ntm``), else its class name in lower case: for run folders and logs."""
-        core_class = type(self.core)
-        plain = (name for name, spec in short_names().items() if not spec.init_args and spec.load() is core_class)
-        return next(plain, core_class.__name__.lower())
+        """The most specific short name that describes the core (``dnc_md`` for a DNC with its three
+        switches on, ``dnc`` otherwise), else its class name in lower case: for run folders and logs."""
+        core_class, given = type(self.core), self.hparams["core"]["init_args"]
+        matches = []
+        for name, spec in short_names().items():
+            try:
+                same_class = spec.load() is core_class
+            except ValueError:  # a plugin that does not import must not stop every run
+                continue
+            if same_class and all(given.get(key) == value for key, value in spec.init_args.items()):
+                matches.append((len(spec.init_args), name))
+        return max(matches)[1] if matches else core_class.__name__.lower()
 
     @property
     def num_parameters(self) -> int:
