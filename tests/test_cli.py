@@ -231,7 +231,7 @@ def test_short_names_stand_for_a_class_path_and_its_defaults(tmp_path):
     """``--model.core dnc_md`` is the DNC with the three improvements; later init_args refine it."""
     main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--model.core", "dnc_md",
           *TINY_MODEL["dnc"], *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path)])
-    hparams = torch.load(tmp_path / "copy-dnc/seed0/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
+    hparams = torch.load(tmp_path / "copy-dnc_md/seed0/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
     assert hparams["core"]["class_path"] == "mann_zoo.models.DNC"
     init_args = hparams["core"]["init_args"]
     assert init_args["masking"] and init_args["deallocation"] and init_args["link_sharpness"]

@@ -161,3 +161,15 @@ def test_the_table_gives_the_curriculum_level_at_the_end(tmp_path):
     found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)
     assert rows[(FOUND_TASK, found, "1")].endswith("| 4 repeats |")
     assert rows[(FOUND_TASK, found, "0")].endswith("| - |")
+
+
+def test_priority_sort_rows_count_sequences_to_its_own_target():
+    """Priority sort's target is 40 bits, not repeat copy's 10."""
+    from mann_zoo.experiments.diagnosis import PRIORITY_SORT_SET, PRIORITY_SORT_VARIANTS
+
+    variant = next(v for v in PRIORITY_SORT_VARIANTS if v.task == "priority_sort_b8")
+    curves = pd.DataFrame({"grid": GRID, "task": variant.task, "model": variant.model, "seed": 0,
+                           "val_set": PRIORITY_SORT_SET, "sequences": [80_000, 200_000, 240_000, 300_000],
+                           "cost_bits": [81.0, 45.0, 39.0, 35.0]})
+    row = diagnosis_table(curves, [variant]).splitlines()[2]
+    assert "| 81.0 | 45.0 | 35.0 | 240,000 | 300,000 | 35.0 | - |" in row
