@@ -63,6 +63,8 @@ REPEAT_COPY_VARIANTS = [
     Variant(GRID, "repeat_copy_final6", "ntm", "+ curriculum on repeats, threshold 6", "tab:green"),
     Variant(GRID, "repeat_copy_b8", "ntm_b8", "+ curriculum on repeats, threshold 3, batch 8", "black"),
     Variant(GRID, "repeat_copy_ff", "ntm_ff", "feed-forward controller, 200k (seed 0: the run above, longer)", "tab:red"),
+    Variant(GRID, "repeat_copy_ff_curriculum", "ntm_ff", "feed-forward controller + curriculum on repeats, threshold 3",
+            "tab:gray"),
 ]
 PRIORITY_SORT_VARIANTS = [
     Variant(BEFORE_GRID, "priority_sort", "ntm", "before: fixed 1e-6 memory (paper grid)", "0.5", PRIORITY_SORT_SET),
