@@ -243,7 +243,7 @@ def diagnosis_table(curves: pd.DataFrame, variants: list[Variant],
             level = curriculum.get((variant.task, variant.model, int(seed)))
             lines.append(f"| {variant.task} | {variant.label} | {seed} | {_at(run, 80_000)} | {_at(run, 200_000)} | "
                          f"{_at(run, 300_000)} | {first} | {int(run.sequences.max()):,} | {run.cost_bits.iloc[-1]:.1f} | "
-                         f"{'-' if level is None else f'{level:.0f} repeats'} |")
+                         f"{'-' if level is None else f'{level:.0f} repeat' + ('' if level == 1 else 's')} |")
     return "\n".join(lines) + "\n"
 
 
