@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from .console import fail
+from .console import fail, map_option
 
 COMMANDS = {
     "fit": "train a core on a task (Lightning CLI; see 'mann-zoo fit --help')",
@@ -73,14 +73,7 @@ def resolve_config_files(args: list[str]) -> list[str]:
 
     from .configs import find_config
 
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg in ("--config", "-c") and i + 1 < len(out):
-            index, path = i + 1, out[i + 1]
-        elif arg.startswith("--config="):
-            index, path = i, arg.split("=", 1)[1]
-        else:
-            continue
+    def resolve(path: str) -> str:
         found = find_config(path)
         try:
             with open(found) as f:
@@ -92,9 +85,9 @@ def resolve_config_files(args: list[str]) -> list[str]:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             fail(f"--config {path}: not valid YAML{where}: {problem}")
-        resolved = str(found.resolve())
-        out[index] = resolved if arg in ("--config", "-c") else f"--config={resolved}"
-    return out
+        return str(found.resolve())
+
+    return map_option(args, ("--config", "-c"), resolve)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,19 @@ import sys
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 
+def map_option(args: list[str], names: tuple[str, ...], change) -> list[str]:
+    """``args`` with the value of every option in ``names`` replaced by ``change(value)``, in both forms the
+    command line takes: ``--name value`` and ``--name=value``."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in names and i + 1 < len(out):
+            out[i + 1] = change(out[i + 1])
+        elif "=" in arg and arg.split("=", 1)[0] in names:
+            name, value = arg.split("=", 1)
+            out[i] = f"{name}={change(value)}"
+    return out
+
+
 def fail(message: str) -> None:
     """Print ``mann-zoo: error: <message>`` on one line and exit with status 2."""
     print(f"mann-zoo: error: {message}", file=sys.stderr)

@@ -288,3 +288,11 @@ def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path):
     result = run_cli("validate", "--config", str(ROOT / "configs/task/copy.yaml"), *TINY_TASK["copy"], *QUICK,
                      "--trainer.default_root_dir", str(tmp_path / "old"), "--ckpt_path", str(old))
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_map_option_changes_both_forms_of_an_option_and_nothing_else():
+    from mann_zoo.console import map_option
+
+    args = ["--config", "a", "--config=b", "-c", "c", "--configs", "d", "--data.x=e", "--config"]
+    assert map_option(args, ("--config", "-c"), str.upper) == [
+        "--config", "A", "--config=B", "-c", "C", "--configs", "d", "--data.x=e", "--config"]

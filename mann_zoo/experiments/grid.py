@@ -143,18 +143,15 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
 
 
 def check_grid(grid: Grid) -> None:
-    """Parse each distinct run's arguments with ``mann-zoo fit``'s parser (classes are not built): a wrong
-    key or value is a :class:`GridError` naming the grid file, the run and the key."""
+    """Parse each distinct run's arguments with ``mann-zoo fit``'s parser and build its task and core (not
+    the trainer): a wrong key or value is a :class:`GridError` naming the grid file, the run and the key."""
     from ..console import one_line
     from ..training.cli import parse_fit_args
 
-    seen: set[tuple[str, ...]] = set()
-    distinct = []
+    distinct: dict[tuple[str, ...], RunSpec] = {}  # the seeds of a run share its arguments
     for run in grid.runs:
-        if tuple(run.args) not in seen:
-            seen.add(tuple(run.args))
-            distinct.append(run)
-    for run, error in zip(distinct, parse_fit_args([run.args for run in distinct])):
+        distinct.setdefault(tuple(run.args), run)
+    for run, error in zip(distinct.values(), parse_fit_args([list(args) for args in distinct])):
         if error is not None:
             raise GridError(f"--config {grid.path}: run {run.run_id}: {one_line(error)}")
 

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from tasks import SequenceTask
 
-from ..console import fail, one_line
+from ..console import fail, map_option, one_line
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
@@ -133,13 +133,8 @@ def expand_short_names(args: list[str]) -> list[str]:
     """``--model.core ntm`` -> ``--model.core '{"class_path": "mann_zoo.models.NTM", "init_args": {}}'``: a
     short name stands for its class path and defaults, and later ``--model.core.init_args.*`` refine it."""
     names = short_names()
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg == "--model.core" and i + 1 < len(out) and out[i + 1] in names:
-            out[i + 1] = json.dumps(names[out[i + 1]].as_dict())
-        elif arg.startswith("--model.core=") and arg.split("=", 1)[1] in names:
-            out[i] = "--model.core=" + json.dumps(names[arg.split("=", 1)[1]].as_dict())
-    return out
+    return map_option(args, ("--model.core",),
+                      lambda value: json.dumps(names[value].as_dict()) if value in names else value)
 
 
 class _Parsed(Exception):
@@ -182,8 +177,7 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
         try:
             if parser is None:
                 try:
-                    _ParseOnly(SequenceModel, SequenceTask, subclass_mode_data=True, args=args, run=False,
-                               parser_kwargs={"exit_on_error": False}, save_config_callback=None)
+                    build_cli(args, run=False, cli_class=_ParseOnly)
                 except _Parsed as parsed:
                     parser, config = parsed.args[0].parser, parsed.args[0].config
                     _FIT_PARSER = parser
@@ -196,9 +190,10 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
     return errors
 
 
-def build_cli(args: list[str], run: bool = True) -> MannZooCLI:
-    """Build (and by default run) the Lightning CLI for ``args``."""
-    return MannZooCLI(
+def build_cli(args: list[str], run: bool = True, cli_class: type[MannZooCLI] = MannZooCLI) -> MannZooCLI:
+    """Build (and by default run) the Lightning CLI for ``args``; the grid check passes a class that stops
+    after parsing, so that it parses exactly as ``mann-zoo fit`` does."""
+    return cli_class(
         SequenceModel,
         SequenceTask,
         subclass_mode_data=True,
@@ -232,8 +227,6 @@ def _finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
-
-
 
 
 def run_lightning(command: str, args: list[str]) -> None:

@@ -78,7 +78,6 @@ class SequenceModel(L.LightningModule):
         # The checkpoint keeps the core as data, {class_path, init_args}: mann_zoo.load_model rebuilds it
         # without unpickling anything.
         self.hparams["core"] = spec.as_dict()
-        self.hparams.pop("_class_path", None)
         self.core = spec.build(input_size, output_size)
         self.lr = lr
         self.train_metrics = metric_set()
