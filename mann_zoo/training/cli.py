@@ -93,7 +93,9 @@ class MannZooCLI(LightningCLI):
         task = self.datamodule.name
         model = self.model.core_name
         run = config.get("run_name") or f"{task}-{model}/seed{self.datamodule.seed}"
-        run_dir = root / run
+        # Absolute: a W&B service already running (started by another run in the same session) resolves a
+        # relative save_dir against its own working folder, not this process's.
+        run_dir = (root / run).absolute()
         if trainer_config.get("logger") in (None, True):
             offline = os.environ.get("WANDB_MODE", "offline") != "online"
             # fit appends to the run's metrics.csv (across resumes); validate and test, whose steps count
