@@ -4,8 +4,11 @@ errors on one line, ``mann-zoo: error: <field>: <reason>``, exit status 2."""
 from __future__ import annotations
 
 import argparse
-import re
+import difflib
+import itertools
 import sys
+import typing
+from typing import Any
 
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
@@ -29,29 +32,34 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-_STRUCTURE = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value",
-              "Expected a <class 'NoneType'>", "Expected a path")
+def accepts(annotation: Any, value: Any) -> bool:
+    """Whether jsonargparse would take ``value`` (a command-line string or a YAML value) for an argument of
+    type ``annotation``: a parser of that one argument tries it; only success or failure is read."""
+    parser = ArgumentParser(exit_on_error=False, env_prefix=False, default_env=False)
+    try:
+        parser.add_argument("--value", type=annotation)
+    except Exception:  # noqa: BLE001 - a type jsonargparse cannot take as an option: not checkable here
+        return True
+    try:
+        if isinstance(value, str):
+            parser.parse_args(["--value", value])
+        else:
+            parser.parse_object({"value": value})
+    except Exception:  # noqa: BLE001 - any refusal is the answer
+        return False
+    return True
 
 
-def one_line(error: BaseException | str) -> str:
-    """One line from an error: jsonargparse nests the causes of a failed field in an indented report;
-    keep the field's dotted name and the innermost reasons."""
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__
-    fields = list(dict.fromkeys(re.findall(r'Parser key "([^"]+)"', text)))
-    reasons = [re.sub(r"^- ", "", line.strip()).strip() for line in text.splitlines()]  # drop list bullets
-    reasons = [r for r in reasons if r and not r.startswith(_STRUCTURE)]
-    if len(fields) > 1:  # the class was found, a field of it failed: the class line is noise
-        reasons = [r for r in reasons if not r.startswith("Problem with given class_path")]
-    message = " ".join(reasons[:2]) or type(error).__name__
-    if fields:
-        message = f"{'.'.join(fields)}: {message}"
-    if fields == ["data"] and "class_path" in message:
-        from tasks import TASKS
+def type_name(annotation: Any) -> str:
+    """``int``, ``Path``, ``int | None``: a type as a user reads it."""
+    name = getattr(annotation, "__name__", None)
+    return name if name and not typing.get_args(annotation) else str(annotation).replace("typing.", "")
 
-        message += f"; accepted: {', '.join(f'tasks.{cls.__name__}' for cls in TASKS.values())}"
-    return message
+
+def unknown_option(name: str, accepted: list[str]) -> str:
+    accepted = [option for option in accepted if option != "--print_shtab"]
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.7)
+    return f"{name}: unknown option" + (f" (did you mean {close[0]}?)" if close else f"; accepted: {', '.join(accepted)}")
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -63,8 +71,52 @@ class CommandParser(ArgumentParser):
     ``mann-zoo fit``), no environment variables, errors on one line."""
 
     def __init__(self, prog: str, description: str, epilog: str | None = None):
+        self._types: dict[str, Any] = {}  # option string -> the type it was declared with
+        self._given: list[str] = []
         super().__init__(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter,
                          env_prefix=False, default_env=False)
 
+
+    def add_argument(self, *names, **kwargs):
+        self._types.update(dict.fromkeys(names, kwargs.get("type")))
+        return super().add_argument(*names, **kwargs)
+
+    def add_mutually_exclusive_group(self, **kwargs):
+        group = super().add_mutually_exclusive_group(**kwargs)
+        add = group.add_argument
+
+        def add_recorded(*names, **options):
+            self._types.update(dict.fromkeys(names, options.get("type")))
+            return add(*names, **options)
+
+        group.add_argument = add_recorded
+        return group
+
+    def parse_args(self, args=None, *rest, **kwargs):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, *rest, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> None:  # noqa: ARG002 - jsonargparse's signature
-        fail(one_line(message))
+        fail(self.explain(message))
+
+    def explain(self, message: str) -> str:
+        """Which of the given options is wrong and why, from the declared options and types (not from the
+        wording of ``message``, whose first line is the fallback)."""
+        actions = {name: action for action in self._actions for name in action.option_strings}
+        given = self._given
+        for i, token in enumerate(given):
+            if not token.startswith("--"):
+                continue
+            name, has_value, value = token.partition("=")
+            if name not in actions:
+                return unknown_option(name, [n for n in actions if n.startswith("--")])
+            action = actions[name]
+            values = [value] if has_value else list(itertools.takewhile(lambda t: not t.startswith("--"), given[i + 1:]))
+            if action.nargs != 0 and not values:
+                return f"{name}: needs a value"
+            if action.choices is not None and any(v not in action.choices for v in values):
+                return f"{name}: expected one of {', '.join(map(str, action.choices))}; got {' '.join(values)}"
+            declared = self._types.get(name)
+            if declared is not None and not all(accepts(declared, v) for v in values):
+                return f"{name}: expected {type_name(declared)}{' values' if action.nargs in ('+', '*') else ''}; got {' '.join(values)}"
+        return next((line.strip() for line in message.splitlines() if line.strip()), message)

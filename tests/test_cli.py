@@ -121,6 +121,60 @@ def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
     assert len(errors) == 1 and field in errors[0], result.stderr
 
 
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--model.core.init_args.memory_slotz", "8"],
+         "--model.core.init_args.memory_slotz: NTM has no argument 'memory_slotz' (did you mean 'memory_slots'?)"),
+        (["--model.core.init_args.memory_slots", "abc"], "--model.core.init_args.memory_slots: expected int, default 128; got 'abc'"),
+        (["--trainer.max_stepz", "3"], "--trainer.max_stepz: Trainer has no argument 'max_stepz' (did you mean 'max_steps'?)"),
+        (["--modle.lr", "3"], "--modle.lr: unknown option; accepted: --model.*"),
+        (["--data.init_args.bits", "-1"], "CopyTask: bits must be >= 1, got -1"),
+        (["--data", "tasks.SortingTask"], "--data: class path 'tasks.SortingTask' cannot be imported; accepted: tasks.CopyTask"),
+        (["--optimizer", "torch.optim.RMSprop", "--optimizer.init_args.momentm", "0.9"],
+         "--optimizer.init_args.momentm: RMSprop has no argument 'momentm' (did you mean 'momentum'?)"),
+        # The config file's NTM arguments do not count once the core is another class.
+        (["--model.core", "lstm", "--model.core.init_args.memory_slots", "4"],
+         "--model.core.init_args.memory_slots: LSTMBaseline has no argument 'memory_slots'; its arguments: controller_size"),
+    ],
+)
+def test_errors_name_the_argument_from_the_signatures(extra, expected, tmp_path):
+    """The one-line error is built from the user's tokens and the configured classes' signatures (or, for a
+    check inside one of our classes, from that exception), not from the parser's wording."""
+    from mann_zoo.cli import resolve_config_files
+    from mann_zoo.training.arguments import explain
+    from mann_zoo.training.cli import parse_fit_args
+
+    args = resolve_config_files(fit_args("copy", "ntm", tmp_path, *extra)[1:])  # without "fit"
+    [error] = parse_fit_args([args])
+    assert error is not None
+    assert explain(args, error).startswith(expected)
+
+
+def test_command_errors_name_the_option_from_its_declaration():
+    from pathlib import Path as P
+
+    from mann_zoo.console import CommandParser
+
+    parser = CommandParser("mann-zoo test", "a test")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--out", type=P)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    cases = {("--jobs", "x"): "--jobs: expected int; got x", ("--jobs=y",): "--jobs: expected int; got y",
+             ("--seeds", "1", "z"): "--seeds: expected int values; got 1 z", ("--seeds",): "--seeds: needs a value",
+             ("--jobz", "1"): "--jobz: unknown option (did you mean --jobs?)",
+             ("--device", "tpu"): "--device: expected one of cpu, cuda; got tpu"}
+    for given, expected in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(list(given))
+        assert exit_info.value.code == 2
+    for given, expected in cases.items():
+        parser._given = list(given)
+        assert parser.explain("upstream text") == expected, given
+
+
 def test_malformed_yaml_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  core: ntm\n   memory_slots: [1, 2\n")

@@ -145,15 +145,15 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
 def check_grid(grid: Grid) -> None:
     """Parse each distinct run's arguments with ``mann-zoo fit``'s parser and build its task and core (not
     the trainer): a wrong key or value is a :class:`GridError` naming the grid file, the run and the key."""
-    from ..console import one_line
+    from ..training.arguments import explain
     from ..training.cli import parse_fit_args
 
     distinct: dict[tuple[str, ...], RunSpec] = {}  # the seeds of a run share its arguments
     for run in grid.runs:
         distinct.setdefault(tuple(run.args), run)
-    for run, error in zip(distinct.values(), parse_fit_args([list(args) for args in distinct])):
+    for (args, run), error in zip(distinct.items(), parse_fit_args([list(args) for args in distinct])):
         if error is not None:
-            raise GridError(f"--config {grid.path}: run {run.run_id}: {one_line(error)}")
+            raise GridError(f"--config {grid.path}: run {run.run_id}: {explain(list(args), error)}")
 
 
 def _config(where: str, spec: dict, grid_path: Path) -> Path:

@@ -24,7 +24,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from tasks import SequenceTask
 
-from ..console import fail, map_option, one_line
+from ..console import fail, map_option
+from .arguments import explain
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
@@ -52,6 +53,7 @@ def _quiet() -> None:
         ".*`training_step` returned `None`.*",
         ".*LightningCLI's args parameter is intended to run from within Python.*",
         ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+        "(?s).*Unable to serialize instance.*",  # jsonargparse, before the one-line error on a bad core
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -239,7 +241,7 @@ def run_lightning(command: str, args: list[str]) -> None:
     try:
         build_cli([command, *args])
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as error:
-        fail(one_line(error))
+        fail(explain(args, error))
     finally:
         _finish_wandb()
 
