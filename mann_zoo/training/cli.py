@@ -12,6 +12,7 @@ W&B offline run); ``--ckpt_path last`` resumes the latest checkpoint there, data
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger
 
 from tasks import SequenceTask
 
@@ -31,11 +32,22 @@ from ..models.registry import import_object
 from .callbacks import StepProgressBar
 from .checkpointing import AtomicCheckpointIO, checkpoint_core
 from .lightning_module import SequenceModel
-from .loggers import ResumableCSVLogger
+from .loggers import QuietWandbLogger, ResumableCSVLogger
+
+
+class _NoAdvertisement(logging.Filter):
+    """Drops Lightning's tip to install its cloud logger (an info line on every run, no category to filter)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
 
 
 def _quiet() -> None:
     """Keep the console for what a researcher needs: no advice meant for other set-ups."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisement) for f in log.filters):
+            log.addFilter(_NoAdvertisement())
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     # Lightning's advice for set-ups unlike ours (data generated in the process, no workers; a logging
@@ -107,7 +119,7 @@ class MannZooCLI(LightningCLI):
                           CSVLogger(save_dir=str(run_dir), name="", version=self.subcommand))
             kwargs["logger"] = [
                 csv_logger,
-                WandbLogger(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), save_dir=str(run_dir),
+                QuietWandbLogger(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), save_dir=str(run_dir),
                             group=task, job_type=model, name=f"{model}-{task}-{run_dir.name}",
                             offline=offline),
             ]

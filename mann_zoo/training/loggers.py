@@ -1,4 +1,4 @@
-"""A CSV log that survives a resume.
+"""A CSV log that survives a resume, and a W&B logger without Lightning's deprecated setting.
 
 Lightning's ``CSVLogger`` deletes ``metrics.csv`` when its folder already has one, so a resumed run (``--ckpt_path
 last``) loses the curve logged before the checkpoint. :class:`ResumableCSVLogger` keeps the file and appends;
@@ -12,7 +12,7 @@ import csv
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
@@ -60,3 +60,12 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _KeepingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's W&B logger minus the ``anonymous`` setting it always passes to ``wandb.init`` (as None),
+    which wandb deprecates with a warning printed on every run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
