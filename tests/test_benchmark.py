@@ -107,11 +107,14 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     recorded = benchmark.recorded_results(clone)[0]
     grid = load_grid(SMOKE, max_steps=6)  # a larger budget: the recorded runs are unfinished again
     assert not any(benchmark.is_finished(clone, spec, grid, recorded) for spec in grid.runs)
-    # Without --skip-recorded the runs are trained again; until a new result lands the old rows stay.
+    # Without --skip-recorded the runs are trained again; when they crash the old rows stay, marked failed
+    # with the log to read (and the next command retries them).
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1)
     assert len(launched) == 2
-    assert (clone / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
-    pd.testing.assert_frame_equal(rows, load_results(out / "results.csv"))
+    old = load_results(out / "results.csv")
+    pd.testing.assert_frame_equal(rows.drop(columns=["status", "note"]), old.drop(columns=["status", "note"]))
+    assert set(rows.status) == {"failed"} and rows.note.str.endswith("stdout.log").all()
+    assert not any(benchmark.is_finished(clone, spec, load_grid(SMOKE)) for spec in load_grid(SMOKE).runs)
 
 
 def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):

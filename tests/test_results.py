@@ -45,8 +45,8 @@ def run(task: str, model: str, seed: int, sequences: int, converged_at: int | No
 def test_load_types_every_column_and_a_missing_value_is_na(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text(",".join(RESULT_COLUMNS) + "\n"
-                    + "copy-ntm-seed0,copy,ntm,0,10,320,1.5,False,,,2.5,9.0,100,32,1,v,h,len_5,11,,3.25,1.0,0.5\n"
-                    + "copy-ntm-seed1,copy,ntm,1,10,320,1.5,True,160,0.7,2.5,9.0,100,32,1,v,h,len_5,11,,3.25,1.0,0.5\n")
+                    + "copy-ntm-seed0,copy,ntm,0,10,320,1.5,False,,,2.5,9.0,100,32,1,v,h,finished,,len_5,11,,3.25,1.0,0.5\n"
+                    + "copy-ntm-seed1,copy,ntm,1,10,320,1.5,True,160,0.7,2.5,9.0,100,32,1,v,h,finished,,len_5,11,,3.25,1.0,0.5\n")
     table = load_results(path)
     assert dict(table.dtypes.astype(str)) == {name: dtype for name, dtype in RESULT_COLUMNS.items()}
     assert table.converged.tolist() == [False, True]
@@ -112,7 +112,7 @@ def test_summarise_takes_medians_over_seeds():
     assert list(zip(summary.task, summary.model)) == [("copy", "ntm"), ("copy", "lstm")]  # first seen first
     ntm_row, lstm_row = (row._asdict() for row in summary.itertuples(index=False))
     assert ntm_row == {  # sequences and wall time to convergence: over the two runs that converged
-        "task": "copy", "model": "ntm", "runs": 3, "converged": 2, "sequences": 800.0, "sequences_to_convergence": 480.0,
+        "task": "copy", "model": "ntm", "runs": 3, "diverged": 0, "failed": 0, "converged": 2, "sequences": 800.0, "sequences_to_convergence": 480.0,
         "wall_time_to_convergence_s": 7.5, "cost": 10.0, "optimal_cost": 1.5, "first_set": "len_1-20",
         "longest_set": "len_120", "first_errors": 1.0, "longest_errors": 101.0, "step_ms": 20.0, "params": 100.0}
     assert lstm_row["runs"] == 2 and lstm_row["converged"] == 0 and pd.isna(lstm_row["sequences_to_convergence"])

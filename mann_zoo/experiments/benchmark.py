@@ -35,8 +35,10 @@ import pandas as pd
 
 from ..configs import CONFIGS, shipped
 from ..console import CommandParser
+from ..training.atomic import atomic_write_text
 from .grid import Grid, GridError, RunSpec, load_grid
 from .results import (
+    LATER_COLUMNS,
     CURVE_COLUMNS,
     RESULT_COLUMNS,
     RUN_COLUMNS,
@@ -76,23 +78,39 @@ def run_summary(out: Path, spec: RunSpec, recorded: pd.DataFrame | None = None) 
     result = run_dir(out, spec) / "result.json"
     if result.is_file():
         summary = json.loads(result.read_text())["summary"]
-        return {"steps": int(summary["steps"]), "converged": bool(summary["converged"])}
+        return {"steps": int(summary["steps"]), "converged": bool(summary["converged"]),
+                "status": summary.get("status") or "finished"}
     if recorded is None:
         return None
     rows = recorded[recorded["run_id"] == spec.run_id]
     if rows.empty:
         return None
-    return {"steps": int(rows["steps"].iloc[0]), "converged": bool(rows["converged"].fillna(False).iloc[0])}
+    return {"steps": int(rows["steps"].iloc[0]), "converged": bool(rows["converged"].fillna(False).iloc[0]),
+            "status": str(rows["status"].iloc[0])}
+
+
+def record_failure(out: Path, spec: RunSpec, note: str) -> None:
+    """Mark ``spec``'s run as failed in its ``result.json`` (a row in the results table with status
+    ``failed`` and ``note``); the numbers of an earlier, stopped attempt stay."""
+    path = run_dir(out, spec) / "result.json"
+    result = json.loads(path.read_text()) if path.is_file() else {
+        "summary": {"run_id": spec.run_id, "task": spec.task, "model": spec.model, "seed": spec.seed, "steps": 0,
+                    "converged": False}, "sets": []}
+    result["summary"].update(status="failed", note=note)
+    atomic_write_text(path, json.dumps(result, indent=1))
 
 
 def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | None = None) -> bool:
-    """A run is finished when its result exists and it used its budget or converged (and stops there).
+    """A run is finished when its result exists and it used its budget or converged (and stops there), or
+    diverged (it would again); a failed run is not (the next command retries it).
 
     ``recorded`` (the results table of :func:`recorded_results`) stands in for the runs without a ``result.json``.
     """
     summary = run_summary(out, spec, recorded)
-    if summary is None:
+    if summary is None or summary["status"] == "failed":
         return False
+    if summary["status"] == "diverged":
+        return True
     return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
 
 
@@ -132,11 +150,18 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
             curves.append(recorded_curves.get(spec.run_id))
             continue
         data = json.loads(result.read_text())
+        if not data["sets"] and spec.run_id in recorded_rows:  # failed before validating: the record stays, marked
+            note = data["summary"].get("note")
+            rows.append(recorded_rows[spec.run_id].assign(status=data["summary"].get("status", "failed"),
+                                                          note=pd.array([note] * len(recorded_rows[spec.run_id]), dtype="string")))
+            curves.append(recorded_curves.get(spec.run_id))
+            continue
         # The grid's task and model names (e.g. repeat_copy_final, dnc_md), not the datamodule's and the
         # core's (repeat_copy, dnc): variants of a task or a core stay apart.
         data["summary"]["task"], data["summary"]["model"] = spec.task, spec.model
-        run = [{**{k: data["summary"].get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
-               for row in data["sets"]]
+        summary = {**LATER_COLUMNS, **{k: v for k, v in data["summary"].items() if v is not None}}
+        run = [{**{k: summary.get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
+               for row in data["sets"] or [{}]]  # a run that failed before validating: one row, no set
         rows.append(typed(pd.DataFrame(run, columns=list(RESULT_COLUMNS)), RESULT_COLUMNS))
         metrics = directory / "metrics.csv"
         if metrics.is_file():
@@ -206,7 +231,9 @@ def comparison_table(results: pd.DataFrame):
         table.add_column(name, justify="right" if name not in ("task", "model") else "left")
     for s in summarise(results).itertuples():
         table.add_row(
-            s.task, s.model, str(s.runs), f"{s.converged}/{s.runs}",
+            s.task, s.model, str(s.runs) + "".join(f" ({n} {what})" for n, what in ((s.diverged, "diverged"),
+                                                                                (s.failed, "failed")) if n),
+            f"{s.converged}/{s.runs}",
             format_value(s.sequences_to_convergence, "{:,.0f}"), format_value(s.first_errors, "{:.2f}"),
             f"{format_value(s.longest_errors, '{:.2f}')} ({s.longest_set})", format_value(s.step_ms, "{:.0f}"),
             format_value(s.params, "{:,.0f}"),
@@ -263,8 +290,9 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
             progress.advance(bar)
             if future.result() != 0:
                 failed.append(spec.run_id)
-                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {future.result()}); "
-                                       f"see {run_dir(out, spec) / 'stdout.log'}")
+                log = run_dir(out, spec) / "stdout.log"
+                record_failure(out, spec, f"exit {future.result()}; see {log}")
+                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {future.result()}); see {log}")
             else:
                 progress.console.print(f"done {spec.run_id} in {time.time() - start:.0f} s")
                 keep_model(out, spec)

@@ -28,8 +28,13 @@ RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
     "sequences": "Int64", "train_time_s": "Float64", "converged": "boolean",
     "sequences_to_convergence": "Int64", "wall_time_to_convergence_s": "Float64", "step_time_ms": "Float64",
     "peak_memory_mb": "Float64", "num_parameters": "Int64", "batch_size": "Int64", "world_size": "Int64",
-    "versions": "string", "hardware": "string",
+    "versions": "string", "hardware": "string", "status": "string", "note": "string",
 }
+# status: "finished" (trained to its budget or to convergence, or stopped and resumable), "diverged" (a
+# non-finite loss stopped it; note: at which step), "failed" (the process exited with an error; note: its log).
+STATUSES = ("finished", "diverged", "failed")
+# Columns added after tables were committed: a table without them reads with these values.
+LATER_COLUMNS = {"status": "finished", "note": pd.NA}
 SET_COLUMNS = {  # one validation set of a run: result.json's "sets"
     "val_set": "string", "val_steps": "Int64", "reference_bits": "Float64",
     **{metric: "Float64" for metric in METRICS},
@@ -98,6 +103,8 @@ def typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     A ValueError names the first column missing or not castable."""
     cast = {}
     for name, dtype in columns.items():
+        if name not in frame.columns and name in LATER_COLUMNS:
+            frame = frame.assign(**{name: LATER_COLUMNS[name]})
         if name not in frame.columns:
             raise ValueError(f"column {name!r}: missing")
         try:
@@ -167,16 +174,22 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     converged), sequences (trained), sequences_to_convergence and wall_time_to_convergence_s (over the runs
     that converged; ``<NA>`` if none did), cost (on the first set, the training distribution) and
     optimal_cost (its Bayes-optimal reference), first_set and longest_set (the set of the longest
-    sequences), first_errors and longest_errors (bit errors per sequence on them), step_ms, params.
+    sequences), first_errors and longest_errors (bit errors per sequence on them), step_ms, params,
+    diverged and failed (runs with that status; the medians leave failed runs out).
     """
-    columns = ["task", "model", "runs", "converged", "sequences", "sequences_to_convergence",
+    columns = ["task", "model", "runs", "diverged", "failed", "converged", "sequences", "sequences_to_convergence",
                "wall_time_to_convergence_s", "cost", "optimal_cost", "first_set", "longest_set", "first_errors",
                "longest_errors", "step_ms", "params"]
     if results.empty:
         return pd.DataFrame(columns=columns)
+    per_run = results.drop_duplicates(["task", "model", "run_id"])
+    counts = per_run.groupby(["task", "model"], sort=False).agg(
+        runs=("run_id", "size"), diverged=("status", lambda s: int((s == "diverged").sum())),
+        failed=("status", lambda s: int((s == "failed").sum())))
+    results = results[results["status"] != "failed"]
     runs = (results.drop_duplicates(["task", "model", "run_id"])
             .groupby(["task", "model"], sort=False)
-            .agg(runs=("run_id", "size"), converged=("converged", "sum"), sequences=("sequences", "median"),
+            .agg(converged=("converged", "sum"), sequences=("sequences", "median"),
                  sequences_to_convergence=("sequences_to_convergence", "median"),
                  wall_time_to_convergence_s=("wall_time_to_convergence_s", "median"),
                  step_ms=("step_time_ms", "median"), params=("num_parameters", "median")))
@@ -189,7 +202,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     picks = pd.DataFrame({"cost": first["cost_bits"], "optimal_cost": first["reference_bits"],
                           "first_set": first["val_set"], "longest_set": longest["val_set"],
                           "first_errors": first["bit_errors"], "longest_errors": longest["bit_errors"]})
-    return runs.join(picks).reset_index()[columns]
+    return counts.join(runs).join(picks).reset_index()[columns]
 
 
 def format_value(value, pattern: str, missing: str = "-") -> str:

@@ -87,6 +87,21 @@ class StepProgressBar(RichProgressBar):
     def _get_train_description(self, current_epoch: int) -> str:
         return f"{'Training':{len(self.validation_description)}}"
 
+    @property
+    def total_train_batches(self) -> int | float:
+        """The step budget: the bar counts steps from 0 (batch_idx continues across a resume), so its total
+        is ``max_steps``, not the steps left when the run resumed."""
+        max_steps = self.trainer.max_steps
+        return max_steps if max_steps and max_steps > 0 else super().total_train_batches
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        """The training bit errors and cost (logged with ``prog_bar=True``) under short names, without the
+        logger's version (``v_num``: an id that says nothing about the run's progress)."""
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        short = {"train/bit_errors": "bit errors", "train/cost_bits": "cost"}
+        return {short.get(name, name): value for name, value in metrics.items()}
+
 
 def cpu_name() -> str:
     """The processor's model name where the system tells it (Linux), else the architecture."""
@@ -135,6 +150,8 @@ class RunSummary(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if outputs is None:  # a skipped (diverged) step
+            return
         elapsed = time.perf_counter() - self._start
         self.train_seconds += elapsed
         self.step_times.append(elapsed)
@@ -161,6 +178,7 @@ class RunSummary(L.Callback):
                          "reference_bits": val_set.bayes_optimal_bits_per_sequence,
                          **{m: float(metrics[key]) if key in metrics else None for m, key in keys.items()}})
         converged = self.converged_at or {}
+        diverged_at = getattr(pl_module, "diverged_at", None)
         cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
         summary = {
             "run_id": self.run_id, "task": task.name, "model": pl_module.core_name, "seed": task.seed,
@@ -178,6 +196,8 @@ class RunSummary(L.Callback):
                         f"lightning {L.__version__}, python {platform.python_version()}",
             "hardware": (torch.cuda.get_device_name() if cuda else
                          f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"),
+            "status": "finished" if diverged_at is None else "diverged",
+            "note": None if diverged_at is None else f"non-finite loss at step {diverged_at}",
         }
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)

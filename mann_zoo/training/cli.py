@@ -30,6 +30,7 @@ from .arguments import explain
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
+from .atomic import atomic_write_text
 from .checkpointing import AtomicCheckpointIO, checkpoint_core
 from .lightning_module import SequenceModel
 from .loggers import QuietWandbLogger, ResumableCSVLogger
@@ -110,18 +111,21 @@ class MannZooCLI(LightningCLI):
         # Absolute: a W&B service already running (started by another run in the same session) resolves a
         # relative save_dir against its own working folder, not this process's.
         run_dir = (root / run).absolute()
+        self.run_dir = run_dir
         if trainer_config.get("logger") in (None, True):
             offline = os.environ.get("WANDB_MODE", "offline") != "online"
-            # fit appends to the run's metrics.csv (across resumes); validate and test, whose steps count
-            # from 0, write metrics.csv in a folder of their own inside the run.
+            fitting = self.subcommand in (None, "fit")
+            # fit appends to the run's metrics.csv (across resumes) and resumes its W&B run (one id per run
+            # folder); validate and test, whose steps count from 0, write metrics.csv in a folder of their
+            # own inside the run, and a W&B run of their own named after them.
             csv_logger = (ResumableCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name)
-                          if self.subcommand in (None, "fit") else
-                          CSVLogger(save_dir=str(run_dir), name="", version=self.subcommand))
+                          if fitting else CSVLogger(save_dir=str(run_dir), name="", version=self.subcommand))
+            name = f"{model}-{task}-{run_dir.name}" + ("" if fitting else f"-{self.subcommand}")
             kwargs["logger"] = [
                 csv_logger,
                 QuietWandbLogger(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), save_dir=str(run_dir),
-                            group=task, job_type=model, name=f"{model}-{task}-{run_dir.name}",
-                            offline=offline),
+                                 group=task, job_type=model if fitting else f"{model}-{self.subcommand}",
+                                 name=name, id=wandb_run_id(run_dir) if fitting else None, offline=offline),
             ]
         callbacks = list(trainer_config.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -135,6 +139,10 @@ class MannZooCLI(LightningCLI):
         kwargs.setdefault("default_root_dir", str(run_dir))
         return super().instantiate_trainer(**kwargs)
 
+    def after_fit(self) -> None:
+        if self.trainer.is_global_zero:
+            print(f"run saved in {self.run_dir}", file=sys.stderr)
+
     def before_fit(self) -> None:
         config = self.config[self.subcommand].clone()
         for key in ("config", "ckpt_path"):
@@ -143,6 +151,20 @@ class MannZooCLI(LightningCLI):
                 **{k: v for k, v in _flatten(config.as_dict()).items() if not k.startswith("trainer.callbacks")}}
         for logger in self.trainer.loggers:
             logger.log_hyperparams(flat)
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of the training run in ``run_dir``: made on its first fit and kept in the folder
+    (``wandb_id``), so that a resumed fit continues the same W&B run instead of starting another."""
+    path = run_dir / "wandb_id"
+    if path.is_file():
+        return path.read_text().strip()
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, run_id)
+    return run_id
 
 
 def expand_short_names(args: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ where ``<set>`` is a task's validation-set name such as ``len_20``.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Callable
 
@@ -80,6 +81,7 @@ class SequenceModel(L.LightningModule):
         self.hparams["core"] = spec.as_dict()
         self.core = spec.build(input_size, output_size)
         self.lr = lr
+        self.diverged_at: int | None = None  # the step of a non-finite loss, if one stopped training
         self.train_metrics = metric_set()
         self.val_metrics = torch.nn.ModuleDict()  # per validation set, created in setup()
         self._step_start = 0.0
@@ -130,13 +132,27 @@ class SequenceModel(L.LightningModule):
         scores = sequence_scores(logits, targets, mask)
         # Loss: mean over sequences of the summed masked cross-entropy (in nats).
         loss = scores["cost_bits"].mean() * LN2
+        if not torch.isfinite(loss):
+            return self._diverge(loss)
         batch_size = inputs.shape[0]
         for name, metric in self.train_metrics.items():
             metric(scores[name].detach())  # forward: this batch's mean, logged per step
-            self.log(f"train/{name}", metric, on_step=True, on_epoch=False, batch_size=batch_size)
+            self.log(f"train/{name}", metric, on_step=True, on_epoch=False, batch_size=batch_size,
+                     prog_bar=name in ("bit_errors", "cost_bits"))
         return loss
 
+    def _diverge(self, loss: torch.Tensor) -> None:
+        """A non-finite loss: no update (the parameters stay those of the last good step, and so does the
+        checkpoint written at the end), training stops, and the run records where (``diverged_at``)."""
+        self.diverged_at = self.global_step
+        message = f"loss is {loss.item()} at step {self.global_step}: stopping; the parameters stay those before it"
+        print(f"mann-zoo: {message}", file=sys.stderr)
+        self.trainer.should_stop = True
+        return None
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if outputs is None:  # a skipped (diverged) step: nothing was trained
+            return
         elapsed = time.perf_counter() - self._step_start
         batch_size = batch[0].shape[0]
         sequences = sequences_seen(self.global_step, batch_size, self.trainer.world_size)

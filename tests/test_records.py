@@ -1,0 +1,119 @@
+"""Records that lose nothing: a diverging run stops with its last good parameters and says so, a run that
+crashes inside a grid is recorded as failed while the grid goes on, and the summaries count both."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mann_zoo.cli import main
+from mann_zoo.experiments.benchmark import run_grid
+from mann_zoo.experiments.grid import load_grid
+from mann_zoo.experiments.results import RESULT_COLUMNS, summarise, typed
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "bench" / "smoke.yaml"
+
+BREAKING_CORE = """
+import torch
+
+
+class BreakingCore(torch.nn.Module):
+    \"\"\"A linear core that, in training, returns NaN logits from its ``nan_at``-th call on, or raises on its
+    ``raise_at``-th call (0: never).\"\"\"
+
+    def __init__(self, input_size: int, output_size: int, nan_at: int = 0, raise_at: int = 0):
+        super().__init__()
+        self.net = torch.nn.Linear(input_size, output_size)
+        self.nan_at, self.raise_at, self.calls = nan_at, raise_at, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.raise_at:
+                raise RuntimeError("broken on purpose")
+        y = self.net(x)
+        return y * float("nan") if self.training and 0 < self.nan_at <= self.calls else y
+"""
+
+
+def _breaking_core(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "breaking.py").write_text(BREAKING_CORE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def test_a_non_finite_loss_stops_the_run_with_the_last_good_parameters(tmp_path, monkeypatch):
+    _breaking_core(tmp_path, monkeypatch)
+    def fit(name: str, nan_at: int, steps: int) -> dict:
+        main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--model.core", "breaking.BreakingCore",
+              "--model.core.init_args.nan_at", str(nan_at), "--data.max_length", "3", "--data.val_lengths", "[4]",
+              "--data.batch_size", "2", "--data.num_val_sequences", "4", "--trainer.max_steps", str(steps),
+              "--trainer.val_check_interval", str(steps), "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(tmp_path / "runs"), "--run_name", name,
+              "--trainer.callbacks+=mann_zoo.training.callbacks.RunSummary",
+              "--trainer.callbacks.dirpath", str(tmp_path / name)])
+        return json.loads((tmp_path / name / "result.json").read_text())["summary"]
+
+    # Calls 1 and 2 train (steps 0 and 1); the third call's loss is NaN: no update, training stops.
+    summary = fit("nan", nan_at=3, steps=10)
+    assert summary["status"] == "diverged" and summary["note"] == "non-finite loss at step 2"
+    assert fit("two_steps", nan_at=0, steps=2)["status"] == "finished"
+    diverged, good = (torch.load(tmp_path / f"runs/{name}/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+                      for name in ("nan", "two_steps"))
+    for key, value in good.items():  # the parameters of the last good step, finite
+        torch.testing.assert_close(diverged[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
+    _breaking_core(tmp_path, monkeypatch)
+    (tmp_path / "breaks.yaml").write_text(
+        "model:\n  core:\n    class_path: breaking.BreakingCore\n    init_args: {raise_at: 2}\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [lstm, breaks]")
+                    + f"  breaks: {{config: {tmp_path / 'breaks.yaml'}}}\n")
+    rows = run_grid(load_grid(grid), tmp_path / "out", jobs=1, threads=1)
+    broken = rows[rows.model == "breaks"]
+    assert list(broken.status) == ["failed"]
+    assert str(tmp_path / "out" / "runs" / "copy-breaks-seed0" / "stdout.log") in broken.note.iloc[0]
+    assert "broken on purpose" in (tmp_path / "out/runs/copy-breaks-seed0/stdout.log").read_text()
+    assert set(rows.loc[rows.model == "lstm", "status"]) == {"finished"}
+    summary = summarise(rows).set_index("model")
+    assert summary.loc["breaks", "failed"] == 1 and summary.loc["lstm", "failed"] == 0
+
+
+def test_summary_against_a_hand_written_table():
+    """Medians over seeds, convergence counts, the first and the longest set, and the status counts (a
+    failed run counts as a run and is left out of the medians)."""
+    def run(run_id, seed, converged, to_conv, status, first, longest):
+        base = dict(run_id=run_id, task="copy", model="ntm", seed=seed, steps=100, sequences=3200,
+                    train_time_s=10.0, converged=converged, sequences_to_convergence=to_conv,
+                    wall_time_to_convergence_s=None, step_time_ms=5.0 + seed, peak_memory_mb=1.0,
+                    num_parameters=7, batch_size=32, world_size=1, versions="v", hardware="h", status=status,
+                    note=None, reference_bits=None, seq_accuracy=1.0)
+        return [{**base, "val_set": "len_1-20", "val_steps": 41, "cost_bits": first, "bit_errors": first},
+                {**base, "val_set": "len_120", "val_steps": 241, "cost_bits": longest, "bit_errors": longest}]
+
+    rows = (run("a", 0, True, 1000, "finished", 0.0, 4.0) + run("b", 1, True, 3000, "finished", 0.2, 8.0)
+            + run("c", 2, False, None, "diverged", 9.0, 60.0) + run("d", 3, False, None, "failed", 99.0, 99.0))
+    table = typed(pd.DataFrame(rows), RESULT_COLUMNS)
+    [s] = summarise(table).to_dict("records")
+    assert (s["runs"], s["diverged"], s["failed"], s["converged"]) == (4, 1, 1, 2)
+    assert s["sequences_to_convergence"] == 2000  # median of the converged runs a and b
+    assert s["first_set"] == "len_1-20" and s["longest_set"] == "len_120"
+    assert s["first_errors"] == 0.2 and s["longest_errors"] == 8.0  # medians of a, b, c; d left out
+    assert s["step_ms"] == 6.0
+
+
+def test_tables_written_before_the_status_column_read_as_finished(tmp_path):
+    from mann_zoo.experiments.results import load_results
+
+    rows = typed(pd.DataFrame([{k: None for k in RESULT_COLUMNS} | {"run_id": "x", "task": "copy", "model": "ntm"}]),
+                 RESULT_COLUMNS)
+    rows.drop(columns=["status", "note"]).to_csv(tmp_path / "results.csv", index=False)
+    assert list(load_results(tmp_path / "results.csv").status) == ["finished"]
