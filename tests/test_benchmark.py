@@ -80,7 +80,7 @@ def test_results_table_schema(smoke_results):
 def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     out, _ = smoke_results
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "run", lambda cmd, **kw: launched.append(cmd))
+    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd))
     run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
     assert launched == []
 
@@ -93,12 +93,12 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     for name in ("results.csv", "curves.csv"):
         (clone / name).write_text((out / name).read_text())
 
-    def crashed(cmd, **kwargs):  # a run that dies before it writes a result
+    def crashed(cmd, *args):  # a run that dies before it writes a result
         launched.append(cmd)
-        return subprocess.CompletedProcess(cmd, returncode=1)
+        return 1
 
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "run", crashed)
+    monkeypatch.setattr(benchmark, "run_process", crashed)
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1, skip_recorded=True)
     assert launched == []
     for name in ("results.csv", "curves.csv"):  # rewritten byte for byte from the typed tables
@@ -123,7 +123,7 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
     assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
     launched = []
-    monkeypatch.setattr(benchmark.subprocess, "run", lambda cmd, **kw: launched.append(cmd))
+    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd))
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
     assert set(load_results(out / "results.csv").run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}

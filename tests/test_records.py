@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -70,7 +73,7 @@ def test_a_non_finite_loss_stops_the_run_with_the_last_good_parameters(tmp_path,
         torch.testing.assert_close(diverged[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
+def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
     _breaking_core(tmp_path, monkeypatch)
     (tmp_path / "breaks.yaml").write_text(
         "model:\n  core:\n    class_path: breaking.BreakingCore\n    init_args: {raise_at: 2}\n")
@@ -85,6 +88,33 @@ def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on
     assert set(rows.loc[rows.model == "lstm", "status"]) == {"finished"}
     summary = summarise(rows).set_index("model")
     assert summary.loc["breaks", "failed"] == 1 and summary.loc["lstm", "failed"] == 0
+    # One line per validation of each run, as it happens (smoke: 4 steps, validation every 2).
+    printed = capsys.readouterr().out
+    assert "copy-lstm-seed0: step 2," in printed and "copy-lstm-seed0: step 4," in printed
+
+
+def test_stopping_bench_stops_its_runs_and_the_same_command_resumes_them(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(SMOKE.read_text().replace("max_steps: 4", "max_steps: 100000").replace("models: [ntm, lstm]", "models: [lstm]"))
+    out = tmp_path / "out"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    bench = subprocess.Popen([sys.executable, "-m", "mann_zoo.cli", "bench", "--config", str(grid), "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    for line in bench.stdout:
+        if "copy-lstm-seed0: step 4," in line:
+            break
+    bench.send_signal(signal.SIGTERM)
+    bench.communicate(timeout=120)
+    assert bench.returncode != 0
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert left == "", f"training processes left running: {left}"
+    summary = json.loads((out / "runs/copy-lstm-seed0/result.json").read_text())["summary"]
+    assert summary["status"] == "stopped" and 4 <= summary["steps"] < 100000
+    # The same command (here with a budget it can finish) resumes from the checkpoint, keeping the curve.
+    rows = run_grid(load_grid(grid, max_steps=8), out, jobs=1, threads=1)
+    assert list(rows.status.unique()) == ["finished"] and rows.steps.iloc[0] == 8
+    logged = pd.read_csv(out / "runs/copy-lstm-seed0/metrics.csv").step.dropna()
+    assert list(logged) == [1, 3, 5, 7]  # the validations before the stop (steps 2, 4) and after (6, 8)
 
 
 def test_summary_against_a_hand_written_table():

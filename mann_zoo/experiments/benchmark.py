@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -252,6 +254,40 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
     return list(chosen.values())
 
 
+_LIVE: set[subprocess.Popen] = set()  # the training processes running now (terminated if bench is stopped)
+
+
+def run_process(cmd: list[str], log_path: Path, env: dict[str, str], on_progress) -> int:
+    """Run one training command, appending its output to ``log_path``; each line it prints with
+    :data:`~mann_zoo.training.callbacks.PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
+    without the prefix. Returns the exit status."""
+    from ..training.callbacks import PROGRESS_PREFIX
+
+    with log_path.open("a") as log:
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                   bufsize=1)
+        _LIVE.add(process)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith(PROGRESS_PREFIX):
+                    on_progress(line[len(PROGRESS_PREFIX):].strip())
+            return process.wait()
+        finally:
+            _LIVE.discard(process)
+
+
+def _stop_runs(signum, frame) -> None:
+    """SIGTERM to bench: pass it on to the training processes (each stops at its step, writes its result and
+    keeps its checkpoint: the same command resumes the grid), then stop."""
+    for process in list(_LIVE):
+        process.terminate()
+    for process in list(_LIVE):
+        process.wait()
+    raise SystemExit(128 + signum)
+
+
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
              skip_recorded: bool = False, table_runs: list[RunSpec] | None = None) -> pd.DataFrame:
     """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables; returns the
@@ -277,10 +313,12 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     def train(spec: RunSpec) -> int:
         directory = run_dir(out, spec)
         directory.mkdir(parents=True, exist_ok=True)
-        with (directory / "stdout.log").open("a") as log:
-            return subprocess.run(command(out, spec, grid), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        return run_process(command(out, spec, grid), directory / "stdout.log", env,
+                           lambda line: progress.console.print(f"{spec.run_id}: {line}", highlight=False))
 
     failed = []
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_runs)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress, ThreadPoolExecutor(max_workers=jobs) as pool:
         bar = progress.add_task("runs", total=len(todo))

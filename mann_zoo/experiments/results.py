@@ -30,9 +30,10 @@ RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
     "peak_memory_mb": "Float64", "num_parameters": "Int64", "batch_size": "Int64", "world_size": "Int64",
     "versions": "string", "hardware": "string", "status": "string", "note": "string",
 }
-# status: "finished" (trained to its budget or to convergence, or stopped and resumable), "diverged" (a
-# non-finite loss stopped it; note: at which step), "failed" (the process exited with an error; note: its log).
-STATUSES = ("finished", "diverged", "failed")
+# status: "finished" (trained to its budget or to convergence), "stopped" (by SIGTERM or Ctrl-C: resumable),
+# "diverged" (a non-finite loss stopped it; note: at which step), "failed" (the process exited with an error;
+# note: its log).
+STATUSES = ("finished", "stopped", "diverged", "failed")
 # Columns added after tables were committed: a table without them reads with these values.
 LATER_COLUMNS = {"status": "finished", "note": pd.NA}
 SET_COLUMNS = {  # one validation set of a run: result.json's "sets"

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..experiments.results import METRICS, metric_key, sequences_seen
 from .atomic import atomic_write_text
@@ -121,6 +122,9 @@ def has_converged(trainer: L.Trainer, threshold: float) -> bool:
     return errors is not None and float(errors) < threshold
 
 
+PROGRESS_PREFIX = "mann-zoo progress: "  # RunSummary's line per validation; bench shows these lines
+
+
 class RunSummary(L.Callback):
     """Tracks what a benchmark reports for a run and writes it, when training ends, to
     ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
@@ -160,13 +164,32 @@ class RunSummary(L.Callback):
         return sequences_seen(trainer.global_step, trainer.datamodule.batch_size, trainer.world_size)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.converged_at is not None:
+        if trainer.sanity_checking:
+            return
+        if trainer.is_global_zero:
+            train = trainer.callback_metrics.get("train/bit_errors")
+            first = trainer.datamodule.val_names[0]
+            val = trainer.callback_metrics.get(metric_key(first, "bit_errors"))
+            print(f"{PROGRESS_PREFIX}step {trainer.global_step:,}, {self._sequences(trainer):,} sequences: bit errors "
+                  f"{'-' if train is None else f'{float(train):.2f}'} (training batch), "
+                  f"{'-' if val is None else f'{float(val):.2f}'} ({first})", flush=True)
+        if self.converged_at is not None:
             return
         if has_converged(trainer, self.threshold):
             self.converged_at = {"step": trainer.global_step, "sequences": self._sequences(trainer),
                                  "wall_time_s": self.train_seconds}
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """Stopped from outside (SIGTERM, as ``mann-zoo bench`` passes on its own, or Ctrl-C): the result so
+        far, with status ``stopped``; the same command resumes from the last checkpoint."""
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            self.write(trainer, pl_module, status="stopped")
+
     def on_train_end(self, trainer, pl_module) -> None:
+        self.write(trainer, pl_module)
+
+    def write(self, trainer, pl_module, status: str | None = None) -> None:
+        """Write ``result.json`` (and the W&B summary) as of now."""
         if trainer.global_rank != 0:
             return
         metrics = trainer.callback_metrics
@@ -196,7 +219,7 @@ class RunSummary(L.Callback):
                         f"lightning {L.__version__}, python {platform.python_version()}",
             "hardware": (torch.cuda.get_device_name() if cuda else
                          f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"),
-            "status": "finished" if diverged_at is None else "diverged",
+            "status": status or ("finished" if diverged_at is None else "diverged"),
             "note": None if diverged_at is None else f"non-finite loss at step {diverged_at}",
         }
         for logger in trainer.loggers:
