@@ -133,6 +133,8 @@ def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
         (["--data", "tasks.SortingTask"], "--data: class path 'tasks.SortingTask' cannot be imported; accepted: tasks.CopyTask"),
         (["--optimizer", "torch.optim.RMSprop", "--optimizer.init_args.momentm", "0.9"],
          "--optimizer.init_args.momentm: RMSprop has no argument 'momentm' (did you mean 'momentum'?)"),
+        (["--optimizer.init_args.lr", "3e-5", "--optimizer", "torch.optim.RMSprop"],
+         "--optimizer.init_args.lr: given before --optimizer names its class; name the class first"),
         # The config file's NTM arguments do not count once the core is another class.
         (["--model.core", "lstm", "--model.core.init_args.memory_slots", "4"],
          "--model.core.init_args.memory_slots: LSTMBaseline has no argument 'memory_slots'; its arguments: controller_size"),

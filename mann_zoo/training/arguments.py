@@ -165,7 +165,15 @@ def explain(args: list[str], error: BaseException) -> str:
     if ours is not None:
         root, owner = ours
         return f"{owner}: {root}" if owner else str(root)
-    given = _effective(settings(args))
+    given = settings(args)
+    chosen: set[str] = set()  # the sections whose class is set by now
+    for setting in given:
+        section = next((s for s in SUBCLASS_SECTIONS if setting.key.startswith(s + ".") or setting.key == s), None)
+        if section is not None and setting.key in (section, f"{section}.class_path"):
+            chosen.add(section)
+        elif section is not None and section not in chosen:
+            return f"{setting.label}: given before --{section} names its class; name the class first"
+    given = _effective(given)
     paths = class_paths(given)
     for section in SUBCLASS_SECTIONS:
         if section in paths:
