@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -428,3 +429,19 @@ def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(
     assert {r["run_id"] for r in read(work / "results" / "smoke" / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
     after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root, capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_printed_tables_fit_80_columns_and_cut_nothing():
+    """bench's tables of the committed reproduction grid, at 80 columns: no line longer, no cell cut off."""
+    from rich.console import Console
+
+    from mann_zoo.experiments.benchmark import comparison_tables
+
+    results = load_results(Path(__file__).resolve().parents[1] / "paper/results/paper/results.csv")
+    console = Console(width=80, record=True, file=io.StringIO())
+    for table in comparison_tables(results):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    assert "associative_recall" in text and "items_20" in text and "1.33M" in text  # a row, a set, a count

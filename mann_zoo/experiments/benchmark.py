@@ -52,6 +52,7 @@ from .results import (
     load_results,
     save_table,
     sequences_seen,
+    set_summary,
     summarise,
     typed,
 )
@@ -223,24 +224,47 @@ def write_tables(out: Path, specs: list[RunSpec]) -> pd.DataFrame:
     return written
 
 
-def comparison_table(results: pd.DataFrame):
-    """A rich table of the results table ``results``: per task and model, medians over seeds."""
+def comparison_tables(results: pd.DataFrame) -> list:
+    """Rich tables of the results table ``results`` that fit 80 columns: per task and model (medians over
+    seeds), convergence and cost; then, per task, the bit errors per sequence on every validation set
+    (the training distribution first, then the generalisation sets by length)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="head to head (median over seeds)")
-    for name in ("task", "model", "runs", "converged", "sequences to conv.", "train-set bit err.",
-                 "longest-set bit err.", "ms/step", "params"):
-        table.add_column(name, justify="right" if name not in ("task", "model") else "left")
-    for s in summarise(results).itertuples():
-        table.add_row(
-            s.task, s.model, str(s.runs) + "".join(f" ({n} {what})" for n, what in ((s.diverged, "diverged"),
-                                                                                (s.failed, "failed")) if n),
-            f"{s.converged}/{s.runs}",
-            format_value(s.sequences_to_convergence, "{:,.0f}"), format_value(s.first_errors, "{:.2f}"),
-            f"{format_value(s.longest_errors, '{:.2f}')} ({s.longest_set})", format_value(s.step_ms, "{:.0f}"),
-            format_value(s.params, "{:,.0f}"),
-        )
-    return table
+    summary = summarise(results)
+    convergence = Table(title="head to head: medians over seeds (conv.: converged runs; sequences and seconds "
+                              "to convergence)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("task", "model", "runs", "conv.", "sequences", "seconds", "ms/step", "params"):
+        convergence.add_column(name, justify="left" if name in ("task", "model") else "right", no_wrap=True)
+    for s in summary.itertuples():
+        runs = str(s.runs) + "".join(f" ({n} {what[0]})" for n, what in ((s.diverged, "diverged"), (s.failed, "failed")) if n)
+        convergence.add_row(s.task, s.model, runs, f"{s.converged}/{s.runs}",
+                            format_value(s.sequences_to_convergence / 1e3, "{:,.0f}k"),
+                            format_value(s.wall_time_to_convergence_s, "{:,.0f}"), format_value(s.step_ms, "{:.0f}"),
+                            _count(s.params))
+    tables = [convergence]
+    sets = set_summary(results[results["status"] != "failed"])
+    for task, rows in sets.groupby("task", sort=False):
+        names = list(dict.fromkeys(rows.sort_values("val_steps", kind="stable")["val_set"]))
+        first = rows["val_set"].iloc[0]  # the training distribution
+        names = [first] + [n for n in names if n != first]
+        title = f"{task}: bit errors per sequence (median over seeds)"
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, min_width=min(len(title), 80))
+        table.add_column("model", overflow="fold")
+        for name in names:
+            table.add_column(name.removeprefix("len_"), justify="right", overflow="fold")
+        for model, by_model in rows.groupby("model", sort=False):
+            errors = dict(zip(by_model["val_set"], by_model["bit_errors"]))
+            table.add_row(model, *(format_value(errors.get(name), "{:.2f}") for name in names))
+        tables.append(table)
+    return tables
+
+
+def _count(value) -> str:
+    """A parameter count in 6 characters: 63.1k, 1.33M."""
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
 
 
 def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
@@ -337,7 +361,8 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
             write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
     results = write_tables(out, table_runs)
     if not results.empty:
-        console.print(comparison_table(results))
+        for table in comparison_tables(results):
+            console.print(table)
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)}; rerun the same command to retry")
     return results
