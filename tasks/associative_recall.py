@@ -88,6 +88,9 @@ class AssociativeRecallTask(SequenceTask):
     def train_spec(self) -> dict[str, int]:
         return {"min_items": self.min_items, "max_items": self.current_max_length}
 
+    def vectors_to_hold(self) -> int:
+        return max((self.max_items, *self.val_items)) * self.item_length
+
     def val_specs(self) -> list[tuple[str, dict[str, int]]]:
         low, high = self.min_items, self.max_items
         specs = [(f"items_{low}-{high}", {"min_items": low, "max_items": high})]

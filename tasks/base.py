@@ -253,6 +253,11 @@ class SequenceTask(L.LightningDataModule):
         """``(name, generate sizes)`` of each validation set, the training distribution first."""
         raise NotImplementedError
 
+    def vectors_to_hold(self) -> int | None:
+        """The most input vectors an example (training or validation) asks a model to hold at once: a
+        memory with fewer slots cannot store them one per slot. None where that does not apply."""
+        return None
+
     def length_range(self) -> tuple[int, int]:
         """The (min, max) training length that a curriculum moves within."""
         raise NotImplementedError(f"{self.name} has no variable length to put on a curriculum")

@@ -73,6 +73,9 @@ class CopyTask(SequenceTask):
     def train_spec(self) -> dict[str, int]:
         return {"min_length": self.min_length, "max_length": self.current_max_length}
 
+    def vectors_to_hold(self) -> int:
+        return max((self.max_length, *self.val_lengths))
+
     def val_specs(self) -> list[tuple[str, dict[str, int]]]:
         low, high = self.min_length, self.max_length
         specs = [(f"len_{low}-{high}", {"min_length": low, "max_length": high})]

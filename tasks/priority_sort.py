@@ -64,6 +64,9 @@ class PrioritySortTask(SequenceTask):
     def train_spec(self) -> dict[str, int]:
         return {"num_inputs": self.num_inputs, "num_outputs": self.num_outputs}
 
+    def vectors_to_hold(self) -> int:
+        return max((self.num_inputs, *(n for n, _ in self.val_sizes)))
+
     def val_specs(self) -> list[tuple[str, dict[str, int]]]:
         sizes = [(self.num_inputs, self.num_outputs), *self.val_sizes]
         return [(f"in_{n}_out_{m}", {"num_inputs": n, "num_outputs": m}) for n, m in sizes]

@@ -111,6 +111,9 @@ class RepeatCopyTask(SequenceTask):
             "max_repeats": self.current_max_length if on_repeats else self.max_repeats,
         }
 
+    def vectors_to_hold(self) -> int:
+        return max((self.max_length, *(length for length, _ in self.val_lengths_repeats)))
+
     def val_specs(self) -> list[tuple[str, dict[str, int]]]:
         train_name = f"len_{self.min_length}-{self.max_length}_rep_{self.min_repeats}-{self.max_repeats}"
         train = {

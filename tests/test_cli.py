@@ -352,3 +352,21 @@ def test_map_option_changes_both_forms_of_an_option_and_nothing_else():
     args = ["--config", "a", "--config=b", "-c", "c", "--configs", "d", "--data.x=e", "--config"]
     assert map_option(args, ("--config", "-c"), str.upper) == [
         "--config", "A", "--config=B", "-c", "C", "--configs", "d", "--data.x=e", "--config"]
+
+
+def test_a_memory_smaller_than_the_task_is_a_warning(capsys):
+    from mann_zoo.models import DNC, NTM
+    from mann_zoo.training.cli import warn_if_memory_too_small
+    from tasks import AssociativeRecallTask, CopyTask, NgramsTask, PrioritySortTask, RepeatCopyTask
+
+    assert CopyTask(max_length=20, val_lengths=[50]).vectors_to_hold() == 50
+    assert RepeatCopyTask(max_length=10, val_lengths_repeats=[[20, 10]]).vectors_to_hold() == 20
+    assert AssociativeRecallTask(max_items=6, val_items=[12], item_length=3).vectors_to_hold() == 36
+    assert PrioritySortTask(num_inputs=20, val_sizes=[]).vectors_to_hold() == 20
+    assert NgramsTask().vectors_to_hold() is None
+    task = CopyTask(max_length=20, val_lengths=[50])
+    warn_if_memory_too_small(task, NTM(9, 8, memory_slots=64))
+    assert capsys.readouterr().err == ""
+    warn_if_memory_too_small(task, DNC(9, 8, memory_slots=16))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: copy: examples of up to 50 vectors" in err and "16 memory slots" in err

@@ -37,6 +37,11 @@ class MemoryCore(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @property
+    def memory_slots(self) -> int:
+        """N, the number of memory slots (subclasses set ``self.slots``)."""
+        return self.slots
+
     def forward(self, x: torch.Tensor, record: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.input_size or x.shape[1] < 1:
             raise ValueError(f"x must have shape [B, T >= 1, {self.input_size}], got {list(x.shape)}")

@@ -144,6 +144,7 @@ class MannZooCLI(LightningCLI):
             print(f"run saved in {self.run_dir}", file=sys.stderr)
 
     def before_fit(self) -> None:
+        warn_if_memory_too_small(self.datamodule, self.model.core)
         config = self.config[self.subcommand].clone()
         for key in ("config", "ckpt_path"):
             config.pop(key, None)
@@ -151,6 +152,19 @@ class MannZooCLI(LightningCLI):
                 **{k: v for k, v in _flatten(config.as_dict()).items() if not k.startswith("trainer.callbacks")}}
         for logger in self.trainer.loggers:
             logger.log_hyperparams(flat)
+
+
+def warn_if_memory_too_small(task: SequenceTask, core: torch.nn.Module) -> None:
+    """A warning (not an error: a model may compress) when ``task`` asks to hold more vectors than ``core``
+    has memory slots."""
+    slots, needed = getattr(core, "memory_slots", None), task.vectors_to_hold()
+    if slots is not None and needed is not None and needed > slots:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if rank_zero_only.rank == 0:
+            print(f"mann-zoo: warning: {task.name}: examples of up to {needed} vectors (training and validation) "
+                  f"but {type(core).__name__} has {slots} memory slots (model.core.init_args.memory_slots); expect "
+                  "errors on the longer ones", file=sys.stderr)
 
 
 def wandb_run_id(run_dir: Path) -> str:
