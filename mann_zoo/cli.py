@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "NTM, DNC and LSTM head to head on a grid of tasks and seeds ('bench cost': cost per step)",
     "report": "regenerate the figures and tables of paper/ from benchmark results",
     "speed": "training-step time of each core at the reference configuration",
+    "evaluate": "a checkpoint's bit errors per sequence on its task's sets, or on lengths/sizes given",
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
         from .experiments.benchmark import main as bench
 
         bench(rest)
+    elif command == "evaluate":
+        from .experiments.evaluate import main as evaluate
+
+        evaluate(rest)
     elif command == "report":
         from .experiments.report import main as report
 

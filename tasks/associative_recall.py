@@ -43,6 +43,7 @@ class AssociativeRecallTask(SequenceTask):
     """Associative recall task datamodule; see the module docstring for the format."""
 
     name = "associative_recall"
+    generalisation_arg = "val_items"  # the argument listing the generalisation sets (mann-zoo evaluate --sizes)
     supports_curriculum = True
 
     def __init__(

@@ -253,6 +253,8 @@ class SequenceTask(L.LightningDataModule):
         """``(name, generate sizes)`` of each validation set, the training distribution first."""
         raise NotImplementedError
 
+    generalisation_arg: str | None = None  # the __init__ argument that lists the generalisation sets, if any
+
     def vectors_to_hold(self) -> int | None:
         """The most input vectors an example (training or validation) asks a model to hold at once: a
         memory with fewer slots cannot store them one per slot. None where that does not apply."""

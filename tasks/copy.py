@@ -37,6 +37,7 @@ class CopyTask(SequenceTask):
     """Copy task datamodule; see the module docstring for the format."""
 
     name = "copy"
+    generalisation_arg = "val_lengths"  # the argument listing the generalisation sets (mann-zoo evaluate --sizes)
     supports_curriculum = True
 
     def __init__(

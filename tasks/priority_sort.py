@@ -30,6 +30,7 @@ class PrioritySortTask(SequenceTask):
     """Priority sort task datamodule; see the module docstring for the format."""
 
     name = "priority_sort"
+    generalisation_arg = "val_sizes"  # the argument listing the generalisation sets (mann-zoo evaluate --sizes)
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ class RepeatCopyTask(SequenceTask):
     """Repeat copy task datamodule; see the module docstring for the format."""
 
     name = "repeat_copy"
+    generalisation_arg = "val_lengths_repeats"  # the argument listing the generalisation sets (mann-zoo evaluate --sizes)
     supports_curriculum = True
 
     def __init__(

@@ -10,6 +10,7 @@ import torch
 
 from mann_zoo.experiments.diagnosis import (
     BEFORE_GRID,
+    FOUND_MODEL,
     FOUND_TASK,
     GRID,
     REPEAT_COPY_SET,
@@ -73,15 +74,15 @@ def fake_results(root: Path) -> Path:
     write_curves(results / GRID / "curves.csv", {
         ("repeat_copy", "ntm_fixed", 0): [(2500, 194.0)],
         ("repeat_copy", "ntm_ff", 0): [(2500, 7.0)],  # below 10 bits at its budget, not converged
-        (FOUND_TASK, "ntm", 0): [(2500, 300.0), (6000, 12.0), (6250, 9.0), (9375, 0.5)],
-        (FOUND_TASK, "ntm", 1): [(2500, 300.0), (6250, 50.0), (7000, 8.0)],
+        (FOUND_TASK, FOUND_MODEL, 0): [(2500, 300.0), (6000, 12.0), (6250, 9.0), (9375, 0.5)],
+        (FOUND_TASK, FOUND_MODEL, 1): [(2500, 300.0), (6250, 50.0), (7000, 8.0)],
     })
     runs = [{"run_id": f"{task}-{model}-seed{seed}", "task": task, "model": model, "seed": seed,
              "converged": converged, "sequences": sequences, "num_parameters": 1,
              "sequences_to_convergence": sequences if converged else None, "val_set": REPEAT_COPY_SET}
             for task, model, seed, converged, sequences in [("repeat_copy", "ntm_ff", 0, False, 80_000),
-                                                             (FOUND_TASK, "ntm", 0, False, 300_000),
-                                                             (FOUND_TASK, "ntm", 1, True, 224_000)]]
+                                                             (FOUND_TASK, FOUND_MODEL, 0, False, 300_000),
+                                                             (FOUND_TASK, FOUND_MODEL, 1, True, 224_000)]]
     save_table(pd.DataFrame(runs, columns=list(RESULT_COLUMNS)), results / GRID / "results.csv")  # the bench's table
     return results
 
@@ -117,7 +118,7 @@ def kept_ntm(path: Path, seed: int) -> None:
 
 def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
     results = fake_results(tmp_path)
-    for name in ("repeat_copy-ntm_fixed-seed0", f"{FOUND_TASK}-ntm-seed0"):
+    for name in ("repeat_copy-ntm_fixed-seed0", f"{FOUND_TASK}-{FOUND_MODEL}-seed0"):
         kept_ntm(results / GRID / "models" / f"{name}.ckpt", seed=len(name))
     written = {p.name for p in make_diagnosis(results, tmp_path / "paper")}
     # No priority-sort runs in these results: no priority-sort figure.
@@ -134,10 +135,10 @@ def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
 
 def test_kept_models_are_scored_on_the_generalisation_sets(tmp_path):
     models = tmp_path / "models"
-    kept_ntm(models / f"{FOUND_TASK}-ntm-seed0.ckpt", seed=0)
+    kept_ntm(models / f"{FOUND_TASK}-{FOUND_MODEL}-seed0.ckpt", seed=0)
     kept_ntm(models / "repeat_copy-ntm_fixed-seed0.ckpt", seed=1)  # not the configuration found: left out
     scores = evaluate_kept_models(models, num_sequences=4)
-    assert list(scores.run_id.unique()) == [f"{FOUND_TASK}-ntm-seed0"]
+    assert list(scores.run_id.unique()) == [f"{FOUND_TASK}-{FOUND_MODEL}-seed0"]
     assert list(scores.val_set) == ["len_1-10_rep_1-10", "len_10_rep_10", "len_20_rep_10", "len_10_rep_20",
                                     "len_20_rep_20"]
     assert (scores.sequences == 4).all() and (scores.bit_errors > 0).all()  # an untrained model errs
@@ -152,10 +153,10 @@ def test_the_table_gives_the_curriculum_level_at_the_end(tmp_path):
     with path.open("a", newline="") as f:
         writer = csv.writer(f)
         for step, level in ((2500, 2.0), (6000, 4.0), (3000, 9.0)):  # the last step's level counts
-            writer.writerow([f"{FOUND_TASK}-ntm-seed1", FOUND_TASK, "ntm", 1, step, step * 32,
+            writer.writerow([f"{FOUND_TASK}-{FOUND_MODEL}-seed1", FOUND_TASK, FOUND_MODEL, 1, step, step * 32,
                              "train/curriculum_max_length", level])
     levels = curriculum_at_end(results)
-    assert levels == {(FOUND_TASK, "ntm", 1): 4.0}
+    assert levels == {(FOUND_TASK, FOUND_MODEL, 1): 4.0}
     table = diagnosis_table(training_curves(results), REPEAT_COPY_VARIANTS, levels)
     rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
     found = next(v.label for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)

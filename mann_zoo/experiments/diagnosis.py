@@ -31,8 +31,8 @@ from ..training.atomic import atomic_write_text  # noqa: E402
 from .results import is_metric_key, load_curves, load_results, parse_metric_key  # noqa: E402
 
 GRID = "ntm_diagnosis"
-FOUND_TASK = "repeat_copy_final"  # the grid's task that runs configs/task/repeat_copy.yaml as it is
-SOLVED_TASKS = (FOUND_TASK, "repeat_copy_ff")  # whose kept models are scored on longer sequences
+FOUND_TASK, FOUND_MODEL = "repeat_copy_rmsprop", "ntm_rmsprop"  # the grid's runs of the configuration found
+SOLVED_TASKS = (FOUND_TASK, "repeat_copy_final", "repeat_copy_ff")  # whose kept models are scored on longer sequences
 BEFORE_GRID = "paper"  # the reproduction grid's runs: the NTM as it was before the diagnosis
 REPEAT_COPY_SET = "len_1-10_rep_1-10"  # the training distributions' validation sets
 PRIORITY_SORT_SET = "in_20_out_16"
@@ -58,13 +58,16 @@ REPEAT_COPY_VARIANTS = [
     Variant(GRID, "repeat_copy", "ntm_random", "+ fixed N(0, 0.1) memory", "tab:cyan"),
     Variant(GRID, "repeat_copy", "ntm_ff", "feed-forward controller", "tab:pink"),
     Variant(GRID, "repeat_copy_curriculum", "ntm", "+ curriculum on repeats, threshold 1 (first callback)", "tab:orange"),
-    Variant(GRID, FOUND_TASK, "ntm", "+ curriculum on repeats, threshold 3 (found; configs/task/repeat_copy.yaml)",
-            "tab:blue"),
+    Variant(GRID, "repeat_copy_final", "ntm", "+ curriculum on repeats, threshold 3", "tab:blue"),
     Variant(GRID, "repeat_copy_final6", "ntm", "+ curriculum on repeats, threshold 6", "tab:green"),
     Variant(GRID, "repeat_copy_b8", "ntm_b8", "+ curriculum on repeats, threshold 3, batch 8", "black"),
     Variant(GRID, "repeat_copy_ff", "ntm_ff", "feed-forward controller, 200k (seed 0: the run above, longer)", "tab:red"),
     Variant(GRID, "repeat_copy_ff_curriculum", "ntm_ff", "feed-forward controller + curriculum on repeats, threshold 3",
             "tab:gray"),
+    Variant(GRID, FOUND_TASK, FOUND_MODEL, "+ curriculum, batch 8, the paper's optimiser "
+            "(RMSProp 1e-4, momentum 0.9, clip 10; found: configs/task/repeat_copy.yaml)", "magenta"),
+    Variant(GRID, "repeat_copy_rmsprop_plain", "ntm_rmsprop",
+            "the paper's optimiser, batch 8, no curriculum", "darkgoldenrod"),
 ]
 PRIORITY_SORT_VARIANTS = [
     Variant(BEFORE_GRID, "priority_sort", "ntm", "before: fixed 1e-6 memory (paper grid)", "0.5", PRIORITY_SORT_SET),
@@ -255,24 +258,13 @@ def evaluate_kept_models(models: Path, tasks: tuple[str, ...] = SOLVED_TASKS, nu
     ``configs/task/repeat_copy.yaml`` (the training distribution, then length 20 and 20 repeats):
     mean cost, bit errors and sequence accuracy per sequence, one row per model and set."""
     from .. import load_model
-    from ..training.lightning_module import sequence_scores
+    from .evaluate import score_sets
     from tasks import RepeatCopyTask
 
     task = RepeatCopyTask(num_val_sequences=num_sequences)  # the sets of configs/task/repeat_copy.yaml
-    rows = []
-    for checkpoint in [path for task_name in tasks for path in sorted(models.glob(f"{task_name}-*.ckpt"))]:
-        core = load_model(checkpoint)
-        for val_set in task.val_sets:
-            totals = {"cost_bits": 0.0, "bit_errors": 0.0, "seq_accuracy": 0.0}
-            with torch.no_grad():
-                for batch in val_set.batches:
-                    scores = sequence_scores(core(batch.inputs), batch.targets, batch.mask)
-                    for name in totals:
-                        totals[name] += float(scores[name].sum())
-            count = sum(batch.inputs.shape[0] for batch in val_set.batches)
-            rows.append({"run_id": checkpoint.stem, "val_set": val_set.name, "sequences": count,
-                         **{name: value / count for name, value in totals.items()}})
-    return pd.DataFrame(rows, columns=GENERALISATION_COLUMNS)
+    rows = [score_sets(load_model(checkpoint), task).assign(run_id=checkpoint.stem)
+            for task_name in tasks for checkpoint in sorted(models.glob(f"{task_name}-*.ckpt"))]
+    return pd.concat(rows, ignore_index=True)[GENERALISATION_COLUMNS] if rows else pd.DataFrame(columns=GENERALISATION_COLUMNS)
 
 
 def generalisation_table(scores: pd.DataFrame) -> str:

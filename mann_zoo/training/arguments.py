@@ -154,8 +154,11 @@ def raised_by_us(error: BaseException) -> tuple[BaseException, str | None] | Non
     frames = list(_frames(root.__traceback__))
     if not frames or not frames[-1].f_code.co_filename.startswith(_OUR_PACKAGES):
         return None
-    owner = next((type(f.f_locals["self"]).__name__ for f in reversed(frames)
-                  if f.f_code.co_name == "__init__" and "self" in f.f_locals), None)
+    from lightning.pytorch.cli import LightningCLI
+
+    owner = next((type(f.f_locals["self"]).__name__ for f in reversed(frames)  # the class being built, not the CLI
+                  if f.f_code.co_name == "__init__" and not isinstance(f.f_locals.get("self"), (LightningCLI, type(None)))),
+                 None)
     return root, owner
 
 

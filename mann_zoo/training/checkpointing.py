@@ -37,6 +37,16 @@ def checkpoint_core(hparams: dict) -> CoreSpec:
     return CoreSpec(named.class_path, {**named.init_args, **given, **(hparams.get("extra") or {})})
 
 
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, no code is run; a file
+    that is not such a checkpoint (garbage, empty, a pickle that carries code) is a one-line ValueError."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - whatever the unpickler refuses
+        raise ValueError(f"checkpoint_path {str(path)!r}: not a checkpoint of tensors that torch can read "
+                         f"safely ({type(error).__name__})") from None
+
+
 def load_model(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained core of a ``mann-zoo fit`` checkpoint, in eval mode, every weight present (strict).
 
@@ -47,11 +57,25 @@ def load_model(checkpoint_path: str | os.PathLike, map_location: str | torch.dev
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint_path {str(path)!r} is not a file")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise ValueError(f"checkpoint_path {str(path)!r}: not a mann-zoo checkpoint (needs 'state_dict' and "
+                         "'hyper_parameters', as 'mann-zoo fit' writes)")
     hparams = checkpoint["hyper_parameters"]
     spec = checkpoint_core(hparams)
     init_args = {**spec.init_args, **({"compile": False} if "compile" in spec.init_args else {})}
     core = CoreSpec(spec.class_path, init_args).build(hparams["input_size"], hparams["output_size"])
     prefix = "core."
-    core.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    weights = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    missing = sorted(set(core.state_dict()) - set(weights))
+    unexpected = sorted(set(weights) - set(core.state_dict()))
+    if missing or unexpected:
+        listed = "; ".join(f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                           for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+        raise ValueError(f"checkpoint_path {str(path)!r}: its weights do not fit {type(core).__name__} ({listed})")
+    try:
+        core.load_state_dict(weights)
+    except RuntimeError as error:  # a shape that does not fit
+        raise ValueError(f"checkpoint_path {str(path)!r}: its weights do not fit {type(core).__name__} "
+                         f"({str(error).strip().splitlines()[-1].strip()[:160]})") from None
     return core.to(map_location).eval()

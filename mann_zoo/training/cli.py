@@ -31,7 +31,7 @@ from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
 from .atomic import atomic_write_text
-from .checkpointing import AtomicCheckpointIO, checkpoint_core
+from .checkpointing import AtomicCheckpointIO, checkpoint_core, read_checkpoint
 from .lightning_module import SequenceModel
 from .loggers import QuietWandbLogger, ResumableCSVLogger
 
@@ -94,7 +94,11 @@ class MannZooCLI(LightningCLI):
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        try:
+            checkpoint = read_checkpoint(Path(ckpt_path))
+        except ValueError as error:
+            raise ValueError(f"--ckpt_path {ckpt_path}: {str(error).split(': ', 1)[1]}") from None
+        hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         if not hparams:
             return
         model = {"core": checkpoint_core(hparams).as_dict(),
