@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
 from .cost_model import load_cost, predict, sweep_of  # noqa: E402
-from .diagnosis import FOUND_TASK, make_diagnosis  # noqa: E402
+from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
     ADDRESSING_MODELS,
@@ -283,7 +283,7 @@ LITERATURE = [
     ("copy", "ntm", "parameters", "67,561", "Graves et al. 2014", "params"),
     ("copy", "lstm", "parameters", "1,352,969", "Graves et al. 2014", "params"),
     ("repeat_copy", "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
-    (FOUND_TASK, "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
+    (FOUND_TASK, FOUND_MODEL, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
      "convergence"),
     ("repeat_copy", "lstm", "sequences to ~0 cost", "~300k", "Graves et al. 2014", "convergence"),
     ("repeat_copy", "dnc_md", "convergence vs plain DNC", "~3x faster (with de-allocation and sharpening)",
