@@ -207,7 +207,11 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     digests = [json.loads((tmp_path / "digest" / f"parameter_digest_rank{r}.json").read_text()) for r in (0, 1)]
     assert digests[0]["world_size"] == 2 and digests[0]["step"] == 3
-    assert {k: v for k, v in digests[0].items() if k != "rank"} == {k: v for k, v in digests[1].items() if k != "rank"}
+    same = lambda digest: {k: v for k, v in digest.items() if k not in ("rank", "batch_sums")}  # noqa: E731
+    assert same(digests[0]) == same(digests[1])
+    # Each rank trained on batches of its own: none of the three is the same on both.
+    assert len(digests[0]["batch_sums"]) == len(digests[1]["batch_sums"]) == 3
+    assert all(a != b for a, b in zip(digests[0]["batch_sums"], digests[1]["batch_sums"]))
 
 
 def test_curriculum_raises_the_length_when_mastered(tmp_path):

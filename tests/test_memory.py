@@ -905,3 +905,46 @@ def test_memory_without_batch_dim_raises():
 def test_shape_mismatch_raises(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+# --------------------------------------------------------------------------- #
+# The fused link update + directional reads (the DNC's hand-written backward)
+# --------------------------------------------------------------------------- #
+def _fused_inputs(seed: int, read_heads: int):
+    g = _gen(seed)
+    return (_link_matrix(g, B, HW, N), _subnormalized(g, B, HW, N), _subnormalized(g, B, HW, N),
+            _softmax(g, B, read_heads, N))
+
+
+@pytest.mark.parametrize("read_heads", [1, HR])
+def test_fused_link_and_directional_reads_gradcheck_from_a_generic_state(read_heads):
+    """Random link, precedence, write and previous read weightings, two write heads, one and several read
+    heads: every term of the backward is non-zero (from the zero state most of them vanish)."""
+    from mann_zoo.memory import link_and_directional_read_weights
+
+    args = tuple(a.clone().requires_grad_(True) for a in _fused_inputs(7, read_heads))
+    assert all(a.abs().sum() > 0 for a in args)
+    assert torch.autograd.gradcheck(link_and_directional_read_weights, args, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_fused_link_and_directional_reads_equal_the_two_primitives():
+    """Values and gradients of the fused function equal those of ``link`` then ``directional_read_weights``
+    differentiated by autograd through the plain formulas (the compiled path)."""
+    from mann_zoo.memory import link_and_directional_read_weights
+
+    inputs = _fused_inputs(11, HR)
+    fused_in = [a.clone().requires_grad_(True) for a in inputs]
+    plain_in = [a.clone().requires_grad_(True) for a in inputs]
+    fused = link_and_directional_read_weights(*fused_in)
+    L, p, w, r = plain_in
+    w_i, w_j = w.unsqueeze(-1), w.unsqueeze(-2)
+    new_link = ((1 - w_i - w_j) * L + w_i * p.unsqueeze(-2)) * (1 - torch.eye(N, dtype=L.dtype))
+    plain = (new_link, *directional_read_weights(new_link, r))
+    g = _gen(12)
+    projections = [_randn(g, *out.shape) for out in plain]
+    for outputs, leaves in ((fused, fused_in), (plain, plain_in)):
+        sum((o * proj).sum() for o, proj in zip(outputs, projections)).backward()
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused_in, plain_in):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

@@ -275,3 +275,33 @@ def test_dnc_switches_change_the_interface():
     assert "read_masks" in improved.interface_sizes and "link_sharpness" in improved.interface_sizes
     assert improved.interface.out_features > plain.interface.out_features
     assert isinstance(plain, DNC) and isinstance(make("ntm"), NTM)
+
+
+def test_sequence_scores_against_hand_computed_values():
+    """Cost in bits (not nats) over the masked steps only, bit errors at the 0.5 threshold (logit 0),
+    sequence accuracy 1 only without any error; two sequences scored independently."""
+    import math
+
+    from mann_zoo.training.lightning_module import sequence_scores
+
+    logits = torch.tensor([[[2.0, -1.0], [0.5, 3.0], [9.0, 9.0]],      # step 2 unscored (mask 0)
+                           [[-0.25, 0.0], [1.0, -2.0], [0.0, 0.0]]], dtype=torch.float64)
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]],
+                            [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+
+    def bits(logit: float, target: float) -> float:  # -log2 of the probability given to the target
+        p = 1 / (1 + math.exp(-logit))
+        return -math.log2(p if target == 1 else 1 - p)
+
+    cost0 = bits(2, 1) + bits(-1, 0) + bits(0.5, 0) + bits(3, 1)
+    cost1 = bits(-0.25, 0) + bits(0, 1) + bits(1, 1) + bits(-2, 0) + bits(0, 1) + bits(0, 1)
+    scores = sequence_scores(logits, targets, mask)
+    torch.testing.assert_close(scores["cost_bits"], torch.tensor([cost0, cost1], dtype=torch.float64))
+    # Sequence 0: one error (logit 0.5 says 1, the target is 0). Sequence 1: logit 0 reads as 0 (p = 0.5 is not
+    # above the threshold), so the three targets of 1 at logit 0 are errors.
+    torch.testing.assert_close(scores["bit_errors"], torch.tensor([1.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(scores["seq_accuracy"], torch.tensor([0.0, 0.0], dtype=torch.float64))
+    perfect = sequence_scores(torch.where(targets > 0, 5.0, -5.0).double(), targets, mask)
+    torch.testing.assert_close(perfect["bit_errors"], torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(perfect["seq_accuracy"], torch.ones(2, dtype=torch.float64))

@@ -22,17 +22,23 @@ from .atomic import atomic_write_text
 
 class ParameterDigest(L.Callback):
     """At the end of training every process writes a digest of its parameters to
-    ``<dirpath>/parameter_digest_rank<r>.json``: data-parallel processes must agree exactly."""
+    ``<dirpath>/parameter_digest_rank<r>.json``: data-parallel processes must agree exactly; and of the
+    inputs of the batches it trained on (``batch_sums``): they must differ between processes."""
 
     def __init__(self, dirpath: str = "."):
         self.dirpath = Path(dirpath)
+        self.batch_sums: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.batch_sums.append(float(batch[0].double().sum() + (batch[0].double() * 0.5 ** torch.arange(
+            batch[0].shape[1], dtype=torch.float64, device=batch[0].device).view(1, -1, 1)).sum()))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with torch.no_grad():
             flat = torch.cat([p.detach().double().flatten().cpu() for p in pl_module.parameters()])
         digest = {"rank": trainer.global_rank, "world_size": trainer.world_size, "step": trainer.global_step,
                   "sum": flat.sum().item(), "abs_sum": flat.abs().sum().item(), "first": flat[:8].tolist(),
-                  "batches_consumed": getattr(trainer.datamodule, "next_batch", None)}
+                  "batches_consumed": getattr(trainer.datamodule, "next_batch", None), "batch_sums": self.batch_sums}
         self.dirpath.mkdir(parents=True, exist_ok=True)
         (self.dirpath / f"parameter_digest_rank{trainer.global_rank}.json").write_text(json.dumps(digest))
 
