@@ -50,8 +50,30 @@ def accepts(annotation: Any, value: Any) -> bool:
     return True
 
 
+def device(name: str) -> str:
+    """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``): the type of ``--device``."""
+    import torch
+
+    try:
+        parsed = torch.device(name)
+    except RuntimeError:  # a malformed name
+        raise ValueError(name) from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(name)
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(name)
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(name)
+    return name
+
+
+device.expected = "a device this machine has (cpu, or cuda[:N] / mps where present)"
+
+
 def type_name(annotation: Any) -> str:
     """``int``, ``Path``, ``int | None``: a type as a user reads it."""
+    if hasattr(annotation, "expected"):
+        return annotation.expected
     name = getattr(annotation, "__name__", None)
     return name if name and not typing.get_args(annotation) else str(annotation).replace("typing.", "")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..console import CommandParser
+from ..console import CommandParser, device
 from ..training.atomic import atomic_write_text
 from ..models import build
 from .cost_model import (
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc', if installed")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--refit", action="store_true", help="only refit the cost model to an existing cost.csv in --out")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results") / "cost",
                         help="results folder (default: results/cost here; the project's: paper/results/cost)")
     args = parser.parse_args(argv)

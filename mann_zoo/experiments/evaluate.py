@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import yaml
 
-from ..console import CommandParser, fail
+from ..console import CommandParser, device, fail
 
 SCORE_COLUMNS = ["val_set", "steps", "sequences", "bit_errors", "seq_accuracy", "cost_bits"]
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", help="YAML list replacing the task's generalisation sets, e.g. '[20, 50]'")
     parser.add_argument("--sequences", type=int, default=320, help="sequences per validation set")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation sets")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--out", type=Path, help="CSV file (default: evaluation-<checkpoint name>.csv here)")
     args = parser.parse_args(argv)
     if args.sequences < 1:

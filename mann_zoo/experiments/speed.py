@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..console import CommandParser
+from ..console import CommandParser, device
 from ..models import build
 from ..models.controller import LSTMController
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slots", type=int, default=128, help="memory slots N")
     parser.add_argument("--width", type=int, default=20, help="word size W")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
                         help="flush denormal floats to zero on the CPU (see README)")
     args = parser.parse_args(argv)

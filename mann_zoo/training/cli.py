@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tasks import SequenceTask
 
 from ..console import fail, map_option
-from .arguments import explain
+from .arguments import explain, settings
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import StepProgressBar
@@ -288,10 +288,16 @@ def _finish_wandb() -> None:
 def run_lightning(command: str, args: list[str]) -> None:
     """``mann-zoo fit|validate|test ARGS``; a bad argument is a one-line error naming the field."""
     from jsonargparse import ArgumentError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     _quiet()
     try:
         build_cli([command, *args])
+    except MisconfigurationException as error:  # Lightning refuses the trainer's settings (no GPU, ...)
+        given = [s for s in settings(args) if s.key.split(".")[:2] in (["trainer", "accelerator"], ["trainer", "devices"],
+                                                                       ["trainer", "strategy"], ["trainer", "precision"])]
+        where = ", ".join(f"--{s.key} {s.value}" for s in given) or "--trainer"
+        fail(f"{where}: {str(error).strip().splitlines()[0]}")
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as error:
         fail(explain(args, error))
     finally:
