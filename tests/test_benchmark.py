@@ -24,6 +24,7 @@ from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curve
 from mann_zoo.training.atomic import atomic_write, atomic_write_text
 
 SMOKE = PRESETS / "smoke.yaml"
+ROOT_RESULTS = Path(__file__).resolve().parents[1] / "paper" / "results"
 
 
 @pytest.fixture(scope="module")
@@ -445,3 +446,19 @@ def test_printed_tables_fit_80_columns_and_cut_nothing():
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text
     assert "associative_recall" in text and "items_20" in text and "1.33M" in text  # a row, a set, a count
+
+
+def test_bench_report_covers_every_grid_beside_its_own(tmp_path, monkeypatch):
+    """bench --report regenerates the report from every grid in the results folder, not only the one it ran."""
+    from mann_zoo.experiments import report
+
+    results = tmp_path / "results"
+    for grid in ("paper", "default"):
+        (results / grid).mkdir(parents=True)
+        (results / grid / "results.csv").write_text("")
+    (results / "not_a_grid").mkdir()
+    seen = []
+    monkeypatch.setattr(benchmark, "run_grid", lambda *args, **kwargs: load_results(ROOT_RESULTS / "default/results.csv"))
+    monkeypatch.setattr(report, "make_report", lambda dirs, paper: seen.append(sorted(d.name for d in dirs)))
+    benchmark.main(["--preset", "smoke", "--out", str(results / "smoke"), "--report", str(tmp_path / "paper")])
+    assert seen == [["default", "paper", "smoke"]]

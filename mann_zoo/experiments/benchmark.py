@@ -406,9 +406,17 @@ def main(argv: list[str] | None = None) -> None:
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
     results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared)
     if not results.empty and args.report is not None:
-        from .report import make_report
+        from . import report
 
-        make_report([out], args.report)
+        report.make_report(grids_beside(out), args.report)
+
+
+def grids_beside(out: Path) -> list[Path]:
+    """``out`` and every other grid's results folder beside it (a folder with a results.csv): the report
+    that bench regenerates covers them all, so that one grid's run never drops another's numbers."""
+    found = {d.resolve(): d for d in sorted(out.parent.iterdir()) if (d / "results.csv").is_file()} if out.parent.is_dir() else {}
+    found.setdefault(out.resolve(), out)
+    return list(found.values())
 
 
 if __name__ == "__main__":
