@@ -26,6 +26,7 @@ COMMANDS = {
     "report": "regenerate the figures and tables of paper/ from benchmark results",
     "speed": "training-step time of each core at the reference configuration",
     "evaluate": "a checkpoint's bit errors per sequence on its task's sets, or on lengths/sizes given",
+    "dashboard": "a saved W&B workspace comparing the models (learning curves, generalisation, cost)",
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         from .experiments.benchmark import main as bench
 
         bench(rest)
+    elif command == "dashboard":
+        from .experiments.dashboard import main as dashboard
+
+        dashboard(rest)
     elif command == "evaluate":
         from .experiments.evaluate import main as evaluate
 

@@ -26,8 +26,9 @@ import torch
 from torch.nn import functional as F
 
 from ..console import CommandParser, device
-from ..training.atomic import atomic_write_text
 from ..models import build
+from ..training.atomic import atomic_write_text
+from .results import COST_PLOT, COST_TABLE
 from .cost_model import (
     BATCH_SIZE,
     COPY_LENGTH,
@@ -134,7 +135,30 @@ def main(argv: list[str] | None = None) -> None:
     writer.writerows(rows)
     atomic_write_text(args.out / "cost.csv", buffer.getvalue())
     write_fits(rows, base["step_ms"], args.out, args.device)
+    log_to_wandb(rows, args.out)
     print(f"written: {args.out / 'cost.csv'}")
+
+
+def log_to_wandb(rows: list[dict], out: Path) -> None:
+    """The sweep as a W&B run of its own (offline unless WANDB_MODE=online; job type ``cost``): the rows
+    as a table and ms per step against memory slots N, one line per model (at the N sweep's word size)."""
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    columns = [c for c in COST_COLUMNS if any(c in row for row in rows)]
+    table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+    n_sweep = [row for row in rows if row["word_size"] == row.get("n_sweep_word_size") and row["memory_slots"] > 0]
+    models = sorted({row["model"] for row in n_sweep})
+    lines = {m: sorted((row["memory_slots"], row["step_ms"]) for row in n_sweep if row["model"] == m) for m in models}
+    plot = wandb.plot.line_series(xs=[[n for n, _ in lines[m]] for m in models],
+                                  ys=[[ms for _, ms in lines[m]] for m in models], keys=models,
+                                  title="ms per training step against memory slots N", xname="memory slots N")
+    with wandb.init(project=os.environ.get("WANDB_PROJECT", "mann-zoo"), job_type="cost", name="cost-per-step",
+                    dir=str(out)) as run:
+        run.log({COST_TABLE: table, COST_PLOT: plot})
 
 
 def write_fits(rows: list[dict], base_ms: float, out: Path, device: str) -> None:

@@ -54,6 +54,17 @@ def metric_key(val_set: str, metric: str) -> str:
     return f"val/{val_set}/{metric}"
 
 
+# What each run logs to W&B besides the CSV's scalars (RunSummary, at the end of training), and what
+# 'mann-zoo bench cost' logs: the keys the dashboard's panels read (experiments.dashboard).
+GENERALISATION_TABLE = "generalisation/table"  # columns GENERALISATION_TABLE_COLUMNS, one row per validation set
+GENERALISATION_PLOT = "generalisation/bit_errors_vs_steps"  # bit errors per sequence against sequence steps
+GENERALISATION_TABLE_COLUMNS = ("val_set", "steps", "bit_errors", "seq_accuracy", "cost_bits")
+COST_TABLE = "cost/table"  # the rows of cost.csv
+COST_PLOT = "cost/step_ms_vs_slots"  # ms per training step against memory slots N, one line per model
+SUMMARY_KEYS = ("sequences", "train_time_s", "converged", "sequences_to_convergence", "step_time_ms",
+                "num_parameters")  # of RunSummary's summary, the ones the dashboard's results table shows
+
+
 def is_metric_key(key: str) -> bool:
     """Whether ``key`` names a validation metric (``val/<set>/<metric>``, both parts non-empty)."""
     val_set, _, metric = key.removeprefix("val/").rpartition("/")

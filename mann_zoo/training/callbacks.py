@@ -16,7 +16,14 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..experiments.results import METRICS, metric_key, sequences_seen
+from ..experiments.results import (
+    GENERALISATION_PLOT,
+    GENERALISATION_TABLE,
+    GENERALISATION_TABLE_COLUMNS,
+    METRICS,
+    metric_key,
+    sequences_seen,
+)
 from .atomic import atomic_write_text
 
 
@@ -203,7 +210,7 @@ class RunSummary(L.Callback):
         sets = []
         for val_set in task.val_sets:
             keys = {m: metric_key(val_set.name, m) for m in METRICS}
-            sets.append({"val_set": val_set.name, "val_steps": int(val_set.batches[0].inputs.shape[1]),
+            sets.append({"val_set": val_set.name, "val_steps": max(int(b.inputs.shape[1]) for b in val_set.batches),
                          "reference_bits": val_set.bayes_optimal_bits_per_sequence,
                          **{m: float(metrics[key]) if key in metrics else None for m, key in keys.items()}})
         converged = self.converged_at or {}
@@ -236,7 +243,21 @@ class RunSummary(L.Callback):
                     for m in METRICS:
                         if row[m] is not None:
                             experiment.summary[f"final/{row['val_set']}/{m}"] = row[m]
+                experiment.log(generalisation_log(sets))
         atomic_write_text(self.dirpath / "result.json", json.dumps({"summary": summary, "sets": sets}, indent=1))
+
+
+def generalisation_log(sets: list[dict]) -> dict:
+    """W&B values of a run's generalisation: a table (one row per validation set: name, longest sequence
+    in steps, bit errors, sequence accuracy, cost) and a line plot of bit errors against steps."""
+    import wandb
+
+    rows = [[row["val_set"], row["val_steps"], *(row[m] for m in ("bit_errors", "seq_accuracy", "cost_bits"))]
+            for row in sets]
+    table = wandb.Table(columns=list(GENERALISATION_TABLE_COLUMNS), data=rows)
+    return {GENERALISATION_TABLE: table,
+            GENERALISATION_PLOT: wandb.plot.line(table, "steps", "bit_errors",
+                                                 title="bit errors per sequence against sequence steps")}
 
 
 class StopAtConvergence(L.Callback):

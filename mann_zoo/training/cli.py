@@ -218,32 +218,37 @@ def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
 _FIT_PARSER = None  # built once per process by parse_fit_args: building it is the slow part
 
 
+def _parse_fit(args: list[str]):
+    """``args`` parsed as ``mann-zoo fit`` would (not run); one parser per process, built on the first call."""
+    global _FIT_PARSER
+    _quiet()
+    args = expand_short_names(args)
+    if _FIT_PARSER is None:
+        try:
+            build_cli(args, run=False, cli_class=_ParseOnly)
+        except _Parsed as parsed:
+            _FIT_PARSER = parsed.args[0].parser
+            return parsed.args[0].config
+    return _FIT_PARSER.parse_args(args)
+
+
 def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
     """Parse each argument list as ``mann-zoo fit`` would and build its task and core (not the trainer: no
     run starts): ``None`` where that works, else the error. One parser, built on the first call, serves
     every list of every call (building it is the slow part)."""
-    global _FIT_PARSER
-    if not arg_lists:
-        return []
-    _quiet()
-    parser = _FIT_PARSER
     errors: list[BaseException | None] = []
     for args in arg_lists:
-        args = expand_short_names(args)
         try:
-            if parser is None:
-                try:
-                    build_cli(args, run=False, cli_class=_ParseOnly)
-                except _Parsed as parsed:
-                    parser, config = parsed.args[0].parser, parsed.args[0].config
-                    _FIT_PARSER = parser
-            else:
-                config = parser.parse_args(args)
-            build_task_and_core(config)
+            build_task_and_core(_parse_fit(args))
             errors.append(None)
         except Exception as error:  # noqa: BLE001 - any failure to parse is reported with its run
             errors.append(error)
     return errors
+
+
+def parse_fit_config(args: list[str]) -> SequenceTask:
+    """The task that ``mann-zoo fit args`` would train on, built (no data drawn)."""
+    return build_task_and_core(_parse_fit(args))[0]
 
 
 def build_cli(args: list[str], run: bool = True, cli_class: type[MannZooCLI] = MannZooCLI) -> MannZooCLI:
