@@ -328,7 +328,10 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
 
     class Experiment:
         def __init__(self):
-            self.summary = {}
+            self.summary, self.logged = {}, {}
+
+        def log(self, values):
+            self.logged.update(values)
 
     class FakeWandb(Logger):  # the part of WandbLogger that RunSummary uses
         name, version = "fake", 0
@@ -362,6 +365,12 @@ def test_run_summary_puts_the_results_table_into_the_wandb_summary(tmp_path):
     for row in result["sets"]:
         assert summary[f"final/{row['val_set']}/bit_errors"] == row["bit_errors"]
     assert set(result["summary"]) == set(RUN_COLUMNS)
+    # and the generalisation, as a table of the sets with a plot
+    from mann_zoo.experiments.results import GENERALISATION_PLOT, GENERALISATION_TABLE
+
+    table = logger.experiment.logged[GENERALISATION_TABLE]
+    assert [row[0] for row in table.data] == [row["val_set"] for row in result["sets"]]
+    assert GENERALISATION_PLOT in logger.experiment.logged
 
 
 def test_cost_model_predicts_from_known_coefficients():

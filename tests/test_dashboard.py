@@ -12,7 +12,6 @@ from mann_zoo.cli import main
 from mann_zoo.experiments.dashboard import build_workspace, panel_keys
 from mann_zoo.experiments.results import COST_PLOT, COST_TABLE, GENERALISATION_PLOT, GENERALISATION_TABLE
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def wandb_log_bytes(folder: Path, wait_for: tuple[str, ...] = (), timeout: float = 60) -> bytes:
@@ -30,14 +29,11 @@ def wandb_log_bytes(folder: Path, wait_for: tuple[str, ...] = (), timeout: float
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
+    from test_cli import fit_args
+
     root = tmp_path_factory.mktemp("wandb_run")
-    main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--config", str(ROOT / "configs/model/lstm.yaml"),
-          "--model.core.init_args.controller_size", "8", "--model.core.init_args.controller_layers", "1",
-          "--data.max_length", "3", "--data.val_lengths", "[5, 7]", "--data.batch_size", "2",
-          "--data.num_val_sequences", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
-          "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-          "--trainer.default_root_dir", str(root), "--run_name", "run",
-          "--trainer.callbacks+=mann_zoo.training.callbacks.RunSummary", "--trainer.callbacks.dirpath", str(root / "run")])
+    main(fit_args("copy", "lstm", root, "--data.val_lengths", "[5, 7]", "--trainer.log_every_n_steps", "1",
+                  "--run_name", "run"))  # result.json: fit writes it
     return root / "run"
 
 

@@ -12,18 +12,14 @@ import torch
 import mann_zoo
 from mann_zoo.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
+    from test_cli import fit_args
+
     root = tmp_path_factory.mktemp("runs")
-    main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--config", str(ROOT / "configs/model/ntm.yaml"),
-          "--model.core.init_args.controller_size", "8", "--model.core.init_args.memory_slots", "8",
-          "--model.core.init_args.word_size", "4", "--data.max_length", "3", "--data.val_lengths", "[5]",
-          "--data.batch_size", "2", "--data.num_val_sequences", "4", "--trainer.max_steps", "2",
-          "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
-          "--trainer.default_root_dir", str(root)])
+    main(fit_args("copy", "ntm", root))
     return root / "copy-ntm/seed0/checkpoints/last.ckpt"
 
 

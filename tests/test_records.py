@@ -147,3 +147,27 @@ def test_tables_written_before_the_status_column_read_as_finished(tmp_path):
                  RESULT_COLUMNS)
     rows.drop(columns=["status", "note"]).to_csv(tmp_path / "results.csv", index=False)
     assert list(load_results(tmp_path / "results.csv").status) == ["finished"]
+
+
+def test_report_reads_the_users_own_run_folders_and_leaves_them_as_they_were(tmp_path):
+    """Every fit writes result.json; 'mann-zoo report --results <runs>' tabulates those runs as a grid named
+    after the folder, writing nothing into it."""
+    import hashlib
+
+    runs = tmp_path / "my_runs"
+    for model, extra in (("lstm", ["--model.core.init_args.controller_layers", "1"]),
+                         ("ntm", ["--model.core.init_args.memory_slots", "8", "--model.core.init_args.word_size", "4"])):
+        main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--config", str(ROOT / f"configs/model/{model}.yaml"),
+              "--model.core.init_args.controller_size", "8", *extra, "--data.max_length", "3", "--data.val_lengths", "[5]",
+              "--data.batch_size", "2", "--data.num_val_sequences", "4", "--trainer.max_steps", "2",
+              "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(runs)])
+    assert (runs / "copy-ntm/seed0/result.json").is_file()
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in runs.rglob("*") if p.is_file() and "wandb" not in p.parts}
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    main(["report", "--results", str(runs), "--paper", str(paper)])
+    table = (paper / "tables" / "results_my_runs.md").read_text()
+    assert "| copy | lstm | 1 |" in table and "| copy | ntm | 1 |" in table
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in runs.rglob("*") if p.is_file() and "wandb" not in p.parts}
+    assert after == before

@@ -40,26 +40,20 @@ from ..console import CommandParser
 from ..training.atomic import atomic_write_text
 from .grid import Grid, GridError, RunSpec, load_grid
 from .results import (
-    LATER_COLUMNS,
     CURVE_COLUMNS,
     RESULT_COLUMNS,
-    RUN_COLUMNS,
-    SET_COLUMNS,
-    empty_table,
     format_value,
-    is_metric_key,
     load_curves,
     load_results,
+    run_tables,
     save_table,
-    sequences_seen,
     set_summary,
+    stack,
     summarise,
     typed,
 )
 
 PRESETS = CONFIGS / "bench"
-# The training metrics kept in curves.csv beside val/: cost, bit errors and, where a Curriculum runs, its level.
-TRAIN_CURVES = ("train/cost_bits", "train/bit_errors", "train/curriculum_max_length")
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
@@ -162,37 +156,10 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
         # The grid's task and model names (e.g. repeat_copy_final, dnc_md), not the datamodule's and the
         # core's (repeat_copy, dnc): variants of a task or a core stay apart.
         data["summary"]["task"], data["summary"]["model"] = spec.task, spec.model
-        summary = {**LATER_COLUMNS, **{k: v for k, v in data["summary"].items() if v is not None}}
-        run = [{**{k: summary.get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
-               for row in data["sets"] or [{}]]  # a run that failed before validating: one row, no set
-        rows.append(typed(pd.DataFrame(run, columns=list(RESULT_COLUMNS)), RESULT_COLUMNS))
-        metrics = directory / "metrics.csv"
-        if metrics.is_file():
-            curves.append(_curves(metrics, data["summary"]))
-    return _stack(rows, RESULT_COLUMNS), _stack(curves, CURVE_COLUMNS)
-
-
-def _stack(tables: list[pd.DataFrame | None], columns: dict[str, str]) -> pd.DataFrame:
-    """The rows of ``tables`` (typed by ``columns``; None and tables without rows left out), one after the other."""
-    tables = [table for table in tables if table is not None and not table.empty]
-    return pd.concat(tables, ignore_index=True) if tables else empty_table(columns)
-
-
-def _curves(metrics: Path, summary: dict) -> pd.DataFrame:
-    """Tidy learning curves (``CURVE_COLUMNS``) from a run's CSV log: validation metrics and the training
-    cost and bit errors, row by row of the log. The log's step counts from 0: the curves' from 1."""
-    log = pd.read_csv(metrics)
-    keep = [key for key in log.columns if is_metric_key(key) or key in TRAIN_CURVES]
-    if "step" not in log.columns or not keep:
-        return empty_table(CURVE_COLUMNS)
-    log = log[log["step"].notna()]
-    values = log.set_index(log["step"].astype(int) + 1)[keep].stack().dropna()  # (step, metric) -> value
-    step = values.index.get_level_values(0)
-    curves = pd.DataFrame({"run_id": summary["run_id"], "task": summary["task"], "model": summary["model"],
-                           "seed": summary["seed"], "step": step,
-                           "sequences": sequences_seen(step, summary["batch_size"], summary["world_size"]),
-                           "metric": values.index.get_level_values(1), "value": values.to_numpy(dtype=float)})
-    return typed(curves, CURVE_COLUMNS)
+        run_rows, run_curves = run_tables(directory, data)
+        rows.append(run_rows)
+        curves.append(run_curves)
+    return stack(rows, RESULT_COLUMNS), stack(curves, CURVE_COLUMNS)
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:

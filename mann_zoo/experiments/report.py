@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
 from .cost_model import load_cost, predict, sweep_of  # noqa: E402
+from .results import collect_runs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
@@ -420,8 +422,16 @@ def main(argv: list[str] | None = None) -> None:
     for directory in results:
         if not directory.is_dir():
             parser.error(f"--results {directory} is not a folder")
-    for path in make_report(results, args.paper, args.cost):
-        print(f"wrote {path}")
+        if not (directory / "results.csv").is_file() and not any(directory.rglob("result.json")):
+            parser.error(f"--results {directory}: neither a benchmark folder (results.csv) nor run folders "
+                         "(result.json, as 'mann-zoo fit' writes)")
+    with tempfile.TemporaryDirectory() as scratch:
+        # Run folders of 'mann-zoo fit' become a grid of their own, named after the folder (nothing is
+        # written into them).
+        folders = [directory if (directory / "results.csv").is_file()
+                   else collect_runs(directory, Path(scratch) / directory.resolve().name) for directory in results]
+        for path in make_report(folders, args.paper, args.cost):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

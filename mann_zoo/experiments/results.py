@@ -12,6 +12,7 @@ converge has no ``sequences_to_convergence``, a task without a Bayes-optimal ref
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,62 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 def format_value(value, pattern: str, missing: str = "-") -> str:
     """``pattern.format(value)``, or ``missing`` for a missing value (``None``, ``<NA>``, NaN)."""
     return missing if value is None or pd.isna(value) else pattern.format(value)
+
+
+# --- run records to tables -------------------------------------------------------------------
+
+# The training metrics kept in curves.csv beside val/: cost, bit errors and, where a Curriculum runs, its level.
+TRAIN_CURVES = ("train/cost_bits", "train/bit_errors", "train/curriculum_max_length")
+
+
+def run_tables(directory: Path, data: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The rows of one run (its ``result.json`` as ``data``) in the results table, and its curves from
+    ``metrics.csv`` (None without one)."""
+    summary = {**LATER_COLUMNS, **{k: v for k, v in data["summary"].items() if v is not None}}
+    run = [{**{k: summary.get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
+           for row in data["sets"] or [{}]]  # a run that failed before validating: one row, no set
+    metrics = directory / "metrics.csv"
+    return (typed(pd.DataFrame(run, columns=list(RESULT_COLUMNS)), RESULT_COLUMNS),
+            _curves(metrics, data["summary"]) if metrics.is_file() else None)
+
+
+def collect_runs(folder: Path, out: Path) -> Path:
+    """The runs of ``mann-zoo fit`` under ``folder`` (each run folder with its ``result.json``), written
+    as a grid's tables to ``out`` (``results.csv``, ``curves.csv``) so that the report can read them
+    beside the benchmark grids; a run's id is its folder relative to ``folder``. Returns ``out``."""
+    rows, curves = [], []
+    for result in sorted(folder.rglob("result.json")):
+        data = json.loads(result.read_text())
+        run_id = str(result.parent.relative_to(folder)) if result.parent != folder else folder.name
+        data["summary"]["run_id"] = run_id
+        run_rows, run_curves = run_tables(result.parent, data)
+        rows.append(run_rows)
+        curves.append(run_curves)
+    save_table(stack(rows, RESULT_COLUMNS), out / "results.csv", RESULT_COLUMNS)
+    save_table(stack(curves, CURVE_COLUMNS), out / "curves.csv", CURVE_COLUMNS)
+    return out
+
+
+def stack(tables: list[pd.DataFrame | None], columns: dict[str, str]) -> pd.DataFrame:
+    """The rows of ``tables`` (typed by ``columns``; None and tables without rows left out), one after the other."""
+    tables = [table for table in tables if table is not None and not table.empty]
+    return pd.concat(tables, ignore_index=True) if tables else empty_table(columns)
+
+
+def _curves(metrics: Path, summary: dict) -> pd.DataFrame:
+    """Tidy learning curves (``CURVE_COLUMNS``) from a run's CSV log: validation metrics and the training
+    cost and bit errors, row by row of the log. The log's step counts from 0: the curves' from 1."""
+    log = pd.read_csv(metrics)
+    keep = [key for key in log.columns if is_metric_key(key) or key in TRAIN_CURVES]
+    if "step" not in log.columns or not keep:
+        return empty_table(CURVE_COLUMNS)
+    log = log[log["step"].notna()]
+    values = log.set_index(log["step"].astype(int) + 1)[keep].stack().dropna()  # (step, metric) -> value
+    step = values.index.get_level_values(0)
+    curves = pd.DataFrame({"run_id": summary["run_id"], "task": summary["task"], "model": summary["model"],
+                           "seed": summary["seed"], "step": step,
+                           "sequences": sequences_seen(step, summary["batch_size"], summary["world_size"]),
+                           "metric": values.index.get_level_values(1), "value": values.to_numpy(dtype=float)})
+    return typed(curves, CURVE_COLUMNS)
+
+

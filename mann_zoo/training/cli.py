@@ -29,7 +29,7 @@ from ..console import fail, map_option
 from .arguments import explain, settings
 from ..models import core_spec, short_names
 from ..models.registry import import_object
-from .callbacks import StepProgressBar
+from .callbacks import RunSummary, StepProgressBar
 from .atomic import atomic_write_text
 from .checkpointing import AtomicCheckpointIO, checkpoint_core, read_checkpoint
 from .lightning_module import SequenceModel
@@ -132,6 +132,9 @@ class MannZooCLI(LightningCLI):
                                  name=name, id=wandb_run_id(run_dir) if fitting else None, offline=offline),
             ]
         callbacks = list(trainer_config.get("callbacks") or [])
+        if self.subcommand in (None, "fit") and not any(isinstance(c, RunSummary) for c in callbacks):
+            # result.json in every run folder: what 'mann-zoo report --results <runs>' tabulates
+            callbacks.append(RunSummary(dirpath=str(run_dir), run_id=run))
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True))
         if trainer_config.get("enable_progress_bar") is not False and not any(
@@ -142,6 +145,33 @@ class MannZooCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         kwargs.setdefault("default_root_dir", str(run_dir))
         return super().instantiate_trainer(**kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        # validate/test: our table of the scores (below) instead of Lightning's, which is wider than a terminal.
+        if self.subcommand in ("validate", "test") and "verbose" in self.config[self.subcommand]:
+            self.config[self.subcommand]["verbose"] = False
+
+    def after_validate(self) -> None:
+        self._print_scores("validate")
+
+    def after_test(self) -> None:
+        self._print_scores("test")
+
+    def _print_scores(self, subcommand: str) -> None:
+        """Bit errors, sequence accuracy and cost per sequence on each set, in 80 columns."""
+        if not self.trainer.is_global_zero:
+            return
+        import pandas as pd
+        from rich.console import Console
+
+        from ..experiments.evaluate import SCORE_COLUMNS, scores_table
+        from ..experiments.results import metric_key
+
+        metrics = self.trainer.callback_metrics
+        rows = [{"val_set": s.name, "steps": max(int(b.inputs.shape[1]) for b in s.batches), "sequences": s.num_sequences,
+                 **{m: float(metrics.get(metric_key(s.name, m), float("nan"))) for m in ("bit_errors", "seq_accuracy", "cost_bits")}}
+                for s in self.datamodule.val_sets]
+        Console().print(scores_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), f"{subcommand}: {self.run_dir}"))
 
     def after_fit(self) -> None:
         if self.trainer.is_global_zero:
