@@ -46,7 +46,7 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("content, reason", [(b"garbage", "UnpicklingError"), (b"", "EOFError"),
-                                             (pickle.dumps(_RunsCode()), "UnpicklingError")])
+                                             (pickle.dumps(_RunsCode(), protocol=2), "UnpicklingError")])
 def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error_and_runs_no_code(content, reason, tmp_path, capsys):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(content)
