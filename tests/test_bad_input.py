@@ -93,8 +93,10 @@ CASES = [
     (["report", "--colour", "red"], "--colour: unknown option"),
     # speed
     (["speed", "--batch", "x"], "--batch: expected int"),
-    (["speed", "--task", "copy"], "--task: unknown option"),
+    (["speed", "--tsk", "copy"], "--tsk: unknown option"),
     (["speed", "--device", "nope"], "--device"),
+    (["speed", "--task", TASK], "--model"),
+    (["speed", "--task", TASK, "--model", "/nonexistent/model.yaml"], "/nonexistent/model.yaml"),
     # evaluate
     (["evaluate", "{root}/missing.ckpt"], "CHECKPOINT"),
     (["evaluate", "{root}/garbage.ckpt", "--task", TASK], "CHECKPOINT"),

@@ -471,3 +471,20 @@ def test_bench_report_covers_every_grid_beside_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "make_report", lambda dirs, paper: seen.append(sorted(d.name for d in dirs)))
     benchmark.main(["--preset", "smoke", "--out", str(results / "smoke"), "--report", str(tmp_path / "paper")])
     assert seen == [["default", "paper", "smoke"]]
+
+
+def test_speed_at_a_tasks_configuration(tmp_path, capsys):
+    """mann-zoo speed --task --model: one row per model and batch size; sequences per second is the batch
+    over the step time; the table fits 80 columns."""
+    from mann_zoo.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "speed.csv"
+    main(["speed", "--task", str(root / "configs/task/repeat_copy.yaml"), "--model", str(root / "configs/model/ntm.yaml"),
+          str(root / "configs/model/lstm.yaml"), "--batches", "2", "4", "--repeats", "1", "--out", str(out)])
+    rows = pd.read_csv(out)
+    assert list(zip(rows.model, rows.batch_size)) == [("ntm", 2), ("lstm", 2), ("ntm", 4), ("lstm", 4)]
+    assert (rows.task == "repeat_copy").all() and (rows.activation_mb > 0).all()
+    assert ((rows.sequences_per_s * rows.ms_per_step / 1e3 - rows.batch_size).abs() < 1e-6).all()
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80 and "sequences/s" in printed

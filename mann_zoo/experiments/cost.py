@@ -39,27 +39,10 @@ from .cost_model import (
     fit_cost_model,
     load_cost,
 )
-from .speed import ControllerAlone, copy_batch, time_steps, training_step_fn
+from .speed import ControllerAlone, activation_megabytes, copy_batch, time_steps, training_step_fn  # noqa: F401
 
 COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
                 "num_parameters", "device", "threads", "torch", *SWEEP_COLUMNS]
-
-
-def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> float:
-    """Megabytes of tensors saved for backward by one forward pass (each storage counted once)."""
-    x, target, mask = batch
-    seen: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor):
-        storage = tensor.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum()
-    loss.backward()
-    model.zero_grad(set_to_none=True)
-    return sum(seen.values()) / 2**20
 
 
 def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> list[dict]:

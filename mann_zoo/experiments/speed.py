@@ -1,4 +1,5 @@
-"""Training-step time of each core at the reference configuration, and its ratio to the controller alone.
+"""Training-step time of each core at the reference configuration, and its ratio to the controller alone;
+or, with ``--task``, training sequences per second of each model at a task's configuration.
 
 Reference (literature.md, "Measured here"): batch 32, copy length 20 (41 steps, 9 input and 8 output
 channels), controller LSTM 100, memory 128 x 20, one read head, one write head; one step is forward,
@@ -6,6 +7,8 @@ masked binary cross-entropy, backward and an Adam update.
 
     python -m mann_zoo.experiments.speed            # or: mann-zoo speed
     python -m mann_zoo.experiments.speed --models ntm dnc --compile
+    mann-zoo speed --task configs/task/copy.yaml --model configs/model/ntm.yaml configs/model/dnc.yaml \
+        --batches 32 128 512 --out speed.csv
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -93,6 +97,24 @@ def time_steps(steps: dict[str, callable], repeats: int = 10, warmup: int = 2) -
     return {name: (statistics.median(times[name]), first[name]) for name in steps}
 
 
+def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> float:
+    """Megabytes of tensors saved for backward by one forward pass (each storage counted once)."""
+    x, target, mask = batch
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values()) / 2**20
+
+
+
 REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads=1, write_heads=1)
 
 
@@ -108,7 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
                         help="flush denormal floats to zero on the CPU (see README)")
+    parser.add_argument("--task", help="a task config: time the --model configs at this task's training batches")
+    parser.add_argument("--model", nargs="+", metavar="CONFIG", help="model configs (with --task)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 64, 128, 256, 512],
+                        help="batch sizes (with --task)")
+    parser.add_argument("--out", help="with --task: also write the table as CSV here")
     args = parser.parse_args(argv)
+    if args.task is not None:
+        if not args.model:
+            parser.error("--model: give one or more model configs with --task")
+        if min(args.batches) < 1 or args.repeats < 1:
+            parser.error(f"--batches and --repeats must be >= 1, got {args.batches} and {args.repeats}")
+        return task_speed(args)
     for name in ("batch", "length", "slots", "width", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -139,6 +172,56 @@ def main(argv: list[str] | None = None) -> None:
         seconds, first = results[label]
         params = sum(p.numel() for p in model.parameters())
         print(f"{label:<22}{params:>10,}{seconds * 1e3:>10.1f}{seconds / base:>14.2f}{first:>14.1f}", flush=True)
+
+
+def task_speed(args) -> None:
+    """Sequences per second per training process (one process: ``torch.get_num_threads()`` threads) of
+    each model config at the task's training batches, for each batch size: ms per step, sequences per
+    second, activation memory; an 80-column table, and a CSV with ``--out``."""
+    import pandas as pd
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..cli import resolve_config_files
+    from ..console import fail
+    from ..training.cli import build_task_and_core, parse_fit_config_args
+
+    torch.manual_seed(0)
+    torch.set_flush_denormal(bool(args.flush_denormal))
+    models = {}
+    for config in args.model:
+        argv = resolve_config_files(["--config", args.task, "--config", config])
+        try:
+            task, core = build_task_and_core(parse_fit_config_args(argv))
+        except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
+            fail(f"--model {config}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+        models[Path(config).stem] = core.to(args.device)
+    rows = []
+    for batch_size in args.batches:
+        sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
+        batch = tuple(t.to(args.device) for t in (sample.inputs, sample.targets, sample.mask.unsqueeze(-1)))
+        timed = time_steps({name: training_step_fn(core, batch) for name, core in models.items()}, args.repeats)
+        for name, core in models.items():
+            seconds = timed[name][0]
+            rows.append({"task": task.name, "model": name, "batch_size": batch_size, "steps": batch[0].shape[1],
+                         "ms_per_step": 1e3 * seconds, "sequences_per_s": batch_size / seconds,
+                         "activation_mb": activation_megabytes(core, batch),
+                         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__})
+    frame = pd.DataFrame(rows)
+    table = Table(title=f"{task.name}: training sequences per second ({torch.get_num_threads()} threads, {args.device})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("model", "batch", "steps", "ms/step", "sequences/s", "activations MB"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
+    for row in frame.itertuples():
+        table.add_row(row.model, str(row.batch_size), str(row.steps), f"{row.ms_per_step:.1f}",
+                      f"{row.sequences_per_s:,.0f}", f"{row.activation_mb:.1f}")
+    Console().print(table)
+    if args.out:
+        from ..training.atomic import atomic_write_text
+
+        atomic_write_text(args.out, frame.to_csv(index=False))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -276,6 +276,11 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
     return errors
 
 
+def parse_fit_config_args(args: list[str]):
+    """``args`` parsed as ``mann-zoo fit`` would (the config namespace; nothing is built)."""
+    return _parse_fit(args)
+
+
 def parse_fit_config(args: list[str]) -> SequenceTask:
     """The task that ``mann-zoo fit args`` would train on, built (no data drawn)."""
     return build_task_and_core(_parse_fit(args))[0]
