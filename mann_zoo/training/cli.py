@@ -67,6 +67,8 @@ def _quiet() -> None:
         ".*LightningCLI's args parameter is intended to run from within Python.*",
         ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
         "(?s).*Unable to serialize instance.*",  # jsonargparse, before the one-line error on a bad core
+        # validate/test from a fit checkpoint: its RunSummary state is of no use to them
+        ".*callbacks used to create the checkpoint need to be provided.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
