@@ -68,3 +68,17 @@ def test_load_model_names_missing_and_unexpected_weights(checkpoint, tmp_path):
     torch.save(state, tmp_path / "changed.ckpt")
     with pytest.raises(ValueError, match=rf"missing: {first.removeprefix('core.')}; unexpected: extra_weight"):
         mann_zoo.load_model(tmp_path / "changed.ckpt")
+
+
+def test_evaluate_several_checkpoints_into_one_table(checkpoint, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other.ckpt"
+    shutil.copy(checkpoint, other)
+    out = tmp_path / "both.csv"
+    main(["evaluate", str(checkpoint), str(other), "--task", "task/copy.yaml", "--sizes", "[4]",
+          "--sequences", "4", "--out", str(out)])
+    scores = pd.read_csv(out)
+    assert list(scores.checkpoint.unique()) == ["last", "other"] and len(scores) == 4  # 2 checkpoints x (training set, length 4)
+    printed = capsys.readouterr().out
+    assert "other" in printed and max(len(line) for line in printed.splitlines()) <= 80

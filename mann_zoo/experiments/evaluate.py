@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     from ..training.atomic import atomic_write_text
 
     parser = CommandParser("mann-zoo evaluate", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by 'mann-zoo fit' (or bench's models/)")
-    parser.add_argument("--task", help="a task config (default: the config.yaml of the checkpoint's run folder)")
+    parser.add_argument("checkpoint", type=Path, nargs="+",
+                        help="checkpoints written by 'mann-zoo fit' (or bench's models/); several: one table")
+    parser.add_argument("--task", help="a task config (default: the config.yaml of each checkpoint's run folder)")
     parser.add_argument("--sizes", help="YAML list replacing the task's generalisation sets, e.g. '[20, 50]'")
     parser.add_argument("--sequences", type=int, default=320, help="sequences per validation set")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation sets")
@@ -115,21 +116,45 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.sequences < 1:
         fail(f"--sequences must be >= 1, got {args.sequences}")
-    try:
-        core = load_model(args.checkpoint, map_location=args.device)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error).replace("checkpoint_path", "CHECKPOINT", 1))
-    except RuntimeError as error:  # a device torch does not have
-        fail(f"--device {args.device}: {str(error).splitlines()[0]}")
-    task = build_task(task_config(args.checkpoint, args.task), args.sizes, args.sequences, args.seed)
-    width = getattr(core, "input_size", task.input_size)
-    if task.input_size != width:
-        fail(f"--task: {task.name} has inputs of width {task.input_size}; the checkpoint's core takes {width}")
-    scores = score_sets(core, task)
-    out = args.out or Path(f"evaluation-{args.checkpoint.stem}.csv")
+    frames = []
+    for checkpoint in args.checkpoint:
+        try:
+            core = load_model(checkpoint, map_location=args.device)
+        except (FileNotFoundError, ValueError) as error:
+            fail(str(error).replace("checkpoint_path", "CHECKPOINT", 1))
+        except RuntimeError as error:  # a device torch does not have
+            fail(f"--device {args.device}: {str(error).splitlines()[0]}")
+        task = build_task(task_config(checkpoint, args.task), args.sizes, args.sequences, args.seed)
+        width = getattr(core, "input_size", task.input_size)
+        if task.input_size != width:
+            fail(f"--task: {task.name} has inputs of width {task.input_size}; the checkpoint's core takes {width}")
+        frames.append(score_sets(core, task).assign(checkpoint=checkpoint.stem))
+    console = Console()
+    if len(frames) == 1:
+        scores = frames[0].drop(columns="checkpoint")
+        console.print(scores_table(scores, f"{args.checkpoint[0].name} on {task.name} ({args.sequences} sequences per set)"))
+    else:
+        scores = pd.concat(frames, ignore_index=True)[["checkpoint", *SCORE_COLUMNS]]
+        console.print(errors_table(scores, f"bit errors per sequence ({args.sequences} sequences per set)"))
+    out = args.out or Path(f"evaluation-{args.checkpoint[0].stem}.csv")
     atomic_write_text(out, scores.to_csv(index=False))
-    Console().print(scores_table(scores, f"{args.checkpoint.name} on {task.name} ({args.sequences} sequences per set)"))
     print(f"wrote {out}")
+
+
+def errors_table(scores: pd.DataFrame, title: str):
+    """Checkpoints in rows, validation sets in columns, bit errors per sequence in the cells."""
+    from rich import box
+    from rich.table import Table
+
+    sets = list(dict.fromkeys(scores["val_set"]))
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("checkpoint", no_wrap=True)
+    for name in sets:
+        table.add_column(name.removeprefix("len_"), justify="right", no_wrap=True)
+    for checkpoint, rows in scores.groupby("checkpoint", sort=False):
+        errors = dict(zip(rows["val_set"], rows["bit_errors"]))
+        table.add_row(checkpoint, *(f"{errors[name]:.2f}" if name in errors else "-" for name in sets))
+    return table
 
 
 if __name__ == "__main__":
