@@ -6,6 +6,8 @@ Paper section 8 explains the figures and the table written here:
   and against updates, for the NTM before the diagnosis (the paper grid's runs), each hypothesis (one
   seed each) and the configuration found (three seeds), beside the paper's curve read off its figure 7;
 - ``ntm_diagnosis_priority_sort.png``: the same for priority sort (figure 18);
+- ``ntm_found_repeat_copy.png``, ``ntm_found_priority_sort.png``: the configuration found alone (three
+  seeds), against sequences and updates, beside the paper's curve;
 - ``ntm_diagnosis_heads.png``: read and write weightings over one repeat-copy example of a failing and
   of a solved NTM (from the weights that ``mann-zoo bench`` keeps in ``models/``);
 - ``tables/ntm_diagnosis.md``: per run, the cost after 80,000, 200,000 and 300,000 sequences and the
@@ -17,7 +19,7 @@ reproduces one pass over the stored vectors (or the first vector on every step) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -133,6 +135,10 @@ def training_curves(results: Path) -> pd.DataFrame:
     return frame[columns]
 
 
+def _variant(variants: list[Variant], task: str) -> Variant:
+    return next(v for v in variants if v.task == task)
+
+
 def runs_of(curves: pd.DataFrame, variant: Variant) -> pd.DataFrame:
     """The rows of ``variant``'s runs on its validation set."""
     return curves[(curves.grid == variant.grid) & (curves.task == variant.task) & (curves.model == variant.model)
@@ -140,7 +146,7 @@ def runs_of(curves: pd.DataFrame, variant: Variant) -> pd.DataFrame:
 
 
 def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str, path: Path,
-                  max_sequences: int) -> Path | None:
+                  max_sequences: int, title: str = "what made the difference (paper section 8)") -> Path | None:
     """Cost against sequences (left) and updates (right), one line per run, the paper's points beside."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     drawn = False
@@ -168,8 +174,8 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
         ax.axhline(TARGET_BITS[paper_task], color="k", ls=":", lw=0.8)  # issue 8's target
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("cost, bits per sequence (training distribution)")
-    axes[1].legend(fontsize=6.5, loc="upper right", framealpha=0.9)
-    fig.suptitle(f"NTM on {paper_task.replace('_', ' ')}: what made the difference (paper section 8)")
+    axes[1].legend(fontsize=6.5 if len(variants) > 1 else 8, loc="upper right", framealpha=0.9)
+    fig.suptitle(f"NTM on {paper_task.replace('_', ' ')}: {title}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -293,6 +299,11 @@ def make_diagnosis(results: Path, paper: Path) -> list[Path]:
         curves_figure(curves, REPEAT_COPY_VARIANTS, "repeat_copy", figures / "ntm_diagnosis_repeat_copy.png", 320_000),
         curves_figure(curves, PRIORITY_SORT_VARIANTS, "priority_sort", figures / "ntm_diagnosis_priority_sort.png", 320_000),
         heads_figure(results / GRID / "models", figures / "ntm_diagnosis_heads.png"),
+        *(curves_figure(curves, [replace(variant, label=label)], task, figures / f"ntm_found_{task}.png", 320_000,
+                        title=f"the configuration found ({label})")
+          for task, variant, label in (
+              ("repeat_copy", _variant(REPEAT_COPY_VARIANTS, FOUND_TASK), "RMSProp, batch 8, curriculum"),
+              ("priority_sort", _variant(PRIORITY_SORT_VARIANTS, "priority_sort_b8"), "Adam, batch 8"))),
     ]
     table = tables / "ntm_diagnosis.md"
     from tasks import RepeatCopyTask
