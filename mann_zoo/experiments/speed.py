@@ -121,7 +121,8 @@ REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads
 def main(argv: list[str] | None = None) -> None:
     parser = CommandParser("mann-zoo speed", __doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "lstm"], help="models to time")
-    parser.add_argument("--compile", action="store_true", help="also time the memory cores with compile=True")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the memory cores with compile=True (with --task: compile every model)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=20, help="copy length L (the sequence has 2L+1 steps)")
     parser.add_argument("--slots", type=int, default=128, help="memory slots N")
@@ -192,11 +193,13 @@ def task_speed(args) -> None:
     models = {}
     for config in args.model:
         argv = resolve_config_files(["--config", args.task, "--config", config])
+        if args.compile:  # every shipped core takes compile=
+            argv.append("--model.core.init_args.compile=true")
         try:
             task, core = build_task_and_core(parse_fit_config_args(argv))
         except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
             fail(f"--model {config}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
-        models[Path(config).stem] = core.to(args.device)
+        models[Path(config).stem + (" compiled" if args.compile else "")] = core.to(args.device)
     rows = []
     for batch_size in args.batches:
         sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
