@@ -14,6 +14,7 @@ looked up among the shipped configs (:mod:`mann_zoo.configs`).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .console import fail, map_option
@@ -32,7 +33,14 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # 'mann-zoo ... | head': the reader left; stop quietly, as shell tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: mann-zoo COMMAND [options]\n\nNTM, DNC and LSTM head to head on algorithmic tasks.\n\ncommands:")
         for name, text in COMMANDS.items():
