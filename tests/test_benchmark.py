@@ -82,7 +82,7 @@ def test_results_table_schema(smoke_results):
 def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     out, _ = smoke_results
     launched = []
-    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd))
+    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd) or 0)
     run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
     assert launched == []
 
@@ -125,7 +125,7 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
     assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
     launched = []
-    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd))
+    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd) or 0)
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
     assert set(load_results(out / "results.csv").run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}

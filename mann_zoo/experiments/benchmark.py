@@ -301,11 +301,14 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
 
-    def train(spec: RunSpec) -> int:
+    def train(spec: RunSpec) -> tuple[int, float]:
+        """Exit status and wall seconds of the run (from its start, not from when it was queued)."""
         directory = run_dir(out, spec)
         directory.mkdir(parents=True, exist_ok=True)
-        return run_process(command(out, spec, grid), directory / "stdout.log", env,
-                           lambda line: progress.console.print(f"{spec.run_id}: {line}", highlight=False))
+        start = time.time()
+        status = run_process(command(out, spec, grid), directory / "stdout.log", env,
+                             lambda line: progress.console.print(f"{spec.run_id}: {line}", highlight=False))
+        return status, time.time() - start
 
     failed = []
     if threading.current_thread() is threading.main_thread():
@@ -313,17 +316,17 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress, ThreadPoolExecutor(max_workers=jobs) as pool:
         bar = progress.add_task("runs", total=len(todo))
-        started = {pool.submit(train, spec): (spec, time.time()) for spec in todo}
+        started = {pool.submit(train, spec): spec for spec in todo}
         for future in as_completed(started):
-            spec, start = started[future]
+            spec, (status, seconds) = started[future], future.result()
             progress.advance(bar)
-            if future.result() != 0:
+            if status != 0:
                 failed.append(spec.run_id)
                 log = run_dir(out, spec) / "stdout.log"
-                record_failure(out, spec, f"exit {future.result()}; see {log}")
-                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {future.result()}); see {log}")
+                record_failure(out, spec, f"exit {status}; see {log}")
+                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {status}); see {log}")
             else:
-                progress.console.print(f"done {spec.run_id} in {time.time() - start:.0f} s")
+                progress.console.print(f"done {spec.run_id} in {seconds:.0f} s")
                 keep_model(out, spec)
             write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
     results = write_tables(out, table_runs)
