@@ -485,6 +485,8 @@ def test_speed_at_a_tasks_configuration(tmp_path, capsys):
     rows = pd.read_csv(out)
     assert list(zip(rows.model, rows.batch_size)) == [("ntm", 2), ("lstm", 2), ("ntm", 4), ("lstm", 4)]
     assert (rows.task == "repeat_copy").all() and (rows.activation_mb > 0).all()
+    # the task's full training distribution, not its curriculum's first stage (1 repeat: at most 22 steps)
+    assert rows.steps.max() > 22
     assert ((rows.sequences_per_s * rows.ms_per_step / 1e3 - rows.batch_size).abs() < 1e-6).all()
     printed = capsys.readouterr().out
     assert max(len(line) for line in printed.splitlines()) <= 80 and "sequences/s" in printed

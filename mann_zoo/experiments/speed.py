@@ -200,6 +200,7 @@ def task_speed(args) -> None:
         except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
             fail(f"--model {config}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
         models[Path(config).stem + (" compiled" if args.compile else "")] = core.to(args.device)
+    task.set_curriculum_max_length(None)  # the full training distribution, not a curriculum's first stage
     rows = []
     for batch_size in args.batches:
         sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
