@@ -122,7 +122,8 @@ def test_make_diagnosis_writes_the_figures_and_the_table(tmp_path):
         kept_ntm(results / GRID / "models" / f"{name}.ckpt", seed=len(name))
     written = {p.name for p in make_diagnosis(results, tmp_path / "paper")}
     # No priority-sort runs in these results: no priority-sort figure.
-    assert written == {"ntm_diagnosis_repeat_copy.png", "ntm_diagnosis_heads.png", "ntm_diagnosis.md"}
+    assert written == {"ntm_diagnosis_repeat_copy.png", "ntm_found_repeat_copy.png", "ntm_diagnosis_heads.png",
+                       "ntm_diagnosis.md"}  # no priority-sort runs here: none of its figures
     assert (tmp_path / "paper" / "figures" / "ntm_diagnosis_heads.png").stat().st_size > 10_000
     assert make_diagnosis(tmp_path / "nothing", tmp_path / "paper2") == []
     # mann-zoo report draws the diagnosis figures for the diagnosis grid, not its generic per-task ones.
