@@ -24,6 +24,9 @@ def run(tmp_path_factory) -> Path:
     """A trained run folder (``<root>/copy-ntm/seed0``) that no bad command may touch, and bad files."""
     root = tmp_path_factory.mktemp("runs")
     main(["fit", "--config", TASK, "--config", NTM, *TINY, "--trainer.default_root_dir", str(root)])
+    import wandb
+
+    wandb.teardown()  # W&B's service writes the run's offline files after the run: let it finish first
     (root / "garbage.ckpt").write_bytes(b"not a checkpoint")
     (root / "empty.ckpt").write_bytes(b"")
     (root / "bad.yaml").write_text("model:\n  core: ntm\n   memory_slots: [1, 2\n")
