@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .console import fail, map_option
+from .configs import resolve_config_files
+from .console import fail
 
 COMMANDS = {
     "fit": "train a core on a task (Lightning CLI; see 'mann-zoo fit --help')",
@@ -82,30 +83,6 @@ def _main(argv: list[str]) -> None:
         run_lightning(command, rest)
     else:
         fail(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
-
-
-def resolve_config_files(args: list[str]) -> list[str]:
-    """Each ``--config`` path made absolute (a shipped config where the path does not exist here), and
-    checked: a missing file or a file that is not valid YAML is a one-line error naming it."""
-    import yaml
-
-    from .configs import find_config
-
-    def resolve(path: str) -> str:
-        found = find_config(path)
-        try:
-            with open(found) as f:
-                yaml.safe_load(f)
-        except OSError as error:
-            fail(f"--config {path}: {error.strerror} (nor a shipped config: mann_zoo/configs/)")
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            fail(f"--config {path}: not valid YAML{where}: {problem}")
-        return str(found.resolve())
-
-    return map_option(args, ("--config", "-c"), resolve)
 
 
 if __name__ == "__main__":

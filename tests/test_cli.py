@@ -143,7 +143,7 @@ def test_bad_input_is_a_one_line_error(extra, field, tmp_path):
 def test_errors_name_the_argument_from_the_signatures(extra, expected, tmp_path):
     """The one-line error is built from the user's tokens and the configured classes' signatures (or, for a
     check inside one of our classes, from that exception), not from the parser's wording."""
-    from mann_zoo.cli import resolve_config_files
+    from mann_zoo.configs import resolve_config_files
     from mann_zoo.training.arguments import explain
     from mann_zoo.training.cli import parse_fit_args
 

@@ -32,3 +32,27 @@ def find_config(path: str | Path) -> Path:
 def shipped(kind: str) -> list[str]:
     """The names of the shipped configs of one kind (``task``, ``model``, ``paper``, ``bench``)."""
     return sorted(p.stem for p in (CONFIGS / kind).glob("*.yaml"))
+
+
+def resolve_config_files(args: list[str]) -> list[str]:
+    """Each ``--config`` path made absolute (a shipped config where the path does not exist here), and
+    checked: a missing file or a file that is not valid YAML is a one-line error naming it."""
+    import yaml
+
+    from ..console import fail, map_option
+
+    def resolve(path: str) -> str:
+        found = find_config(path)
+        try:
+            with open(found) as f:
+                yaml.safe_load(f)
+        except OSError as error:
+            fail(f"--config {path}: {error.strerror} (nor a shipped config: mann_zoo/configs/)")
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            fail(f"--config {path}: not valid YAML{where}: {problem}")
+        return str(found.resolve())
+
+    return map_option(args, ("--config", "-c"), resolve)

@@ -184,7 +184,7 @@ def task_speed(args) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..cli import resolve_config_files
+    from ..configs import resolve_config_files
     from ..console import fail
     from ..training.cli import build_task_and_core, parse_fit_config_args
 
