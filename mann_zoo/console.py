@@ -26,6 +26,12 @@ def map_option(args: list[str], names: tuple[str, ...], change) -> list[str]:
     return out
 
 
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped ('' if none): what a one-line error keeps of a
+    multi-line report it passes on."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def fail(message: str) -> None:
     """Print ``mann-zoo: error: <message>`` on one line and exit with status 2."""
     print(f"mann-zoo: error: {message}", file=sys.stderr)
@@ -141,4 +147,4 @@ class CommandParser(ArgumentParser):
             declared = self._types.get(name)
             if declared is not None and not all(accepts(declared, v) for v in values):
                 return f"{name}: expected {type_name(declared)}{' values' if action.nargs in ('+', '*') else ''}; got {' '.join(values)}"
-        return next((line.strip() for line in message.splitlines() if line.strip()), message)
+        return first_line(message) or message

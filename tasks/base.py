@@ -189,6 +189,11 @@ class ValidationSet(Dataset):
     def num_sequences(self) -> int:
         return sum(batch.inputs.shape[0] for batch in self.batches)
 
+    @property
+    def steps(self) -> int:
+        """Time steps of the set's longest sequence (the width of its widest padded batch)."""
+        return max(int(batch.inputs.shape[1]) for batch in self.batches)
+
 
 # ---------------------------------------------------------------------------------------------------
 # The datamodule base.

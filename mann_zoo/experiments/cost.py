@@ -39,7 +39,7 @@ from .cost_model import (
     fit_cost_model,
     load_cost,
 )
-from .speed import ControllerAlone, activation_megabytes, copy_batch, time_steps, training_step_fn  # noqa: F401
+from .speed import ControllerAlone, activation_megabytes, copy_batch, time_steps, training_step_fn
 
 COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
                 "num_parameters", "device", "threads", "torch", *SWEEP_COLUMNS]

@@ -14,7 +14,7 @@ memory slots N). Runs are grouped and coloured by task and model (W&B's group an
 
 from __future__ import annotations
 
-from ..console import CommandParser, fail
+from ..console import CommandParser, fail, first_line
 from .grid import Grid
 from .results import COST_TABLE, GENERALISATION_PLOT, SUMMARY_KEYS, metric_key
 
@@ -23,11 +23,11 @@ SEQUENCES = "train/sequences"  # the x axis of every learning curve
 
 def task_sets(grid: Grid) -> dict[str, list[str]]:
     """Per task of ``grid`` (its datamodule's name), the names of its validation sets, training distribution first."""
-    from ..training.cli import parse_fit_config
+    from ..training.cli import build_task_and_core, parse_fit
 
     sets: dict[str, list[str]] = {}
     for run in grid.runs:
-        task = parse_fit_config(list(run.args))
+        task, _ = build_task_and_core(parse_fit(list(run.args)))
         sets.setdefault(task.name, task.val_names)
     return sets
 
@@ -109,5 +109,5 @@ def main(argv: list[str] | None = None) -> None:
         saved = workspace.save()
     except Exception as error:  # noqa: BLE001 - no account, no network, no such project: one line
         fail(f"--entity {args.entity} --project {args.project}: the workspace was not saved "
-             f"({type(error).__name__}: {str(error).strip().splitlines()[0][:160] if str(error).strip() else ''})")
+             f"({type(error).__name__}: {first_line(str(error))[:160]})")
     print(f"saved: {getattr(saved, 'url', '')}")

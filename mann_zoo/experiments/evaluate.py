@@ -13,13 +13,14 @@ of associative recall, ``val_sizes`` of priority sort). Prints a table and write
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 import yaml
 
-from ..console import CommandParser, device, fail
+from ..console import CommandParser, device, fail, first_line
 
 SCORE_COLUMNS = ["val_set", "steps", "sequences", "bit_errors", "seq_accuracy", "cost_bits"]
 
@@ -33,14 +34,13 @@ def score_sets(core: torch.nn.Module, task) -> pd.DataFrame:
     rows = []
     for val_set in task.val_sets:
         totals = {"cost_bits": 0.0, "bit_errors": 0.0, "seq_accuracy": 0.0}
-        count = 0
         with torch.no_grad():
             for batch in val_set.batches:
                 scores = sequence_scores(core(batch.inputs.to(device)), batch.targets.to(device), batch.mask.to(device))
                 for name in totals:
                     totals[name] += float(scores[name].sum())
-                count += batch.inputs.shape[0]
-        rows.append({"val_set": val_set.name, "steps": max(b.inputs.shape[1] for b in val_set.batches),
+        count = val_set.num_sequences
+        rows.append({"val_set": val_set.name, "steps": val_set.steps,
                      "sequences": count, **{name: value / count for name, value in totals.items()}})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
@@ -117,14 +117,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.sequences < 1:
         fail(f"--sequences must be >= 1, got {args.sequences}")
     frames = []
+    tasks: dict[str, object] = {}  # one task (and its validation sets, drawn once) per distinct task config
     for checkpoint in args.checkpoint:
         try:
             core = load_model(checkpoint, map_location=args.device)
         except (FileNotFoundError, ValueError) as error:
             fail(str(error).replace("checkpoint_path", "CHECKPOINT", 1))
         except RuntimeError as error:  # a device torch does not have
-            fail(f"--device {args.device}: {str(error).splitlines()[0]}")
-        task = build_task(task_config(checkpoint, args.task), args.sizes, args.sequences, args.seed)
+            fail(f"--device {args.device}: {first_line(str(error))}")
+        data = task_config(checkpoint, args.task)
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in tasks:
+            tasks[key] = build_task(data, args.sizes, args.sequences, args.seed)
+        task = tasks[key]
         width = getattr(core, "input_size", task.input_size)
         if task.input_size != width:
             fail(f"--task: {task.name} has inputs of width {task.input_size}; the checkpoint's core takes {width}")

@@ -186,7 +186,8 @@ def task_speed(args) -> None:
 
     from ..configs import resolve_config_files
     from ..console import fail
-    from ..training.cli import build_task_and_core, parse_fit_config_args
+    from ..training.arguments import explain
+    from ..training.cli import build_task_and_core, parse_fit
 
     torch.manual_seed(0)
     torch.set_flush_denormal(bool(args.flush_denormal))
@@ -196,9 +197,9 @@ def task_speed(args) -> None:
         if args.compile:  # every shipped core takes compile=
             argv.append("--model.core.init_args.compile=true")
         try:
-            task, core = build_task_and_core(parse_fit_config_args(argv))
+            task, core = build_task_and_core(parse_fit(argv))
         except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
-            fail(f"--model {config}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+            fail(f"--model {config}: {explain(argv, error)}")
         models[Path(config).stem + (" compiled" if args.compile else "")] = core.to(args.device)
     task.set_curriculum_max_length(None)  # the full training distribution, not a curriculum's first stage
     rows = []

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ..console import accepts, type_name
+from ..console import accepts, first_line, type_name
 from ..models.registry import import_object, short_names
 
 # Sections whose class is given by a class path, longest first (``model.core`` before ``model``).
@@ -42,6 +42,16 @@ class Setting(NamedTuple):
     def label(self) -> str:
         return f"--{self.key}" if self.where is None else f"--config {self.where}: {self.key}"
 
+    @property
+    def section(self) -> str | None:
+        """The class-path section the key configures (``model.core``, ``data``, ...), or None."""
+        return next((s for s in SUBCLASS_SECTIONS if self.key == s or self.key.startswith(s + ".")), None)
+
+    @property
+    def names_class(self) -> bool:
+        """Whether the setting chooses its section's class (``--data X``, ``data.class_path: X``)."""
+        return self.section is not None and self.key in (self.section, f"{self.section}.class_path")
+
 
 def settings(args: list[str]) -> list[Setting]:
     """Every ``--key value`` / ``--key=value`` of ``args``, the ``--config`` files' keys flattened in their
@@ -60,7 +70,7 @@ def settings(args: list[str]) -> list[Setting]:
             i += 1
         i += 1
         if key in ("config", "c") and value is not None:
-            files.extend(Setting(k, v, Path(value)) for k, v in _flatten(_load_yaml(value)).items())
+            files.extend(Setting(k, v, Path(value)) for k, v in flatten(_load_yaml(value)).items())
         else:
             tokens.append(Setting(key, value))
     return files + tokens
@@ -71,16 +81,15 @@ def class_paths(given: list[Setting]) -> dict[str, str]:
     ``{"data": "tasks.CopyTask", "model.core": "mann_zoo.models.NTM"}``."""
     found: dict[str, str] = {}
     for setting in given:
-        for section in SUBCLASS_SECTIONS:
-            if setting.key == f"{section}.class_path":
-                found[section] = str(setting.value)
-            elif setting.key == section and setting.value is not None:
-                value = setting.value
-                if isinstance(value, str) and value.lstrip().startswith("{"):
-                    value = json.loads(value)
-                found[section] = value["class_path"] if isinstance(value, dict) else str(value)
-    if found.get("model.core") in short_names():  # --model.core ntm: the class path the name stands for
-        found["model.core"] = short_names()[found["model.core"]].class_path
+        if not setting.names_class or setting.value is None:
+            continue
+        value = setting.value
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            value = json.loads(value)
+        found[setting.section] = value["class_path"] if isinstance(value, dict) else str(value)
+    names = short_names()
+    if found.get("model.core") in names:  # --model.core ntm: the class path the name stands for
+        found["model.core"] = names[found["model.core"]].class_path
     return found
 
 
@@ -95,7 +104,7 @@ def problem(setting: Setting, paths: dict[str, str]) -> str | None:
     parts = key.split(".")
     if parts[0] in PLAIN_OPTIONS:
         return None
-    section = next((s for s in SUBCLASS_SECTIONS if key == s or key.startswith(s + ".")), None)
+    section = setting.section
     if section is None:
         fixed = {"model": SequenceModel, "trainer": Trainer}
         if parts[0] not in fixed or len(parts) < 2:
@@ -104,12 +113,11 @@ def problem(setting: Setting, paths: dict[str, str]) -> str | None:
             return f"{setting.label}: unknown option; accepted: {accepted}"
         owner, names = fixed[parts[0]], parts[1:]
     else:
-        names = key[len(section):].lstrip(".").split(".") if key != section else []
-        if names[:1] in (["init_args"], ["class_path"], ["dict_kwargs"]):
-            if names[0] == "class_path":
-                names = []
-            else:
-                names = names[1:]
+        names = key[len(section) + 1:].split(".") if key != section else []
+        if names[:1] == ["class_path"]:
+            names = []
+        elif names[:1] in (["init_args"], ["dict_kwargs"]):
+            names = names[1:]
         if section not in paths:
             return None  # the section's class is not set yet; the parser says so itself
         try:
@@ -171,11 +179,10 @@ def explain(args: list[str], error: BaseException) -> str:
     given = settings(args)
     chosen: set[str] = set()  # the sections whose class is set by now
     for setting in given:
-        section = next((s for s in SUBCLASS_SECTIONS if setting.key.startswith(s + ".") or setting.key == s), None)
-        if section is not None and setting.key in (section, f"{section}.class_path"):
-            chosen.add(section)
-        elif section is not None and section not in chosen:
-            return f"{setting.label}: given before --{section} names its class; name the class first"
+        if setting.names_class:
+            chosen.add(setting.section)
+        elif setting.section is not None and setting.section not in chosen:
+            return f"{setting.label}: given before --{setting.section} names its class; name the class first"
     given = _effective(given)
     paths = class_paths(given)
     for section in SUBCLASS_SECTIONS:
@@ -188,8 +195,8 @@ def explain(args: list[str], error: BaseException) -> str:
         found = problem(setting, paths)
         if found:
             return found
-    first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    reason = first_line(str(error))
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
 
 
 def _effective(given: list[Setting]) -> list[Setting]:
@@ -197,9 +204,8 @@ def _effective(given: list[Setting]) -> list[Setting]:
     parser keeps an earlier ``init_args`` only where the new class takes it; the new class is what counts)."""
     kept: list[Setting] = []
     for setting in given:
-        section = next((s for s in SUBCLASS_SECTIONS if setting.key in (s, f"{s}.class_path")), None)
-        if section is not None:
-            kept = [k for k in kept if not k.key.startswith(section + ".")]
+        if setting.names_class:
+            kept = [k for k in kept if not k.key.startswith(setting.section + ".")]
         kept.append(setting)
     return kept
 
@@ -226,13 +232,13 @@ def _load_yaml(path: str) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """``{"model": {"core": {"class_path": ..., "init_args": {...}}}}`` -> ``{"model.core.class_path": ...,
-    "model.core.init_args.x": ...}``; lists and class-path-free values stay whole."""
+    "model.core.init_args.x": ...}``: nested mappings become dotted keys; other values (lists too) stay whole."""
     out: dict[str, Any] = {}
     for key, value in d.items():
-        if isinstance(value, dict) and value and f"{prefix}{key}" not in ("trainer.callbacks",):
-            out.update(_flatten(value, f"{prefix}{key}."))
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

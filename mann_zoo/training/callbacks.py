@@ -210,7 +210,7 @@ class RunSummary(L.Callback):
         sets = []
         for val_set in task.val_sets:
             keys = {m: metric_key(val_set.name, m) for m in METRICS}
-            sets.append({"val_set": val_set.name, "val_steps": max(int(b.inputs.shape[1]) for b in val_set.batches),
+            sets.append({"val_set": val_set.name, "val_steps": val_set.steps,
                          "reference_bits": val_set.bayes_optimal_bits_per_sequence,
                          **{m: float(metrics[key]) if key in metrics else None for m, key in keys.items()}})
         converged = self.converged_at or {}

@@ -67,8 +67,8 @@ def load_model(checkpoint_path: str | os.PathLike, map_location: str | torch.dev
     core = CoreSpec(spec.class_path, init_args).build(hparams["input_size"], hparams["output_size"])
     prefix = "core."
     weights = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    missing = sorted(set(core.state_dict()) - set(weights))
-    unexpected = sorted(set(weights) - set(core.state_dict()))
+    expected = set(core.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
     if missing or unexpected:
         listed = "; ".join(f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
                            for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)

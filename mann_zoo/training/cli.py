@@ -25,8 +25,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tasks import SequenceTask
 
-from ..console import fail, map_option
-from .arguments import explain, settings
+from ..console import fail, first_line, map_option
+from .arguments import explain, flatten, settings
 from ..models import core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import RunSummary, StepProgressBar
@@ -170,7 +170,7 @@ class MannZooCLI(LightningCLI):
         from ..experiments.results import metric_key
 
         metrics = self.trainer.callback_metrics
-        rows = [{"val_set": s.name, "steps": max(int(b.inputs.shape[1]) for b in s.batches), "sequences": s.num_sequences,
+        rows = [{"val_set": s.name, "steps": s.steps, "sequences": s.num_sequences,
                  **{m: float(metrics.get(metric_key(s.name, m), float("nan"))) for m in ("bit_errors", "seq_accuracy", "cost_bits")}}
                 for s in self.datamodule.val_sets]
         Console().print(scores_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), f"{subcommand}: {self.run_dir}"))
@@ -185,7 +185,7 @@ class MannZooCLI(LightningCLI):
         for key in ("config", "ckpt_path"):
             config.pop(key, None)
         flat = {"task": self.datamodule.name, "num_parameters": self.model.num_parameters,
-                **{k: v for k, v in _flatten(config.as_dict()).items() if not k.startswith("trainer.callbacks")}}
+                **{k: v for k, v in flatten(config.as_dict()).items() if not k.startswith("trainer.callbacks")}}
         for logger in self.trainer.loggers:
             logger.log_hyperparams(flat)
 
@@ -247,10 +247,10 @@ def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
     return task, spec.build(task.input_size, task.output_size)
 
 
-_FIT_PARSER = None  # built once per process by parse_fit_args: building it is the slow part
+_FIT_PARSER = None  # built once per process by parse_fit: building it is the slow part
 
 
-def _parse_fit(args: list[str]):
+def parse_fit(args: list[str]):
     """``args`` parsed as ``mann-zoo fit`` would (not run); one parser per process, built on the first call."""
     global _FIT_PARSER
     _quiet()
@@ -271,21 +271,11 @@ def parse_fit_args(arg_lists: list[list[str]]) -> list[BaseException | None]:
     errors: list[BaseException | None] = []
     for args in arg_lists:
         try:
-            build_task_and_core(_parse_fit(args))
+            build_task_and_core(parse_fit(args))
             errors.append(None)
         except Exception as error:  # noqa: BLE001 - any failure to parse is reported with its run
             errors.append(error)
     return errors
-
-
-def parse_fit_config_args(args: list[str]):
-    """``args`` parsed as ``mann-zoo fit`` would (the config namespace; nothing is built)."""
-    return _parse_fit(args)
-
-
-def parse_fit_config(args: list[str]) -> SequenceTask:
-    """The task that ``mann-zoo fit args`` would train on, built (no data drawn)."""
-    return build_task_and_core(_parse_fit(args))[0]
 
 
 def build_cli(args: list[str], run: bool = True, cli_class: type[MannZooCLI] = MannZooCLI) -> MannZooCLI:
@@ -309,16 +299,6 @@ def build_cli(args: list[str], run: bool = True, cli_class: type[MannZooCLI] = M
     )
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _finish_wandb() -> None:
     """Close this process's W&B run, so that the next run in the same process (a benchmark grid, the
     tests) gets a run of its own instead of Lightning reusing the open one."""
@@ -339,7 +319,7 @@ def run_lightning(command: str, args: list[str]) -> None:
         given = [s for s in settings(args) if s.key.split(".")[:2] in (["trainer", "accelerator"], ["trainer", "devices"],
                                                                        ["trainer", "strategy"], ["trainer", "precision"])]
         where = ", ".join(f"--{s.key} {s.value}" for s in given) or "--trainer"
-        fail(f"{where}: {str(error).strip().splitlines()[0]}")
+        fail(f"{where}: {first_line(str(error))}")
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as error:
         fail(explain(args, error))
     finally:
