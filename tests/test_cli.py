@@ -374,3 +374,26 @@ def test_a_memory_smaller_than_the_task_is_a_warning(capsys):
     warn_if_memory_too_small(task, DNC(9, 8, memory_slots=16))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warning: copy: examples of up to 50 vectors" in err and "16 memory slots" in err
+
+
+def test_what_fit_and_validate_print(tmp_path):
+    """fit: the bar shows the training bit errors and cost, not v_num, and counts to max_steps across a resume;
+    the run folder is named at the end; no litlogger tip, no W&B 'anonymous' warning. validate: our table
+    of scores per set. A closed pipe ends a command quietly."""
+    quick = fit_args("copy", "ntm", tmp_path)
+    quick[quick.index("--trainer.enable_progress_bar") + 1] = "true"
+    first = run_cli(*quick)
+    assert first.returncode == 0, first.stderr[-2000:]
+    longer = list(quick)
+    longer[longer.index("--trainer.max_steps") + 1] = "4"
+    resumed = run_cli(*longer, "--ckpt_path", "last")
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0 and "4/4" in out and "bit errors" in out and "v_num" not in out, out[-2000:]
+    assert f"run saved in {tmp_path / 'copy-ntm/seed0'}" in resumed.stderr
+    assert "litlogger" not in out + first.stdout + first.stderr and "anonymous" not in out
+    validated = run_cli("validate", *quick[1:], "--ckpt_path", "last")
+    assert validated.returncode == 0 and "bit errors/seq" in validated.stdout and "len_5" in validated.stdout
+    closed = subprocess.Popen([sys.executable, "-m", "mann_zoo.cli", "--help"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    closed.stdout.close()
+    assert closed.wait(timeout=60) in (0, 141) and b"Traceback" not in closed.stderr.read()
