@@ -948,3 +948,13 @@ def test_fused_link_and_directional_reads_equal_the_two_primitives():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     for a, b in zip(fused_in, plain_in):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("read_heads", [1, HR])
+def test_fused_link_custom_operator_passes_opcheck(read_heads):
+    """The fused link update is a custom operator (so that torch.compile calls its kernels): its fake
+    kernel's shapes and strides, its autograd registration and its schema agree with the real kernels."""
+    import mann_zoo.memory.linkage  # noqa: F401  registers the operators
+
+    args = tuple(a.clone().requires_grad_(True) for a in _fused_inputs(13, read_heads))
+    torch.library.opcheck(torch.ops.mann_zoo.link_and_directional_reads.default, args)

@@ -33,117 +33,135 @@ def link(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tens
     Returns:
         ``[B, Hw, N, N]`` with a zero diagonal; rows and columns sum to at most 1.
     """
-    return link_and_directional_read_weights(link, precedence, write_weights)[0]
+    batch, heads, slots = write_weights.shape
+    check_shape("link", link, (batch, heads, slots, slots))
+    check_shape("precedence", precedence, (batch, heads, slots))
+    w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
+    new_link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(-2)
+    return new_link * (1 - torch.eye(slots, dtype=link.dtype, device=link.device))
 
 
 def link_and_directional_read_weights(
     link: torch.Tensor,
     precedence: torch.Tensor,
     write_weights: torch.Tensor,
-    read_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    read_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``link(link, precedence, write_weights)`` then ``directional_read_weights`` on the new link, fused.
 
     The same values as the two primitives, at a fraction of the cost: the DNC's step is dominated by
-    O(N^2) passes over the link matrix, and eager autograd would keep about ten N x N temporaries per
-    step alive for the backward pass. Here the forward allocates one N x N tensor (the new link, which
-    the next step needs anyway) and the hand-written backward two. Under ``torch.compile`` the plain
-    formulas are used instead, since the compiler fuses them.
+    O(N^2) passes over the link matrix, and autograd would keep about ten N x N temporaries per step alive
+    for the backward pass. Here the forward allocates one N x N tensor (the new link, which the next step
+    needs anyway) and the hand-written backward two. It is a custom operator
+    (``torch.ops.mann_zoo.link_and_directional_reads``), so ``torch.compile`` calls these kernels
+    instead of tracing the formulas (measured: faster than what the compiler makes of them on the CPU).
 
     Args:
         link: ``[B, Hw, N, N]`` L_{t-1}.  precedence: ``[B, Hw, N]`` p_{t-1}.
-        write_weights: ``[B, Hw, N]`` w^w_t.  read_weights: optional ``[B, Hr, N]`` w^r_{t-1}.
+        write_weights: ``[B, Hw, N]`` w^w_t.  read_weights: ``[B, Hr, N]`` w^r_{t-1}.
     Returns:
-        ``(L_t, forward, backward)``; forward and backward ``[B, Hr, Hw, N]``, or None without read_weights.
+        ``(L_t, forward, backward)``; forward and backward ``[B, Hr, Hw, N]``.
     """
     batch, heads, slots = write_weights.shape
     check_shape("link", link, (batch, heads, slots, slots))
     check_shape("precedence", precedence, (batch, heads, slots))
-    if read_weights is not None:
-        check_shape("read_weights", read_weights, (batch, None, slots))
-    if torch.compiler.is_compiling():
-        w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
-        new_link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(-2)
-        new_link = new_link * (1 - torch.eye(slots, dtype=link.dtype, device=link.device))
-        if read_weights is None:
-            return new_link, None, None
-        return (new_link, *directional_read_weights(new_link, read_weights))
-    if read_weights is None:
-        return _TemporalLinkage.apply(link, precedence, write_weights, None)[0], None, None
-    return _TemporalLinkage.apply(link, precedence, write_weights, read_weights)
+    check_shape("read_weights", read_weights, (batch, None, slots))
+    return _link_and_reads(link, precedence, write_weights, read_weights)
 
 
-class _TemporalLinkage(torch.autograd.Function):
-    """Link update (and optionally the directional reads of the new link) with a hand-written backward."""
-
-    @staticmethod
-    def forward(ctx, link, precedence, write_weights, read_weights):
-        w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
-        new_link = link * (1 - w_i)  # (1 - w_i) L_ij
-        new_link.addcmul_(link, w_j, value=-1)  # - w_j L_ij
-        new_link.addcmul_(w_i, precedence.unsqueeze(-2))  # + w_i p_j
-        new_link.diagonal(dim1=-2, dim2=-1).zero_()  # L_ii = 0
-        ctx.save_for_backward(link, precedence, write_weights, read_weights, new_link)
-        if read_weights is None:
-            return new_link, None, None
-        forward, backward = directional_read_weights(new_link, read_weights)
-        return new_link, forward, backward
-
-    @staticmethod
-    def backward(ctx, grad_new_link, grad_forward, grad_backward):
-        link, precedence, write_weights, read_weights, new_link = ctx.saved_tensors
-        B, Hw, N, _ = link.shape
-        # G: the total gradient reaching L_t, from the next step and from this step's reads.
-        grad, owned = grad_new_link, False  # owned: G is a tensor of our own, safe to modify in place
-        grad_read = None
-        if read_weights is not None:
-            w_r = read_weights.unsqueeze(1).expand(-1, Hw, -1, -1)  # [B, Hw, Hr, N]
-            grad_read = torch.zeros_like(read_weights)
-            if grad_forward is not None:  # forward = L w:  dL_ij += g_f(i) w(j),  dw += L^T g_f
-                g_f = grad_forward.transpose(1, 2)  # [B, Hw, Hr, N]
-                grad, owned = _add_outer(grad, owned, g_f, w_r), True
-                grad_read = grad_read + _matvec(new_link, g_f, transpose=True).sum(1)
-            if grad_backward is not None:  # backward = L^T w:  dL_ij += w(i) g_b(j),  dw += L g_b
-                g_b = grad_backward.transpose(1, 2)
-                grad, owned = _add_outer(grad, owned, w_r, g_b), True
-                grad_read = grad_read + _matvec(new_link, g_b).sum(1)
-        if not owned:
-            grad = torch.zeros_like(link) if grad is None else grad.clone(memory_format=torch.contiguous_format)
-        grad.diagonal(dim1=-2, dim2=-1).zero_()  # the output's diagonal is constant: its gradient drops out
-        w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
-        scratch = grad * link  # G_ij L_ij
-        # dw_i = sum_j G_ij (p_j - L_ij),  dw_j = -sum_i G_ij L_ij
-        grad_w = _matvec(grad, precedence.unsqueeze(2))[:, :, 0] - scratch.sum(-1) - scratch.sum(-2)
-        grad_precedence = _matvec(grad, write_weights.unsqueeze(2), transpose=True)[:, :, 0]  # dp_j = sum_i G_ij w_i
-        # dL_ij = G_ij (1 - w_i - w_j), computed in place in G.
-        torch.mul(grad, w_j, out=scratch)
-        grad.mul_(1 - w_i).sub_(scratch)
-        return grad, grad_precedence, grad_w, grad_read
+@torch.library.custom_op("mann_zoo::link_and_directional_reads", mutates_args=())
+def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                    read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
+    # One N x N allocation (a fresh N x N tensor costs more than a pass over one: page faults).
+    new_link = link * (1 - w_i)  # (1 - w_i) L_ij
+    new_link.addcmul_(link, w_j, value=-1)  # - w_j L_ij
+    new_link.addcmul_(w_i, precedence.unsqueeze(-2))  # + w_i p_j
+    new_link.diagonal(dim1=-2, dim2=-1).zero_()  # L_ii = 0
+    forward, backward = directional_read_weights(new_link, read_weights)
+    return new_link, forward.contiguous(), backward.contiguous()  # the strides the fake kernel promises
 
 
-def _add_outer(grad: torch.Tensor | None, in_place: bool, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """grad[b, h] + sum_r left[b, h, r]^T right[b, h, r] for left and right ``[B, Hw, Hr, N]``: a new
-    tensor, or ``grad`` updated in place when ``in_place``; no other N x N temporary."""
+@_link_and_reads.register_fake
+def _(link, precedence, write_weights, read_weights):
+    batch, heads, slots = write_weights.shape
+    directional = link.new_empty(batch, read_weights.shape[1], heads, slots)
+    return torch.empty_like(link), directional, torch.empty_like(directional)
+
+
+def _save_for_backward(ctx, inputs, output):
+    ctx.save_for_backward(*inputs, output[0])
+
+
+def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
+    link, precedence, write_weights, read_weights, new_link = ctx.saved_tensors
+    if grad_new_link is None:  # the last step's link feeds nothing
+        grad_new_link = torch.zeros_like(new_link)
+    return _link_and_reads_grad(link, precedence, write_weights, read_weights, new_link, grad_new_link,
+                                grad_forward, grad_backward)
+
+
+_link_and_reads.register_autograd(_link_and_reads_backward, setup_context=_save_for_backward)
+
+
+@torch.library.custom_op("mann_zoo::link_and_directional_reads_backward", mutates_args=())
+def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                         read_weights: torch.Tensor, new_link: torch.Tensor, grad_new_link: torch.Tensor,
+                         grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients with respect to (link, precedence, write_weights, read_weights)."""
+    B, Hw, N, _ = link.shape
+    # G: the total gradient reaching L_t, from the next step and from this step's reads; a copy of our own.
+    grad = grad_new_link.clone(memory_format=torch.contiguous_format)
+    w_r = read_weights.unsqueeze(1).expand(-1, Hw, -1, -1)  # [B, Hw, Hr, N]
+    grad_read = torch.zeros_like(read_weights)
+    if grad_forward is not None:  # forward = L w:  dL_ij += g_f(i) w(j),  dw += L^T g_f
+        g_f = grad_forward.transpose(1, 2)  # [B, Hw, Hr, N]
+        _add_outer(grad, g_f, w_r)
+        grad_read = grad_read + _vecmat(g_f, new_link).sum(1)
+    if grad_backward is not None:  # backward = L^T w:  dL_ij += w(i) g_b(j),  dw += L g_b
+        g_b = grad_backward.transpose(1, 2)
+        _add_outer(grad, w_r, g_b)
+        grad_read = grad_read + _matvec(new_link, g_b).sum(1)
+    grad.diagonal(dim1=-2, dim2=-1).zero_()  # the output's diagonal is constant: its gradient drops out
+    w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
+    scratch = grad * link  # G_ij L_ij
+    # dw_i = sum_j G_ij (p_j - L_ij),  dw_j = -sum_i G_ij L_ij
+    grad_w = _matvec(grad, precedence.unsqueeze(2))[:, :, 0] - scratch.sum(-1) - scratch.sum(-2)
+    grad_precedence = _vecmat(write_weights.unsqueeze(2), grad)[:, :, 0]  # dp_j = sum_i G_ij w_i
+    # dL_ij = G_ij (1 - w_i - w_j), in place in G, with the scratch tensor reused.
+    torch.mul(grad, w_j, out=scratch)
+    grad.mul_(1 - w_i).sub_(scratch)
+    return grad, grad_precedence, grad_w, grad_read
+
+
+@_link_and_reads_grad.register_fake
+def _(link, precedence, write_weights, read_weights, new_link, grad_new_link, grad_forward, grad_backward):
+    return (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
+            torch.empty_like(read_weights))
+
+
+def _add_outer(grad: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
+    """grad[b, h] += sum_r left[b, h, r]^T right[b, h, r] in place, for left and right ``[B, Hw, Hr, N]``;
+    no N x N temporary."""
     B, Hw, Hr, N = left.shape
     if Hr == 1:
-        left_t = left.transpose(-1, -2)
-        if grad is None:
-            return left_t * right
-        return grad.addcmul_(left_t, right) if in_place else torch.addcmul(grad, left_t, right)
-    product = left.transpose(-1, -2).reshape(B * Hw, N, Hr), right.reshape(B * Hw, Hr, N)
-    if grad is None:
-        return torch.bmm(*product).view(B, Hw, N, N)
-    if in_place:
-        grad.view(B * Hw, N, N).baddbmm_(*product)
-        return grad
-    return torch.baddbmm(grad.reshape(B * Hw, N, N), *product).view(B, Hw, N, N)
+        grad.addcmul_(left.transpose(-1, -2), right)
+    else:
+        grad.view(B * Hw, N, N).baddbmm_(left.transpose(-1, -2).reshape(B * Hw, N, Hr), right.reshape(B * Hw, Hr, N))
 
 
-def _matvec(matrix: torch.Tensor, vectors: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-    """``matrix @ v`` (or ``matrix^T @ v``) for each of ``vectors``: matrix ``[B, Hw, N, N]``, vectors
-    ``[B, Hw or 1, Hr, N]`` -> ``[B, Hw, Hr, N]``."""
-    matrix = matrix.transpose(-1, -2) if transpose else matrix
+def _matvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``matrix @ v`` for each of ``vectors``: matrix ``[B, Hw, N, N]``, vectors ``[B, Hw or 1, Hr, N]`` ->
+    ``[B, Hw, Hr, N]``."""
     return (matrix @ vectors.transpose(-1, -2)).transpose(-1, -2)
+
+
+def _vecmat(vectors: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix^T @ v`` for each of ``vectors``, computed as the row vectors times the matrix (``v^T M``):
+    several times faster on the CPU than a matrix-vector product with the transposed matrix, which BLAS
+    gets as a strided operand. Shapes as ``_matvec``."""
+    return vectors @ matrix
 
 
 def directional_read_weights(link: torch.Tensor, read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,5 +180,5 @@ def directional_read_weights(link: torch.Tensor, read_weights: torch.Tensor) -> 
     # forward[b,r,h,i] = sum_j L[b,h,i,j] w[b,r,j]
     w = read_weights.unsqueeze(1)  # [B,1,Hr,N]
     forward = _matvec(link, w).transpose(1, 2)  # [B,Hw,Hr,N] -> [B,Hr,Hw,N]
-    backward = _matvec(link, w, transpose=True).transpose(1, 2)
+    backward = _vecmat(w, link).transpose(1, 2)
     return forward, backward
