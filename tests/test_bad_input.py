@@ -99,6 +99,8 @@ CASES = [
     (["speed", "--tsk", "copy"], "--tsk: unknown option"),
     (["speed", "--device", "nope"], "--device"),
     (["speed", "--task", TASK], "--model"),
+    (["speed", "--threads", "0"], "--threads"),
+    (["speed", "--baseline", "no-such-revision"], "--baseline"),
     (["speed", "--task", TASK, "--model", "/nonexistent/model.yaml"], "/nonexistent/model.yaml"),
     # evaluate
     (["evaluate", "{root}/missing.ckpt"], "CHECKPOINT"),

@@ -474,19 +474,51 @@ def test_bench_report_covers_every_grid_beside_its_own(tmp_path, monkeypatch):
 
 
 def test_speed_at_a_tasks_configuration(tmp_path, capsys):
-    """mann-zoo speed --task --model: one row per model and batch size; sequences per second is the batch
-    over the step time; the table fits 80 columns."""
+    """mann-zoo speed --task --model: one row per model and batch size, after the controller alone (the
+    yardstick of x_controller); sequences per second is the batch over the step time, per core divided by
+    the threads; the table fits 80 columns."""
     from mann_zoo.cli import main
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "speed.csv"
     main(["speed", "--task", str(root / "configs/task/repeat_copy.yaml"), "--model", str(root / "configs/model/ntm.yaml"),
-          str(root / "configs/model/lstm.yaml"), "--batches", "2", "4", "--repeats", "1", "--out", str(out)])
+          str(root / "configs/model/lstm.yaml"), "--batches", "2", "4", "--repeats", "1", "--threads", "1",
+          "--out", str(out)])
     rows = pd.read_csv(out)
-    assert list(zip(rows.model, rows.batch_size)) == [("ntm", 2), ("lstm", 2), ("ntm", 4), ("lstm", 4)]
-    assert (rows.task == "repeat_copy").all() and (rows.activation_mb > 0).all()
+    assert list(zip(rows.model, rows.batch_size)) == [("controller alone", 2), ("ntm", 2), ("lstm", 2),
+                                                      ("controller alone", 4), ("ntm", 4), ("lstm", 4)]
+    assert (rows.task == "repeat_copy").all() and (rows.activation_mb > 0).all() and (rows.threads == 1).all()
     # the task's full training distribution, not its curriculum's first stage (1 repeat: at most 22 steps)
     assert rows.steps.max() > 22
     assert ((rows.sequences_per_s * rows.ms_per_step / 1e3 - rows.batch_size).abs() < 1e-6).all()
+    assert (rows.sequences_per_s_per_core == rows.sequences_per_s).all()  # one thread
+    for _, group in rows.groupby("batch_size"):
+        controller = group.ms_per_step[group.model == "controller alone"].item()
+        assert ((group.x_controller - group.ms_per_step / controller).abs() < 1e-9).all()
     printed = capsys.readouterr().out
-    assert max(len(line) for line in printed.splitlines()) <= 80 and "sequences/s" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 80 and "seq/s/core" in printed
+
+
+def test_speed_times_a_baseline_revision_in_the_same_rounds(tmp_path):
+    """--baseline REF: the cores of that git revision (here HEAD, imported beside this checkout's as
+    mann_zoo_<hash>) are timed beside this checkout's, eager and compiled; x_before is their step time over
+    ours, for the same model and compilation, on this checkout's rows only."""
+    import sys
+
+    from mann_zoo.cli import main
+    from mann_zoo.models import NTM
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "speed.csv"
+    main(["speed", "--models", "ntm", "--slots", "8", "--width", "4", "--length", "2", "--batch", "2",
+          "--repeats", "1", "--baseline", "HEAD", "--out", str(out)])
+    rows = pd.read_csv(out)
+    revision = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+    assert list(zip(rows.model, rows.version)) == [("controller alone", "this checkout"), ("ntm", "this checkout"),
+                                                   ("ntm", revision)]
+    ours, before = rows.ms_per_step[1], rows.ms_per_step[2]
+    assert rows.x_before[1] == pytest.approx(before / ours) and rows.x_before.isna()[[0, 2]].all()
+    assert sys.modules[f"mann_zoo_{revision}"].models.NTM is not NTM  # the revision's own class

@@ -5,10 +5,14 @@ Reference (literature.md, "Measured here"): batch 32, copy length 20 (41 steps, 
 channels), controller LSTM 100, memory 128 x 20, one read head, one write head; one step is forward,
 masked binary cross-entropy, backward and an Adam update.
 
-    python -m mann_zoo.experiments.speed            # or: mann-zoo speed
-    python -m mann_zoo.experiments.speed --models ntm dnc --compile
-    mann-zoo speed --task configs/task/copy.yaml --model configs/model/ntm.yaml configs/model/dnc.yaml \
-        --batches 32 128 512 --out speed.csv
+    mann-zoo speed                                   # or: python -m mann_zoo.experiments.speed
+    mann-zoo speed --models ntm dnc --compile --reference --baseline e8dab13
+    mann-zoo speed --task configs/task/copy.yaml configs/task/ngrams.yaml \
+        --model configs/model/ntm.yaml configs/model/dnc.yaml --batches 32 128 512 --out speed.csv
+
+Every row is timed in the same interleaved rounds (``time_steps``), so ratios between rows of one run
+hold on a noisy machine where absolute times do not: ``x ctrl`` (over the controller alone) and
+``x before`` (the ``--baseline`` revision's step time over this checkout's, same model and compilation).
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..console import CommandParser, device
-from ..models import build
+from ..models.base import MemoryCore
 from ..models.controller import LSTMController
+from ..models.registry import CoreSpec
+from .baseline import load_revision, spec_at_revision
+from .peer import PEER_NAME, PeerDNC, peer_available
 
 
 class ControllerAlone(nn.Module):
@@ -116,117 +124,217 @@ def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]
 
 
 REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads=1, write_heads=1)
+THIS_CHECKOUT = "this checkout"
+
+
+class Entry(NamedTuple):
+    """One timed row: a core, which model it is, whether its step is compiled, and which code it runs."""
+
+    model: str
+    core: nn.Module
+    compiled: bool = False
+    version: str = THIS_CHECKOUT
+
+    @property
+    def label(self) -> str:
+        return self.model + (" compiled" if self.compiled else "") + ("" if self.version == THIS_CHECKOUT
+                                                                      else f" @{self.version}")
+
+
+def time_entries(entries: list[Entry], batch: tuple[torch.Tensor, ...], repeats: int) -> list[dict]:
+    """One row per entry at one batch, timed in interleaved rounds: ms per step, sequences per second
+    (and per core: divided by the threads the process uses), activation megabytes; ``x_controller`` and
+    ``x_before`` (the baseline revision's time over this checkout's, same model and compilation) when those
+    entries are present."""
+    timed = time_steps({e.label: training_step_fn(e.core, batch) for e in entries}, repeats)
+    threads = torch.get_num_threads()
+    rows = [{"model": e.model, "compiled": e.compiled, "version": e.version, "batch_size": batch[0].shape[0],
+             "steps": batch[0].shape[1], "ms_per_step": 1e3 * timed[e.label][0],
+             "sequences_per_s": batch[0].shape[0] / timed[e.label][0],
+             "sequences_per_s_per_core": batch[0].shape[0] / timed[e.label][0] / threads,
+             "first_step_s": timed[e.label][1], "activation_mb": activation_megabytes(e.core, batch),
+             "num_parameters": sum(p.numel() for p in e.core.parameters()), "threads": threads}
+            for e in entries]
+    controller = next((r["ms_per_step"] for r in rows if r["model"] == CONTROLLER), None)
+    by_key = {(r["model"], r["compiled"], r["version"]): r["ms_per_step"] for r in rows}
+    for row in rows:
+        row["x_controller"] = row["ms_per_step"] / controller if controller else None
+        before = [ms for (m, c, v), ms in by_key.items() if (m, c) == (row["model"], row["compiled"]) and v != THIS_CHECKOUT]
+        row["x_before"] = before[0] / row["ms_per_step"] if before and row["version"] == THIS_CHECKOUT else None
+    return rows
+
+
+CONTROLLER = "controller alone"
+
+
+def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, compile: bool, baseline,
+                peer_sizes: dict | None, read_width: int) -> list[Entry]:
+    """The controller alone, each spec (eager, and compiled with ``compile`` when it is a memory core),
+    the same at the baseline revision, and the PyPI peer at ``peer_sizes``."""
+    entries = [Entry(CONTROLLER, ControllerAlone(input_size, output_size, 100, read_width))]
+    versions = [(THIS_CHECKOUT, None)] + ([(baseline.revision, baseline)] if baseline is not None else [])
+    for name, spec in specs.items():
+        for version, package in versions:
+            at = spec if package is None else spec_at_revision(spec, package)
+            core = at.build(input_size, output_size)
+            entries.append(Entry(name, core, False, version))
+            if compile and any(c.__name__ == MemoryCore.__name__ for c in type(core).__mro__):  # any revision's
+                entries.append(Entry(name, at.build(input_size, output_size, compile=True), True, version))
+    if peer_sizes is not None:
+        entries.append(Entry(PEER_NAME, PeerDNC(input_size, output_size, **peer_sizes)))
+    return entries
+
+
+def _peer_sizes(specs: dict[str, CoreSpec], device: str) -> dict:
+    """The peer at the first DNC's controller, memory and read heads (the reference ones without a DNC)."""
+    from ..models import DNC
+
+    args = next((s.init_args for s in specs.values() if s.load() is DNC), REFERENCE)
+    return {key: args.get(key, REFERENCE[key]) for key in ("controller_size", "memory_slots", "word_size", "read_heads")
+            } | {"device": device}
+
+
+def print_table(frame, title: str) -> None:
+    """An 80-column table of the rows in ``frame``: T is the sequence length in steps, MB the activations
+    saved for the backward pass."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("model", "batch", "T", "ms/step", "seq/s/core", "x ctrl", "x before", "MB"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
+    for row in frame.itertuples():
+        label = Entry(row.model, None, row.compiled, row.version).label
+        table.add_row(label, str(row.batch_size), str(row.steps), f"{row.ms_per_step:.1f}",
+                      f"{row.sequences_per_s_per_core:,.0f}", _ratio(row.x_controller), _ratio(row.x_before),
+                      f"{row.activation_mb:.1f}")
+    Console(width=80).print(table)
+
+
+def _ratio(value) -> str:
+    return "" if value is None or value != value else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = CommandParser("mann-zoo speed", __doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "lstm"], help="models to time")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time the memory cores with compile=True (with --task: compile every model)")
+    parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "lstm"],
+                        help="models to time at the reference step (short names)")
+    parser.add_argument("--compile", action="store_true", help="also time the memory cores with compile=True")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also time the cores of this git revision (e.g. main, e8dab13), in the same rounds; "
+                             "'x before' is its step time over this checkout's")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the PyPI package 'dnc' 1.1.0 (pip install mann-zoo[reference])")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=20, help="copy length L (the sequence has 2L+1 steps)")
     parser.add_argument("--slots", type=int, default=128, help="memory slots N")
     parser.add_argument("--width", type=int, default=20, help="word size W")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: sequences per second per core, as the grids run)")
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
                         help="flush denormal floats to zero on the CPU (see README)")
-    parser.add_argument("--task", help="a task config: time the --model configs at this task's training batches")
+    parser.add_argument("--task", nargs="+", metavar="CONFIG",
+                        help="task configs: time the --model configs at each task's training batches")
     parser.add_argument("--model", nargs="+", metavar="CONFIG", help="model configs (with --task)")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 64, 128, 256, 512],
                         help="batch sizes (with --task)")
-    parser.add_argument("--out", help="with --task: also write the table as CSV here")
+    parser.add_argument("--out", help="also write the table as CSV here")
     args = parser.parse_args(argv)
-    if args.task is not None:
-        if not args.model:
-            parser.error("--model: give one or more model configs with --task")
-        if min(args.batches) < 1 or args.repeats < 1:
-            parser.error(f"--batches and --repeats must be >= 1, got {args.batches} and {args.repeats}")
-        return task_speed(args)
-    for name in ("batch", "length", "slots", "width", "repeats"):
+    for name in ("batch", "length", "slots", "width", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-
+    if args.task is not None and not args.model:
+        parser.error("--model: give one or more model configs with --task")
+    if min(args.batches) < 1:
+        parser.error(f"--batches must be >= 1, got {args.batches}")
+    if args.reference and not peer_available():
+        parser.error("--reference: the PyPI package 'dnc' is not installed (pip install mann-zoo[reference])")
+    baseline = None
+    if args.baseline is not None:
+        try:
+            baseline = load_revision(args.baseline)
+        except ValueError as error:
+            parser.error(str(error))
     torch.manual_seed(0)
-    if args.flush_denormal:
-        torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(bool(args.flush_denormal))
+    header = (f"{args.threads} thread(s), torch {torch.__version__}, {args.device}; training step = forward, masked "
+              f"BCE, backward, Adam")
+    if args.task is None:
+        frame = reference_speed(args, baseline)
+        title = (f"batch {args.batch}, copy length {args.length} ({2 * args.length + 1} steps), memory {args.slots} x "
+                 f"{args.width}, 1 read + 1 write head, LSTM 100; {header}")
+        print_table(frame, title)
+    else:
+        frame = task_speed(args, baseline, header)
+    if args.out:
+        from ..training.atomic import atomic_write_text
+
+        frame = frame.assign(device=args.device, torch=torch.__version__)
+        atomic_write_text(args.out, frame.to_csv(index=False))
+        print(f"wrote {args.out}")
+
+
+def reference_speed(args, baseline):
+    """The reference step (a copy batch) for each of ``--models`` (short names)."""
+    import pandas as pd
+
+    from ..models import core_spec
+
     bits = 8
     hparams = dict(REFERENCE, memory_slots=args.slots, word_size=args.width)
-    rows = [("controller alone", ControllerAlone(bits + 1, bits, 100, args.width))]
+    specs = {}
     for name in args.models:
-        if name == "lstm":
-            rows.append(("lstm (3x256, fused)", build("lstm", bits + 1, bits)))
-            continue
-        rows.append((f"{name}", build(name, bits + 1, bits, **hparams)))
-        if args.compile:
-            rows.append((f"{name} compile=True", build(name, bits + 1, bits, **hparams, compile=True)))
-
-    print(f"training step (forward + backward + Adam), batch {args.batch}, {2 * args.length + 1} steps, "
-          f"memory {args.slots} x {args.width}, 1 read + 1 write head, controller LSTM 100, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {args.device}")
-    print(f"{'model':<22}{'params':>10}{'ms/step':>10}{'x controller':>14}{'first step s':>14}")
-    batch = copy_batch(args.batch, args.length, bits, args.device)
-    models = {label: model.to(args.device) for label, model in rows}
-    results = time_steps({label: training_step_fn(model, batch) for label, model in models.items()}, args.repeats)
-    base = results["controller alone"][0]
-    for label, model in models.items():
-        seconds, first = results[label]
-        params = sum(p.numel() for p in model.parameters())
-        print(f"{label:<22}{params:>10,}{seconds * 1e3:>10.1f}{seconds / base:>14.2f}{first:>14.1f}", flush=True)
+        spec = core_spec(name)
+        specs[name] = CoreSpec(spec.class_path, {**spec.init_args, **({} if name == "lstm" else hparams)})
+    peer = dict(controller_size=100, memory_slots=args.slots, word_size=args.width, read_heads=1,
+                device=args.device) if args.reference else None
+    entries = entries_for(specs, bits + 1, bits, args.compile, baseline, peer, args.width)
+    entries = [e._replace(core=e.core.to(args.device)) for e in entries]
+    return pd.DataFrame(time_entries(entries, copy_batch(args.batch, args.length, bits, args.device), args.repeats))
 
 
-def task_speed(args) -> None:
-    """Sequences per second per training process (one process: ``torch.get_num_threads()`` threads) of
-    each model config at the task's training batches, for each batch size: ms per step, sequences per
-    second, activation memory; an 80-column table, and a CSV with ``--out``."""
+def task_speed(args, baseline, header: str):
+    """Training sequences per second per core of each model config at each task's training batches, for
+    each batch size: an 80-column table per task; the rows of every task are returned."""
     import pandas as pd
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
 
     from ..configs import resolve_config_files
     from ..console import fail
     from ..training.arguments import explain
-    from ..training.cli import build_task_and_core, parse_fit
+    from ..training.cli import parse_fit, task_and_core_spec
 
-    torch.manual_seed(0)
-    torch.set_flush_denormal(bool(args.flush_denormal))
-    models = {}
-    for config in args.model:
-        argv = resolve_config_files(["--config", args.task, "--config", config])
-        if args.compile:  # every shipped core takes compile=
-            argv.append("--model.core.init_args.compile=true")
+    frames = []
+    for task_config in args.task:
+        specs = {}
+        for config in args.model:
+            argv = resolve_config_files(["--config", task_config, "--config", config])
+            try:
+                task, spec = task_and_core_spec(parse_fit(argv))
+                spec.build(task.input_size, task.output_size)  # a value the class refuses fails here
+            except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
+                fail(f"--model {config}: {explain(argv, error)}")
+            specs[Path(config).stem] = spec
         try:
-            task, core = build_task_and_core(parse_fit(argv))
-        except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
-            fail(f"--model {config}: {explain(argv, error)}")
-        models[Path(config).stem + (" compiled" if args.compile else "")] = core.to(args.device)
-    task.set_curriculum_max_length(None)  # the full training distribution, not a curriculum's first stage
-    rows = []
-    for batch_size in args.batches:
-        sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
-        batch = tuple(t.to(args.device) for t in (sample.inputs, sample.targets, sample.mask.unsqueeze(-1)))
-        timed = time_steps({name: training_step_fn(core, batch) for name, core in models.items()}, args.repeats)
-        for name, core in models.items():
-            seconds = timed[name][0]
-            rows.append({"task": task.name, "model": name, "batch_size": batch_size, "steps": batch[0].shape[1],
-                         "ms_per_step": 1e3 * seconds, "sequences_per_s": batch_size / seconds,
-                         "activation_mb": activation_megabytes(core, batch),
-                         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__})
-    frame = pd.DataFrame(rows)
-    table = Table(title=f"{task.name}: training sequences per second ({torch.get_num_threads()} threads, {args.device})",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for column in ("model", "batch", "steps", "ms/step", "sequences/s", "activations MB"):
-        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
-    for row in frame.itertuples():
-        table.add_row(row.model, str(row.batch_size), str(row.steps), f"{row.ms_per_step:.1f}",
-                      f"{row.sequences_per_s:,.0f}", f"{row.activation_mb:.1f}")
-    Console().print(table)
-    if args.out:
-        from ..training.atomic import atomic_write_text
-
-        atomic_write_text(args.out, frame.to_csv(index=False))
-        print(f"wrote {args.out}")
+            peer = _peer_sizes(specs, args.device) if args.reference else None
+            entries = entries_for(specs, task.input_size, task.output_size, args.compile, baseline, peer,
+                                  REFERENCE["word_size"])
+        except ValueError as error:
+            fail(str(error))
+        entries = [e._replace(core=e.core.to(args.device)) for e in entries]
+        task.set_curriculum_max_length(None)  # the full training distribution, not a curriculum's first stage
+        rows = []
+        for batch_size in args.batches:
+            sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
+            batch = tuple(t.to(args.device) for t in (sample.inputs, sample.targets, sample.mask.unsqueeze(-1)))
+            rows += [{"task": task.name, **row} for row in time_entries(entries, batch, args.repeats)]
+        frame = pd.DataFrame(rows)
+        print_table(frame, f"{task.name}: training sequences per second per core; {header}")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 if __name__ == "__main__":

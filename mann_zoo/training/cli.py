@@ -27,7 +27,7 @@ from tasks import SequenceTask
 
 from ..console import fail, first_line, map_option
 from .arguments import explain, flatten, settings
-from ..models import core_spec, short_names
+from ..models import CoreSpec, core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import RunSummary, StepProgressBar
 from .atomic import atomic_write_text
@@ -240,11 +240,16 @@ class _ParseOnly(MannZooCLI):
 def build_task_and_core(config) -> tuple[SequenceTask, torch.nn.Module]:
     """The task and the core a parsed ``fit`` config describes, built (cheap: no data is drawn, nothing
     is compiled until it runs), so that a value the type allows but the class refuses fails here too."""
+    task, spec = task_and_core_spec(config)
+    return task, spec.build(task.input_size, task.output_size)
+
+
+def task_and_core_spec(config) -> tuple[SequenceTask, CoreSpec]:
+    """The task a parsed ``fit`` config describes (built) and its core as a :class:`CoreSpec` (not built)."""
     task_class = import_object(config.data.class_path)
     task = task_class(**config.data.init_args.as_dict())
     core = config.model.core
-    spec = core_spec(core if isinstance(core, str) else core.as_dict())
-    return task, spec.build(task.input_size, task.output_size)
+    return task, core_spec(core if isinstance(core, str) else core.as_dict())
 
 
 _FIT_PARSER = None  # built once per process by parse_fit: building it is the slow part

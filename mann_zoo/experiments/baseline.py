@@ -1,0 +1,67 @@
+"""An earlier revision's cores, imported beside this checkout's, so that ``mann-zoo speed --baseline REF``
+times "before" and "after" in one process, in interleaved rounds.
+
+``git archive REF mann_zoo`` is unpacked into a temporary folder and imported as the package
+``mann_zoo_<revision>``; its modules import each other relatively (``from .. import memory``), so its
+cores run on its own memory primitives. Only the models are used: tasks, batches and the timing loop are
+this checkout's, so the two are measured on the same data.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.util
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..models.registry import CoreSpec
+
+PACKAGE = "mann_zoo"
+
+
+def load_revision(ref: str, repository: Path | None = None):
+    """The package ``mann_zoo`` as of git revision ``ref`` of ``repository`` (default: the checkout this
+    package lives in), imported as ``mann_zoo_<short hash>``. Raises ``ValueError`` (one line) when ``ref`` is
+    not a revision there or the folder is not a git checkout."""
+    repository = repository or Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(repository)]
+    try:
+        revision = subprocess.run([*git, "rev-parse", "--short", f"{ref}^{{commit}}"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        archive = subprocess.run([*git, "archive", "--format=tar", revision, PACKAGE], capture_output=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise ValueError(f"--baseline: {ref!r} is not a revision of the git checkout at {repository}") from None
+    name = f"{PACKAGE}_{revision}"
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    root = folder / PACKAGE
+    spec = importlib.util.spec_from_file_location(name, root / "__init__.py", submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    module.revision = revision
+    return module
+
+
+def spec_at_revision(spec: CoreSpec, package) -> CoreSpec:
+    """``spec`` with its class taken from ``package`` (a :func:`load_revision` result) when it is one of
+    this package's classes; ``ValueError`` when the class is not in this package or not in that revision."""
+    prefix = PACKAGE + "."
+    if not spec.class_path.startswith(prefix):
+        raise ValueError(f"--baseline: {spec.class_path} is not a class of {PACKAGE}; nothing to compare it with")
+    class_path = package.__name__ + "." + spec.class_path[len(prefix):]
+    module_name, _, name = class_path.rpartition(".")
+    if not hasattr(importlib.import_module(module_name), name):
+        raise ValueError(f"--baseline: {spec.class_path} does not exist at revision {package.revision}")
+    return CoreSpec(class_path, spec.init_args)
