@@ -111,27 +111,33 @@ def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_wei
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients with respect to (link, precedence, write_weights, read_weights)."""
     B, Hw, N, _ = link.shape
-    # G: the total gradient reaching L_t, from the next step and from this step's reads; a copy of our own.
-    grad = grad_new_link.clone(memory_format=torch.contiguous_format)
     w_r = read_weights.unsqueeze(1).expand(-1, Hw, -1, -1)  # [B, Hw, Hr, N]
     grad_read = torch.zeros_like(read_weights)
+    left, right = [], []  # this step's reads add sum_k left_k^T right_k to the gradient reaching L_t
     if grad_forward is not None:  # forward = L w:  dL_ij += g_f(i) w(j),  dw += L^T g_f
         g_f = grad_forward.transpose(1, 2)  # [B, Hw, Hr, N]
-        _add_outer(grad, g_f, w_r)
+        left.append(g_f), right.append(w_r)
         grad_read = grad_read + _vecmat(g_f, new_link).sum(1)
     if grad_backward is not None:  # backward = L^T w:  dL_ij += w(i) g_b(j),  dw += L g_b
         g_b = grad_backward.transpose(1, 2)
-        _add_outer(grad, w_r, g_b)
+        left.append(w_r), right.append(g_b)
         grad_read = grad_read + _matvec(new_link, g_b).sum(1)
+    # G: the total gradient reaching L_t (from the next step and from this step's reads), a tensor of our
+    # own: one pass over N x N for all the outer products.
+    if left:
+        left, right = torch.cat(left, dim=2), torch.cat(right, dim=2)  # [B, Hw, k, N]
+        grad = torch.baddbmm(grad_new_link.reshape(B * Hw, N, N), left.transpose(-1, -2).reshape(B * Hw, N, -1),
+                             right.reshape(B * Hw, -1, N)).view(B, Hw, N, N)
+    else:
+        grad = grad_new_link.clone(memory_format=torch.contiguous_format)
     grad.diagonal(dim1=-2, dim2=-1).zero_()  # the output's diagonal is constant: its gradient drops out
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
     scratch = grad * link  # G_ij L_ij
     # dw_i = sum_j G_ij (p_j - L_ij),  dw_j = -sum_i G_ij L_ij
     grad_w = _matvec(grad, precedence.unsqueeze(2))[:, :, 0] - scratch.sum(-1) - scratch.sum(-2)
     grad_precedence = _vecmat(write_weights.unsqueeze(2), grad)[:, :, 0]  # dp_j = sum_i G_ij w_i
-    # dL_ij = G_ij (1 - w_i - w_j), in place in G, with the scratch tensor reused.
-    torch.mul(grad, w_j, out=scratch)
-    grad.mul_(1 - w_i).sub_(scratch)
+    # dL_ij = G_ij (1 - w_i - w_j), in place in G, the scratch tensor reused for w_i + w_j.
+    grad.addcmul_(grad, torch.add(w_i, w_j, out=scratch), value=-1)
     return grad, grad_precedence, grad_w, grad_read
 
 
@@ -139,16 +145,6 @@ def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_wei
 def _(link, precedence, write_weights, read_weights, new_link, grad_new_link, grad_forward, grad_backward):
     return (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
             torch.empty_like(read_weights))
-
-
-def _add_outer(grad: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
-    """grad[b, h] += sum_r left[b, h, r]^T right[b, h, r] in place, for left and right ``[B, Hw, Hr, N]``;
-    no N x N temporary."""
-    B, Hw, Hr, N = left.shape
-    if Hr == 1:
-        grad.addcmul_(left.transpose(-1, -2), right)
-    else:
-        grad.view(B * Hw, N, N).baddbmm_(left.transpose(-1, -2).reshape(B * Hw, N, Hr), right.reshape(B * Hw, Hr, N))
 
 
 def _matvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
