@@ -1,18 +1,18 @@
 """``mann-zoo bench cost``: cost per training step against memory size N and word size W, and the fit of
-the cost model (``mann_zoo.experiments.cost_model``)
-
-    T = T_controller + T_memory(N, W),    T_memory = c + a N W            (NTM: every op is O(N W))
-                                           T_memory = c + a N W + b N^2    (DNC: the link matrix is N x N)
-
-where c is the fixed cost of the memory operations (one call per operation per step, whatever N).
+the cost model (``mann_zoo.experiments.cost_model``: a fixed cost, N, N W and, for a dense DNC, N^2, each
+coefficient in microseconds).
 
 Time is the median training step (forward, masked BCE, backward, Adam) at batch 32 and copy length 20
-(41 steps), measured in interleaved rounds (``mann_zoo.experiments.speed``); ``cost.csv`` records these
-and the sweep's fixed W and N (``cost_model.SWEEP_COLUMNS``). Memory is the activation memory that
-autograd saves for the backward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``, each
-storage once), which is what grows with N and W; on CUDA the peak allocated memory is reported too.
-With ``--reference`` and the PyPI package ``dnc`` installed (``pip install mann-zoo[reference]``), that
-package's DNC is measured at the same configurations.
+(41 steps), eager, on one thread by default, measured in interleaved rounds
+(``mann_zoo.experiments.speed``) with the controller alone timed in every round as the yardstick;
+``cost.csv`` records these and the sweep's fixed W and N (``cost_model.SWEEP_COLUMNS``). Memory is the
+activation memory that autograd saves for the backward pass (counted with
+``torch.autograd.graph.saved_tensors_hooks``, each storage once), which is what grows with N and W; on CUDA
+the peak allocated memory is reported too. With ``--reference`` the PyPI package ``dnc`` (``pip install
+mann-zoo[reference]``) is measured in the same rounds at the same configurations.
+
+The sweep resumes: each configuration's rows are written to ``cost.csv`` as soon as they are measured, and
+a rerun with the same settings measures only the configurations not there yet (``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import io
 import platform
 from pathlib import Path
 
+import pandas as pd
 import torch
-from torch.nn import functional as F
 
 from ..console import CommandParser, device
 from ..models import build
@@ -37,20 +37,25 @@ from .cost_model import (
     SWEEP_COLUMNS,
     W_SWEEP_MEMORY_SLOTS,
     fit_cost_model,
+    formula,
     load_cost,
 )
+from .peer import PEER_NAME, PeerDNC, peer_available
 from .speed import ControllerAlone, activation_megabytes, copy_batch, time_steps, training_step_fn
 
-COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "activation_mb", "cuda_peak_mb",
+COST_COLUMNS = ["model", "memory_slots", "word_size", "step_ms", "controller_ms", "activation_mb", "cuda_peak_mb",
                 "num_parameters", "device", "threads", "torch", *SWEEP_COLUMNS]
+CONTROLLER = "controller"
 
 
-def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> list[dict]:
-    """One row per model: median step time, activation memory, CUDA peak."""
+def measure(models: dict[str, torch.nn.Module], device: str, repeats: int, width: int) -> list[dict]:
+    """One row per model: median step time, activation memory, CUDA peak; the controller alone (read
+    vectors of ``width``) is timed in the same rounds and its median recorded beside each row."""
     batch = copy_batch(BATCH_SIZE, COPY_LENGTH, 8, device)
+    models = {CONTROLLER: ControllerAlone(9, 8, 100, width), **models}
     models = {label: m.to(device) for label, m in models.items()}
-    rows = []
     timing = time_steps({label: training_step_fn(m, batch) for label, m in models.items()}, repeats)
+    rows = []
     for label, model in models.items():
         cuda_peak = None
         if device.startswith("cuda"):
@@ -58,25 +63,29 @@ def measure(models: dict[str, torch.nn.Module], device: str, repeats: int) -> li
         activation = activation_megabytes(model, batch)
         if device.startswith("cuda"):
             cuda_peak = torch.cuda.max_memory_allocated() / 2**20
-        rows.append({"label": label, "step_ms": 1e3 * timing[label][0], "activation_mb": activation,
-                     "cuda_peak_mb": cuda_peak, "num_parameters": sum(p.numel() for p in model.parameters())})
+        rows.append({"label": label, "step_ms": 1e3 * timing[label][0], "controller_ms": 1e3 * timing[CONTROLLER][0],
+                     "activation_mb": activation, "cuda_peak_mb": cuda_peak,
+                     "num_parameters": sum(p.numel() for p in model.parameters())})
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = CommandParser("mann-zoo bench cost", __doc__.split("\n\n")[0])
-    parser.add_argument("--slots", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024],
+    parser.add_argument("--slots", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],
                         help="memory sizes N to sweep at --width")
     parser.add_argument("--widths", type=int, nargs="+", default=[10, 20, 40, 80],
                         help=f"word sizes W to sweep at N={W_SWEEP_MEMORY_SLOTS}")
     parser.add_argument("--width", type=int, default=N_SWEEP_WORD_SIZE,
                         help="W of the N sweep")
-    parser.add_argument("--dnc-max-slots", type=int, default=512,
-                        help="largest N for the DNC (its link matrices take 4 N^2 bytes per step and example)")
-    parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep")
-    parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc', if installed")
+    parser.add_argument("--dnc-max-slots", type=int, default=1024,
+                        help="largest N for the dense DNCs (a link matrix takes 4 N^2 bytes per step and example, "
+                             "kept for every step: 5.5 GB at N=1024)")
+    parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep (short names)")
+    parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc' 1.1.0")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the grids run)")
     parser.add_argument("--refit", action="store_true", help="only refit the cost model to an existing cost.csv in --out")
+    parser.add_argument("--fresh", action="store_true", help="measure every configuration again (default: resume)")
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results") / "cost",
                         help="results folder (default: results/cost here; the project's: paper/results/cost)")
@@ -84,42 +93,67 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("slots", "widths"):
         if any(v < 1 for v in getattr(args, name)):
             parser.error(f"--{name} must be >= 1")
+    for name in ("width", "repeats", "threads", "dnc_max_slots"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.reference and not peer_available():
+        parser.error("--reference: the PyPI package 'dnc' is not installed (pip install mann-zoo[reference])")
     if args.refit:
         if not (args.out / "cost.csv").is_file():
             parser.error(f"--refit: no cost.csv in --out {args.out} (run the sweep first, or name its folder)")
-        rows = load_cost(args.out / "cost.csv").to_dict("records")
-        base_ms = next((r["step_ms"] for r in rows if r["model"] == "controller"), None)
-        if base_ms is None:
-            parser.error(f"--refit: {args.out / 'cost.csv'} has no 'controller' row (the controller-alone timing)")
-        write_fits(rows, base_ms, args.out, args.device)
+        write_fits(load_cost(args.out / "cost.csv").to_dict("records"), args.out, args.device)
         return
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    sweep = dict(batch_size=BATCH_SIZE, sequence_steps=SEQUENCE_STEPS, n_sweep_word_size=args.width,
+                 w_sweep_memory_slots=W_SWEEP_MEMORY_SLOTS)
+    settings = dict(device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+                    threads=torch.get_num_threads(), torch=str(torch.__version__), **sweep)
+    rows = [] if args.fresh else _resumable_rows(args.out / "cost.csv", settings)
+    done = {(r["model"], r["memory_slots"], r["word_size"]) for r in rows}
     configs = sorted({(n, args.width) for n in args.slots} | {(W_SWEEP_MEMORY_SLOTS, w) for w in args.widths})
-    rows = []
     from rich.progress import track
 
-    base = measure({"controller": ControllerAlone(9, 8, 100, args.width)}, args.device, args.repeats)[0]
-    rows.append({"model": "controller", "memory_slots": 0, "word_size": args.width, **base})
     for n, w in track(configs, description="sweeping N x W"):
-        models = {m: build(m, 9, 8, controller_size=100, memory_slots=n, word_size=w)
-                  for m in args.models if not (m == "dnc" and n > args.dnc_max_slots)}
-        if args.reference:
-            models.update(_reference_models(n, w, args.dnc_max_slots))
-        for row in measure(models, args.device, args.repeats):
-            rows.append({"model": row["label"], "memory_slots": n, "word_size": w, **row})
-    for row in rows:
-        row.update(device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-                   threads=torch.get_num_threads(), torch=torch.__version__, batch_size=BATCH_SIZE,
-                   sequence_steps=SEQUENCE_STEPS, n_sweep_word_size=args.width,
-                   w_sweep_memory_slots=W_SWEEP_MEMORY_SLOTS)
+        wanted = [m for m in args.models if not (m.startswith("dnc") and n > args.dnc_max_slots)]
+        if args.reference and n <= args.dnc_max_slots:
+            wanted.append(PEER_NAME)
+        wanted = [m for m in wanted if (m, n, w) not in done]
+        if not wanted:
+            continue
+        models = {m: (PeerDNC(9, 8, 100, n, w, 1, args.device) if m == PEER_NAME
+                      else build(m, 9, 8, controller_size=100, memory_slots=n, word_size=w)) for m in wanted}
+        for row in measure(models, args.device, args.repeats, w):
+            if row["label"] != CONTROLLER or (CONTROLLER, 0, w) not in done:
+                rows.append({"model": row["label"], "memory_slots": 0 if row["label"] == CONTROLLER else n,
+                             "word_size": w, **row, **settings})
+                done.add((rows[-1]["model"], rows[-1]["memory_slots"], w))
+        _write_rows(rows, args.out / "cost.csv")  # after every configuration: a stopped sweep keeps what it measured
+    write_fits(rows, args.out, args.device)
+    log_to_wandb(rows, args.out)
+    print(f"written: {args.out / 'cost.csv'}")
+
+
+def _resumable_rows(path: Path, settings: dict) -> list[dict]:
+    """The rows of an earlier sweep into ``path`` measured with the same ``settings`` (device, threads,
+    torch, batch, steps, swept W and N); none if the file is missing or was made otherwise."""
+    earlier = load_cost(path)
+    if earlier.empty or any(column not in earlier.columns for column in settings):
+        return []
+    same = (earlier[list(settings)].astype(str) == pd.Series({k: str(v) for k, v in settings.items()})).all(axis=1)
+    if not same.all():
+        print(f"{path}: measured with other settings; starting over (the old file is replaced at the first row)")
+        return []
+    print(f"{path}: resuming, {len(earlier)} rows measured already (--fresh to start over)")
+    return earlier.to_dict("records")
+
+
+def _write_rows(rows: list[dict], path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COST_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(args.out / "cost.csv", buffer.getvalue())
-    write_fits(rows, base["step_ms"], args.out, args.device)
-    log_to_wandb(rows, args.out)
-    print(f"written: {args.out / 'cost.csv'}")
+    atomic_write_text(path, buffer.getvalue())
 
 
 def log_to_wandb(rows: list[dict], out: Path) -> None:
@@ -144,15 +178,24 @@ def log_to_wandb(rows: list[dict], out: Path) -> None:
         run.log({COST_TABLE: table, COST_PLOT: plot})
 
 
-def write_fits(rows: list[dict], base_ms: float, out: Path, device: str) -> None:
-    fits = [f for f in (fit_cost_model(rows, m, base_ms) for m in dict.fromkeys(r["model"] for r in rows)) if f]
+def write_fits(rows: list[dict], out: Path, device: str) -> None:
+    """Fit each model's cost and write ``cost_fit.csv``; print each fitted formula with its R^2 and largest
+    relative error. Each point's T - T_controller uses the controller timed in the same rounds; the
+    formula's T_controller is the median of those."""
+    import statistics
+
+    controller = [r["step_ms"] for r in rows if r["model"] == CONTROLLER]
+    if not controller:
+        raise SystemExit(f"{out / 'cost.csv'}: no 'controller' row (the controller-alone timing)")
+    base_ms = statistics.median(controller)
+    models = [m for m in dict.fromkeys(r["model"] for r in rows) if m != CONTROLLER]
+    fits = [f for f in (fit_cost_model(rows, m, base_ms) for m in models) if f]
     atomic_write_text(out / "cost_fit.csv", _csv(fits))
     print(f"cost per step on {platform.machine()} ({device}, {torch.get_num_threads()} threads); "
-          f"controller alone {base_ms:.1f} ms")
+          f"controller alone {base_ms:.1f} ms (median over the sweep)")
     for f in fits:
-        extra = f" + {f['ns_per_N2']:.2f} ns x N^2" if f["ns_per_N2"] is not None else ""
-        print(f"  {f['model']:<14} T - T_controller = {f['fixed_ms']:.1f} ms + {f['ns_per_NW']:.2f} ns x N*W{extra}"
-              f"   (R^2 = {f['r2']:.3f}, {f['points']} points)")
+        print(f"  {f['model']:<15} {formula(f)}   (R^2 = {f['r2']:.3f}, largest error "
+              f"{100 * f['max_relative_error']:.0f} %, {f['points']} points)")
     print(f"written: {out / 'cost_fit.csv'}")
 
 
@@ -163,26 +206,3 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _reference_models(slots: int, width: int, max_slots: int) -> dict[str, torch.nn.Module]:
-    """The PyPI package ``dnc`` at the same configuration, wrapped to map [B, T, 9] to [B, T, 8]."""
-    try:
-        from dnc import DNC as ReferenceDNC  # the optional extra: pip install mann-zoo[reference]
-    except ImportError:
-        return {}
-    if slots > max_slots:
-        return {}
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.core = ReferenceDNC(input_size=9, hidden_size=100, rnn_type="lstm", num_layers=1, nr_cells=slots,
-                                     cell_size=width, read_heads=1, batch_first=True, gpu_id=-1)
-            self.readout = torch.nn.Linear(9, 8)
-
-        def forward(self, x):
-            out, _ = self.core(x, (None, None, None), reset_experience=True)
-            return self.readout(out)
-
-    return {"pypi dnc 1.1.0": Wrapped()}

@@ -1,12 +1,16 @@
-"""The cost model of ``mann-zoo bench cost`` in one place: its terms, the least-squares fit and the prediction,
-and what the sweep held fixed.
+"""The cost model of ``mann-zoo bench cost`` in one place: its terms, the fit and the prediction, and what
+the sweep held fixed.
 
-    T = T_controller + c + a N W            (NTM: every op is O(N W))
-    T = T_controller + c + a N W + b N^2    (DNC: the link matrix is N x N)
+    T = T_controller + c + d N + a N W               (NTM: content look-up, read and write are O(N W);
+                                                      softmax, shift and sharpening over slots are O(N))
+    T = T_controller + c + d N + a N W + b N^2       (DNC, and the PyPI peer: the link matrix is N x N)
 
-T is the training-step time in ms at N memory slots of W words; c (``fixed_ms``) is the fixed cost of the
-memory operations, a and b (``ns_per_NW``, ``ns_per_N2``) are in ns. ``cost.py`` measures and fits,
-``report.py`` draws the fit with :func:`predict`; neither imports the other.
+T is the training-step time (forward, backward, optimiser update; batch ``BATCH_SIZE``, ``SEQUENCE_STEPS``
+steps) at N memory slots of W words; c is the fixed cost of the memory operations (one call per
+operation per time step, whatever N). Every coefficient is in microseconds per training step per unit of
+its term (``TERMS``: c in us, d in us per slot, a in us per slot-word, b in us per slot^2).
+``cost.py`` measures and fits, ``report.py`` draws the fit and its residuals with :func:`predict`;
+neither imports the other.
 """
 
 from __future__ import annotations
@@ -25,50 +29,61 @@ SEQUENCE_STEPS = 2 * COPY_LENGTH + 1
 N_SWEEP_WORD_SIZE = 20
 W_SWEEP_MEMORY_SLOTS = 128
 
-# A term of the model: its fit-file column and that column's units per ms (c in ms, a and b in ns).
-COEFFICIENTS = {"fixed": ("fixed_ms", 1.0), "NW": ("ns_per_NW", 1e6), "N2": ("ns_per_N2", 1e6)}
+# A term of the model: its fit-file column (the coefficient, in microseconds per training step per unit of
+# the term) and how it is written in a formula.
+TERMS = {"fixed": ("fixed_us", "1"), "N": ("us_per_N", "N"), "NW": ("us_per_NW", "N W"), "N2": ("us_per_N2", "N^2")}
+LINK_MODELS = ("dnc", "pypi dnc")  # models whose cost has the N^2 term of a dense link matrix
 
 
 def model_terms(model: str) -> list[str]:
-    """The terms of ``model``'s cost: a fixed cost and N W, plus N^2 for a DNC (its link matrix)."""
-    return ["fixed", "NW", "N2"] if model.startswith("dnc") else ["fixed", "NW"]
+    """The terms of ``model``'s cost: fixed, N and N W; N^2 as well for a dense DNC (its link matrix)."""
+    return ["fixed", "N", "NW", "N2"] if model.startswith(LINK_MODELS) else ["fixed", "N", "NW"]
 
 
 def term_values(memory_slots, word_size) -> dict[str, np.ndarray]:
     """Each term's value at ``memory_slots`` N and ``word_size`` W (numbers or arrays of one shape)."""
     n, w = np.asarray(memory_slots, dtype=float), np.asarray(word_size, dtype=float)
-    return {"fixed": np.ones_like(n * w), "NW": n * w, "N2": n * n}
+    return {"fixed": np.ones_like(n * w), "N": n * np.ones_like(w), "NW": n * w, "N2": n * n * np.ones_like(w)}
 
 
 def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
-    """Least-squares fit of T - T_controller over ``rows`` of ``model`` (dicts with memory_slots,
-    word_size, step_ms; ``base_ms`` is T_controller).
+    """Fit of T - T_controller over ``rows`` of ``model`` (dicts with memory_slots, word_size, step_ms and,
+    optionally, controller_ms: the controller timed in the same rounds; else ``base_ms``), least squares in relative error (each point weighted by 1/T), so that the
+    small memories, a few ms apart, count as much as the large ones, seconds apart.
 
-    Returns the fit-file row: model, controller_ms, fixed_ms, ns_per_NW, ns_per_N2 (None without that
-    term), r2, points; ``{}`` with fewer than three points. Costs cannot be negative: a term whose fitted
-    coefficient is negative is dropped and the fit redone (the W sweep is small beside the DNC's N^2 term,
-    so N W and N^2 are not always separable).
+    Returns the fit-file row: model, controller_ms, one coefficient column per term in ``TERMS`` (us; None
+    for a term the model does not have), r2, max_relative_error (of the fitted T over all points),
+    points; ``{}`` with fewer points than terms. Costs cannot be negative: the most negative coefficient is
+    set to 0 and the fit redone until none is (non-negative least squares by elimination).
     """
     data = [r for r in rows if r["model"] == model]
-    if len(data) < 3:
+    terms = model_terms(model)
+    if len(data) < len(terms):
         return {}
     values = term_values([r["memory_slots"] for r in data], [r["word_size"] for r in data])
-    y = np.array([r["step_ms"] for r in data]) - base_ms
-    terms = model_terms(model)
+    measured = np.array([r["step_ms"] for r in data], dtype=float)
+    controller = np.array([_number(r.get("controller_ms"), base_ms) for r in data])
+    y = measured - controller
+    weight = 1 / measured
     while True:
         design = np.stack([values[name] for name in terms], axis=1)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        negative = [name for name, c in zip(terms, coef) if name != "fixed" and c < 0]
+        coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
+        negative = [(c, name) for name, c in zip(terms, coef) if c < 0]
         if not negative:
             break
-        terms.remove(negative[0])
+        terms.remove(min(negative)[1])
     coefficients = dict(zip(terms, coef))
-    predicted = design @ coef
-    r2 = 1 - ((y - predicted) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12)
+    predicted = controller + design @ coef
+    r2 = 1 - ((measured - predicted) ** 2).sum() / max(((measured - measured.mean()) ** 2).sum(), 1e-12)
     return {"model": model, "controller_ms": base_ms,
-            **{column: (coefficients[name] * per_ms if name in coefficients else (None if name == "N2" else 0.0))
-               for name, (column, per_ms) in COEFFICIENTS.items()},
-            "r2": float(r2), "points": len(data)}
+            **{column: (1e3 * coefficients.get(name, 0.0) if name in model_terms(model) else None)
+               for name, (column, _) in TERMS.items()},
+            "r2": float(r2), "max_relative_error": float(np.max(np.abs(predicted - measured) / measured)),
+            "points": len(data)}
+
+
+def _number(value, default: float) -> float:
+    return default if value is None or pd.isna(value) else float(value)
 
 
 def predict(fit_row, memory_slots, word_size):
@@ -76,11 +91,22 @@ def predict(fit_row, memory_slots, word_size):
     dict or Series) predicts at ``memory_slots`` N and ``word_size`` W (numbers or arrays of one shape)."""
     total = float(fit_row["controller_ms"])
     for name, value in term_values(memory_slots, word_size).items():
-        column, per_ms = COEFFICIENTS[name]
+        coefficient = fit_row.get(TERMS[name][0])
+        if coefficient is not None and not pd.isna(coefficient):
+            total = total + float(coefficient) / 1e3 * value
+    return total
+
+
+def formula(fit_row) -> str:
+    """The fitted model as text: ``T = 15.1 ms + 2,400 us + 0.61 us x N + ...`` (controller first)."""
+    parts = [f"{float(fit_row['controller_ms']):.1f} ms"]
+    for name, (column, written) in TERMS.items():
         coefficient = fit_row.get(column)
         if coefficient is not None and not pd.isna(coefficient):
-            total = total + float(coefficient) / per_ms * value
-    return total
+            value = float(coefficient)
+            parts.append((f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + " us"
+                         + ("" if name == "fixed" else f" x {written}"))
+    return "T = " + " + ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[P
 
 def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
     """Training-step time against N (at the sweep's W) and against W (at its N), measured and as the
-    fitted cost model predicts it (``cost_model.predict``).
+    fitted cost model predicts it (``cost_model.predict``), with the relative residuals below.
 
     ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
     ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
@@ -130,30 +130,37 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
         return None
     sweep = sweep_of(cost)
     controller = cost.loc[cost["model"] == "controller", "step_ms"]
-    controller = float(controller.iloc[0]) if not controller.empty else 0.0
+    controller = float(controller.median()) if not controller.empty else 0.0
     fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records")}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = ((axes[0], "memory_slots", "word_size", sweep.n_sweep_word_size),
-              (axes[1], "word_size", "memory_slots", sweep.w_sweep_memory_slots))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col", gridspec_kw={"height_ratios": [3, 1.3]})
+    panels = ((0, "memory_slots", "word_size", sweep.n_sweep_word_size),
+              (1, "word_size", "memory_slots", sweep.w_sweep_memory_slots))
     for model in sorted(set(cost["model"]) - {"controller"}):
-        colour = COLOURS.get(model.split(" ")[0])
-        for ax, vary, fixed, fixed_value in panels:
+        colour = COLOURS.get(model.split(" ")[0], "black")  # the PyPI peer in black
+        for column, vary, fixed, fixed_value in panels:
             points = (cost[(cost["model"] == model) & (cost[fixed] == fixed_value)]
                       .sort_values([vary, "step_ms"])[[vary, "step_ms"]])
             if points.empty:
                 continue
             xs = points[vary].to_numpy(dtype=int)
-            ax.plot(xs, points["step_ms"].to_numpy(dtype=float), "o", color=colour, label=f"{model} measured")
+            measured = points["step_ms"].to_numpy(dtype=float)
+            axes[0, column].plot(xs, measured, "o", color=colour, label=f"{model} measured")
             fit = fit_by_model.get(model)
             if fit:
                 predicted = predict(fit, **{vary: xs, fixed: np.full_like(xs, fixed_value)})
-                ax.plot(xs, predicted, "-", color=colour, alpha=0.6, label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
-    for ax, label in ((axes[0], f"memory slots N (W={sweep.n_sweep_word_size})"),
-                      (axes[1], f"word size W (N={sweep.w_sweep_memory_slots})")):
-        ax.axhline(controller, color="grey", ls=":", label="controller alone")
-        ax.set(xlabel=label, ylabel="training step, ms", xscale="log", yscale="log")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps)")
+                axes[0, column].plot(xs, predicted, "-", color=colour, alpha=0.6,
+                                     label=f"{model} fit (R$^2$={float(fit['r2']):.3f})")
+                axes[1, column].plot(xs, 100 * (measured - predicted) / measured, "o-", color=colour, alpha=0.8)
+    for column, label in ((0, f"memory slots N (W={sweep.n_sweep_word_size})"),
+                          (1, f"word size W (N={sweep.w_sweep_memory_slots})")):
+        top, bottom = axes[0, column], axes[1, column]
+        top.axhline(controller, color="grey", ls=":", label="controller alone")
+        top.set(ylabel="training step, ms", xscale="log", yscale="log")
+        top.legend(fontsize=7)
+        bottom.axhline(0, color="grey", lw=0.8)
+        bottom.set(xlabel=label, ylabel="residual, % of measured", xscale="log")
+    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured, "
+                 f"fitted cost model, residuals")
     path = out / "cost_per_step.png"
     save(fig, path)
     return path

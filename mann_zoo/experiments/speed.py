@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", nargs="+", metavar="CONFIG",
                         help="task configs: time the --model configs at each task's training batches")
     parser.add_argument("--model", nargs="+", metavar="CONFIG", help="model configs (with --task)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 64, 128, 256, 512],
-                        help="batch sizes (with --task)")
+    parser.add_argument("--batches", type=int, nargs="+",
+                        help="batch sizes (with --task; default: each task config's own batch size)")
     parser.add_argument("--out", help="also write the table as CSV here")
     args = parser.parse_args(argv)
     for name in ("batch", "length", "slots", "width", "repeats", "threads"):
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.task is not None and not args.model:
         parser.error("--model: give one or more model configs with --task")
-    if min(args.batches) < 1:
+    if args.batches is not None and min(args.batches) < 1:
         parser.error(f"--batches must be >= 1, got {args.batches}")
     if args.reference and not peer_available():
         parser.error("--reference: the PyPI package 'dnc' is not installed (pip install mann-zoo[reference])")
@@ -327,7 +327,7 @@ def task_speed(args, baseline, header: str):
         entries = [e._replace(core=e.core.to(args.device)) for e in entries]
         task.set_curriculum_max_length(None)  # the full training distribution, not a curriculum's first stage
         rows = []
-        for batch_size in args.batches:
+        for batch_size in args.batches or [task.batch_size]:
             sample = task.generate(torch.Generator().manual_seed(0), batch_size, **task.train_spec())
             batch = tuple(t.to(args.device) for t in (sample.inputs, sample.targets, sample.mask.unsqueeze(-1)))
             rows += [{"task": task.name, **row} for row in time_entries(entries, batch, args.repeats)]
