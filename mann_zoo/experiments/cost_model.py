@@ -97,15 +97,19 @@ def predict(fit_row, memory_slots, word_size):
     return total
 
 
+def format_us(value) -> str:
+    """A coefficient in us, to three significant digits, without an exponent: 2,500 / 1.5 / 0.0312."""
+    value = float(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def formula(fit_row) -> str:
     """The fitted model as text: ``T = 15.1 ms + 2,400 us + 0.61 us x N + ...`` (controller first)."""
     parts = [f"{float(fit_row['controller_ms']):.1f} ms"]
     for name, (column, written) in TERMS.items():
         coefficient = fit_row.get(column)
         if coefficient is not None and not pd.isna(coefficient):
-            value = float(coefficient)
-            parts.append((f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + " us"
-                         + ("" if name == "fixed" else f" x {written}"))
+            parts.append(format_us(coefficient) + " us" + ("" if name == "fixed" else f" x {written}"))
     return "T = " + " + ".join(parts)
 
 

@@ -7,7 +7,10 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - ``learning_<grid>_<task>.png``: bits per sequence on the training distribution against sequences
   seen, median and range over seeds, one line per model;
 - ``generalisation_<grid>_<task>.png``: bit errors per sequence on each validation set;
-- ``cost_per_step.png``: training-step time against N and W, with the fitted cost model;
+- ``cost_per_step.png``: training-step time against N and W, with the fitted cost model and its residuals,
+  and ``tables/cost_fit.md`` (the fitted coefficients, from ``cost_fit.csv``);
+- ``speed_tasks.png``, ``tables/speed_tasks.md`` and ``tables/speed_reference.md`` from
+  ``paper/results/speed/*.csv`` (``mann-zoo speed``; ``mann_zoo.experiments.speed_report``);
 - ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy
   (from the runs' checkpoints, when present);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
@@ -15,6 +18,9 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
   (``mann_zoo.experiments.diagnosis``, paper section 8);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
   the published ones).
+
+Tables are embedded into ``paper/paper.md`` and the ``README.md`` beside the paper folder wherever they
+name them (``<!-- table: NAME -->`` ... ``<!-- /table -->``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
 from .cost_model import load_cost, predict, sweep_of  # noqa: E402
 from .results import collect_runs  # noqa: E402
+from .speed_report import speed_and_cost_outputs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
@@ -410,8 +417,10 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         path = cost_figure(load_cost(cost_dir / "cost.csv"), load_cost(cost_dir / "cost_fit.csv"), figures)
         if path:
             written.append(path)
-    if (paper / "paper.md").is_file() and embed_tables(paper / "paper.md", tables):
-        written.append(paper / "paper.md")
+    written += speed_and_cost_outputs(paper / "results" / "speed", cost_dir, tables, figures)
+    for document in (paper / "paper.md", paper.parent / "README.md"):  # the README beside the paper folder
+        if document.is_file() and embed_tables(document, tables):
+            written.append(document)
     return written
 
 

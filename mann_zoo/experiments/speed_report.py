@@ -1,0 +1,149 @@
+"""Tables and a figure of ``mann-zoo speed`` and ``mann-zoo bench cost`` results, for ``mann-zoo report``:
+what the README and paper section 6 quote (embedded between ``<!-- table: NAME -->`` markers).
+
+Inputs are the CSV files those commands write (``paper/results/speed/*.csv``, ``paper/results/cost/
+cost_fit.csv``); every number in the tables is read from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cost_model import TERMS, format_us, formula
+
+THIS_CHECKOUT = "this checkout"
+
+
+def _version_label(frame: pd.DataFrame) -> tuple[str, str]:
+    """(before, after) column labels: the baseline revision and 'now'."""
+    before = sorted(set(frame["version"]) - {THIS_CHECKOUT})
+    return (f"@{before[0]}" if before else "before"), "now"
+
+
+def reference_table(frame: pd.DataFrame) -> str:
+    """The reference step (``mann-zoo speed`` without --task): one row per model and compilation, this
+    checkout's and the baseline revision's side by side, with x controller and the peer."""
+    before_label, _ = _version_label(frame)
+    first = frame.iloc[0]
+    lines = [f"# Reference step: batch {first.batch_size}, {first.steps} steps, {int(first.threads)} thread(s)", "",
+             f"| model | ms/step {before_label} | ms/step now | now / {before_label} | x controller (now) | "
+             f"activations MB | parameters |", "|---|---|---|---|---|---|---|"]
+    ours = frame[frame["version"] == THIS_CHECKOUT]
+    for row in ours.itertuples():
+        before = frame[(frame["model"] == row.model) & (frame["compiled"] == row.compiled)
+                       & (frame["version"] != THIS_CHECKOUT)]
+        before_ms = f"{before.ms_per_step.iloc[0]:.1f}" if not before.empty else ""
+        speedup = f"{before.ms_per_step.iloc[0] / row.ms_per_step:.2f}x faster" if not before.empty else ""
+        label = row.model + (" compiled" if row.compiled else "")
+        lines.append(f"| {label} | {before_ms} | {row.ms_per_step:.1f} | {speedup} | {row.x_controller:.2f} | "
+                     f"{row.activation_mb:.1f} | {int(row.num_parameters):,} |")
+    peer = ours[ours["model"].str.startswith("pypi")]
+    dnc = ours[ours["model"] == "dnc"]
+    if not peer.empty and not dnc.empty:
+        ratios = ", ".join(f"{'compiled' if r.compiled else 'eager'} {r.ms_per_step / peer.ms_per_step.iloc[0]:.2f}"
+                           for r in dnc.itertuples())
+        lines += ["", f"The DNC's step over the peer's ({peer.model.iloc[0]}), same process and rounds: {ratios}."]
+    return "\n".join(lines) + "\n"
+
+
+def tasks_table(frame: pd.DataFrame) -> str:
+    """Training sequences per second per core at each task's batch: per task and model, eager and compiled,
+    the baseline revision's and this checkout's, and this checkout's x controller."""
+    before_label, _ = _version_label(frame)
+    threads = int(frame.threads.iloc[0])
+    lines = [f"# Training sequences per second per core ({threads} thread(s) per process)", "",
+             f"| task (batch, steps) | model | eager {before_label} | eager now | compiled {before_label} | "
+             f"compiled now | now / {before_label} (best of each) | x controller (best now) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):
+        steps = int(rows.steps.iloc[0])
+
+        def rate(model, compiled, now):
+            match = rows[(rows.model == model) & (rows.compiled == compiled)
+                         & ((rows.version == THIS_CHECKOUT) == now)]
+            return float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else np.nan
+
+        for model in dict.fromkeys(rows.model):
+            if model == "controller alone":
+                continue
+            cells = [rate(model, c, n) for c, n in ((False, False), (False, True), (True, False), (True, True))]
+            before = max((c for c in (cells[0], cells[2]) if not np.isnan(c)), default=np.nan)
+            now = max((c for c in (cells[1], cells[3]) if not np.isnan(c)), default=np.nan)
+            ours = rows[(rows.model == model) & (rows.version == THIS_CHECKOUT)]
+            best = ours.loc[ours.sequences_per_s_per_core.idxmax()]
+            text = ["" if np.isnan(c) else f"{c:,.0f}" for c in cells]
+            ratio = "" if np.isnan(before) else f"{now / before:.2f}"
+            lines.append(f"| {task} ({batch}, {steps}) | {model} | {' | '.join(text)} | {ratio} | "
+                         f"{best.x_controller:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
+    """Bars of training sequences per second per core, per task and model: the baseline revision's and this
+    checkout's, eager and compiled."""
+    import matplotlib.pyplot as plt
+
+    from .report import save
+
+    tasks = list(dict.fromkeys(frame.task))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    before_label, _ = _version_label(frame)
+    variants = [(False, False, f"eager {before_label}", "#bbbbbb"), (False, True, "eager now", "#6699cc"),
+                (True, False, f"compiled {before_label}", "#888888"), (True, True, "compiled now", "#1f4e99")]
+    for ax, task in zip(axes[0], tasks):
+        rows = frame[frame.task == task]
+        models = [m for m in dict.fromkeys(rows.model)]
+        for k, (compiled, now, label, colour) in enumerate(variants):
+            values = []
+            for model in models:
+                match = rows[(rows.model == model) & (rows.compiled == compiled)
+                             & ((rows.version == THIS_CHECKOUT) == now)]
+                values.append(float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else 0.0)
+            ax.bar(np.arange(len(models)) + (k - 1.5) * 0.2, values, 0.2, color=colour, label=label)
+        ax.set_xticks(np.arange(len(models)), [m.replace("controller alone", "controller\nalone")
+                                               .replace("pypi dnc 1.1.0", "PyPI dnc") for m in models], fontsize=8)
+        ax.set(title=f"{task} (batch {rows.batch_size.iloc[0]}, {rows.steps.iloc[0]} steps)",
+               ylabel="training sequences / s per core", yscale="log")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "speed_tasks.png"
+    save(fig, path)
+    return path
+
+
+def cost_fit_table(fits: pd.DataFrame) -> str:
+    """The fitted cost model per model: each coefficient with its unit, R^2 and the largest relative error."""
+    columns = [column for column, _ in TERMS.values()]
+    units = {"fixed_us": "c (us)", "us_per_N": "d (us per N)", "us_per_NW": "a (us per N W)",
+             "us_per_N2": "b (us per N^2)"}
+    lines = ["# Fitted cost model: T = T_controller + c + d N + a N W + b N^2", "",
+             "| model | T_controller (ms) | " + " | ".join(units[c] for c in columns) + " | R^2 | largest error | points |",
+             "|---" * (len(columns) + 5) + "|"]
+    for fit in fits.to_dict("records"):
+        cells = ["-" if fit.get(c) is None or pd.isna(fit.get(c)) else format_us(fit[c]) for c in columns]
+        lines.append(f"| {fit['model']} | {fit['controller_ms']:.1f} | " + " | ".join(cells)
+                     + f" | {fit['r2']:.3f} | {100 * fit['max_relative_error']:.0f} % | {int(fit['points'])} |")
+    lines += ["", *[f"- {fit['model']}: {formula(fit)}" for fit in fits.to_dict("records")]]
+    return "\n".join(lines) + "\n"
+
+
+def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figures: Path) -> list[Path]:
+    """Write the tables (and the speed figure) that the files in ``speed_dir`` and ``cost_dir`` allow."""
+    from ..training.atomic import atomic_write_text
+
+    written = []
+    sources = [(speed_dir / "reference.csv", "speed_reference.md", reference_table),
+               (speed_dir / "tasks.csv", "speed_tasks.md", tasks_table),
+               (cost_dir / "cost_fit.csv", "cost_fit.md", cost_fit_table)]
+    for source, name, render in sources:
+        if source.is_file():
+            frame = pd.read_csv(source)
+            if "us_per_N" in frame.columns or source.name != "cost_fit.csv":  # a fit file of today's model
+                atomic_write_text(tables / name, render(frame))
+                written.append(tables / name)
+    if (speed_dir / "tasks.csv").is_file():
+        written.append(speed_figure(pd.read_csv(speed_dir / "tasks.csv"), figures))
+    return written

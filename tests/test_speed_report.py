@@ -1,0 +1,48 @@
+"""The speed and cost tables that the README and paper section 6 embed, rendered from results files."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mann_zoo.experiments.speed_report import cost_fit_table, reference_table, speed_figure, tasks_table
+
+
+def _row(model, compiled, version, ms, batch=32, steps=41, task="copy", controller=10.0):
+    return {"task": task, "model": model, "compiled": compiled, "version": version, "batch_size": batch,
+            "steps": steps, "ms_per_step": ms, "sequences_per_s": batch / ms * 1e3,
+            "sequences_per_s_per_core": batch / ms * 1e3, "x_controller": ms / controller,
+            "activation_mb": 1.0, "num_parameters": 1000, "threads": 1}
+
+
+def _frame():
+    return pd.DataFrame([_row("controller alone", False, "this checkout", 10.0),
+                         _row("dnc", False, "this checkout", 100.0), _row("dnc", True, "this checkout", 50.0),
+                         _row("dnc", False, "abc1234", 200.0), _row("dnc", True, "abc1234", 150.0),
+                         _row("pypi dnc 1.1.0", False, "this checkout", 400.0)])
+
+
+def test_reference_table_puts_before_and_now_side_by_side_with_the_peer_ratio():
+    text = reference_table(_frame())
+    assert "| dnc compiled | 150.0 | 50.0 | 3.00x faster | 5.00 |" in text
+    assert "| dnc | 200.0 | 100.0 | 2.00x faster | 10.00 |" in text
+    assert "| pypi dnc 1.1.0 |  | 400.0 |  | 40.00 |" in text
+    assert "eager 0.25, compiled 0.12" in text  # the DNC's step over the peer's
+
+
+def test_tasks_table_reports_sequences_per_second_per_core_and_the_best_speedup(tmp_path):
+    frame = _frame()
+    text = tasks_table(frame)
+    # eager before 160, now 320; compiled before 213, now 640; best now / best before = 640 / 213 = 3.00
+    assert "| copy (32, 41) | dnc | 160 | 320 | 213 | 640 | 3.00 | 5.00 |" in text
+    assert "controller alone |" not in text.split("\n", 4)[-1]  # the yardstick is a column, not a row
+    path = speed_figure(frame, tmp_path)
+    assert path.name == "speed_tasks.png" and path.stat().st_size > 1000
+
+
+def test_cost_fit_table_names_each_coefficients_unit():
+    fits = pd.DataFrame([{"model": "ntm", "controller_ms": 15.0, "fixed_us": 2500.0, "us_per_N": 1.5,
+                          "us_per_NW": 0.25, "us_per_N2": None, "r2": 0.99, "max_relative_error": 0.07, "points": 12}])
+    text = cost_fit_table(fits)
+    assert "c (us) | d (us per N) | a (us per N W) | b (us per N^2)" in text
+    assert "| ntm | 15.0 | 2,500 | 1.5 | 0.25 | - | 0.990 | 7 % | 12 |" in text
+    assert "T = 15.0 ms + 2,500 us + 1.5 us x N + 0.25 us x N W" in text
