@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .allocator import keep_freed_memory
 from .configs import resolve_config_files
 from .console import fail
 
@@ -35,7 +34,6 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
 def main(argv: list[str] | None = None) -> None:
-    keep_freed_memory()  # every command's training steps: see mann_zoo.allocator
     try:
         _main(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:  # 'mann-zoo ... | head': the reader left; stop quietly, as shell tools do
