@@ -306,9 +306,12 @@ def test_cost_fit_recovers_known_coefficients():
     assert fit["fixed_us"] == pytest.approx(3e3, rel=1e-6) and fit["us_per_N"] == pytest.approx(5, rel=1e-6)
     assert fit["us_per_NW"] == pytest.approx(2, rel=1e-6) and fit["us_per_N2"] == pytest.approx(0.1, rel=1e-6)
     assert fit["r2"] == pytest.approx(1.0) and fit["max_relative_error"] < 1e-9 and fit["points"] == 12
-    ntm = [{"model": "ntm", "memory_slots": n, "word_size": w, "controller_ms": c,
-            "step_ms": c + 1 + 1e-3 * n * w} for n, w, c in ((16, 20, 10), (64, 20, 12), (256, 20, 9), (128, 40, 11))]
-    fit = fit_cost_model(ntm, "ntm", base_ms=100.0)  # base_ms unused: every row has its controller time
+    # The controller timed in each configuration's rounds: its median per W is its cost (10 ms at W = 20, 11
+    # at W = 40), its ratio to that median the machine's drift in those rounds (x1.2, x0.9), divided out.
+    ntm = [{"model": "ntm", "memory_slots": n, "word_size": w, "controller_ms": c * drift,
+            "step_ms": (c + 1 + 1e-3 * n * w) * drift}
+           for n, w, c, drift in ((16, 20, 10, 1.0), (64, 20, 10, 1.2), (256, 20, 10, 0.9), (128, 40, 11, 1.0))]
+    fit = fit_cost_model(ntm, "ntm", base_ms=100.0)  # base_ms: the formula's T_controller only
     assert fit["us_per_N2"] is None and fit["us_per_NW"] == pytest.approx(1, rel=1e-6)
     assert fit["fixed_us"] == pytest.approx(1e3, rel=1e-6) and fit["us_per_N"] == pytest.approx(0, abs=1e-6)
     assert formula(fit).startswith("T = 100.0 ms + 1,000 us + ") and "1 us x N W" in formula(fit)

@@ -187,12 +187,17 @@ def write_fits(rows: list[dict], out: Path, device: str) -> None:
     controller = [r["step_ms"] for r in rows if r["model"] == CONTROLLER]
     if not controller:
         raise SystemExit(f"{out / 'cost.csv'}: no 'controller' row (the controller-alone timing)")
-    base_ms = statistics.median(controller)
+    # T_controller of the formulas: the controller at the N sweep's W, median over every configuration's rounds.
+    n_sweep = [r for r in rows if r["word_size"] == r.get("n_sweep_word_size", N_SWEEP_WORD_SIZE)
+               and r.get("controller_ms") == r.get("controller_ms") and r.get("controller_ms")]
+    base_ms = statistics.median([r["controller_ms"] for r in n_sweep] or controller)
+    threads = next((int(r["threads"]) for r in rows if r.get("threads") == r.get("threads") and r.get("threads")),
+                   torch.get_num_threads())
     models = [m for m in dict.fromkeys(r["model"] for r in rows) if m != CONTROLLER]
     fits = [f for f in (fit_cost_model(rows, m, base_ms) for m in models) if f]
     atomic_write_text(out / "cost_fit.csv", _csv(fits))
-    print(f"cost per step on {platform.machine()} ({device}, {torch.get_num_threads()} threads); "
-          f"controller alone {base_ms:.1f} ms (median over the sweep)")
+    print(f"cost per step on {platform.machine()} ({device}, {threads} thread(s)); controller alone {base_ms:.1f} ms "
+          f"(median over the sweep's rounds)")
     for f in fits:
         print(f"  {f['model']:<15} {formula(f)}   (R^2 = {f['r2']:.3f}, largest error "
               f"{100 * f['max_relative_error']:.0f} %, {f['points']} points)")

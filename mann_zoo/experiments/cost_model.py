@@ -48,8 +48,10 @@ def term_values(memory_slots, word_size) -> dict[str, np.ndarray]:
 
 def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     """Fit of T - T_controller over ``rows`` of ``model`` (dicts with memory_slots, word_size, step_ms and,
-    optionally, controller_ms: the controller timed in the same rounds; else ``base_ms``), least squares in relative error (each point weighted by 1/T), so that the
-    small memories, a few ms apart, count as much as the large ones, seconds apart.
+    optionally, controller_ms: the controller timed in the same rounds; ``base_ms`` where missing): each T
+    is first divided by the drift of its rounds (controller_ms over the median controller time at that W),
+    then T minus that median controller time is fitted by least squares in relative error (each point weighted by 1/T), so that the small memories, a few ms
+    apart, count as much as the large ones, seconds apart.
 
     Returns the fit-file row: model, controller_ms, one coefficient column per term in ``TERMS`` (us; None
     for a term the model does not have), r2, max_relative_error (of the fitted T over all points),
@@ -61,9 +63,10 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     if len(data) < len(terms):
         return {}
     values = term_values([r["memory_slots"] for r in data], [r["word_size"] for r in data])
-    measured = np.array([r["step_ms"] for r in data], dtype=float)
-    controller = np.array([_number(r.get("controller_ms"), base_ms) for r in data])
-    y = measured - controller
+    own = np.array([_number(r.get("controller_ms"), base_ms) for r in data])
+    drift, typical = drift_factors(own, np.array([r["word_size"] for r in data]))
+    measured = np.array([r["step_ms"] for r in data], dtype=float) / drift
+    y = measured - typical
     weight = 1 / measured
     while True:
         design = np.stack([values[name] for name in terms], axis=1)
@@ -73,13 +76,24 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
             break
         terms.remove(min(negative)[1])
     coefficients = dict(zip(terms, coef))
-    predicted = controller + design @ coef
+    predicted = typical + design @ coef
     r2 = 1 - ((measured - predicted) ** 2).sum() / max(((measured - measured.mean()) ** 2).sum(), 1e-12)
     return {"model": model, "controller_ms": base_ms,
             **{column: (1e3 * coefficients.get(name, 0.0) if name in model_terms(model) else None)
                for name, (column, _) in TERMS.items()},
             "r2": float(r2), "max_relative_error": float(np.max(np.abs(predicted - measured) / measured)),
             "points": len(data)}
+
+
+def drift_factors(controller_ms: np.ndarray, word_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The machine's drift in each configuration's rounds, and the controller's typical time there.
+
+    The controller alone is timed in every configuration's rounds, with read vectors of that W: its median
+    per W is its cost (``typical``), its ratio to that median the drift of those rounds (a shared VM runs
+    slow at times); a step time divided by its drift is what it would have been at the typical speed.
+    """
+    typical = np.array([np.median(controller_ms[word_size == w]) for w in word_size])
+    return np.divide(controller_ms, typical, out=np.ones_like(controller_ms), where=typical > 0), typical
 
 
 def _number(value, default: float) -> float:

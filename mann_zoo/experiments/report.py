@@ -39,8 +39,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ..console import CommandParser  # noqa: E402
-from ..training.atomic import atomic_write, atomic_write_text  # noqa: E402
-from .cost_model import load_cost, predict, sweep_of  # noqa: E402
+from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
+from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .results import collect_runs  # noqa: E402
 from .speed_report import speed_and_cost_outputs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
@@ -62,11 +62,6 @@ COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": 
 def _floats(values: pd.Series) -> np.ndarray:
     """A nullable column as floats for matplotlib, missing values NaN."""
     return values.to_numpy(dtype=float, na_value=np.nan)
-
-
-def save(fig, path: Path) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"), binary=True)
-    plt.close(fig)
 
 
 def learning_curves(curves: pd.DataFrame, grid: str, out: Path) -> list[Path]:
@@ -128,7 +123,8 @@ def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[P
 
 def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
     """Training-step time against N (at the sweep's W) and against W (at its N), measured and as the
-    fitted cost model predicts it (``cost_model.predict``), with the relative residuals below.
+    fitted cost model predicts it (``cost_model.predict``), with the relative residuals below; each time is
+    divided by the drift of its rounds as the fit does (``cost_model.drift_factors``).
 
     ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
     ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
@@ -144,9 +140,13 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
               (1, "word_size", "memory_slots", sweep.w_sweep_memory_slots))
     for model in sorted(set(cost["model"]) - {"controller"}):
         colour = COLOURS.get(model.split(" ")[0], "black")  # the PyPI peer in black
+        rows = cost[cost["model"] == model].copy()
+        if "controller_ms" in rows.columns and rows["controller_ms"].notna().all():
+            # as the fit sees them: each time divided by the drift of its rounds (cost_model.drift_factors)
+            drift, _ = drift_factors(rows["controller_ms"].to_numpy(dtype=float), rows["word_size"].to_numpy())
+            rows["step_ms"] = rows["step_ms"] / drift
         for column, vary, fixed, fixed_value in panels:
-            points = (cost[(cost["model"] == model) & (cost[fixed] == fixed_value)]
-                      .sort_values([vary, "step_ms"])[[vary, "step_ms"]])
+            points = rows[rows[fixed] == fixed_value].sort_values([vary, "step_ms"])[[vary, "step_ms"]]
             if points.empty:
                 continue
             xs = points[vary].to_numpy(dtype=int)
@@ -166,8 +166,8 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
         top.legend(fontsize=7)
         bottom.axhline(0, color="grey", lw=0.8)
         bottom.set(xlabel=label, ylabel="residual, % of measured", xscale="log")
-    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured, "
-                 f"fitted cost model, residuals")
+    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
+                 f"by the drift of its rounds), fitted cost model, residuals")
     path = out / "cost_per_step.png"
     save(fig, path)
     return path

@@ -29,14 +29,14 @@ def reference_table(frame: pd.DataFrame) -> str:
     before_label, _ = _version_label(frame)
     first = frame.iloc[0]
     lines = [f"# Reference step: batch {first.batch_size}, {first.steps} steps, {int(first.threads)} thread(s)", "",
-             f"| model | ms/step {before_label} | ms/step now | now / {before_label} | x controller (now) | "
+             f"| model | ms/step {before_label} | ms/step now | speed-up ({before_label} / now) | x controller (now) | "
              f"activations MB | parameters |", "|---|---|---|---|---|---|---|"]
     ours = frame[frame["version"] == THIS_CHECKOUT]
     for row in ours.itertuples():
         before = frame[(frame["model"] == row.model) & (frame["compiled"] == row.compiled)
                        & (frame["version"] != THIS_CHECKOUT)]
         before_ms = f"{before.ms_per_step.iloc[0]:.1f}" if not before.empty else ""
-        speedup = f"{before.ms_per_step.iloc[0] / row.ms_per_step:.2f}x faster" if not before.empty else ""
+        speedup = f"{before.ms_per_step.iloc[0] / row.ms_per_step:.2f}" if not before.empty else ""
         label = row.model + (" compiled" if row.compiled else "")
         lines.append(f"| {label} | {before_ms} | {row.ms_per_step:.1f} | {speedup} | {row.x_controller:.2f} | "
                      f"{row.activation_mb:.1f} | {int(row.num_parameters):,} |")
@@ -56,7 +56,7 @@ def tasks_table(frame: pd.DataFrame) -> str:
     threads = int(frame.threads.iloc[0])
     lines = [f"# Training sequences per second per core ({threads} thread(s) per process)", "",
              f"| task (batch, steps) | model | eager {before_label} | eager now | compiled {before_label} | "
-             f"compiled now | now / {before_label} (best of each) | x controller (best now) |",
+             f"compiled now | speed-up (best now / best {before_label}) | x controller (best now) |",
              "|---|---|---|---|---|---|---|---|"]
     for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):
         steps = int(rows.steps.iloc[0])
@@ -86,7 +86,7 @@ def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
     checkout's, eager and compiled."""
     import matplotlib.pyplot as plt
 
-    from .report import save
+    from ..training.atomic import save_figure
 
     tasks = list(dict.fromkeys(frame.task))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
@@ -110,7 +110,7 @@ def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     path = out / "speed_tasks.png"
-    save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -137,6 +137,7 @@ def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figure
     written = []
     sources = [(speed_dir / "reference.csv", "speed_reference.md", reference_table),
                (speed_dir / "tasks.csv", "speed_tasks.md", tasks_table),
+               (speed_dir / "batches_copy.csv", "speed_batches_copy.md", tasks_table),
                (cost_dir / "cost_fit.csv", "cost_fit.md", cost_fit_table)]
     for source, name, render in sources:
         if source.is_file():

@@ -36,9 +36,13 @@ def link(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tens
     batch, heads, slots = write_weights.shape
     check_shape("link", link, (batch, heads, slots, slots))
     check_shape("precedence", precedence, (batch, heads, slots))
+    return _link_formula(link, precedence, write_weights)
+
+
+def _link_formula(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
     new_link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(-2)
-    return new_link * (1 - torch.eye(slots, dtype=link.dtype, device=link.device))
+    return new_link * (1 - torch.eye(link.shape[-1], dtype=link.dtype, device=link.device))
 
 
 def link_and_directional_read_weights(
@@ -54,7 +58,8 @@ def link_and_directional_read_weights(
     for the backward pass. Here the forward allocates one N x N tensor (the new link, which the next step
     needs anyway) and the hand-written backward two. It is a custom operator
     (``torch.ops.mann_zoo.link_and_directional_reads``), so ``torch.compile`` calls these kernels
-    instead of tracing the formulas (measured: faster than what the compiler makes of them on the CPU).
+    instead of tracing the formulas (measured: faster than what the compiler makes of them on the CPU),
+    except for link tensors small enough to stay in the cache (``COMPILER_FUSES_BELOW``).
 
     Args:
         link: ``[B, Hw, N, N]`` L_{t-1}.  precedence: ``[B, Hw, N]`` p_{t-1}.
@@ -66,14 +71,24 @@ def link_and_directional_read_weights(
     check_shape("link", link, (batch, heads, slots, slots))
     check_shape("precedence", precedence, (batch, heads, slots))
     check_shape("read_weights", read_weights, (batch, None, slots))
+    if torch.compiler.is_compiling() and link.numel() <= COMPILER_FUSES_BELOW:
+        new_link = _link_formula(link, precedence, write_weights)  # the plain formulas, for inductor to fuse
+        return (new_link, *directional_read_weights(new_link, read_weights))
     return _link_and_reads(link, precedence, write_weights, read_weights)
+
+
+COMPILER_FUSES_BELOW = 2**18
+"""Link tensors of at most this many elements (1 MiB in float32: batch 8 at N = 128) are left to the
+compiler, which fuses the plain formulas into fewer passes that stay in the cache; larger ones go through
+the custom operator, whose passes the compiler's code could not beat. Measured with ``mann-zoo speed``
+(README): compiled DNC at batch 8 (repeat copy) and batch 32 (copy)."""
 
 
 @torch.library.custom_op("mann_zoo::link_and_directional_reads", mutates_args=())
 def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                     read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
-    # One N x N allocation (a fresh N x N tensor costs more than a pass over one: page faults).
+    # One N x N allocation: the new link, then updated in place.
     new_link = link * (1 - w_i)  # (1 - w_i) L_ij
     new_link.addcmul_(link, w_j, value=-1)  # - w_j L_ij
     new_link.addcmul_(w_i, precedence.unsqueeze(-2))  # + w_i p_j

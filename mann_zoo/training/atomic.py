@@ -34,3 +34,11 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """A matplotlib figure as PNG at ``path`` (written atomically), then closed."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"), binary=True)
+    plt.close(fig)
