@@ -957,4 +957,39 @@ def test_fused_link_custom_operator_passes_opcheck(read_heads):
     import mann_zoo.memory.linkage  # noqa: F401  registers the operators
 
     args = tuple(a.clone().requires_grad_(True) for a in _fused_inputs(13, read_heads))
-    torch.library.opcheck(torch.ops.mann_zoo.link_and_directional_reads.default, args)
+    from mann_zoo.memory import linkage
+
+    torch.library.opcheck(getattr(torch.ops, linkage.NAMESPACE).link_and_directional_reads.default, args)
+
+
+@pytest.mark.parametrize("used", ["link", "forward", "backward"])
+def test_fused_link_gradients_when_some_outputs_feed_nothing(used):
+    """Outputs without a gradient reach the hand-written backward as None (not as zeros): the gradients
+    still equal autograd's through the plain formulas, with only one output used."""
+    from mann_zoo.memory import link_and_directional_read_weights
+
+    inputs = _fused_inputs(17, HR)
+    fused_in = [a.clone().requires_grad_(True) for a in inputs]
+    plain_in = [a.clone().requires_grad_(True) for a in inputs]
+    which = ["link", "forward", "backward"].index(used)
+    L, p, w, r = plain_in
+    new_link = link(L, p, w)
+    plain = (new_link, *directional_read_weights(new_link, r))
+    fused = link_and_directional_read_weights(*fused_in)
+    projection = _randn(_gen(18), *plain[which].shape)
+    for outputs in (fused, plain):
+        (outputs[which] * projection).sum().backward()
+    for a, b in zip(fused_in, plain_in):  # no gradient (None) through the plain formulas: zeros here
+        torch.testing.assert_close(a.grad, torch.zeros_like(a) if b.grad is None else b.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_link_backward_operator_passes_opcheck():
+    """The hand-written backward is a custom operator too: its fake kernel agrees with the real one."""
+    from mann_zoo.memory import linkage
+
+    L, p, w, r = _fused_inputs(19, HR)
+    new_link, forward, _ = linkage._link_and_reads(L, p, w, r)
+    g = _gen(20)
+    op = getattr(torch.ops, linkage.NAMESPACE).link_and_directional_reads_backward.default
+    torch.library.opcheck(op, (L, p, w, r, new_link, _randn(g, *L.shape), _randn(g, *forward.shape), None),
+                          test_utils=("test_schema", "test_faketensor"))

@@ -194,6 +194,26 @@ def test_compiled_step_matches_eager(key, monkeypatch):
         torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])
+def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshold, operator_in_graph, monkeypatch):
+    """Under torch.compile the DNC's link update is the custom operator (one opaque call in the graph) for
+    links above COMPILER_FUSES_BELOW elements, and the traced plain formulas below it; one graph, no break."""
+    from mann_zoo.memory import linkage
+
+    monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", threshold)
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    model = make("dnc")
+    model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
+    model(torch.rand(2, 3, 4))
+    targets = {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
+
+
 def test_num_parameters_counts_every_parameter():
     model = build("lstm", 9, 8, controller_size=10, controller_layers=1)
     # one LSTM layer: 4 gates x (input + hidden + 2 biases) x hidden; read-out: (10 + 1) x 8

@@ -3,8 +3,10 @@ times "before" and "after" in one process, in interleaved rounds.
 
 ``git archive REF mann_zoo`` is unpacked into a temporary folder and imported as the package
 ``mann_zoo_<revision>``; its modules import each other relatively (``from .. import memory``), so its
-cores run on its own memory primitives. Only the models are used: tasks, batches and the timing loop are
-this checkout's, so the two are measured on the same data.
+cores run on its own memory primitives (and register their custom operators under that name). A
+revision whose models imported ``mann_zoo`` by absolute name would run this checkout's code there; none
+does. Only the models are used: tasks, batches and the timing loop are this checkout's, so the two are
+measured on the same data.
 """
 
 from __future__ import annotations
@@ -34,22 +36,31 @@ def load_revision(ref: str, repository: Path | None = None):
     try:
         revision = subprocess.run([*git, "rev-parse", "--short", f"{ref}^{{commit}}"], capture_output=True,
                                   text=True, check=True).stdout.strip()
-        archive = subprocess.run([*git, "archive", "--format=tar", revision, PACKAGE], capture_output=True,
-                                 check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         raise ValueError(f"--baseline: {ref!r} is not a revision of the git checkout at {repository}") from None
     name = f"{PACKAGE}_{revision}"
     if name in sys.modules:
         return sys.modules[name]
+    archive = subprocess.run([*git, "archive", "--format=tar", revision, PACKAGE], capture_output=True).stdout
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths outside
+            tar.extractall(folder, filter="data")
+        else:
+            tar.extractall(folder)
     root = folder / PACKAGE
     spec = importlib.util.spec_from_file_location(name, root / "__init__.py", submodule_search_locations=[str(root)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+        importlib.import_module(f"{name}.models")  # the cores, and through them the memory primitives
+    except Exception as error:  # noqa: BLE001 - any revision that does not import: one line
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
+        raise ValueError(f"--baseline: {PACKAGE} at revision {revision} does not import here: "
+                         f"{type(error).__name__}: {error}") from None
     module.revision = revision
     return module
 

@@ -22,16 +22,16 @@ import io
 import platform
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from ..console import CommandParser, device
+from ..console import CommandParser, device, fail
 from ..models import build
 from ..training.atomic import atomic_write_text
 from .results import COST_PLOT, COST_TABLE
 from .cost_model import (
     BATCH_SIZE,
     COPY_LENGTH,
+    LINK_MODELS,
     N_SWEEP_WORD_SIZE,
     SEQUENCE_STEPS,
     SWEEP_COLUMNS,
@@ -115,13 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     from rich.progress import track
 
     for n, w in track(configs, description="sweeping N x W"):
-        wanted = [m for m in args.models if not (m.startswith("dnc") and n > args.dnc_max_slots)]
+        wanted = [m for m in args.models if not (m.startswith(LINK_MODELS) and n > args.dnc_max_slots)]
         if args.reference and n <= args.dnc_max_slots:
             wanted.append(PEER_NAME)
         wanted = [m for m in wanted if (m, n, w) not in done]
         if not wanted:
             continue
-        models = {m: (PeerDNC(9, 8, 100, n, w, 1, args.device) if m == PEER_NAME
+        models = {m: (PeerDNC(9, 8, controller_size=100, memory_slots=n, word_size=w, read_heads=1, device=args.device)
+                      if m == PEER_NAME
                       else build(m, 9, 8, controller_size=100, memory_slots=n, word_size=w)) for m in wanted}
         for row in measure(models, args.device, args.repeats, w):
             if row["label"] != CONTROLLER or (CONTROLLER, 0, w) not in done:
@@ -135,15 +136,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _resumable_rows(path: Path, settings: dict) -> list[dict]:
-    """The rows of an earlier sweep into ``path`` measured with the same ``settings`` (device, threads,
-    torch, batch, steps, swept W and N); none if the file is missing or was made otherwise."""
+    """The rows of an earlier sweep into ``path``, to resume it; none if there is no file. A file measured
+    with other ``settings`` (device, threads, torch, batch, steps, swept W and N) is not touched: a
+    one-line error names the first difference (``--fresh`` replaces it, another ``--out`` keeps it)."""
     earlier = load_cost(path)
-    if earlier.empty or any(column not in earlier.columns for column in settings):
+    if earlier.empty:
         return []
-    same = (earlier[list(settings)].astype(str) == pd.Series({k: str(v) for k, v in settings.items()})).all(axis=1)
-    if not same.all():
-        print(f"{path}: measured with other settings; starting over (the old file is replaced at the first row)")
-        return []
+    for name, value in settings.items():
+        recorded = earlier[name].dropna().astype(str).unique() if name in earlier.columns else []
+        if list(recorded) != [str(value)]:
+            fail(f"--out {path.parent}: its cost.csv was measured with {name} = {', '.join(recorded) or 'unknown'}, "
+                 f"this sweep has {value}; --fresh to replace it, or another --out")
     print(f"{path}: resuming, {len(earlier)} rows measured already (--fresh to start over)")
     return earlier.to_dict("records")
 

@@ -15,6 +15,7 @@ neither imports the other.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,15 +49,19 @@ def term_values(memory_slots, word_size) -> dict[str, np.ndarray]:
 
 def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     """Fit of T - T_controller over ``rows`` of ``model`` (dicts with memory_slots, word_size, step_ms and,
-    optionally, controller_ms: the controller timed in the same rounds; ``base_ms`` where missing): each T
-    is first divided by the drift of its rounds (controller_ms over the median controller time at that W),
-    then T minus that median controller time is fitted by least squares in relative error (each point weighted by 1/T), so that the small memories, a few ms
-    apart, count as much as the large ones, seconds apart.
+    optionally, controller_ms: the controller timed in the same rounds), ``base_ms`` being T_controller.
 
-    Returns the fit-file row: model, controller_ms, one coefficient column per term in ``TERMS`` (us; None
-    for a term the model does not have), r2, max_relative_error (of the fitted T over all points),
-    points; ``{}`` with fewer points than terms. Costs cannot be negative: the most negative coefficient is
-    set to 0 and the fit redone until none is (non-negative least squares by elimination).
+    Each T is first divided by the drift of its rounds (``drift_factors``), then T - ``base_ms`` is fitted
+    by least squares in relative error (each point weighted by 1/T), so that the small memories, a few ms
+    apart, count as much as the large ones, seconds apart. The controller's own growth with W (wider read
+    vectors) is part of what the N W term measures. Costs cannot be negative: of every subset of the
+    model's terms whose fit has no negative coefficient, the one with the least weighted error is kept
+    (non-negative least squares by enumeration: at most 15 subsets).
+
+    Returns the fit-file row: model, controller_ms (``base_ms``), one coefficient column per term in
+    ``TERMS`` (us; 0 for a term left out, None for a term the model does not have), r2,
+    max_relative_error (of the fitted T over the drift-corrected points), points; ``{}`` with fewer
+    points than terms.
     """
     data = [r for r in rows if r["model"] == model]
     terms = model_terms(model)
@@ -64,22 +69,25 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
         return {}
     values = term_values([r["memory_slots"] for r in data], [r["word_size"] for r in data])
     own = np.array([_number(r.get("controller_ms"), base_ms) for r in data])
-    drift, typical = drift_factors(own, np.array([r["word_size"] for r in data]))
+    drift, _ = drift_factors(own, np.array([r["word_size"] for r in data]))
     measured = np.array([r["step_ms"] for r in data], dtype=float) / drift
-    y = measured - typical
-    weight = 1 / measured
-    while True:
-        design = np.stack([values[name] for name in terms], axis=1)
-        coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
-        negative = [(c, name) for name, c in zip(terms, coef) if c < 0]
-        if not negative:
-            break
-        terms.remove(min(negative)[1])
-    coefficients = dict(zip(terms, coef))
-    predicted = typical + design @ coef
+    y, weight = measured - base_ms, 1 / measured
+    best = None  # (weighted squared error, terms, coefficients)
+    for size in range(1, len(terms) + 1):
+        for subset in itertools.combinations(terms, size):
+            design = np.stack([values[name] for name in subset], axis=1)
+            coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
+            error = float((((design @ coef - y) * weight) ** 2).sum())
+            if (coef >= 0).all() and (best is None or error < best[0] - 1e-12):
+                best = (error, subset, coef)
+    if best is None:  # nothing non-negative fits (a step faster than the controller alone): no fit
+        return {}
+    _, subset, coef = best
+    coefficients = dict(zip(subset, coef))
+    predicted = base_ms + np.stack([values[name] for name in subset], axis=1) @ coef
     r2 = 1 - ((measured - predicted) ** 2).sum() / max(((measured - measured.mean()) ** 2).sum(), 1e-12)
     return {"model": model, "controller_ms": base_ms,
-            **{column: (1e3 * coefficients.get(name, 0.0) if name in model_terms(model) else None)
+            **{column: (1e3 * coefficients.get(name, 0.0) if name in terms else None)
                for name, (column, _) in TERMS.items()},
             "r2": float(r2), "max_relative_error": float(np.max(np.abs(predicted - measured) / measured)),
             "points": len(data)}

@@ -33,6 +33,7 @@ from ..models.controller import LSTMController
 from ..models.registry import CoreSpec
 from .baseline import load_revision, spec_at_revision
 from .peer import PEER_NAME, PeerDNC, peer_available
+from .speed_report import CONTROLLER_ALONE, THIS_CHECKOUT
 
 
 class ControllerAlone(nn.Module):
@@ -124,7 +125,6 @@ def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]
 
 
 REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads=1, write_heads=1)
-THIS_CHECKOUT = "this checkout"
 
 
 class Entry(NamedTuple):
@@ -146,6 +146,9 @@ def time_entries(entries: list[Entry], batch: tuple[torch.Tensor, ...], repeats:
     (and per core: divided by the threads the process uses), activation megabytes; ``x_controller`` and
     ``x_before`` (the baseline revision's time over this checkout's, same model and compilation) when those
     entries are present."""
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two models are named {next(x for x in labels if labels.count(x) > 1)!r}; rename a config")
     timed = time_steps({e.label: training_step_fn(e.core, batch) for e in entries}, repeats)
     threads = torch.get_num_threads()
     rows = [{"model": e.model, "compiled": e.compiled, "version": e.version, "batch_size": batch[0].shape[0],
@@ -155,7 +158,7 @@ def time_entries(entries: list[Entry], batch: tuple[torch.Tensor, ...], repeats:
              "first_step_s": timed[e.label][1], "activation_mb": activation_megabytes(e.core, batch),
              "num_parameters": sum(p.numel() for p in e.core.parameters()), "threads": threads}
             for e in entries]
-    controller = next((r["ms_per_step"] for r in rows if r["model"] == CONTROLLER), None)
+    controller = next((r["ms_per_step"] for r in rows if r["model"] == CONTROLLER_ALONE), None)
     by_key = {(r["model"], r["compiled"], r["version"]): r["ms_per_step"] for r in rows}
     for row in rows:
         row["x_controller"] = row["ms_per_step"] / controller if controller else None
@@ -164,14 +167,11 @@ def time_entries(entries: list[Entry], batch: tuple[torch.Tensor, ...], repeats:
     return rows
 
 
-CONTROLLER = "controller alone"
-
-
 def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, compile: bool, baseline,
                 peer_sizes: dict | None, read_width: int) -> list[Entry]:
     """The controller alone, each spec (eager, and compiled with ``compile`` when it is a memory core),
     the same at the baseline revision, and the PyPI peer at ``peer_sizes``."""
-    entries = [Entry(CONTROLLER, ControllerAlone(input_size, output_size, 100, read_width))]
+    entries = [Entry(CONTROLLER_ALONE, ControllerAlone(input_size, output_size, 100, read_width))]
     versions = [(THIS_CHECKOUT, None)] + ([(baseline.revision, baseline)] if baseline is not None else [])
     for name, spec in specs.items():
         for version, package in versions:
@@ -317,6 +317,8 @@ def task_speed(args, baseline, header: str):
                 spec.build(task.input_size, task.output_size)  # a value the class refuses fails here
             except Exception as error:  # noqa: BLE001 - a config that does not parse: one line, naming it
                 fail(f"--model {config}: {explain(argv, error)}")
+            if Path(config).stem in specs:
+                fail(f"--model {config}: another config is also named {Path(config).stem!r}; rename one")
             specs[Path(config).stem] = spec
         try:
             peer = _peer_sizes(specs, args.device) if args.reference else None

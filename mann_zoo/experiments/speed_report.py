@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .cost_model import TERMS, format_us, formula
+from .peer import PEER_NAME
 
-THIS_CHECKOUT = "this checkout"
+THIS_CHECKOUT = "this checkout"  # the version column of this checkout's rows (else a revision's hash)
+CONTROLLER_ALONE = "controller alone"  # the model column of the yardstick's rows
 
 
 def _version_label(frame: pd.DataFrame) -> tuple[str, str]:
@@ -40,7 +42,7 @@ def reference_table(frame: pd.DataFrame) -> str:
         label = row.model + (" compiled" if row.compiled else "")
         lines.append(f"| {label} | {before_ms} | {row.ms_per_step:.1f} | {speedup} | {row.x_controller:.2f} | "
                      f"{row.activation_mb:.1f} | {int(row.num_parameters):,} |")
-    peer = ours[ours["model"].str.startswith("pypi")]
+    peer = ours[ours["model"] == PEER_NAME]
     dnc = ours[ours["model"] == "dnc"]
     if not peer.empty and not dnc.empty:
         ratios = ", ".join(f"{'compiled' if r.compiled else 'eager'} {r.ms_per_step / peer.ms_per_step.iloc[0]:.2f}"
@@ -67,7 +69,7 @@ def tasks_table(frame: pd.DataFrame) -> str:
             return float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else np.nan
 
         for model in dict.fromkeys(rows.model):
-            if model == "controller alone":
+            if model == CONTROLLER_ALONE:
                 continue
             cells = [rate(model, c, n) for c, n in ((False, False), (False, True), (True, False), (True, True))]
             before = max((c for c in (cells[0], cells[2]) if not np.isnan(c)), default=np.nan)
@@ -103,8 +105,8 @@ def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
                              & ((rows.version == THIS_CHECKOUT) == now)]
                 values.append(float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else 0.0)
             ax.bar(np.arange(len(models)) + (k - 1.5) * 0.2, values, 0.2, color=colour, label=label)
-        ax.set_xticks(np.arange(len(models)), [m.replace("controller alone", "controller\nalone")
-                                               .replace("pypi dnc 1.1.0", "PyPI dnc") for m in models], fontsize=8)
+        ax.set_xticks(np.arange(len(models)), [m.replace(CONTROLLER_ALONE, "controller\nalone")
+                                               .replace(PEER_NAME, "PyPI dnc") for m in models], fontsize=8)
         ax.set(title=f"{task} (batch {rows.batch_size.iloc[0]}, {rows.steps.iloc[0]} steps)",
                ylabel="training sequences / s per core", yscale="log")
     axes[0][0].legend(fontsize=7)

@@ -78,13 +78,18 @@ def link_and_directional_read_weights(
 
 
 COMPILER_FUSES_BELOW = 2**18
-"""Link tensors of at most this many elements (1 MiB in float32: batch 8 at N = 128) are left to the
+"""Link tensors of at most this many elements (1 MiB in float32: batch 16 at N = 128) are left to the
 compiler, which fuses the plain formulas into fewer passes that stay in the cache; larger ones go through
 the custom operator, whose passes the compiler's code could not beat. Measured with ``mann-zoo speed``
 (README): compiled DNC at batch 8 (repeat copy) and batch 32 (copy)."""
 
 
-@torch.library.custom_op("mann_zoo::link_and_directional_reads", mutates_args=())
+# The operators' namespace is the package's name: another revision of this package imported beside it
+# (``mann-zoo speed --baseline``) registers its own operators instead of replacing these.
+NAMESPACE = __name__.split(".")[0]
+
+
+@torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads", mutates_args=())
 def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                     read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
@@ -101,11 +106,12 @@ def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights:
 def _(link, precedence, write_weights, read_weights):
     batch, heads, slots = write_weights.shape
     directional = link.new_empty(batch, read_weights.shape[1], heads, slots)
-    return torch.empty_like(link), directional, torch.empty_like(directional)
+    return link.new_empty(link.shape), directional, torch.empty_like(directional)
 
 
 def _save_for_backward(ctx, inputs, output):
     ctx.save_for_backward(*inputs, output[0])
+    ctx.set_materialize_grads(False)  # an output without gradient arrives as None, not as zeros
 
 
 def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
@@ -119,7 +125,7 @@ def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
 _link_and_reads.register_autograd(_link_and_reads_backward, setup_context=_save_for_backward)
 
 
-@torch.library.custom_op("mann_zoo::link_and_directional_reads_backward", mutates_args=())
+@torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads_backward", mutates_args=())
 def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                          read_weights: torch.Tensor, new_link: torch.Tensor, grad_new_link: torch.Tensor,
                          grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
@@ -153,13 +159,12 @@ def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_wei
     grad_precedence = _vecmat(write_weights.unsqueeze(2), grad)[:, :, 0]  # dp_j = sum_i G_ij w_i
     # dL_ij = G_ij (1 - w_i - w_j), in place in G, the scratch tensor reused for w_i + w_j.
     grad.addcmul_(grad, torch.add(w_i, w_j, out=scratch), value=-1)
-    return grad, grad_precedence, grad_w, grad_read
+    return grad, grad_precedence.contiguous(), grad_w.contiguous(), grad_read.contiguous()  # as the fake promises
 
 
 @_link_and_reads_grad.register_fake
 def _(link, precedence, write_weights, read_weights, new_link, grad_new_link, grad_forward, grad_backward):
-    return (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
-            torch.empty_like(read_weights))
+    return tuple(t.new_empty(t.shape) for t in (link, precedence, write_weights, read_weights))
 
 
 def _matvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
