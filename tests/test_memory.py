@@ -993,3 +993,114 @@ def test_fused_link_backward_operator_passes_opcheck():
     op = getattr(torch.ops, linkage.NAMESPACE).link_and_directional_reads_backward.default
     torch.library.opcheck(op, (L, p, w, r, new_link, _randn(g, *L.shape), _randn(g, *forward.shape), None),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+# --------------------------------------------------------------------------- #
+# Sparse access (mann_zoo.memory.sparse): K = N is the dense DNC; K < N keeps the K largest
+# --------------------------------------------------------------------------- #
+def _dense_from_rows(values, index):
+    """The N x N link matrix of a row-sparse one."""
+    n = index.shape[-2]
+    return torch.zeros(*index.shape[:-1], n, dtype=values.dtype).scatter(-1, index, values)
+
+
+def _sparse_rows(dense, k):
+    """The K largest entries of each row of a dense link matrix, as (values, index)."""
+    values, index = dense.topk(k, dim=-1)
+    return values, index
+
+
+def test_keep_top_k_by_hand():
+    from mann_zoo.memory import keep_top_k
+
+    w = torch.tensor([[0.1, 0.5, 0.2, 0.05, 0.15]], dtype=torch.float64)
+    assert keep_top_k(w, 2).tolist() == [[0.0, 0.5, 0.2, 0.0, 0.0]]
+    assert keep_top_k(w, 5) is w and keep_top_k(w, 9) is w
+
+
+def test_sparse_link_and_reads_with_k_equal_to_n_are_the_dense_ones():
+    """Over a sequence of writes, K = N reproduces link and directional_read_weights exactly."""
+    from mann_zoo.memory import sparse_directional_read_weights, sparse_link
+
+    g = _gen(31)
+    dense = torch.zeros(B, HW, N, N, dtype=torch.float64)
+    values = torch.zeros_like(dense)
+    index = torch.arange(N).expand(B, HW, N, N).clone()
+    p = torch.zeros(B, HW, N, dtype=torch.float64)
+    for _ in range(6):
+        w = _subnormalized(g, B, HW, N)
+        dense = link(dense, p, w)
+        values, index = sparse_link(values, index, p, w)
+        torch.testing.assert_close(_dense_from_rows(values, index), dense, rtol=0, atol=1e-15)
+        r = _softmax(g, B, HR, N)
+        for a, b in zip(sparse_directional_read_weights(values, index, r), directional_read_weights(dense, r)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+        p = precedence(p, w)
+
+
+def test_sparse_link_keeps_the_k_largest_entries_of_the_dense_update():
+    """K < N: from a row-sparse L and the K largest entries of p, the update equals the dense formula's
+    followed by keeping each row's K largest; the kept columns are distinct and never the diagonal."""
+    from mann_zoo.memory import keep_top_k, sparse_link
+
+    g, k = _gen(32), 2
+    values, index = _sparse_rows(_link_matrix(g, B, HW, N), k)
+    p, w = _subnormalized(g, B, HW, N), _subnormalized(g, B, HW, N)
+    new_values, new_index = sparse_link(values, index, p, w)
+    expected = link(_dense_from_rows(values, index), keep_top_k(p, k), w)
+    expected = _dense_from_rows(*_sparse_rows(expected, k))
+    torch.testing.assert_close(_dense_from_rows(new_values, new_index), expected, rtol=0, atol=1e-15)
+    assert (new_index.sort(-1).values.diff(dim=-1) > 0).all()  # distinct columns in every row
+    assert not ((new_index == torch.arange(N).view(1, 1, N, 1)) & (new_values != 0)).any()
+
+
+def test_sparse_content_weights_by_hand_and_at_k_equal_to_n():
+    """The softmax of strength x cosine over the K most similar slots: slots 0 and 2 match the key best."""
+    from mann_zoo.memory import sparse_content_weights
+
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.2], [-1.0, 0.0]]], dtype=torch.float64)
+    key = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)
+    beta = torch.tensor([[2.0]], dtype=torch.float64)
+    weights = sparse_content_weights(memory, key, beta, 2)
+    cos = torch.tensor([1.0, 1.0 / (1.04 ** 0.5)], dtype=torch.float64)
+    expected = torch.softmax(2 * cos, dim=0)
+    torch.testing.assert_close(weights[0, 0, [0, 2]], expected, rtol=1e-5, atol=1e-6)
+    assert weights[0, 0, [1, 3]].abs().max() == 0
+    g = _gen(33)
+    m, k, s = _randn(g, B, N, W), _randn(g, B, H, W), _rand(g, B, H, lo=0.5, hi=5)
+    torch.testing.assert_close(sparse_content_weights(m, k, s, N), content_weights(m, k, s), rtol=0, atol=1e-15)
+
+
+def test_sparse_pieces_pass_gradcheck_from_a_generic_state():
+    """float64 gradcheck through the values kept (the choice of slots has no gradient, as the DNC's sort)."""
+    from mann_zoo.memory import sparse_content_weights, sparse_directional_read_weights, sparse_link
+
+    g, k = _gen(34), 3
+    values, index = _sparse_rows(_link_matrix(g, B, HW, N), k)
+    p, w, r = _subnormalized(g, B, HW, N), _subnormalized(g, B, HW, N), _softmax(g, B, HR, N)
+    args = tuple(t.clone().requires_grad_(True) for t in (values, p, w))
+    assert torch.autograd.gradcheck(lambda v, p_, w_: sparse_link(v, index, p_, w_)[0], args, eps=1e-6, atol=1e-6)
+    args = tuple(t.clone().requires_grad_(True) for t in (values, r))
+    assert torch.autograd.gradcheck(lambda v, r_: sparse_directional_read_weights(v, index, r_), args,
+                                    eps=1e-6, atol=1e-6)
+    m, key, s = _randn(g, B, N, W), _randn(g, B, H, W), _rand(g, B, H, lo=0.5, hi=5)
+    args = tuple(t.clone().requires_grad_(True) for t in (m, key, s))
+    assert torch.autograd.gradcheck(lambda *a: sparse_content_weights(*a, k), args, eps=1e-6, atol=1e-6)
+
+
+def test_sparse_pieces_are_safe_at_zero_memory_zero_keys_and_large_strengths():
+    from mann_zoo.memory import sparse_content_weights, sparse_directional_read_weights, sparse_link
+
+    zeros = torch.zeros(B, N, W, requires_grad=True)
+    key = torch.zeros(B, H, W, requires_grad=True)
+    weights = sparse_content_weights(zeros, key, torch.full((B, H), 1e4), 2)
+    weights.sum().backward()
+    assert torch.isfinite(weights).all() and torch.isfinite(zeros.grad).all() and torch.isfinite(key.grad).all()
+    values = torch.zeros(B, HW, N, 2, requires_grad=True)
+    index = torch.arange(2).expand(B, HW, N, 2).contiguous()
+    one_hot = torch.zeros(B, HW, N)
+    one_hot[..., 0] = 1
+    new_values, new_index = sparse_link(values, index, one_hot, one_hot)
+    forward, backward = sparse_directional_read_weights(new_values, new_index, torch.zeros(B, HR, N))
+    (new_values.sum() + forward.sum() + backward.sum()).backward()
+    assert torch.isfinite(new_values).all() and torch.isfinite(values.grad).all()

@@ -18,6 +18,7 @@ SMALL = {
     "dnc": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=1),
     "dnc_improved": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=2,
                          masking=True, deallocation=True, link_sharpness=True),
+    "dnc_sparse": dict(controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=1, sparse_k=3),
     "lstm": dict(controller_size=16, controller_layers=2),
 }
 MODELS = list(SMALL)
@@ -91,7 +92,7 @@ def test_ntm_weightings_sum_to_one(key):
         assert (trace[name] >= 0).all()
 
 
-@pytest.mark.parametrize("key", ["dnc", "dnc_improved"])
+@pytest.mark.parametrize("key", ["dnc", "dnc_improved", "dnc_sparse"])
 def test_dnc_invariants(key):
     model = make(key)
     _, trace = model(torch.rand(3, 30, 4) * 4 - 2, record=True)
@@ -114,6 +115,39 @@ def test_dnc_link_state_has_zero_diagonal_and_bounded_rows():
     assert (link.sum(-1) <= 1 + 1e-5).all() and (link.sum(-2) <= 1 + 1e-5).all()
 
 
+@pytest.mark.parametrize("options", [{}, dict(masking=True, deallocation=True, link_sharpness=True)])
+def test_sparse_dnc_with_k_equal_to_n_is_the_dense_dnc(options):
+    """sparse_k = N (every slot kept): the same logits and parameter gradients as the dense DNC with the
+    same weights, in float64, over 12 steps of a batch of 3, with or without the improvements."""
+    dense = make("dnc", **options).double()
+    sparse = make("dnc", sparse_k=SMALL["dnc"]["memory_slots"], **options).double()
+    sparse.load_state_dict(dense.state_dict())
+    x = torch.rand(3, 12, 4, dtype=torch.float64) * 4 - 2
+    logits = [model(x) for model in (dense, sparse)]
+    torch.testing.assert_close(logits[1], logits[0], rtol=1e-10, atol=1e-12)
+    grads = [torch.autograd.grad(out.square().sum(), list(m.parameters())) for out, m in zip(logits, (dense, sparse))]
+    for g_dense, g_sparse in zip(*grads):
+        torch.testing.assert_close(g_sparse, g_dense, rtol=1e-8, atol=1e-10)
+
+
+def test_sparse_dnc_touches_at_most_k_slots():
+    """sparse_k = 3 of 8 slots: every weighting has at most 3 non-zero slots and the link matrix keeps 3
+    entries per row, at distinct columns, none on the diagonal."""
+    model = make("dnc_sparse")
+    x = torch.rand(3, 20, 4) * 4 - 2
+    _, trace = model(x, record=True)
+    for name in ("read_weights", "write_weights", "allocation"):
+        assert ((trace[name] != 0).sum(-1) <= 3).all(), name
+    state = model.initial_state(3, x)
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            _, state, _ = model.step(x[:, t], state)
+    values, index = state.link
+    assert values.shape == index.shape == (3, 1, 8, 3)
+    assert (index.sort(-1).values.diff(dim=-1) > 0).all()
+    assert not ((index == torch.arange(8).view(1, 1, 8, 1)) & (values != 0)).any()
+
+
 @pytest.mark.parametrize("key", MODELS)
 def test_record_does_not_change_outputs(key):
     model = make(key)
@@ -122,7 +156,7 @@ def test_record_does_not_change_outputs(key):
     torch.testing.assert_close(logits, model(x))
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc_improved", "lstm"])
+@pytest.mark.parametrize("key", ["ntm", "dnc", "dnc_improved", "dnc_sparse", "lstm"])
 def test_long_sequence_float32_is_finite(key):
     """1000 steps in float32, with inputs large enough to saturate the controller: finite values and grads."""
     model = make(key)

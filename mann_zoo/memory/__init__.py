@@ -8,24 +8,30 @@ for zero memory, zero keys, one-hot or all-zero weightings and large strengths.
 from ._checks import EPS
 from .access import read, write
 from .allocation import allocation_weights, usage
-from .content import content_weights
+from .content import content_weights, cosine_similarity
 from .interpolation import interpolate
 from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
 from .sharpen import sharpen
 from .shift import shift
+from .sparse import keep_top_k, sparse_content_weights, sparse_directional_read_weights, sparse_link
 
 __all__ = [
     "EPS",
     "allocation_weights",
     "content_weights",
+    "cosine_similarity",
     "directional_read_weights",
     "interpolate",
+    "keep_top_k",
     "link",
     "link_and_directional_read_weights",
     "precedence",
     "read",
     "sharpen",
     "shift",
+    "sparse_content_weights",
+    "sparse_directional_read_weights",
+    "sparse_link",
     "usage",
     "write",
 ]

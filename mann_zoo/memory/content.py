@@ -31,8 +31,18 @@ def content_weights(
     """
     batch, _, width = check_memory(memory)
     check_shape("keys", keys, (batch, None, width))
+    check_shape("strengths", strengths, (batch, keys.shape[1]))
+    return torch.softmax(strengths.unsqueeze(-1) * cosine_similarity(memory, keys, mask), dim=-1)  # NTM eq. 5
+
+
+def cosine_similarity(memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """K[k, M(i)] = k.M(i) / (|k| |M(i)|) for each key and slot (NTM eq. 6), under ``mask`` if given.
+
+    Args: as ``content_weights``. Returns ``[B, H, N]`` in [-1, 1].
+    """
+    batch, _, width = check_memory(memory)
+    check_shape("keys", keys, (batch, None, width))
     heads = keys.shape[1]
-    check_shape("strengths", strengths, (batch, heads))
     if mask is None:
         dot = keys @ memory.transpose(1, 2)  # k . M(i)  [B,H,N]
         memory_norm_sq = memory.pow(2).sum(-1).unsqueeze(1)  # |M(i)|^2  [B,1,N], shared by all heads
@@ -44,5 +54,4 @@ def content_weights(
         keys = keys * mask
     key_norm_sq = keys.pow(2).sum(-1, keepdim=True)  # |k|^2  [B,H,1]
     # Work on [B,H,N] (not [B,N,W]): normalise the dot products, not the memory.
-    cosine = dot * torch.rsqrt(memory_norm_sq + EPS) * torch.rsqrt(key_norm_sq + EPS)
-    return torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1)  # NTM eq. 5
+    return dot * torch.rsqrt(memory_norm_sq + EPS) * torch.rsqrt(key_norm_sq + EPS)

@@ -10,6 +10,7 @@ from .registry import (ENTRY_POINT_GROUP, CoreSpec, available_models, build, cor
 register("ntm", NTM)
 register("dnc", DNC)
 register("dnc_md", DNC, masking=True, deallocation=True, link_sharpness=True)  # Csordas & Schmidhuber 2019
+register("dnc_sparse", DNC, sparse_k=8)  # sparse access, after Rae et al. 2016
 register("lstm", LSTMBaseline)
 
 __all__ = ["DNC", "DNCState", "ENTRY_POINT_GROUP", "CoreSpec", "LSTMBaseline", "NTM", "NTMState",

@@ -29,7 +29,7 @@ from .controller import make_controller
 class DNCState(NamedTuple):
     memory: torch.Tensor  # [B, N, W]
     usage: torch.Tensor  # [B, N]
-    link: torch.Tensor  # [B, Hw, N, N]
+    link: torch.Tensor | tuple  # [B, Hw, N, N]; with sparse_k, (values, index) each [B, Hw, N, K]
     precedence: torch.Tensor  # [B, Hw, N]
     read_weights: torch.Tensor  # [B, Hr, N]
     write_weights: torch.Tensor  # [B, Hw, N]
@@ -58,6 +58,9 @@ class DNC(MemoryCore):
         masking: content-based look-up through a learned mask (Csordas & Schmidhuber 2019).
         deallocation: erase the freed slots' contents (Csordas & Schmidhuber 2019).
         link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
+        sparse_k: sparse access (after Rae et al. 2016): content look-ups, allocation, write, read and
+            precedence weightings keep their K largest slots, and the link matrix the K largest entries of
+            each row (O(N K) per step, not O(N^2)); None (the default): dense. K >= N is the dense DNC.
         clip: the interface vector is clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile``.
     """
@@ -76,6 +79,7 @@ class DNC(MemoryCore):
         masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
+        sparse_k: int | None = None,
         clip: float = 20.0,
         compile: bool = False,
     ):
@@ -86,7 +90,10 @@ class DNC(MemoryCore):
         )
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip}")
+        if sparse_k is not None:
+            check_positive(sparse_k=sparse_k)
         super().__init__(compile=compile)
+        self.sparse_k = None if sparse_k is None else min(sparse_k, memory_slots)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width = memory_slots, word_size
         self.read_heads, self.write_heads = read_heads, write_heads
@@ -113,8 +120,12 @@ class DNC(MemoryCore):
     def initial_state(self, batch: int, like: torch.Tensor) -> DNCState:
         N, W, Hr, Hw = self.slots, self.width, self.read_heads, self.write_heads
         zeros = lambda *shape: like.new_zeros(batch, *shape)  # noqa: E731  same device and dtype as x
+        link = zeros(Hw, N, N)
+        if self.sparse_k is not None:  # K entries per row, all 0, at distinct columns
+            columns = torch.arange(self.sparse_k, device=like.device).expand(batch, Hw, N, -1).contiguous()
+            link = (zeros(Hw, N, self.sparse_k), columns)
         return DNCState(
-            memory=zeros(N, W), usage=zeros(N), link=zeros(Hw, N, N), precedence=zeros(Hw, N),
+            memory=zeros(N, W), usage=zeros(N), link=link, precedence=zeros(Hw, N),
             read_weights=zeros(Hr, N), write_weights=zeros(Hw, N), read_vectors=zeros(Hr, W),
             controller=tuple(s.contiguous() for s in self.controller.initial_state(batch)),
         )
@@ -144,8 +155,8 @@ class DNC(MemoryCore):
             memory = memory * retention.unsqueeze(-1)
 
         # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w).
-        write_content = mem.content_weights(memory, parts["write_keys"].view(B, Hw, W),
-                                            parts["write_strengths"], write_mask)
+        write_content = self._content_weights(memory, parts["write_keys"].view(B, Hw, W),
+                                              parts["write_strengths"], write_mask)
         allocations = []
         allocation_usage = usage
         for h in range(Hw):  # several write heads allocate one after another, each seeing the others' claims
@@ -153,9 +164,9 @@ class DNC(MemoryCore):
             allocations.append(allocation)
             if h + 1 < Hw:
                 allocation_usage = allocation_usage + (1 - allocation_usage) * write_gates[:, h : h + 1] * allocation
-        allocation = torch.stack(allocations, dim=1)  # a_t  [B, Hw, N]
+        allocation = self._sparse(torch.stack(allocations, dim=1))  # a_t  [B, Hw, N]
         ga, gw = allocation_gates.unsqueeze(-1), write_gates.unsqueeze(-1)
-        write_weights = gw * (ga * allocation + (1 - ga) * write_content)
+        write_weights = self._sparse(gw * (ga * allocation + (1 - ga) * write_content))
 
         erase = parts["erase"].view(B, Hw, W)
         memory = mem.write(memory, write_weights, erase, parts["write_vectors"].view(B, Hw, W))
@@ -163,19 +174,23 @@ class DNC(MemoryCore):
         # Temporal memory linkage (uses the previous precedence), then precedence.
         # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward), with
         # forward = L_t w^r_{t-1} and backward = L_t^T w^r_{t-1}, each [B, Hr, Hw, N].
-        link, forward, backward = mem.link_and_directional_read_weights(
-            state.link, state.precedence, write_weights, state.read_weights)
-        precedence = mem.precedence(state.precedence, write_weights)
+        if self.sparse_k is None:
+            link, forward, backward = mem.link_and_directional_read_weights(
+                state.link, state.precedence, write_weights, state.read_weights)
+        else:
+            link = mem.sparse_link(*state.link, state.precedence, write_weights)
+            forward, backward = mem.sparse_directional_read_weights(*link, state.read_weights)
+        precedence = self._sparse(mem.precedence(state.precedence, write_weights))
         if self.link_sharpness:
             sharpness = parts["link_sharpness"].view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
             directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
             mass = directional.sum(-1, keepdim=True)
             directional = (mem.sharpen(directional, sharpness) * mass).view(B, 2 * Hr, Hw, self.slots)
             forward, backward = directional[:, :Hr], directional[:, Hr:]
-        read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
-                                           parts["read_strengths"], read_mask)
+        read_content = self._content_weights(memory, parts["read_keys"].view(B, Hr, W),
+                                             parts["read_strengths"], read_mask)
         candidates = torch.cat([backward, read_content.unsqueeze(2), forward], dim=2)  # [B, Hr, 1 + 2 Hw, N]
-        read_weights = (read_modes.unsqueeze(-1) * candidates).sum(2)  # sum of pi_mode * weighting
+        read_weights = self._sparse((read_modes.unsqueeze(-1) * candidates).sum(2))  # sum of pi_mode * weighting
         read_vectors = mem.read(memory, read_weights)
 
         features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
@@ -186,3 +201,13 @@ class DNC(MemoryCore):
                      "allocation": allocation, "allocation_gates": allocation_gates,
                      "write_gates": write_gates, "free_gates": free_gates, "read_modes": read_modes}
         return features, new_state, trace
+
+    def _content_weights(self, memory, keys, strengths, mask):
+        """Content look-up: over every slot, or over the K most similar with ``sparse_k``."""
+        if self.sparse_k is None:
+            return mem.content_weights(memory, keys, strengths, mask)
+        return mem.sparse_content_weights(memory, keys, strengths, self.sparse_k, mask)
+
+    def _sparse(self, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` with their K largest slots kept (``sparse_k``); unchanged for the dense DNC."""
+        return weights if self.sparse_k is None else mem.keep_top_k(weights, self.sparse_k)
