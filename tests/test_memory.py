@@ -1039,13 +1039,14 @@ def test_sparse_link_and_reads_with_k_equal_to_n_are_the_dense_ones():
 
 
 def test_sparse_link_keeps_the_k_largest_entries_of_the_dense_update():
-    """K < N: from a row-sparse L and the K largest entries of p, the update equals the dense formula's
-    followed by keeping each row's K largest; the kept columns are distinct and never the diagonal."""
+    """K < N: from a row-sparse L, a K-sparse w and the K largest entries of p, the update equals the dense
+    formula's followed by keeping each row's K largest; the kept columns are distinct and never the
+    diagonal."""
     from mann_zoo.memory import keep_top_k, sparse_link
 
     g, k = _gen(32), 2
     values, index = _sparse_rows(_link_matrix(g, B, HW, N), k)
-    p, w = _subnormalized(g, B, HW, N), _subnormalized(g, B, HW, N)
+    p, w = _subnormalized(g, B, HW, N), keep_top_k(_subnormalized(g, B, HW, N), k)  # w K-sparse, as in the DNC
     new_values, new_index = sparse_link(values, index, p, w)
     expected = link(_dense_from_rows(values, index), keep_top_k(p, k), w)
     expected = _dense_from_rows(*_sparse_rows(expected, k))

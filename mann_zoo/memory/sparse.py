@@ -51,42 +51,47 @@ def sparse_link(values: torch.Tensor, index: torch.Tensor, precedence: torch.Ten
     entries of each row kept: the DNC's link update (``link``) on a row-sparse link matrix.
 
     Row i of L_{t-1} is given by its K entries: ``values[..., i, :]`` at columns ``index[..., i, :]``
-    (distinct within a row; every other entry is 0). The candidates of row i are its K entries, scaled,
-    and the K new entries w(i) p(j) at the K largest entries of p; a column present in both is summed.
+    (distinct within a row; every other entry is 0). Every row's entries are scaled; the K rows where w is
+    largest (w is K-sparse in the sparse DNC: its only non-zero rows) also receive the new entries
+    w(i) p(j) at the K largest entries of p, merged with their own (a column present in both is summed),
+    and keep the K largest of those 2K.
 
     Args:
         values: ``[B, Hw, N, K]`` the kept entries of L_{t-1} (non-negative).
         index: ``[B, Hw, N, K]`` their columns (int64).
         precedence: ``[B, Hw, N]`` p_{t-1} (its K largest entries are used).
-        write_weights: ``[B, Hw, N]`` w^w_t.
+        write_weights: ``[B, Hw, N]`` w^w_t (its K largest entries receive new links).
     Returns:
-        ``(values, index)`` of L_t, same shapes; O(N K log K) time and O(N K) memory.
+        ``(values, index)`` of L_t, same shapes: O(N K) for the scaling, O(K^2 log K) for the K rows
+        written; O(N K) memory.
     """
     batch, heads, slots, k = values.shape
     check_shape("index", index, (batch, heads, slots, k))
     check_shape("precedence", precedence, (batch, heads, slots))
     check_shape("write_weights", write_weights, (batch, heads, slots))
-    w_i = write_weights.unsqueeze(-1)  # [B,Hw,N,1]
     w_j = write_weights.gather(-1, index.flatten(-2)).view_as(index)  # w at each kept column
-    scaled = (1 - w_i - w_j) * values
-    # the K largest entries of p, the same K columns for every row  [B,Hw,N,K]
-    p_index = precedence.detach().topk(k, dim=-1).indices.unsqueeze(-2).expand(-1, -1, slots, -1)
-    added = w_i * precedence.gather(-1, p_index.flatten(-2)).view_as(p_index)  # w_i p_j
-    # Candidates of each row: 2K (column, value) pairs; a column appears at most twice (once per half).
-    columns, order = torch.cat([index, p_index], dim=-1).sort(dim=-1)
-    candidates = torch.cat([scaled, added], dim=-1).gather(-1, order)
-    repeated = columns[..., 1:] == columns[..., :-1]  # [.., 2K-1]: this entry's column is the previous one's
+    scaled = (1 - write_weights.unsqueeze(-1) - w_j) * values  # (1 - w_i - w_j) L_ij, every row
+    # The rows written: the K largest entries of w.
+    rows = write_weights.detach().topk(k, dim=-1).indices  # [B,Hw,K]
+    row_slots = rows.unsqueeze(-1).expand(-1, -1, -1, k)  # [B,Hw,K(rows),K]
+    # Candidates of each written row: its K scaled entries and K new ones w_i p_j at the K largest
+    # entries of p (the same columns for every row); a column appears at most twice (once per half).
+    p_index = precedence.detach().topk(k, dim=-1).indices.unsqueeze(-2).expand(-1, -1, k, -1)  # [B,Hw,K,K]
+    added = write_weights.gather(-1, rows).unsqueeze(-1) * precedence.gather(-1, p_index.flatten(-2)).view_as(p_index)
+    columns, order = torch.cat([index.gather(-2, row_slots), p_index], dim=-1).sort(dim=-1)
+    candidates = torch.cat([scaled.gather(-2, row_slots), added], dim=-1).gather(-1, order)  # [B,Hw,K,2K]
+    repeated = columns[..., 1:] == columns[..., :-1]  # this entry's column is the previous one's
     zero = torch.zeros((), dtype=candidates.dtype, device=candidates.device)
     summed = candidates[..., :-1] + torch.where(repeated, candidates[..., 1:], zero)  # the pair into its first
     merged = torch.cat([summed, candidates[..., -1:]], dim=-1)
     merged = torch.cat([merged[..., :1], torch.where(repeated, zero, merged[..., 1:])], dim=-1)
-    rows = torch.arange(slots, device=index.device).view(1, 1, slots, 1)
-    merged = torch.where(columns == rows, zero, merged)  # L_ii = 0
+    merged = torch.where(columns == rows.unsqueeze(-1), zero, merged)  # L_ii = 0
     # Keep the K largest; a repeated column's emptied second entry ranks below every real one (even a 0),
     # so that the columns kept stay distinct.
     rank = torch.cat([torch.zeros_like(repeated[..., :1]), repeated], dim=-1)
     keep = torch.where(rank, torch.full_like(merged, -1.0), merged).detach().topk(k, dim=-1).indices
-    return merged.gather(-1, keep), columns.gather(-1, keep)
+    new_values = scaled.scatter(-2, row_slots, merged.gather(-1, keep))
+    return new_values, index.scatter(-2, row_slots, columns.gather(-1, keep))
 
 
 def sparse_directional_read_weights(values: torch.Tensor, index: torch.Tensor,
