@@ -209,10 +209,11 @@ def test_overfits_a_small_copy_batch(key):
     assert bit_errors < 0.5, f"{key}: {bit_errors:.2f} bit errors per sequence after 300 steps"
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc_improved", "dnc_custom_op"])
+@pytest.mark.parametrize("key", ["ntm", "dnc_improved", "dnc_custom_op", "dnc_sparse"])
 def test_compiled_step_matches_eager(key, monkeypatch):
     """Values and gradients of the compiled step equal the eager ones; "dnc_custom_op": a compiled DNC
-    whose link update goes through the custom operator (as large links do), not the traced formulas."""
+    whose link update goes through the custom operator (as large links do), not the traced formulas;
+    "dnc_sparse": sparse access (top-k, sorts, gathers and scatters traced by the compiler)."""
     if key == "dnc_custom_op":
         from mann_zoo.memory import linkage
 
