@@ -580,3 +580,30 @@ def test_speed_times_a_baseline_revision_in_the_same_rounds(tmp_path):
     theirs = sys.modules[f"mann_zoo_{revision}"].memory.linkage
     assert theirs.NAMESPACE == f"mann_zoo_{revision}" and linkage.NAMESPACE == "mann_zoo"
     assert theirs._link_and_reads is not linkage._link_and_reads
+
+
+def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, capsys):
+    """A config with an argument the --baseline revision does not have yet (here sparse_k) is timed at
+    this checkout only, with a line saying why."""
+    import sys
+    import types
+
+    from torch import nn
+
+    from mann_zoo.experiments.speed import entries_for
+    from mann_zoo.models.registry import CoreSpec
+
+    class OldDNC(nn.Module):  # a revision's DNC, before sparse_k
+        def __init__(self, input_size, output_size, memory_slots=128):
+            super().__init__()
+
+    for name in ("mann_zoo_old", "mann_zoo_old.models", "mann_zoo_old.models.dnc"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules["mann_zoo_old.models.dnc"].DNC = OldDNC
+    package = sys.modules["mann_zoo_old"]
+    package.revision = "old"
+    spec = CoreSpec("mann_zoo.models.dnc.DNC", {"memory_slots": 8, "word_size": 4, "controller_size": 8, "sparse_k": 2})
+    entries = entries_for({"dnc_sparse": spec}, 9, 8, False, package, None, 4)
+    assert [(e.model, e.version) for e in entries] == [("controller alone", "this checkout"),
+                                                       ("dnc_sparse", "this checkout")]
+    assert "dnc_sparse: not timed at old" in capsys.readouterr().out

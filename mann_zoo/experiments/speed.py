@@ -176,7 +176,13 @@ def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, c
     for name, spec in specs.items():
         for version, package in versions:
             at = spec if package is None else spec_at_revision(spec, package)
-            core = at.build(input_size, output_size)
+            try:
+                core = at.build(input_size, output_size)
+            except TypeError as error:  # an argument the revision does not have yet (e.g. a new option)
+                if package is None:
+                    raise
+                print(f"{name}: not timed at {version} ({error})")
+                continue
             entries.append(Entry(name, core, False, version))
             if compile and any(c.__name__ == MemoryCore.__name__ for c in type(core).__mro__):  # any revision's
                 entries.append(Entry(name, at.build(input_size, output_size, compile=True), True, version))
