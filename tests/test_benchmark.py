@@ -584,7 +584,8 @@ def test_speed_times_a_baseline_revision_in_the_same_rounds(tmp_path):
 
 def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, capsys):
     """A config with an argument the --baseline revision does not have yet (here sparse_k) is timed at
-    this checkout only, with a line saying why."""
+    this checkout only, with a line saying why; the same argument at its default is left out for the
+    revision, which then builds."""
     import sys
     import types
 
@@ -594,7 +595,7 @@ def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, cap
     from mann_zoo.models.registry import CoreSpec
 
     class OldDNC(nn.Module):  # a revision's DNC, before sparse_k
-        def __init__(self, input_size, output_size, memory_slots=128):
+        def __init__(self, input_size, output_size, memory_slots=128, word_size=20, controller_size=100):
             super().__init__()
 
     for name in ("mann_zoo_old", "mann_zoo_old.models", "mann_zoo_old.models.dnc"):
@@ -602,8 +603,12 @@ def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, cap
     sys.modules["mann_zoo_old.models.dnc"].DNC = OldDNC
     package = sys.modules["mann_zoo_old"]
     package.revision = "old"
-    spec = CoreSpec("mann_zoo.models.dnc.DNC", {"memory_slots": 8, "word_size": 4, "controller_size": 8, "sparse_k": 2})
-    entries = entries_for({"dnc_sparse": spec}, 9, 8, False, package, None, 4)
+    args = {"memory_slots": 8, "word_size": 4, "controller_size": 8}
+    specs = {"dnc_sparse": CoreSpec("mann_zoo.models.dnc.DNC", {**args, "sparse_k": 2}),
+             # a config parsed today lists the new argument at its default: the revision is built without it
+             "dnc": CoreSpec("mann_zoo.models.dnc.DNC", {**args, "sparse_k": None})}
+    entries = entries_for(specs, 9, 8, False, package, None, 4)
     assert [(e.model, e.version) for e in entries] == [("controller alone", "this checkout"),
-                                                       ("dnc_sparse", "this checkout")]
+                                                       ("dnc_sparse", "this checkout"), ("dnc", "this checkout"),
+                                                       ("dnc", "old")]
     assert "dnc_sparse: not timed at old" in capsys.readouterr().out

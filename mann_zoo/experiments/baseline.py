@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.util
+import inspect
 import io
 import shutil
 import subprocess
@@ -75,4 +76,10 @@ def spec_at_revision(spec: CoreSpec, package) -> CoreSpec:
     module_name, _, name = class_path.rpartition(".")
     if not hasattr(importlib.import_module(module_name), name):
         raise ValueError(f"--baseline: {spec.class_path} does not exist at revision {package.revision}")
-    return CoreSpec(class_path, spec.init_args)
+    # An argument added since that revision, at its default value, asks for what the revision did anyway:
+    # it is left out (a config parsed today lists every argument, defaults included).
+    old = inspect.signature(getattr(importlib.import_module(module_name), name)).parameters
+    today = inspect.signature(spec.load()).parameters
+    init_args = {key: value for key, value in spec.init_args.items()
+                 if key in old or key not in today or value != today[key].default}
+    return CoreSpec(class_path, init_args)
