@@ -120,8 +120,9 @@ class DNC(MemoryCore):
     def initial_state(self, batch: int, like: torch.Tensor) -> DNCState:
         N, W, Hr, Hw = self.slots, self.width, self.read_heads, self.write_heads
         zeros = lambda *shape: like.new_zeros(batch, *shape)  # noqa: E731  same device and dtype as x
-        link = zeros(Hw, N, N)
-        if self.sparse_k is not None:  # K entries per row, all 0, at distinct columns
+        if self.sparse_k is None:
+            link = zeros(Hw, N, N)
+        else:  # K entries per row, all 0, at distinct columns: never an N x N tensor
             columns = torch.arange(self.sparse_k, device=like.device).expand(batch, Hw, N, -1).contiguous()
             link = (zeros(Hw, N, self.sparse_k), columns)
         return DNCState(
