@@ -252,6 +252,17 @@ def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshol
     assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
 
 
+@pytest.mark.parametrize("key", [k for k in MODELS if k != "lstm"])
+def test_mixed_precision_forward_and_backward(key):
+    """Under bfloat16 autocast (CPU) a training step runs and its gradients are finite: the DNC's link
+    operator takes float32 inputs there (registered for autocast), not a mix of dtypes."""
+    model = make(key)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.rand(2, 6, 4))
+    logits.float().square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_num_parameters_counts_every_parameter():
     model = build("lstm", 9, 8, controller_size=10, controller_layers=1)
     # one LSTM layer: 4 gates x (input + hidden + 2 biases) x hidden; read-out: (10 + 1) x 8

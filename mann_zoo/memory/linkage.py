@@ -123,6 +123,10 @@ def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
 
 
 _link_and_reads.register_autograd(_link_and_reads_backward, setup_context=_save_for_backward)
+# Under autocast (bf16/fp16 matmuls), the link and its reads stay in float32: their inputs are cast up, as
+# autocast does for the reductions it keeps in float32, so forward and backward see one dtype.
+for _device in ("cpu", "cuda"):
+    torch.library.register_autocast(f"{NAMESPACE}::link_and_directional_reads", _device, torch.float32)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads_backward", mutates_args=())
