@@ -22,6 +22,7 @@ import io
 import platform
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ..console import CommandParser, device, fail
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"model": row["label"], "memory_slots": 0 if row["label"] == CONTROLLER else n,
                              "word_size": w, **row, **settings})
                 done.add((rows[-1]["model"], rows[-1]["memory_slots"], w))
-        _write_rows(rows, args.out / "cost.csv")  # after every configuration: a stopped sweep keeps what it measured
+        # after every configuration: a stopped sweep keeps what it measured
+        atomic_write_text(args.out / "cost.csv", _csv(rows, COST_COLUMNS))
     write_fits(rows, args.out, args.device)
     log_to_wandb(rows, args.out)
     print(f"written: {args.out / 'cost.csv'}")
@@ -149,14 +151,6 @@ def _resumable_rows(path: Path, settings: dict) -> list[dict]:
                  f"this sweep has {value}; --fresh to replace it, or another --out")
     print(f"{path}: resuming, {len(earlier)} rows measured already (--fresh to start over)")
     return earlier.to_dict("records")
-
-
-def _write_rows(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COST_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def log_to_wandb(rows: list[dict], out: Path) -> None:
@@ -183,19 +177,19 @@ def log_to_wandb(rows: list[dict], out: Path) -> None:
 
 def write_fits(rows: list[dict], out: Path, device: str) -> None:
     """Fit each model's cost and write ``cost_fit.csv``; print each fitted formula with its R^2 and largest
-    relative error. Each point's T - T_controller uses the controller timed in the same rounds; the
-    formula's T_controller is the median of those."""
+    relative error. T_controller is the median of the controller times at the N sweep's W (the
+    controller timed in every configuration's rounds); each point's own controller time gives its drift
+    (``cost_model.fit_cost_model``)."""
     import statistics
 
     controller = [r["step_ms"] for r in rows if r["model"] == CONTROLLER]
     if not controller:
         raise SystemExit(f"{out / 'cost.csv'}: no 'controller' row (the controller-alone timing)")
     # T_controller of the formulas: the controller at the N sweep's W, median over every configuration's rounds.
-    n_sweep = [r for r in rows if r["word_size"] == r.get("n_sweep_word_size", N_SWEEP_WORD_SIZE)
-               and r.get("controller_ms") == r.get("controller_ms") and r.get("controller_ms")]
-    base_ms = statistics.median([r["controller_ms"] for r in n_sweep] or controller)
-    threads = next((int(r["threads"]) for r in rows if r.get("threads") == r.get("threads") and r.get("threads")),
-                   torch.get_num_threads())
+    n_sweep = [r["controller_ms"] for r in rows if pd.notna(r.get("controller_ms"))
+               and r["word_size"] == r.get("n_sweep_word_size", N_SWEEP_WORD_SIZE)]
+    base_ms = statistics.median(n_sweep or controller)
+    threads = next((int(r["threads"]) for r in rows if pd.notna(r.get("threads"))), torch.get_num_threads())
     models = [m for m in dict.fromkeys(r["model"] for r in rows) if m != CONTROLLER]
     fits = [f for f in (fit_cost_model(rows, m, base_ms) for m in models) if f]
     atomic_write_text(out / "cost_fit.csv", _csv(fits))
@@ -207,10 +201,11 @@ def write_fits(rows: list[dict], out: Path, device: str) -> None:
     print(f"written: {out / 'cost_fit.csv'}")
 
 
-def _csv(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+def _csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """``rows`` as CSV text: ``columns`` (other keys left out), or every key in order of appearance."""
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

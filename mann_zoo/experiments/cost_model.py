@@ -69,7 +69,7 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
         return {}
     values = term_values([r["memory_slots"] for r in data], [r["word_size"] for r in data])
     own = np.array([_number(r.get("controller_ms"), base_ms) for r in data])
-    drift, _ = drift_factors(own, np.array([r["word_size"] for r in data]))
+    drift = drift_factors(own, np.array([r["word_size"] for r in data]))
     measured = np.array([r["step_ms"] for r in data], dtype=float) / drift
     y, weight = measured - base_ms, 1 / measured
     best = None  # (weighted squared error, terms, coefficients)
@@ -93,15 +93,15 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
             "points": len(data)}
 
 
-def drift_factors(controller_ms: np.ndarray, word_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The machine's drift in each configuration's rounds, and the controller's typical time there.
+def drift_factors(controller_ms: np.ndarray, word_size: np.ndarray) -> np.ndarray:
+    """The machine's drift in each configuration's rounds.
 
     The controller alone is timed in every configuration's rounds, with read vectors of that W: its median
-    per W is its cost (``typical``), its ratio to that median the drift of those rounds (a shared VM runs
-    slow at times); a step time divided by its drift is what it would have been at the typical speed.
+    per W is its cost, its ratio to that median the drift of those rounds (a shared VM runs slow at
+    times); a step time divided by its drift is what it would have been at the typical speed.
     """
     typical = np.array([np.median(controller_ms[word_size == w]) for w in word_size])
-    return np.divide(controller_ms, typical, out=np.ones_like(controller_ms), where=typical > 0), typical
+    return np.divide(controller_ms, typical, out=np.ones_like(controller_ms), where=typical > 0)
 
 
 def _number(value, default: float) -> float:
@@ -114,7 +114,7 @@ def predict(fit_row, memory_slots, word_size):
     total = float(fit_row["controller_ms"])
     for name, value in term_values(memory_slots, word_size).items():
         coefficient = fit_row.get(TERMS[name][0])
-        if coefficient is not None and not pd.isna(coefficient):
+        if pd.notna(coefficient):  # None or NaN: a term the model does not have
             total = total + float(coefficient) / 1e3 * value
     return total
 
@@ -130,7 +130,7 @@ def formula(fit_row) -> str:
     parts = [f"{float(fit_row['controller_ms']):.1f} ms"]
     for name, (column, written) in TERMS.items():
         coefficient = fit_row.get(column)
-        if coefficient is not None and not pd.isna(coefficient):
+        if pd.notna(coefficient):
             parts.append(format_us(coefficient) + " us" + ("" if name == "fixed" else f" x {written}"))
     return "T = " + " + ".join(parts)
 

@@ -143,7 +143,7 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
         rows = cost[cost["model"] == model].copy()
         if "controller_ms" in rows.columns and rows["controller_ms"].notna().all():
             # as the fit sees them: each time divided by the drift of its rounds (cost_model.drift_factors)
-            drift, _ = drift_factors(rows["controller_ms"].to_numpy(dtype=float), rows["word_size"].to_numpy())
+            drift = drift_factors(rows["controller_ms"].to_numpy(dtype=float), rows["word_size"].to_numpy())
             rows["step_ms"] = rows["step_ms"] / drift
         for column, vary, fixed, fixed_value in panels:
             points = rows[rows[fixed] == fixed_value].sort_values([vary, "step_ms"])[[vary, "step_ms"]]

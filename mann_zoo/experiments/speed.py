@@ -123,7 +123,6 @@ def activation_megabytes(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]
     return sum(seen.values()) / 2**20
 
 
-
 REFERENCE = dict(controller_size=100, memory_slots=128, word_size=20, read_heads=1, write_heads=1)
 
 

@@ -19,16 +19,23 @@ THIS_CHECKOUT = "this checkout"  # the version column of this checkout's rows (e
 CONTROLLER_ALONE = "controller alone"  # the model column of the yardstick's rows
 
 
-def _version_label(frame: pd.DataFrame) -> tuple[str, str]:
-    """(before, after) column labels: the baseline revision and 'now'."""
+def _before_label(frame: pd.DataFrame) -> str:
+    """The column label of the baseline revision's rows (this checkout's are "now")."""
     before = sorted(set(frame["version"]) - {THIS_CHECKOUT})
-    return (f"@{before[0]}" if before else "before"), "now"
+    return f"@{before[0]}" if before else "before"
+
+
+def _rate(rows: pd.DataFrame, model: str, compiled: bool, now: bool) -> float:
+    """Sequences per second per core of one model, compiled or not, this checkout's (``now``) or the
+    baseline revision's; NaN where ``rows`` has no such row."""
+    match = rows[(rows.model == model) & (rows.compiled == compiled) & ((rows.version == THIS_CHECKOUT) == now)]
+    return float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else np.nan
 
 
 def reference_table(frame: pd.DataFrame) -> str:
     """The reference step (``mann-zoo speed`` without --task): one row per model and compilation, this
     checkout's and the baseline revision's side by side, with x controller and the peer."""
-    before_label, _ = _version_label(frame)
+    before_label = _before_label(frame)
     first = frame.iloc[0]
     lines = [f"# Reference step: batch {first.batch_size}, {first.steps} steps, {int(first.threads)} thread(s)", "",
              f"| model | ms/step {before_label} | ms/step now | speed-up ({before_label} / now) | x controller (now) | "
@@ -54,7 +61,7 @@ def reference_table(frame: pd.DataFrame) -> str:
 def tasks_table(frame: pd.DataFrame) -> str:
     """Training sequences per second per core at each task's batch: per task and model, eager and compiled,
     the baseline revision's and this checkout's, and this checkout's x controller."""
-    before_label, _ = _version_label(frame)
+    before_label = _before_label(frame)
     threads = int(frame.threads.iloc[0])
     lines = [f"# Training sequences per second per core ({threads} thread(s) per process)", "",
              f"| task (batch, steps) | model | eager {before_label} | eager now | compiled {before_label} | "
@@ -62,16 +69,10 @@ def tasks_table(frame: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):
         steps = int(rows.steps.iloc[0])
-
-        def rate(model, compiled, now):
-            match = rows[(rows.model == model) & (rows.compiled == compiled)
-                         & ((rows.version == THIS_CHECKOUT) == now)]
-            return float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else np.nan
-
         for model in dict.fromkeys(rows.model):
             if model == CONTROLLER_ALONE:
                 continue
-            cells = [rate(model, c, n) for c, n in ((False, False), (False, True), (True, False), (True, True))]
+            cells = [_rate(rows, model, c, n) for c, n in ((False, False), (False, True), (True, False), (True, True))]
             before = max((c for c in (cells[0], cells[2]) if not np.isnan(c)), default=np.nan)
             now = max((c for c in (cells[1], cells[3]) if not np.isnan(c)), default=np.nan)
             ours = rows[(rows.model == model) & (rows.version == THIS_CHECKOUT)]
@@ -92,18 +93,14 @@ def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
 
     tasks = list(dict.fromkeys(frame.task))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
-    before_label, _ = _version_label(frame)
+    before_label = _before_label(frame)
     variants = [(False, False, f"eager {before_label}", "#bbbbbb"), (False, True, "eager now", "#6699cc"),
                 (True, False, f"compiled {before_label}", "#888888"), (True, True, "compiled now", "#1f4e99")]
     for ax, task in zip(axes[0], tasks):
         rows = frame[frame.task == task]
-        models = [m for m in dict.fromkeys(rows.model)]
+        models = list(dict.fromkeys(rows.model))
         for k, (compiled, now, label, colour) in enumerate(variants):
-            values = []
-            for model in models:
-                match = rows[(rows.model == model) & (rows.compiled == compiled)
-                             & ((rows.version == THIS_CHECKOUT) == now)]
-                values.append(float(match.sequences_per_s_per_core.iloc[0]) if not match.empty else 0.0)
+            values = np.nan_to_num([_rate(rows, model, compiled, now) for model in models])  # no bar: 0
             ax.bar(np.arange(len(models)) + (k - 1.5) * 0.2, values, 0.2, color=colour, label=label)
         ax.set_xticks(np.arange(len(models)), [m.replace(CONTROLLER_ALONE, "controller\nalone")
                                                .replace(PEER_NAME, "PyPI dnc") for m in models], fontsize=8)
@@ -125,7 +122,7 @@ def cost_fit_table(fits: pd.DataFrame) -> str:
              "| model | T_controller (ms) | " + " | ".join(units[c] for c in columns) + " | R^2 | largest error | points |",
              "|---" * (len(columns) + 5) + "|"]
     for fit in fits.to_dict("records"):
-        cells = ["-" if fit.get(c) is None or pd.isna(fit.get(c)) else format_us(fit[c]) for c in columns]
+        cells = ["-" if pd.isna(fit.get(c)) else format_us(fit[c]) for c in columns]
         lines.append(f"| {fit['model']} | {fit['controller_ms']:.1f} | " + " | ".join(cells)
                      + f" | {fit['r2']:.3f} | {100 * fit['max_relative_error']:.0f} % | {int(fit['points'])} |")
     lines += ["", *[f"- {fit['model']}: {formula(fit)}" for fit in fits.to_dict("records")]]
@@ -141,12 +138,12 @@ def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figure
                (speed_dir / "tasks.csv", "speed_tasks.md", tasks_table),
                (speed_dir / "batches_copy.csv", "speed_batches_copy.md", tasks_table),
                (cost_dir / "cost_fit.csv", "cost_fit.md", cost_fit_table)]
+    frames = {source: pd.read_csv(source) for source, _, _ in sources if source.is_file()}  # each read once
     for source, name, render in sources:
-        if source.is_file():
-            frame = pd.read_csv(source)
-            if "us_per_N" in frame.columns or source.name != "cost_fit.csv":  # a fit file of today's model
-                atomic_write_text(tables / name, render(frame))
-                written.append(tables / name)
-    if (speed_dir / "tasks.csv").is_file():
-        written.append(speed_figure(pd.read_csv(speed_dir / "tasks.csv"), figures))
+        frame = frames.get(source)
+        if frame is not None and ("us_per_N" in frame.columns or source.name != "cost_fit.csv"):  # today's fit
+            atomic_write_text(tables / name, render(frame))
+            written.append(tables / name)
+    if speed_dir / "tasks.csv" in frames:
+        written.append(speed_figure(frames[speed_dir / "tasks.csv"], figures))
     return written

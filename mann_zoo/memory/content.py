@@ -29,10 +29,9 @@ def content_weights(
         ``[B, H, N]``, each row sums to 1. Safe for zero memory, zero keys and large strengths:
         norms are taken as sqrt(|x|^2 + EPS), so a zero vector has cosine 0 with everything.
     """
-    batch, _, width = check_memory(memory)
-    check_shape("keys", keys, (batch, None, width))
-    check_shape("strengths", strengths, (batch, keys.shape[1]))
-    return torch.softmax(strengths.unsqueeze(-1) * cosine_similarity(memory, keys, mask), dim=-1)  # NTM eq. 5
+    cosine = cosine_similarity(memory, keys, mask)  # checks memory, keys and mask  [B,H,N]
+    check_shape("strengths", strengths, tuple(cosine.shape[:2]))
+    return torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1)  # NTM eq. 5
 
 
 def cosine_similarity(memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -37,8 +37,9 @@ def sparse_content_weights(memory: torch.Tensor, keys: torch.Tensor, strengths: 
 
     Args: as ``content_weights``, plus ``k`` (>= 1). Returns ``[B, H, N]``, each row summing to 1.
     """
-    check_shape("strengths", strengths, (memory.shape[0], keys.shape[1]))
-    logits = strengths.unsqueeze(-1) * cosine_similarity(memory, keys, mask)  # [B,H,N]
+    cosine = cosine_similarity(memory, keys, mask)  # checks memory, keys and mask  [B,H,N]
+    check_shape("strengths", strengths, tuple(cosine.shape[:2]))
+    logits = strengths.unsqueeze(-1) * cosine
     if k >= logits.shape[-1]:
         return torch.softmax(logits, dim=-1)
     index = logits.detach().topk(k, dim=-1).indices
