@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from mann_zoo.memory import RowMemory
 from mann_zoo.models import DNC, NTM, available_models, build
 
 SMALL = {
@@ -65,13 +66,16 @@ def test_gradcheck_one_step(key):
     """gradcheck in float64 of one full step: outputs and new state against the input and the memory."""
     model = make(key).double()
     x = torch.rand(2, 4, dtype=torch.float64)
-    state = model.initial_state(2, x)
-    memory = (torch.rand_like(state.memory) - 0.5).requires_grad_()
+    memory = (torch.rand(2, model.slots, model.width, dtype=torch.float64) - 0.5).requires_grad_()
     x.requires_grad_()
+    sparse = getattr(model, "sparse_k", None) is not None  # memory written in place, row N the empty slot
 
     def one_step(x, memory):
+        state = model.initial_state(2, x)  # fresh: the sparse DNC's state is changed in place
+        if sparse:
+            memory = RowMemory.from_tensor(torch.cat([memory, memory.new_zeros(2, 1, model.width)], dim=1))
         features, new_state, _ = model.step(x, state._replace(memory=memory))
-        return features, new_state.memory
+        return features, new_state.memory.to_tensor()[:, :-1] if sparse else new_state.memory
 
     assert torch.autograd.gradcheck(one_step, (x, memory), eps=1e-6, atol=1e-5)
 
@@ -131,8 +135,8 @@ def test_sparse_dnc_with_k_equal_to_n_is_the_dense_dnc(options):
 
 
 def test_sparse_dnc_touches_at_most_k_slots():
-    """sparse_k = 3 of 8 slots: every weighting has at most 3 non-zero slots and the link matrix keeps 3
-    entries per row, at distinct columns, none on the diagonal."""
+    """sparse_k = 3 of 8 slots: every weighting has at most 3 non-zero slots; the link matrix has at most 3
+    entries per row and per column, none on the diagonal, and its column lists list exactly its entries."""
     model = make("dnc_sparse")
     x = torch.rand(3, 20, 4) * 4 - 2
     _, trace = model(x, record=True)
@@ -142,13 +146,23 @@ def test_sparse_dnc_touches_at_most_k_slots():
     with torch.no_grad():
         for t in range(x.shape[1]):
             _, state, _ = model.step(x[:, t], state)
-    values, index = state.link
-    assert values.shape == index.shape == (3, 1, 8, 3)
+    link = state.link
+    N = 8
+    assert link.columns.shape == link.rows.shape == (3, N + 1, 3)
+    entries = {(g, i, link.columns[g, i, k].item()) for g, i, k in (link.columns[:, :N] != N).nonzero().tolist()}
+    listed = {(g, link.rows[g, j, k].item(), j) for g, j, k in (link.rows[:, :N] != N).nonzero().tolist()}
+    assert entries == listed and len(entries) > 0
+    assert all(i != j for _, i, j in entries)
+    columns = link.columns[:, :N].sort(-1).values
+    assert ((columns[..., 1:] > columns[..., :-1]) | (columns[..., 1:] == N)).all()  # distinct within a row
+    dense = link.dense()
+    assert ((dense != 0).sum(-1) <= 3).all() and ((dense != 0).sum(-2) <= 3).all()
     # nothing N x N from the first state on: O(N) elements for 2^20 slots (an N x N link: 2^40)
     huge = build("dnc", 4, 3, controller_size=4, memory_slots=2**20, word_size=1, sparse_k=2)
-    assert sum(t.numel() for t in torch.utils._pytree.tree_leaves(huge.initial_state(1, x))) < 16 * 2**20
-    assert (index.sort(-1).values.diff(dim=-1) > 0).all()
-    assert not ((index == torch.arange(8).view(1, 1, 8, 1)) & (values != 0)).any()
+    first = huge.initial_state(1, x)
+    buffers = [first.memory.values, first.memory.units, first.usage.values, first.link.values.values,
+               first.link.columns, first.link.rows, first.link.places]
+    assert sum(t.numel() for t in buffers) < 16 * 2**20
 
 
 @pytest.mark.parametrize("key", MODELS)

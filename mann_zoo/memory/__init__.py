@@ -12,8 +12,9 @@ from .content import content_weights, cosine_similarity
 from .interpolation import interpolate
 from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
 from .sharpen import sharpen
+from .rows import RowMemory, gather_rows, replace_rows
 from .shift import shift
-from .sparse import keep_top_k, sparse_content_weights, sparse_directional_read_weights, sparse_link
+from .sparse import SparseWeights
 
 __all__ = [
     "EPS",
@@ -22,16 +23,16 @@ __all__ = [
     "cosine_similarity",
     "directional_read_weights",
     "interpolate",
-    "keep_top_k",
     "link",
     "link_and_directional_read_weights",
     "precedence",
     "read",
+    "replace_rows",
+    "RowMemory",
+    "SparseWeights",
+    "gather_rows",
     "sharpen",
     "shift",
-    "sparse_content_weights",
-    "sparse_directional_read_weights",
-    "sparse_link",
     "usage",
     "write",
 ]

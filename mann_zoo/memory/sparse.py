@@ -1,120 +1,238 @@
 """Sparse access (after Rae et al. 2016, "Scaling memory-augmented neural networks with sparse reads and
-writes", and their sparse DNC): weightings with at most K non-zero slots, and a temporal link matrix that
-keeps the K largest entries of each row, so that the link costs O(N K) per step instead of O(N^2).
+writes", and their sparse DNC): weightings with at most K non-zero slots, held as K (slot, value) pairs,
+and a memory written in place (``rows.RowMemory``), so that a step costs O(K) per weighting and O(K W)
+per memory access, not O(N) and O(N W). The only O(N) work left is the choice of the K slots (the
+content look-up's scores over all slots, the K least used slots), made without gradient.
 
-With K = N nothing is dropped and every function here equals its dense counterpart (content_weights,
-link, directional_read_weights). The slots kept are chosen without gradient (as the DNC's sort order);
-gradients flow through the values kept.
+Every per-slot buffer has one row more than the N slots: row N is the empty slot. Padding entries of a
+weighting point there with value 0, and it is never chosen, read with weight or written with weight.
+
+With K = N nothing is dropped and the functions here give the dense DNC's values and gradients
+(``content_weights``, ``usage``, ``allocation_weights``, ``precedence``, ``read``, ``write``).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from ._checks import check_shape
-from .content import cosine_similarity
+from ._checks import EPS, check_shape
+from .rows import RowMemory, gather_rows, replace_rows, take_rows
 
 
-def keep_top_k(weights: torch.Tensor, k: int) -> torch.Tensor:
-    """``weights`` with all but the ``k`` largest entries of each row (last dimension) set to 0.
+class SparseWeights(NamedTuple):
+    """A weighting over N slots with at most K non-zero entries: ``value[..., k]`` at slot ``index[..., k]``.
+
+    A slot occurs at most once with a non-zero value; padding entries have value 0 (at slot N, the empty
+    slot, or at a slot that occurs elsewhere with its value).
+    """
+
+    index: torch.Tensor  # [..., K] int64
+    value: torch.Tensor  # [..., K]
+
+    @staticmethod
+    def empty(shape: tuple[int, ...], k: int, slots: int, like: torch.Tensor) -> SparseWeights:
+        """All-zero weightings ``shape + [k]``, every entry padding (slot ``slots``)."""
+        return SparseWeights(torch.full((*shape, k), slots, dtype=torch.int64, device=like.device),
+                             like.new_zeros(*shape, k))
+
+    def dense(self, slots: int) -> torch.Tensor:
+        """The weighting as ``[..., N]`` (O(N): for traces and tests)."""
+        out = self.value.new_zeros(*self.value.shape[:-1], slots + 1)
+        return out.scatter_add(-1, self.index, self.value)[..., :slots]
+
+
+def merge(index: torch.Tensor, value: torch.Tensor, k: int, none: int) -> SparseWeights:
+    """Sum the entries that share a slot and keep the ``k`` largest sums: the sparse form of adding
+    weightings. Entries at slot ``none`` (the empty slot) are dropped.
 
     Args:
-        weights: ``[..., N]``.
-        k: entries kept per row (>= 1; ``k >= N`` keeps all).
+        index: ``[..., M]`` int64 slots (repeats allowed).
+        value: ``[..., M]`` non-negative values.
+        k: entries kept (``min(k, M)``); padding (value 0, slot ``none``) where fewer slots occur.
+        none: the empty slot N.
     Returns:
-        ``[..., N]``, at most ``k`` non-zero entries per row.
+        ``SparseWeights [..., min(k, M)]``; O(M log M). Which entries are kept does not depend on
+        gradients (as the DNC's sort order); gradients flow through the values kept.
     """
-    if k >= weights.shape[-1]:
-        return weights
-    kept = torch.zeros_like(weights, dtype=torch.bool).scatter_(-1, weights.detach().topk(k, dim=-1).indices, True)
-    return weights * kept
+    order = index.sort(dim=-1, stable=True)
+    slots = order.values
+    values = value.gather(-1, order.indices)
+    first = torch.ones_like(slots, dtype=torch.bool)
+    first[..., 1:] = slots[..., 1:] != slots[..., :-1]
+    group = first.cumsum(-1) - 1  # each entry's slot, numbered in ascending order
+    sums = torch.zeros_like(values).scatter_add(-1, group, values)  # the g-th slot's total at position g
+    group_slots = torch.full_like(slots, none).scatter(-1, group, slots)
+    real = group_slots != none
+    rank = torch.where(real, sums.detach(), torch.full_like(sums, -1.0))  # padding below every real entry
+    keep = rank.topk(min(k, index.shape[-1]), dim=-1).indices
+    kept_real = real.gather(-1, keep)
+    return SparseWeights(torch.where(kept_real, group_slots.gather(-1, keep), none),
+                         torch.where(kept_real, sums.gather(-1, keep), 0.0))
 
 
-def sparse_content_weights(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor, k: int,
-                           mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Content weighting over the ``k`` slots most similar to each key: the softmax of strength x cosine
-    over those slots, 0 elsewhere (``content_weights`` when k >= N).
+def lookup(weights: SparseWeights, slots: torch.Tensor) -> torch.Tensor:
+    """The values of ``weights [..., H, K]`` at ``slots [..., Q]``: ``[..., H, Q]`` (0 where absent). O(H K Q)."""
+    hits = weights.index.unsqueeze(-2) == slots.unsqueeze(-2).unsqueeze(-1)  # [..., H, Q, K]
+    return (weights.value.unsqueeze(-2) * hits).sum(-1)
 
-    Args: as ``content_weights``, plus ``k`` (>= 1). Returns ``[B, H, N]``, each row summing to 1.
+
+def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores in the cosine similarity's order, ``[B, H, N]`` without gradient: k.M(i) / |M(i)| (|k| is
+    common to a head's slots), under ``mask`` if given. One pass over the memory for all keys.
+
+    Args: memory ``RowMemory [B, N + 1, W]`` (row N: the empty slot), keys ``[B, H, W]``, mask ``[B, H, W]``.
     """
-    cosine = cosine_similarity(memory, keys, mask)  # checks memory, keys and mask  [B,H,N]
-    check_shape("strengths", strengths, tuple(cosine.shape[:2]))
-    logits = strengths.unsqueeze(-1) * cosine
-    if k >= logits.shape[-1]:
-        return torch.softmax(logits, dim=-1)
-    index = logits.detach().topk(k, dim=-1).indices
-    return torch.zeros_like(logits).scatter(-1, index, torch.softmax(logits.gather(-1, index), dim=-1))
+    batch, _, width = memory.shape
+    check_shape("keys", keys, (batch, None, width))
+    if mask is not None:
+        check_shape("mask", mask, tuple(keys.shape))
+    with torch.no_grad():  # over all N + 1 rows (contiguous: faster), the empty slot cut off after
+        if mask is None:
+            return (keys @ memory.units)[..., :-1]  # k . M(i) / |M(i)|
+        values = memory.values.transpose(1, 2)  # [B, W, N + 1]
+        dot, norm_sq = (keys * mask * mask) @ values, (mask * mask) @ values.pow(2)
+        return (dot * torch.rsqrt(norm_sq + EPS))[..., :-1]
 
 
-def sparse_link(values: torch.Tensor, index: torch.Tensor, precedence: torch.Tensor,
-                write_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_t[i, j] = (1 - w(i) - w(j)) L_{t-1}[i, j] + w(i) p_{t-1}(j), L_t[i, i] = 0, then the K largest
-    entries of each row kept: the DNC's link update (``link``) on a row-sparse link matrix.
+def rescore(memory: RowMemory, scores: torch.Tensor, keys: torch.Tensor, slots: torch.Tensor,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``scores [B, H, N]`` (``content_scores``) brought up to date at the rows ``slots [B, R]`` rewritten
+    since (the empty slot N allowed): O(R W), in place. Returns ``scores``."""
+    with torch.no_grad():
+        rows = take_rows(memory.values, slots).unsqueeze(1)  # [B, 1, R, W]
+        if mask is not None:
+            rows, keys = rows * mask.unsqueeze(2), keys * mask * mask
+        new = (rows @ keys.unsqueeze(-1)).squeeze(-1) * torch.rsqrt(rows.pow(2).sum(-1) + EPS)  # [B, H, R]
+        index = slots.clamp(max=scores.shape[-1] - 1).unsqueeze(1).expand_as(new)
+        keep = (slots == scores.shape[-1]).unsqueeze(1)  # the empty slot: no score to update
+        return scores.scatter_(-1, index, torch.where(keep, scores.gather(-1, index), new.to(scores.dtype)))
 
-    Row i of L_{t-1} is given by its K entries: ``values[..., i, :]`` at columns ``index[..., i, :]``
-    (distinct within a row; every other entry is 0). Every row's entries are scaled; the K rows where w is
-    largest (w is K-sparse in the sparse DNC: its only non-zero rows) also receive the new entries
-    w(i) p(j) at the K largest entries of p, merged with their own (a column present in both is summed),
-    and keep the K largest of those 2K.
+
+def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tensor, k: int,
+                    mask: torch.Tensor | None = None, scores: torch.Tensor | None = None) -> SparseWeights:
+    """The DNC's content weighting over the ``k`` slots most similar to each key: softmax of strength x
+    cosine over those slots (``memory.content_weights`` when k >= N).
+
+    The slots are the ``k`` best ``scores`` (``content_scores``, computed here if not given); cosine and
+    softmax are recomputed with gradient on the k rows gathered.
 
     Args:
-        values: ``[B, Hw, N, K]`` the kept entries of L_{t-1} (non-negative).
-        index: ``[B, Hw, N, K]`` their columns (int64).
-        precedence: ``[B, Hw, N]`` p_{t-1} (its K largest entries are used).
-        write_weights: ``[B, Hw, N]`` w^w_t (its K largest entries receive new links).
+        memory: ``RowMemory [B, N + 1, W]`` (row N: the empty slot).
+        keys: ``[B, H, W]``.  strengths: ``[B, H]``.  mask: optional ``[B, H, W]`` in [0, 1].
+        scores: optional ``[B, H, N]`` from ``content_scores`` (and ``rescore``) for this memory.
     Returns:
-        ``(values, index)`` of L_t, same shapes: O(N K) for the scaling, O(K^2 log K) for the K rows
-        written; O(N K) memory.
+        ``SparseWeights [B, H, k]``, each summing to 1.
     """
-    batch, heads, slots, k = values.shape
-    check_shape("index", index, (batch, heads, slots, k))
-    check_shape("precedence", precedence, (batch, heads, slots))
-    check_shape("write_weights", write_weights, (batch, heads, slots))
-    w_j = write_weights.gather(-1, index.flatten(-2)).view_as(index)  # w at each kept column
-    scaled = (1 - write_weights.unsqueeze(-1) - w_j) * values  # (1 - w_i - w_j) L_ij, every row
-    # The rows written: the K largest entries of w.
-    rows = write_weights.detach().topk(k, dim=-1).indices  # [B,Hw,K]
-    row_slots = rows.unsqueeze(-1).expand(-1, -1, -1, k)  # [B,Hw,K(rows),K]
-    # Candidates of each written row: its K scaled entries and K new ones w_i p_j at the K largest
-    # entries of p (the same columns for every row); a column appears at most twice (once per half).
-    p_index = precedence.detach().topk(k, dim=-1).indices.unsqueeze(-2).expand(-1, -1, k, -1)  # [B,Hw,K,K]
-    added = write_weights.gather(-1, rows).unsqueeze(-1) * precedence.gather(-1, p_index.flatten(-2)).view_as(p_index)
-    columns, order = torch.cat([index.gather(-2, row_slots), p_index], dim=-1).sort(dim=-1)
-    candidates = torch.cat([scaled.gather(-2, row_slots), added], dim=-1).gather(-1, order)  # [B,Hw,K,2K]
-    repeated = columns[..., 1:] == columns[..., :-1]  # this entry's column is the previous one's
-    zero = torch.zeros((), dtype=candidates.dtype, device=candidates.device)
-    summed = candidates[..., :-1] + torch.where(repeated, candidates[..., 1:], zero)  # the pair into its first
-    merged = torch.cat([summed, candidates[..., -1:]], dim=-1)
-    merged = torch.cat([merged[..., :1], torch.where(repeated, zero, merged[..., 1:])], dim=-1)
-    merged = torch.where(columns == rows.unsqueeze(-1), zero, merged)  # L_ii = 0
-    # Keep the K largest; a repeated column's emptied second entry ranks below every real one (even a 0),
-    # so that the columns kept stay distinct.
-    rank = torch.cat([torch.zeros_like(repeated[..., :1]), repeated], dim=-1)
-    keep = torch.where(rank, torch.full_like(merged, -1.0), merged).detach().topk(k, dim=-1).indices
-    new_values = scaled.scatter(-2, row_slots, merged.gather(-1, keep))
-    return new_values, index.scatter(-2, row_slots, columns.gather(-1, keep))
+    batch, rows, width = memory.shape
+    slots = rows - 1
+    check_shape("keys", keys, (batch, None, width))
+    heads = keys.shape[1]
+    check_shape("strengths", strengths, (batch, heads))
+    if k >= slots:  # all of them, in slot order (the dense look-up's order: the same rounding)
+        index = torch.arange(slots, device=keys.device).expand(batch, heads, slots)
+    else:
+        if scores is None:
+            scores = content_scores(memory, keys, mask)
+        check_shape("scores", scores, (batch, heads, slots))
+        index = scores.topk(k, dim=-1).indices  # [B,H,K]
+    rows = gather_rows(memory, index)  # [B,H,K,W]
+    if mask is not None:
+        rows, keys = rows * mask.unsqueeze(2), keys * mask
+    dot = (rows @ keys.unsqueeze(-1)).squeeze(-1)  # [B,H,K]
+    cosine = dot * torch.rsqrt(rows.pow(2).sum(-1) + EPS) * torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + EPS)
+    return SparseWeights(index, torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1))
 
 
-def sparse_directional_read_weights(values: torch.Tensor, index: torch.Tensor,
-                                    read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """f^r = L w^r (forward), b^r = L^T w^r (backward) with L row-sparse (``sparse_link``): O(N K) per pair
-    of heads, the values of ``directional_read_weights``.
+def read(memory: RowMemory, weights: SparseWeights) -> torch.Tensor:
+    """r = sum_i w(i) M(i) over the entries of each weighting. ``weights [B, H, K]`` -> ``[B, H, W]``."""
+    rows = gather_rows(memory, weights.index)  # [B,H,K,W]
+    return (weights.value.unsqueeze(-2) @ rows).squeeze(-2)
+
+
+def write(memory: RowMemory, weights: SparseWeights, erase: torch.Tensor, add: torch.Tensor) -> RowMemory:
+    """M'(i) = M(i) prod_h (1 - w_h(i) e_h) + sum_h w_h(i) a_h on the rows some head writes (``memory.write``).
 
     Args:
-        values, index: ``[B, Hw, N, K]`` the row-sparse L_t.
-        read_weights: ``[B, Hr, N]`` w^r_{t-1}.
+        memory: a current ``RowMemory [B, N + 1, W]``; stale afterwards.
+        weights: ``SparseWeights [B, H, K]``.  erase, add: ``[B, H, W]``.
     Returns:
-        ``(forward, backward)``, each ``[B, Hr, Hw, N]``.
+        The new ``RowMemory``; O(H^2 K W).
     """
-    batch, heads, slots, k = values.shape
-    check_shape("read_weights", read_weights, (batch, None, slots))
-    read_heads = read_weights.shape[1]
-    flat = index.flatten(-2).unsqueeze(1).expand(-1, read_heads, -1, -1)  # [B,Hr,Hw,N K]
-    w = read_weights.unsqueeze(2).expand(-1, -1, heads, -1)  # [B,Hr,Hw,N]
-    # forward(i) = sum_k L[i, index[i, k]] w(index[i, k])
-    at_columns = w.gather(-1, flat).view(batch, read_heads, heads, slots, k)
-    forward = (values.unsqueeze(1) * at_columns).sum(-1)
-    # backward(j) = sum over entries (i, k) with index[i, k] = j of L[i, j] w(i)
-    contributions = (values.unsqueeze(1) * w.unsqueeze(-1)).flatten(-2)  # [B,Hr,Hw,N K]
-    backward = torch.zeros_like(w).scatter_add(-1, flat, contributions)
-    return forward, backward
+    batch, _, width = memory.shape
+    heads = weights.index.shape[1]
+    check_shape("erase", erase, (batch, heads, width))
+    check_shape("add", add, (batch, heads, width))
+    index = weights.index.flatten(1)  # every row some head writes (repeats: the same new contents)  [B,R]
+    w = lookup(weights, index).unsqueeze(-1) if heads > 1 else weights.value.unsqueeze(-1)  # [B,H,R,1]
+    rows = gather_rows(memory, index.unsqueeze(1)).squeeze(1)  # [B,R,W]
+    keep = (1 - w * erase.unsqueeze(2)).prod(dim=1)  # prod_h (1 - w_h e_h)
+    return replace_rows(memory, index, rows * keep + (w * add.unsqueeze(2)).sum(1))
+
+
+def retain(memory: RowMemory, read_weights: SparseWeights, free_gates: torch.Tensor) -> RowMemory:
+    """M(i) <- M(i) psi(i), psi = prod_r (1 - f_r w^r(i)) (deallocation, Csordas & Schmidhuber 2019) on the
+    rows read. ``read_weights [B, Hr, K]``, ``free_gates [B, Hr]``; returns the new ``RowMemory``."""
+    index = read_weights.index.flatten(1)  # [B,R]
+    retention = (1 - free_gates.unsqueeze(-1) * lookup(read_weights, index)).prod(dim=1)  # [B,R]
+    rows = gather_rows(memory, index.unsqueeze(1)).squeeze(1)
+    return replace_rows(memory, index, rows * retention.unsqueeze(-1))
+
+
+def usage(usage: RowMemory, write_weights: SparseWeights, read_weights: SparseWeights,
+          free_gates: torch.Tensor) -> RowMemory:
+    """u_t = (u_{t-1} + w - u_{t-1} w) psi_t on the slots written or read at t - 1 (elsewhere u is
+    unchanged: w = 0 and psi = 1). ``memory.usage`` with usage a ``RowMemory [B, N + 1, 1]``.
+
+    Args:
+        usage: u_{t-1}, a current ``RowMemory``; stale afterwards.
+        write_weights: ``SparseWeights [B, Hw, K]`` w^w_{t-1}.  read_weights: ``[B, Hr, K]`` w^r_{t-1}.
+        free_gates: ``[B, Hr]``.
+    """
+    index = torch.cat([write_weights.index.flatten(1), read_weights.index.flatten(1)], dim=1)  # [B,R]
+    written = 1 - (1 - lookup(write_weights, index)).prod(dim=1)  # [B,R]
+    retention = (1 - free_gates.unsqueeze(-1) * lookup(read_weights, index)).prod(dim=1)
+    u = gather_rows(usage, index.unsqueeze(1)).squeeze(1).squeeze(-1)
+    return replace_rows(usage, index, ((u + written - u * written) * retention).unsqueeze(-1))
+
+
+def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeights, torch.Tensor]] = ()
+                       ) -> SparseWeights:
+    """a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i] for the ``k`` least used slots phi (``memory.
+    allocation_weights``'s first k sorted entries, its largest: the rest is dropped).
+
+    Args:
+        usage: ``RowMemory [B, N + 1, 1]``.
+        k: slots allocated.
+        claimed: for a later write head, the earlier heads' ``(allocation [B, K], write gate [B, 1])``:
+            each claims its slots first, u <- u + (1 - u) g^w a.
+    Returns:
+        ``SparseWeights [B, k]``.
+    """
+    values = usage.values[:, :-1, 0]  # the N slots  [B,N]
+    with torch.no_grad():
+        if claimed:
+            values = values.clone()
+            for allocation, gate in claimed:
+                u = values.gather(-1, allocation.index.clamp(max=values.shape[-1] - 1))
+                values.scatter_(-1, allocation.index.clamp(max=values.shape[-1] - 1),
+                                u + (1 - u) * gate * allocation.value)
+        if k >= values.shape[-1]:  # every slot: the dense sort (the same order among ties)
+            index = torch.sort(EPS + (1 - EPS) * values, dim=-1).indices
+        else:
+            index = values.topk(k, dim=-1, largest=False).indices  # ascending usage
+    u = gather_rows(usage, index.unsqueeze(1)).squeeze(1).squeeze(-1)  # [B,K]
+    for allocation, gate in claimed:
+        u = u + (1 - u) * gate * lookup(SparseWeights(allocation.index.unsqueeze(1), allocation.value.unsqueeze(1)),
+                                         index).squeeze(1)
+    u = EPS + (1 - EPS) * u
+    before = torch.cumprod(torch.cat([torch.ones_like(u[:, :1]), u[:, :-1]], dim=-1), dim=-1)
+    return SparseWeights(index, (1 - u) * before)
+
+
+def precedence(precedence: SparseWeights, write_weights: SparseWeights, k: int, none: int) -> SparseWeights:
+    """p_t = (1 - sum_i w^w_t(i)) p_{t-1} + w^w_t, the ``k`` largest entries kept. ``[B, Hw, K]`` each."""
+    decay = 1 - write_weights.value.sum(-1, keepdim=True)
+    return merge(torch.cat([precedence.index, write_weights.index], dim=-1),
+                 torch.cat([decay * precedence.value, write_weights.value], dim=-1), k, none)

@@ -24,12 +24,13 @@ from torch.nn import functional as F
 from .. import memory as mem
 from .base import MemoryCore, check_positive
 from .controller import make_controller
+from .sparse_dnc import SparseDNCState, sparse_initial_state, sparse_step
 
 
 class DNCState(NamedTuple):
     memory: torch.Tensor  # [B, N, W]
     usage: torch.Tensor  # [B, N]
-    link: torch.Tensor | tuple  # [B, Hw, N, N]; with sparse_k, (values, index) each [B, Hw, N, K]
+    link: torch.Tensor  # [B, Hw, N, N]
     precedence: torch.Tensor  # [B, Hw, N]
     read_weights: torch.Tensor  # [B, Hr, N]
     write_weights: torch.Tensor  # [B, Hw, N]
@@ -58,11 +59,13 @@ class DNC(MemoryCore):
         masking: content-based look-up through a learned mask (Csordas & Schmidhuber 2019).
         deallocation: erase the freed slots' contents (Csordas & Schmidhuber 2019).
         link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
-        sparse_k: sparse access (after Rae et al. 2016): content look-ups, allocation, write, read and
-            precedence weightings keep their K largest slots, and the link matrix the K largest entries of
-            each row (O(N K) per step, not O(N^2)); None (the default): dense. K >= N is the dense DNC.
+        sparse_k: sparse access (after Rae et al. 2016; ``sparse_dnc.py``): content look-ups, allocation,
+            write, read and precedence weightings keep their K largest slots, the link matrix K entries per
+            row and column, and memory and usage are written in place (O(K^2 + K W) per step plus the
+            O(N W) choice of slots, not O(N^2)); None (the default): dense. K >= N is the dense DNC.
         clip: the interface vector is clipped to [-clip, clip].
-        compile: compile the per-step cell with ``torch.compile``.
+        compile: compile the per-step cell with ``torch.compile`` (with ``sparse_k``: the controller and
+            interface only).
     """
 
     def __init__(
@@ -116,35 +119,50 @@ class DNC(MemoryCore):
         self.controller = make_controller(controller, input_size + Hr * W, controller_size, controller_layers)
         self.interface = nn.Linear(controller_size, sum(self.interface_sizes.values()))
         self.readout = nn.Linear(controller_size + Hr * W, output_size)
+        if compile and self.sparse_k is not None:
+            # The sparse step changes memory, usage and links in place (Python-side versions that the
+            # compiler would guard on and recompile for every step): it runs eager, and only the
+            # controller and interface are compiled.
+            self._step = self.step
+            self.interface_parts = torch.compile(self.interface_parts, dynamic=False)
 
-    def initial_state(self, batch: int, like: torch.Tensor) -> DNCState:
+    def initial_state(self, batch: int, like: torch.Tensor) -> DNCState | SparseDNCState:
+        if self.sparse_k is not None:
+            return sparse_initial_state(self, batch, like)
         N, W, Hr, Hw = self.slots, self.width, self.read_heads, self.write_heads
         zeros = lambda *shape: like.new_zeros(batch, *shape)  # noqa: E731  same device and dtype as x
-        if self.sparse_k is None:
-            link = zeros(Hw, N, N)
-        else:  # K entries per row, all 0, at distinct columns: never an N x N tensor
-            columns = torch.arange(self.sparse_k, device=like.device).expand(batch, Hw, N, -1).contiguous()
-            link = (zeros(Hw, N, self.sparse_k), columns)
         return DNCState(
-            memory=zeros(N, W), usage=zeros(N), link=link, precedence=zeros(Hw, N),
+            memory=zeros(N, W), usage=zeros(N), link=zeros(Hw, N, N), precedence=zeros(Hw, N),
             read_weights=zeros(Hr, N), write_weights=zeros(Hw, N), read_vectors=zeros(Hr, W),
             controller=tuple(s.contiguous() for s in self.controller.initial_state(batch)),
         )
 
-    def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
-        """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
-        B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width
-        out, controller = self.controller(torch.cat([x, state.read_vectors.flatten(1)], dim=-1), state.controller)
+    def interface_parts(self, x: torch.Tensor, read_vectors: torch.Tensor, controller_state: tuple):
+        """The controller's step and its interface vector, split and activated.
+
+        Returns ``(out [B, C], controller_state, parts)``: ``parts`` maps each interface name to its
+        activated ``[B, size]`` tensor, and ``read_modes`` to the softmax ``[B, Hr, 1 + 2 Hw]``.
+        """
+        out, controller = self.controller(torch.cat([x, read_vectors.flatten(1)], dim=-1), controller_state)
         linear, sigmoid, oneplus_part, modes = self.interface(out).clamp(-self.clip, self.clip).split(
             [sum(self.linear_sizes.values()), sum(self.sigmoid_sizes.values()),
              sum(self.oneplus_sizes.values()), self.read_mode_size], dim=-1)
         parts = dict(zip(self.linear_sizes, linear.split(list(self.linear_sizes.values()), dim=-1)))
         parts.update(zip(self.sigmoid_sizes, torch.sigmoid(sigmoid).split(list(self.sigmoid_sizes.values()), dim=-1)))
         parts.update(zip(self.oneplus_sizes, oneplus(oneplus_part).split(list(self.oneplus_sizes.values()), dim=-1)))
+        parts["read_modes"] = torch.softmax(modes.view(x.shape[0], self.read_heads, -1), dim=-1)
+        return out, controller, parts
+
+    def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
+        """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
+        if self.sparse_k is not None:
+            return sparse_step(self, x, state, record)
+        B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width
+        out, controller, parts = self.interface_parts(x, state.read_vectors, state.controller)
         free_gates = parts["free_gates"]  # f_t  [B, Hr]
         allocation_gates = parts["allocation_gates"]  # g^a_t  [B, Hw]
         write_gates = parts["write_gates"]  # g^w_t  [B, Hw]
-        read_modes = torch.softmax(modes.view(B, Hr, 1 + 2 * Hw), dim=-1)  # pi_t (backward, content, forward)
+        read_modes = parts["read_modes"]  # pi_t (backward, content, forward)  [B, Hr, 1 + 2 Hw]
         write_mask = parts["write_masks"].view(B, Hw, W) if self.masking else None
         read_mask = parts["read_masks"].view(B, Hr, W) if self.masking else None
 
@@ -156,7 +174,7 @@ class DNC(MemoryCore):
             memory = memory * retention.unsqueeze(-1)
 
         # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w).
-        write_content = self._content_weights(memory, parts["write_keys"].view(B, Hw, W),
+        write_content = mem.content_weights(memory, parts["write_keys"].view(B, Hw, W),
                                               parts["write_strengths"], write_mask)
         allocations = []
         allocation_usage = usage
@@ -165,9 +183,9 @@ class DNC(MemoryCore):
             allocations.append(allocation)
             if h + 1 < Hw:
                 allocation_usage = allocation_usage + (1 - allocation_usage) * write_gates[:, h : h + 1] * allocation
-        allocation = self._sparse(torch.stack(allocations, dim=1))  # a_t  [B, Hw, N]
+        allocation = torch.stack(allocations, dim=1)  # a_t  [B, Hw, N]
         ga, gw = allocation_gates.unsqueeze(-1), write_gates.unsqueeze(-1)
-        write_weights = self._sparse(gw * (ga * allocation + (1 - ga) * write_content))
+        write_weights = gw * (ga * allocation + (1 - ga) * write_content)
 
         erase = parts["erase"].view(B, Hw, W)
         memory = mem.write(memory, write_weights, erase, parts["write_vectors"].view(B, Hw, W))
@@ -175,23 +193,19 @@ class DNC(MemoryCore):
         # Temporal memory linkage (uses the previous precedence), then precedence.
         # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward), with
         # forward = L_t w^r_{t-1} and backward = L_t^T w^r_{t-1}, each [B, Hr, Hw, N].
-        if self.sparse_k is None:
-            link, forward, backward = mem.link_and_directional_read_weights(
-                state.link, state.precedence, write_weights, state.read_weights)
-        else:
-            link = mem.sparse_link(*state.link, state.precedence, write_weights)
-            forward, backward = mem.sparse_directional_read_weights(*link, state.read_weights)
-        precedence = self._sparse(mem.precedence(state.precedence, write_weights))
+        link, forward, backward = mem.link_and_directional_read_weights(
+            state.link, state.precedence, write_weights, state.read_weights)
+        precedence = mem.precedence(state.precedence, write_weights)
         if self.link_sharpness:
             sharpness = parts["link_sharpness"].view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
             directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
             mass = directional.sum(-1, keepdim=True)
             directional = (mem.sharpen(directional, sharpness) * mass).view(B, 2 * Hr, Hw, self.slots)
             forward, backward = directional[:, :Hr], directional[:, Hr:]
-        read_content = self._content_weights(memory, parts["read_keys"].view(B, Hr, W),
+        read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
                                              parts["read_strengths"], read_mask)
         candidates = torch.cat([backward, read_content.unsqueeze(2), forward], dim=2)  # [B, Hr, 1 + 2 Hw, N]
-        read_weights = self._sparse((read_modes.unsqueeze(-1) * candidates).sum(2))  # sum of pi_mode * weighting
+        read_weights = (read_modes.unsqueeze(-1) * candidates).sum(2)  # sum of pi_mode * weighting
         read_vectors = mem.read(memory, read_weights)
 
         features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
@@ -202,13 +216,3 @@ class DNC(MemoryCore):
                      "allocation": allocation, "allocation_gates": allocation_gates,
                      "write_gates": write_gates, "free_gates": free_gates, "read_modes": read_modes}
         return features, new_state, trace
-
-    def _content_weights(self, memory, keys, strengths, mask):
-        """Content look-up: over every slot, or over the K most similar with ``sparse_k``."""
-        if self.sparse_k is None:
-            return mem.content_weights(memory, keys, strengths, mask)
-        return mem.sparse_content_weights(memory, keys, strengths, self.sparse_k, mask)
-
-    def _sparse(self, weights: torch.Tensor) -> torch.Tensor:
-        """``weights`` with their K largest slots kept (``sparse_k``); unchanged for the dense DNC."""
-        return weights if self.sparse_k is None else mem.keep_top_k(weights, self.sparse_k)
