@@ -103,7 +103,7 @@ def rescore(memory: RowMemory, scores: torch.Tensor, keys: torch.Tensor, slots: 
     with torch.no_grad():
         rows = take_rows(memory.values, slots).unsqueeze(1)  # [B, 1, R, W]
         if mask is not None:
-            rows, keys = rows * mask.unsqueeze(2), keys * mask * mask
+            rows, keys = rows * mask.unsqueeze(2), keys * mask  # (M(i) * m) . (k * m) / |M(i) * m|
         new = (rows @ keys.unsqueeze(-1)).squeeze(-1) * torch.rsqrt(rows.pow(2).sum(-1) + EPS)  # [B, H, R]
         index = slots.clamp(max=scores.shape[-1] - 1).unsqueeze(1).expand_as(new)
         keep = (slots == scores.shape[-1]).unsqueeze(1)  # the empty slot: no score to update

@@ -1,0 +1,322 @@
+"""Tests for sparse access: the in-place row memory (``memory.rows``), K-sparse weightings
+(``memory.sparse``) and the row- and column-sparse link (``memory.sparse_link``).
+
+References are the dense primitives (``memory.content_weights``, ``usage``, ``allocation_weights``,
+``precedence``, ``link``, ``directional_read_weights``, ``read``, ``write``): with K = N the sparse pieces
+give their values; with K < N, hand-worked cases and the invariants. Gradients: float64 gradcheck from a
+generic (non-zero) state, and the in-place memory's gradients against the same operations done
+functionally.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mann_zoo import memory as dense
+from mann_zoo.memory import sparse as sp
+from mann_zoo.memory import sparse_link
+from mann_zoo.memory.rows import RowMemory, gather_entries, gather_rows, replace_entries, replace_rows
+from mann_zoo.memory.sparse import SparseWeights
+
+B, N, W, K = 3, 6, 4, 3
+F64 = dict(dtype=torch.float64)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _sparse(weights: torch.Tensor, k: int) -> SparseWeights:
+    """The k largest entries of a dense weighting ``[..., N]`` (all of it when k = N)."""
+    index = weights.topk(k, dim=-1).indices
+    return SparseWeights(index, weights.gather(-1, index))
+
+
+def _with_empty_row(memory: torch.Tensor) -> torch.Tensor:
+    return torch.cat([memory, memory.new_zeros(memory.shape[0], 1, memory.shape[-1])], dim=1)
+
+
+# --------------------------------------------------------------------------- #
+# The in-place row memory
+# --------------------------------------------------------------------------- #
+def _row_program(memory, index_a, rows_a, index_b, scale):
+    """Gather, replace, gather again, replace: on a RowMemory, returns what was read."""
+    first = gather_rows(memory, index_a.unsqueeze(1)).squeeze(1)  # [B,R,W]
+    memory = replace_rows(memory, index_a, first * scale + rows_a)
+    second = gather_rows(memory, index_b.unsqueeze(1)).squeeze(1)
+    memory = replace_rows(memory, index_b, second.flip(-1))
+    return first, second, memory
+
+
+def _row_program_functional(memory, index_a, rows_a, index_b, scale):
+    """The same on a plain tensor, functionally (index_put with fresh tensors): the reference."""
+    batch = torch.arange(memory.shape[0]).unsqueeze(1)
+    first = memory[batch, index_a]
+    memory = memory.index_put((batch, index_a), first * scale + rows_a)
+    second = memory[batch, index_b]
+    memory = memory.index_put((batch, index_b), second.flip(-1))
+    return first, second, memory
+
+
+def test_row_memory_values_and_gradients_equal_the_functional_reference():
+    g = _gen(0)
+    memory = torch.randn(B, N, W, generator=g, **F64, requires_grad=True)
+    rows_a = torch.randn(B, 2, W, generator=g, **F64, requires_grad=True)
+    scale = torch.rand(B, 2, W, generator=g, **F64, requires_grad=True)
+    index_a, index_b = torch.tensor([[0, 3], [5, 1], [2, 4]]), torch.tensor([[3, 4], [1, 0], [2, 5]])
+    ours = _row_program(RowMemory.from_tensor(memory), index_a, rows_a, index_b, scale)
+    outputs = (*ours[:2], ours[2].to_tensor())
+    reference = _row_program_functional(memory, index_a, rows_a, index_b, scale)
+    for ours_t, ref_t in zip(outputs, reference):
+        torch.testing.assert_close(ours_t, ref_t)
+    weights = [torch.randn(t.shape, generator=g, **F64) for t in outputs]
+    grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outputs, weights)), (memory, rows_a, scale))
+    ref_grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(reference, weights)), (memory, rows_a, scale))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_row_memory_counts_a_row_put_back_twice_once():
+    """A slot given twice with the same contents receives its gradient once."""
+    memory = RowMemory.from_tensor(torch.zeros(1, 3, 2, **F64))
+    row = torch.tensor([[1.0, 2.0]], **F64, requires_grad=True)
+    memory = replace_rows(memory, torch.tensor([[1, 1]]), row.expand(1, 2, 2).reshape(1, 2, 2) * 1.0)
+    read = gather_rows(memory, torch.tensor([[[1]]]))
+    (grad,) = torch.autograd.grad(read.sum(), row)
+    assert grad.tolist() == [[1.0, 1.0]]
+
+
+def test_row_memory_passes_gradcheck_and_backward_twice():
+    g = _gen(1)
+    index_a, index_b = torch.tensor([[0, 3], [5, 1], [2, 4]]), torch.tensor([[3, 4], [1, 0], [2, 5]])
+    args = [torch.randn(B, N, W, generator=g, **F64), torch.randn(B, 2, W, generator=g, **F64),
+            torch.rand(B, 2, W, generator=g, **F64)]
+    args = [a.requires_grad_() for a in args]
+
+    def program(memory, rows_a, scale):
+        first, second, memory = _row_program(RowMemory.from_tensor(memory), index_a, rows_a, index_b, scale)
+        return first, second, memory.to_tensor()
+
+    assert torch.autograd.gradcheck(program, args, eps=1e-6, atol=1e-6)
+    total = sum(o.sum() for o in program(*args))
+    first = torch.autograd.grad(total, args, retain_graph=True)
+    second = torch.autograd.grad(total, args)  # a second backward pass starts from a clean gradient buffer
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b)
+
+
+def test_row_memory_entries_and_stale_versions():
+    memory = RowMemory.zeros(2, 3, 4, torch.zeros(()), norms=False)
+    value = torch.tensor([[1.0], [2.0]], requires_grad=True)
+    new = replace_entries(memory, torch.tensor([[5], [0]]), value)  # entry 5 = row 1, column 1
+    assert new.values[0, 1, 1] == 1 and new.values[1, 0, 0] == 2
+    (grad,) = torch.autograd.grad(gather_entries(new, torch.tensor([[5], [0]])).sum() * 3, value)
+    assert grad.tolist() == [[3.0], [3.0]]
+    with pytest.raises(RuntimeError, match="replaced by version 1"):
+        gather_rows(memory, torch.zeros(2, 1, 1, dtype=torch.int64))
+    with pytest.raises(ValueError, match="norms=False"):
+        replace_entries(RowMemory.zeros(2, 3, 4, torch.zeros(())), torch.zeros(2, 1, dtype=torch.int64),
+                        torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="index must be int64"):
+        gather_rows(new, torch.zeros(2, 1, 1, dtype=torch.int32))
+
+
+def test_row_memory_units_follow_the_rows():
+    memory = RowMemory.zeros(1, 3, 2, torch.zeros((), **F64))
+    memory = replace_rows(memory, torch.tensor([[2]]), torch.tensor([[[3.0, 4.0]]], **F64))
+    torch.testing.assert_close(memory.units[0, :, 2], torch.tensor([0.6, 0.8], **F64), rtol=1e-5, atol=0)
+    assert memory.units[0, :, :2].abs().max() == 0
+
+
+# --------------------------------------------------------------------------- #
+# K-sparse weightings
+# --------------------------------------------------------------------------- #
+def test_merge_sums_repeated_slots_and_keeps_the_largest():
+    index = torch.tensor([[4, 1, 4, 6, 2, 6]])  # 6: the empty slot (N = 6)
+    value = torch.tensor([[0.1, 0.3, 0.25, 0.9, 0.05, 0.2]])
+    merged = sp.merge(index, value, 2, none=6)
+    assert merged.index.tolist() == [[4, 1]]
+    torch.testing.assert_close(merged.value, torch.tensor([[0.35, 0.3]]))
+    padded = sp.merge(torch.tensor([[1, 1, 6]]), torch.tensor([[0.2, 0.3, 0.4]]), 3, none=6)
+    assert padded.index.tolist() == [[1, 6, 6]]
+    torch.testing.assert_close(padded.value, torch.tensor([[0.5, 0.0, 0.0]]))
+    torch.testing.assert_close(merged.dense(6), torch.tensor([[0.0, 0.3, 0.0, 0.0, 0.35, 0.0]]))
+
+
+def test_lookup_by_hand():
+    weights = SparseWeights(torch.tensor([[[2, 0, 5]]]), torch.tensor([[[0.5, 0.25, 0.0]]]))
+    assert sp.lookup(weights, torch.tensor([[0, 1, 2, 5]])).tolist() == [[[0.25, 0.0, 0.5, 0.0]]]
+
+
+def test_content_weights_by_hand_and_at_k_equal_to_n():
+    """The softmax of strength x cosine over the K most similar slots: slots 0 and 2 match the key best."""
+    values = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.2], [-1.0, 0.0]]], **F64)
+    memory = RowMemory.from_tensor(_with_empty_row(values))
+    weights = sp.content_weights(memory, torch.tensor([[[1.0, 0.0]]], **F64), torch.tensor([[2.0]], **F64), 2)
+    expected = torch.softmax(2 * torch.tensor([1.0, 1.0 / 1.04**0.5], **F64), dim=0)
+    torch.testing.assert_close(weights.dense(4)[0, 0, [0, 2]], expected, rtol=1e-5, atol=1e-6)
+    assert weights.dense(4)[0, 0, [1, 3]].abs().max() == 0
+    g = _gen(2)
+    m, k, s = torch.randn(B, N, W, generator=g, **F64), torch.randn(B, 2, W, generator=g, **F64), torch.rand(B, 2, **F64) * 5
+    mask = torch.rand(B, 2, W, generator=g, **F64)
+    for msk in (None, mask):
+        ours = sp.content_weights(RowMemory.from_tensor(_with_empty_row(m)), k, s, N, msk).dense(N)
+        torch.testing.assert_close(ours, dense.content_weights(m, k, s, msk), rtol=0, atol=1e-14)
+
+
+def test_rescore_equals_fresh_scores_after_a_write():
+    g = _gen(3)
+    m = RowMemory.from_tensor(_with_empty_row(torch.randn(B, N, W, generator=g, **F64)))
+    keys, mask = torch.randn(B, 2, W, generator=g, **F64), torch.rand(B, 2, W, generator=g, **F64)
+    for msk in (None, mask):
+        scores = sp.content_scores(m, keys, msk)
+        slots = torch.tensor([[1, N], [0, 4], [5, 5]])  # the empty slot N and a repeat are allowed
+        m = replace_rows(m, slots, torch.randn(B, 2, W, generator=g, **F64).index_put(
+            (torch.tensor([2]), torch.tensor([1])), torch.zeros(W, **F64)) * (slots != 5).unsqueeze(-1))
+        torch.testing.assert_close(sp.rescore(m, scores, keys, slots, msk), sp.content_scores(m, keys, msk))
+
+
+def test_usage_allocation_precedence_read_write_at_k_equal_to_n_are_the_dense_ones():
+    g = _gen(4)
+    u = torch.rand(B, N, generator=g, **F64)
+    ww, wr = torch.softmax(torch.randn(B, 2, N, generator=g, **F64), -1), torch.softmax(torch.randn(B, 2, N, generator=g, **F64), -1)
+    free = torch.rand(B, 2, generator=g, **F64)
+    usage = RowMemory.from_tensor(_with_empty_row(u.unsqueeze(-1)))
+    new_usage = sp.usage(usage, _sparse(ww, N), _sparse(wr, N), free)
+    expected_usage = dense.usage(u, ww, wr, free)
+    torch.testing.assert_close(new_usage.values[:, :N, 0], expected_usage, rtol=0, atol=1e-15)
+    allocation = sp.allocation_weights(new_usage, N)
+    torch.testing.assert_close(allocation.dense(N), dense.allocation_weights(expected_usage), rtol=0, atol=1e-15)
+    p = torch.rand(B, 2, N, generator=g, **F64) / N
+    torch.testing.assert_close(sp.precedence(_sparse(p, N), _sparse(ww, N), N, N).dense(N),
+                               dense.precedence(p, ww), rtol=0, atol=1e-15)
+    m = torch.randn(B, N, W, generator=g, **F64)
+    erase, add = torch.rand(B, 2, W, generator=g, **F64), torch.randn(B, 2, W, generator=g, **F64)
+    memory = sp.write(RowMemory.from_tensor(_with_empty_row(m)), _sparse(ww, N), erase, add)
+    torch.testing.assert_close(memory.values[:, :N], dense.write(m, ww, erase, add), rtol=0, atol=1e-14)
+    torch.testing.assert_close(sp.read(memory, _sparse(wr, N)), dense.read(memory.values[:, :N], wr))
+
+
+def test_allocation_with_k_below_n_is_the_dense_allocations_first_k_sorted_entries():
+    g = _gen(5)
+    u = torch.rand(B, N, generator=g, **F64)
+    usage = RowMemory.from_tensor(_with_empty_row(u.unsqueeze(-1)))
+    full = dense.allocation_weights(u)
+    ours = sp.allocation_weights(usage, K)
+    torch.testing.assert_close(ours.value, full.gather(-1, ours.index))
+    torch.testing.assert_close(ours.value, full.topk(K, dim=-1).values)  # the largest entries
+    gate = torch.rand(B, 1, generator=g, **F64)
+    second = sp.allocation_weights(usage, N, [(SparseWeights(*(t for t in sp.allocation_weights(usage, N))), gate)])
+    claimed = u + (1 - u) * gate * full
+    torch.testing.assert_close(second.dense(N), dense.allocation_weights(claimed), rtol=0, atol=1e-15)
+
+
+def test_sparse_weighting_pieces_pass_gradcheck_from_a_generic_state():
+    g = _gen(6)
+    m = _with_empty_row(torch.randn(B, N, W, generator=g, **F64)).requires_grad_()
+    keys, strengths = torch.randn(B, 2, W, generator=g, **F64, requires_grad=True), (torch.rand(B, 2, **F64) * 4 + 1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda m_, k_, s_: sp.content_weights(RowMemory.from_tensor(m_), k_, s_, K).value, (m, keys, strengths),
+        eps=1e-6, atol=1e-6)
+    u = _with_empty_row(torch.rand(B, N, 1, generator=g, **F64)).requires_grad_()
+    index = torch.stack([torch.randperm(N, generator=g)[:K] for _ in range(B * 2)]).view(B, 2, K)
+    ww = torch.rand(B, 2, K, generator=g, **F64, requires_grad=True)
+    free = torch.rand(B, 2, generator=g, **F64, requires_grad=True)
+
+    def usage_then_allocation(u_, w_, f_):
+        new = sp.usage(RowMemory.from_tensor(u_), SparseWeights(index, w_ / 3), SparseWeights(index.flip(1), w_ / 2), f_)
+        return sp.allocation_weights(new, K).value
+
+    assert torch.autograd.gradcheck(usage_then_allocation, (u, ww, free), eps=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- #
+# The row- and column-sparse link
+# --------------------------------------------------------------------------- #
+def _random_step(g, k):
+    """K-sparse write weights and precedence with distinct slots per head, as the sparse DNC gives them."""
+    def one():
+        index = torch.stack([torch.randperm(N, generator=g)[:k] for _ in range(B)])
+        return SparseWeights(index, torch.softmax(torch.randn(B, k, generator=g, **F64), -1) * 0.9)
+    return one(), one()
+
+
+def test_sparse_link_with_k_equal_to_n_is_the_dense_link():
+    """Over a sequence of writes, K = N gives link and directional_read_weights (values and gradients)."""
+    g = _gen(7)
+    steps = [_random_step(g, N) for _ in range(5)]
+    read = SparseWeights(torch.stack([torch.randperm(N, generator=g) for _ in range(B)]).unsqueeze(1),
+                         torch.softmax(torch.randn(B, 1, N, generator=g, **F64), -1).requires_grad_())
+    values = [w.value.requires_grad_() for w, _ in steps]
+    link = sparse_link.SparseLink.empty(B, N, N, read.value)
+    reference = torch.zeros(B, 1, N, N, **F64)
+    for w, p in steps:
+        link = sparse_link.update(link, p, w)
+        reference = dense.link(reference, p.dense(N).unsqueeze(1), w.dense(N).unsqueeze(1))
+        torch.testing.assert_close(link.dense(), reference[:, 0].detach(), rtol=0, atol=1e-15)
+    forward, backward = sparse_link.directional_read_weights(link, read, 1)
+    expected = dense.directional_read_weights(reference, read.dense(N))
+    for ours, theirs in zip((forward, backward), expected):
+        torch.testing.assert_close(ours.dense(N), theirs, rtol=0, atol=1e-15)
+    total = lambda pair: sum((t * torch.arange(N, **F64)).sum() for t in pair)  # noqa: E731
+    ours = torch.autograd.grad(total([f.dense(N) for f in (forward, backward)]), [*values, read.value])
+    theirs = torch.autograd.grad(total(expected), [*values, read.value])
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_sparse_link_by_hand():
+    """N = 4, K = 2: write slot 0, then slot 1 (precedence on 0), then slot 2 with weight 0.5 (precedence
+    0.9 on 1, 0.1 on 0): the dense formula's entries, and the column lists name the rows of each column."""
+    none = 4
+    link = sparse_link.SparseLink.empty(1, 4, 2, torch.zeros((), **F64))
+    one = lambda slot, w: SparseWeights(torch.tensor([[slot, none]]), torch.tensor([[w, 0.0]], **F64))  # noqa: E731
+    link = sparse_link.update(link, one(none, 0.0), one(0, 1.0))
+    link = sparse_link.update(link, one(0, 1.0), one(1, 1.0))
+    assert link.dense()[0].tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    link = sparse_link.update(link, SparseWeights(torch.tensor([[1, 0]]), torch.tensor([[0.9, 0.1]], **F64)), one(2, 0.5))
+    expected = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [0.05, 0.45, 0, 0], [0, 0, 0, 0]], **F64)
+    torch.testing.assert_close(link.dense()[0], expected)
+    assert sorted(link.rows[0, 0].tolist()) == [1, 2] and sorted(link.rows[0, 1].tolist()) == [2, none]
+    forward, backward = sparse_link.directional_read_weights(link, SparseWeights(torch.tensor([[[0, 1]]]),
+                                                                                 torch.tensor([[[0.5, 0.5]]], **F64)), 1)
+    torch.testing.assert_close(forward.dense(4)[0, 0, 0], torch.tensor([0, 0.5, 0.25, 0], **F64))
+    torch.testing.assert_close(backward.dense(4)[0, 0, 0], torch.tensor([0.5, 0, 0, 0], **F64))
+
+
+def test_sparse_link_keeps_k_per_row_and_column_and_passes_gradcheck():
+    g = _gen(8)
+    steps = [_random_step(g, K) for _ in range(6)]
+    read = SparseWeights(torch.stack([torch.randperm(N, generator=g)[:K] for _ in range(B)]).unsqueeze(1),
+                         torch.softmax(torch.randn(B, 1, K, generator=g, **F64), -1))
+    values = [w.value.clone().requires_grad_() for w, _ in steps[-2:]]
+
+    def run(last_w, previous_w, read_value):
+        link = sparse_link.SparseLink.empty(B, N, K, read_value)
+        for i, (w, p) in enumerate(steps):
+            value = {len(steps) - 2: previous_w, len(steps) - 1: last_w}.get(i, w.value)
+            link = sparse_link.update(link, p, SparseWeights(w.index, value))
+        forward, backward = sparse_link.directional_read_weights(link, SparseWeights(read.index, read_value), 1)
+        return link, forward.value, backward.value
+
+    link = run(*values[::-1], read.value)[0]
+    matrix = link.dense()
+    assert ((matrix != 0).sum(-1) <= K).all() and ((matrix != 0).sum(-2) <= K).all()
+    assert matrix.diagonal(dim1=-2, dim2=-1).abs().max() == 0
+    args = (*[v for v in values[::-1]], read.value.clone().requires_grad_())
+    assert torch.autograd.gradcheck(lambda *a: run(*a)[1:], args, eps=1e-6, atol=1e-6)
+
+
+def test_sparse_pieces_are_safe_at_zero_memory_zero_keys_one_hot_and_large_strengths():
+    memory = RowMemory.from_tensor(torch.zeros(B, N + 1, W, requires_grad=True))
+    keys = torch.zeros(B, 2, W, requires_grad=True)
+    weights = sp.content_weights(memory, keys, torch.full((B, 2), 1e4), K)
+    one_hot = SparseWeights(torch.zeros(B, 1, K, dtype=torch.int64) + torch.arange(K), torch.tensor([1.0, 0, 0]).expand(B, 1, K))
+    link = sparse_link.SparseLink.empty(B, N, K, keys)
+    link = sparse_link.update(link, SparseWeights(one_hot.index[:, 0] + 1, one_hot.value[:, 0]),
+                              SparseWeights(one_hot.index[:, 0], one_hot.value[:, 0] * keys.sum() + one_hot.value[:, 0]))
+    forward, backward = sparse_link.directional_read_weights(link, one_hot, 1)
+    out = weights.value.sum() + sp.read(memory, weights).sum() + forward.value.sum() + backward.value.sum()
+    grads = torch.autograd.grad(out, keys)
+    assert torch.isfinite(out) and all(torch.isfinite(g).all() for g in grads)
