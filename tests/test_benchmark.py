@@ -317,6 +317,22 @@ def test_cost_fit_recovers_known_coefficients():
     assert formula(fit).startswith("T = 10.0 ms + 1,000 us + ") and "1 us x N W" in formula(fit)
 
 
+def test_cost_fit_of_the_sparse_dnc_has_an_n_log_n_term_and_no_n_squared():
+    """The sparse DNC (dnc_sparse) keeps no N x N link: its terms are fixed, N, N W and N log2 N, and the
+    sweep does not stop it at --dnc-max-slots as it does the dense DNCs."""
+    from mann_zoo.experiments.cost_model import has_dense_link, model_terms
+
+    assert model_terms("dnc_sparse") == ["fixed", "N", "NW", "NlogN"]
+    assert has_dense_link("dnc") and has_dense_link("pypi dnc 1.1.0") and not has_dense_link("dnc_sparse")
+    rows = [{"model": "dnc_sparse", "memory_slots": n, "word_size": w,
+             "step_ms": 400 + 1e-4 * n * w + 2e-4 * n * math.log2(n)}
+            for n in (16, 256, 4096, 16384) for w in (10, 20, 40)]
+    fit = fit_cost_model(rows, "dnc_sparse", base_ms=0.0)
+    assert fit["us_per_N2"] is None and fit["us_per_NlogN"] == pytest.approx(0.2, rel=1e-6)
+    assert fit["us_per_NW"] == pytest.approx(0.1, rel=1e-6) and fit["fixed_us"] == pytest.approx(4e5, rel=1e-6)
+    assert "0.2 us x N log2 N" in formula(fit)
+
+
 def test_cost_fit_weighs_relative_error():
     """With a point that no model of the terms fits, the small memories keep a small relative error: the
     fit minimises relative, not absolute, error (a 10 % outlier at N = 4096 does not carry the fit)."""

@@ -32,12 +32,12 @@ from .results import COST_PLOT, COST_TABLE
 from .cost_model import (
     BATCH_SIZE,
     COPY_LENGTH,
-    LINK_MODELS,
     N_SWEEP_WORD_SIZE,
     SEQUENCE_STEPS,
     SWEEP_COLUMNS,
     W_SWEEP_MEMORY_SLOTS,
     fit_cost_model,
+    has_dense_link,
     formula,
     load_cost,
 )
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dnc-max-slots", type=int, default=1024,
                         help="largest N for the dense DNCs (a link matrix takes 4 N^2 bytes per step and example, "
                              "kept for every step: 5.5 GB at N=1024)")
-    parser.add_argument("--models", nargs="+", default=["ntm", "dnc"], help="memory models to sweep (short names)")
+    parser.add_argument("--models", nargs="+", default=["ntm", "dnc", "dnc_sparse"],
+                        help="memory models to sweep (short names)")
     parser.add_argument("--reference", action="store_true", help="also time the PyPI package 'dnc' 1.1.0")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the grids run)")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.progress import track
 
     for n, w in track(configs, description="sweeping N x W"):
-        wanted = [m for m in args.models if not (m.startswith(LINK_MODELS) and n > args.dnc_max_slots)]
+        wanted = [m for m in args.models if not (has_dense_link(m) and n > args.dnc_max_slots)]
         if args.reference and n <= args.dnc_max_slots:
             wanted.append(PEER_NAME)
         wanted = [m for m in wanted if (m, n, w) not in done]

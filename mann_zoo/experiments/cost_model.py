@@ -4,11 +4,15 @@ the sweep held fixed.
     T = T_controller + c + d N + a N W               (NTM: content look-up, read and write are O(N W);
                                                       softmax, shift and sharpening over slots are O(N))
     T = T_controller + c + d N + a N W + b N^2       (DNC, and the PyPI peer: the link matrix is N x N)
+    T = T_controller + c + d N + a N W + s N log2 N  (sparse DNC, K fixed: scores over all N W for the
+                                                      content look-ups, top-k over N; the rest O(K^2 + K W))
 
 T is the training-step time (forward, backward, optimiser update; batch ``BATCH_SIZE``, ``SEQUENCE_STEPS``
 steps) at N memory slots of W words; c is the fixed cost of the memory operations (one call per
 operation per time step, whatever N). Every coefficient is in microseconds per training step per unit of
-its term (``TERMS``: c in us, d in us per slot, a in us per slot-word, b in us per slot^2).
+its term (``TERMS``: c in us, d in us per slot, a in us per slot-word, b in us per slot^2, s in us per
+slot x log2 slots: Rae et al.'s N K log N with K = 8 in the coefficient; top-k by partial selection
+is O(N log K), so the fit may well leave it out).
 ``cost.py`` measures and fits, ``report.py`` draws the fit and its residuals with :func:`predict`;
 neither imports the other.
 """
@@ -32,19 +36,30 @@ W_SWEEP_MEMORY_SLOTS = 128
 
 # A term of the model: its fit-file column (the coefficient, in microseconds per training step per unit of
 # the term) and how it is written in a formula.
-TERMS = {"fixed": ("fixed_us", "1"), "N": ("us_per_N", "N"), "NW": ("us_per_NW", "N W"), "N2": ("us_per_N2", "N^2")}
-LINK_MODELS = ("dnc", "pypi dnc")  # models whose cost has the N^2 term of a dense link matrix
+TERMS = {"fixed": ("fixed_us", "1"), "N": ("us_per_N", "N"), "NW": ("us_per_NW", "N W"), "N2": ("us_per_N2", "N^2"),
+         "NlogN": ("us_per_NlogN", "N log2 N")}
+LINK_MODELS = ("dnc", "pypi dnc")  # models whose cost has the N^2 term of a dense link matrix...
+SPARSE_MODELS = ("dnc_sparse",)  # ...except the sparse DNC's
+
+
+def has_dense_link(model: str) -> bool:
+    """Whether ``model`` (a short name or the peer's) keeps an N x N link matrix."""
+    return model.startswith(LINK_MODELS) and not model.startswith(SPARSE_MODELS)
 
 
 def model_terms(model: str) -> list[str]:
-    """The terms of ``model``'s cost: fixed, N and N W; N^2 as well for a dense DNC (its link matrix)."""
-    return ["fixed", "N", "NW", "N2"] if model.startswith(LINK_MODELS) else ["fixed", "N", "NW"]
+    """The terms of ``model``'s cost: fixed, N and N W; N^2 as well for a dense DNC (its link matrix),
+    N log2 N for the sparse DNC."""
+    if model.startswith(SPARSE_MODELS):
+        return ["fixed", "N", "NW", "NlogN"]
+    return ["fixed", "N", "NW", "N2"] if has_dense_link(model) else ["fixed", "N", "NW"]
 
 
 def term_values(memory_slots, word_size) -> dict[str, np.ndarray]:
     """Each term's value at ``memory_slots`` N and ``word_size`` W (numbers or arrays of one shape)."""
     n, w = np.asarray(memory_slots, dtype=float), np.asarray(word_size, dtype=float)
-    return {"fixed": np.ones_like(n * w), "N": n * np.ones_like(w), "NW": n * w, "N2": n * n * np.ones_like(w)}
+    return {"fixed": np.ones_like(n * w), "N": n * np.ones_like(w), "NW": n * w, "N2": n * n * np.ones_like(w),
+            "NlogN": n * np.log2(np.maximum(n, 1)) * np.ones_like(w)}
 
 
 def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:

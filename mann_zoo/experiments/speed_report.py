@@ -117,8 +117,8 @@ def cost_fit_table(fits: pd.DataFrame) -> str:
     """The fitted cost model per model: each coefficient with its unit, R^2 and the largest relative error."""
     columns = [column for column, _ in TERMS.values()]
     units = {"fixed_us": "c (us)", "us_per_N": "d (us per N)", "us_per_NW": "a (us per N W)",
-             "us_per_N2": "b (us per N^2)"}
-    lines = ["# Fitted cost model: T = T_controller + c + d N + a N W + b N^2", "",
+             "us_per_N2": "b (us per N^2)", "us_per_NlogN": "s (us per N log2 N)"}
+    lines = ["# Fitted cost model: T = T_controller + c + d N + a N W + b N^2 + s N log2 N", "",
              "| model | T_controller (ms) | " + " | ".join(units[c] for c in columns) + " | R^2 | largest error | points |",
              "|---" * (len(columns) + 5) + "|"]
     for fit in fits.to_dict("records"):
