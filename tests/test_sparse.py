@@ -122,6 +122,35 @@ def test_row_memory_entries_and_stale_versions():
         gather_rows(new, torch.zeros(2, 1, 1, dtype=torch.int32))
 
 
+def test_row_memory_is_freed_without_the_garbage_collector():
+    """The autograd nodes must not refer back to the memory buffer (a cycle would keep every sequence's
+    buffers and activations until a full garbage collection: 12 GB per training process, seen)."""
+    import gc
+    import weakref
+
+    from mann_zoo.models import build
+
+    model = build("dnc", 4, 3, controller_size=8, memory_slots=16, word_size=4, sparse_k=4)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for backward in (True, False):
+            x = torch.rand(2, 5, 4)
+            state = model.initial_state(2, x)
+            buffer = weakref.ref(state.memory.buffer)
+            features = []
+            for t in range(x.shape[1]):
+                feature, state, _ = model.step(x[:, t], state)
+                features.append(feature)
+            if backward:
+                torch.stack(features).sum().backward()
+            del state, features, feature
+            assert buffer() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_row_memory_units_follow_the_rows():
     memory = RowMemory.zeros(1, 3, 2, torch.zeros((), **F64))
     memory = replace_rows(memory, torch.tensor([[2]]), torch.tensor([[[3.0, 4.0]]], **F64))

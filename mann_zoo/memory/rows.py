@@ -25,8 +25,27 @@ import torch
 from ._checks import EPS, check_memory, check_shape
 
 
+class _Gradient:
+    """dL/dM during a backward pass, ``[B, N, W]``: what the autograd nodes keep of a memory. (Not the
+    values: the nodes hang on the buffer's list of pending tokens, and a reference back to the buffer
+    would make a cycle that only the garbage collector frees, with every activation of the sequence.)"""
+
+    def __init__(self, like: torch.Tensor):
+        self.shape, self.dtype, self.device = like.shape, like.dtype, like.device
+        self.grad = None
+        self.task = None  # the backward pass that grad belongs to
+
+    def __call__(self) -> torch.Tensor:
+        """dL/dM for the running backward pass: zeros at the first call of each pass."""
+        task = torch._C._current_graph_task_id()
+        if self.grad is None or self.task != task:
+            self.grad = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+            self.task = task
+        return self.grad
+
+
 class _Buffer:
-    """What every version of one memory shares: the values, their row norms and the gradient buffer."""
+    """What every version of one memory shares: the values, their normalised rows and the gradient."""
 
     def __init__(self, values: torch.Tensor, norms: bool = True, zeros: bool = False):
         self.values = values  # [B, N, W], changed in place, never part of the autograd graph
@@ -36,16 +55,7 @@ class _Buffer:
             self.units = values.new_zeros(values.transpose(1, 2).shape) if zeros else _units(values).transpose(1, 2).contiguous()
         self.version = 0
         self.pending = []  # the tokens of the gathers made from the current version
-        self.grad = None  # dL/dM during a backward pass  [B, N, W]
-        self.grad_task = None  # the backward pass that grad belongs to
-
-    def gradient(self) -> torch.Tensor:
-        """dL/dM for the running backward pass: zeros at the first call of each pass."""
-        task = torch._C._current_graph_task_id()
-        if self.grad is None or self.grad_task != task:
-            self.grad = torch.zeros_like(self.values)
-            self.grad_task = task
-        return self.grad
+        self.gradient = _Gradient(values)
 
 
 class RowMemory(NamedTuple):
@@ -121,12 +131,12 @@ class _Load(torch.autograd.Function):
     @staticmethod
     def forward(ctx, buffer: _Buffer, values):
         ctx.set_materialize_grads(False)
-        ctx.buffer = buffer
+        ctx.gradient = buffer.gradient
         return values.new_empty(0)
 
     @staticmethod
     def backward(ctx, _grad_token):  # runs after every later step's backward: dL/dM_0
-        return None, ctx.buffer.gradient().clone()
+        return None, ctx.gradient().clone()
 
 
 def _units(rows: torch.Tensor) -> torch.Tensor:
@@ -143,7 +153,7 @@ class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, token, buffer: _Buffer, index, entries: bool):  # index [B, R]
         ctx.set_materialize_grads(False)
-        ctx.buffer, ctx.entries = buffer, entries
+        ctx.gradient, ctx.entries = buffer.gradient, entries
         ctx.save_for_backward(index)
         return take_rows(_rows(buffer.values, entries), index), token.new_empty(0)  # a copy  [B, R, W]
 
@@ -151,7 +161,7 @@ class _Gather(torch.autograd.Function):
     def backward(ctx, grad_rows, _grad_token):
         (index,) = ctx.saved_tensors
         if grad_rows is not None:
-            grad = _rows(ctx.buffer.gradient(), ctx.entries)
+            grad = _rows(ctx.gradient(), ctx.entries)
             grad.view(-1, grad.shape[-1]).index_add_(0, _flat(grad, index), grad_rows.flatten(0, 1))
         return None, None, None, None
 
@@ -160,7 +170,7 @@ class _Replace(torch.autograd.Function):
     @staticmethod
     def forward(ctx, buffer: _Buffer, index, rows, entries: bool, *tokens):  # index [B, R]
         ctx.set_materialize_grads(False)
-        ctx.buffer, ctx.entries = buffer, entries
+        ctx.gradient, ctx.entries = buffer.gradient, entries
         ctx.num_tokens = len(tokens)
         ctx.save_for_backward(index, _first_occurrences(index))
         with torch.no_grad():  # a slot given twice gets the same contents twice: either copy will do
@@ -174,7 +184,7 @@ class _Replace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, _grad_token):
         index, first = ctx.saved_tensors
-        grad = _rows(ctx.buffer.gradient(), ctx.entries)
+        grad = _rows(ctx.gradient(), ctx.entries)
         grad_rows = take_rows(grad, index) * first.unsqueeze(-1)  # dL/dM_t at the rows put back, once
         grad.view(-1, grad.shape[-1]).index_fill_(0, _flat(grad, index), 0.0)  # the rows they replaced reach
         # L only through their gathers

@@ -79,8 +79,9 @@ def lookup(weights: SparseWeights, slots: torch.Tensor) -> torch.Tensor:
 
 
 def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Scores in the cosine similarity's order, ``[B, H, N]`` without gradient: k.M(i) / |M(i)| (|k| is
-    common to a head's slots), under ``mask`` if given. One pass over the memory for all keys.
+    """Scores in the cosine similarity's order, ``[B, H, N + 1]`` without gradient: k.M(i) / |M(i)| (|k|
+    is common to a head's slots), under ``mask`` if given, -inf at the empty slot N. One pass over the
+    memory for all keys.
 
     Args: memory ``RowMemory [B, N + 1, W]`` (row N: the empty slot), keys ``[B, H, W]``, mask ``[B, H, W]``.
     """
@@ -88,26 +89,27 @@ def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | N
     check_shape("keys", keys, (batch, None, width))
     if mask is not None:
         check_shape("mask", mask, tuple(keys.shape))
-    with torch.no_grad():  # over all N + 1 rows (contiguous: faster), the empty slot cut off after
+    with torch.no_grad():
         if mask is None:
-            return (keys @ memory.units)[..., :-1]  # k . M(i) / |M(i)|
-        values = memory.values.transpose(1, 2)  # [B, W, N + 1]
-        dot, norm_sq = (keys * mask * mask) @ values, (mask * mask) @ values.pow(2)
-        return (dot * torch.rsqrt(norm_sq + EPS))[..., :-1]
+            scores = keys @ memory.units  # k . M(i) / |M(i)|
+        else:
+            values = memory.values.transpose(1, 2)  # [B, W, N + 1]
+            scores = (keys * mask * mask) @ values * torch.rsqrt((mask * mask) @ values.pow(2) + EPS)
+        scores[..., -1] = -torch.inf  # never chosen
+        return scores
 
 
 def rescore(memory: RowMemory, scores: torch.Tensor, keys: torch.Tensor, slots: torch.Tensor,
             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``scores [B, H, N]`` (``content_scores``) brought up to date at the rows ``slots [B, R]`` rewritten
-    since (the empty slot N allowed): O(R W), in place. Returns ``scores``."""
+    """``scores [B, H, N + 1]`` (``content_scores``) brought up to date at the rows ``slots [B, R]``
+    rewritten since (the empty slot N allowed, and left at -inf): O(R W), in place. Returns ``scores``."""
     with torch.no_grad():
         rows = take_rows(memory.values, slots).unsqueeze(1)  # [B, 1, R, W]
         if mask is not None:
             rows, keys = rows * mask.unsqueeze(2), keys * mask  # (M(i) * m) . (k * m) / |M(i) * m|
         new = (rows @ keys.unsqueeze(-1)).squeeze(-1) * torch.rsqrt(rows.pow(2).sum(-1) + EPS)  # [B, H, R]
-        index = slots.clamp(max=scores.shape[-1] - 1).unsqueeze(1).expand_as(new)
-        keep = (slots == scores.shape[-1]).unsqueeze(1)  # the empty slot: no score to update
-        return scores.scatter_(-1, index, torch.where(keep, scores.gather(-1, index), new.to(scores.dtype)))
+        new = torch.where((slots == scores.shape[-1] - 1).unsqueeze(1), -torch.inf, new)  # the empty slot
+        return scores.scatter_(-1, slots.unsqueeze(1).expand_as(new), new.to(scores.dtype))
 
 
 def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tensor, k: int,
@@ -121,7 +123,7 @@ def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tens
     Args:
         memory: ``RowMemory [B, N + 1, W]`` (row N: the empty slot).
         keys: ``[B, H, W]``.  strengths: ``[B, H]``.  mask: optional ``[B, H, W]`` in [0, 1].
-        scores: optional ``[B, H, N]`` from ``content_scores`` (and ``rescore``) for this memory.
+        scores: optional ``[B, H, N + 1]`` from ``content_scores`` (and ``rescore``) for this memory.
     Returns:
         ``SparseWeights [B, H, k]``, each summing to 1.
     """
@@ -135,7 +137,7 @@ def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tens
     else:
         if scores is None:
             scores = content_scores(memory, keys, mask)
-        check_shape("scores", scores, (batch, heads, slots))
+        check_shape("scores", scores, (batch, heads, rows))
         index = scores.topk(k, dim=-1).indices  # [B,H,K]
     rows = gather_rows(memory, index)  # [B,H,K,W]
     if mask is not None:

@@ -61,8 +61,8 @@ class DNC(MemoryCore):
         link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
         sparse_k: sparse access (after Rae et al. 2016; ``sparse_dnc.py``): content look-ups, allocation,
             write, read and precedence weightings keep their K largest slots, the link matrix K entries per
-            row and column, and memory and usage are written in place (O(K^2 + K W) per step plus the
-            O(N W) choice of slots, not O(N^2)); None (the default): dense. K >= N is the dense DNC.
+            row and column, and memory and usage are written in place (O(K^4 + K W) per step and head
+            plus the O(N W) choice of slots, not O(N^2)); None (the default): dense. K >= N is the dense DNC.
         clip: the interface vector is clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile`` (with ``sparse_k``: the controller and
             interface only).

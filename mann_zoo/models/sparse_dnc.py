@@ -4,7 +4,8 @@ The DNC's equations, step by step as in ``dnc.py``, on K-sparse weightings (``me
 weighting keeps its K largest slots (content look-ups, allocation, write, precedence, read), memory and
 usage are written in place a few rows at a time (``memory.rows``), and the link matrix keeps K entries per
 row and column (``memory.sparse_link``). Per step: O(N W) to choose the content look-ups' slots and O(N)
-to choose the least used ones (no gradient), the rest O(K^3 + K W) per head. K >= N is the dense DNC.
+to choose the least used ones (no gradient), the rest O(K^4 + K W) per head (the link's column lists;
+small tensors at K = 8). K >= N is the dense DNC.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def sparse_initial_state(core, batch: int, like: torch.Tensor) -> SparseDNCState
     """Empty memory, usage and links; every weighting all padding. O(N (W + K)) elements."""
     N, W, K, Hr, Hw = core.slots, core.width, core.sparse_k, core.read_heads, core.write_heads
     return SparseDNCState(
-        memory=RowMemory.zeros(batch, N + 1, W, like), usage=RowMemory.zeros(batch, N + 1, 1, like),
+        memory=RowMemory.zeros(batch, N + 1, W, like), usage=RowMemory.zeros(batch, N + 1, 1, like, norms=False),
         link=sparse_link.SparseLink.empty(batch * Hw, N, K, like),
         precedence=SparseWeights.empty((batch, Hw), K, N, like),
         read_weights=SparseWeights.empty((batch, Hr), K, N, like),
@@ -112,9 +113,11 @@ def sparse_step(core, x: torch.Tensor, state: SparseDNCState, record: bool = Fal
 
 
 def _sharpen(weights: SparseWeights, sharpness: torch.Tensor, slots: int) -> SparseWeights:
-    """``memory.sharpen`` of each directional weighting over all N slots, its total mass kept (as the dense
-    DNC's link sharpness): the N - n slots without an entry count as weight 0 in the normaliser.
-    ``weights [B, Hr, Hw, M]``, ``sharpness [B, Hr, 1, 1]``."""
+    """``memory.sharpen`` of each directional weighting over all N slots, times its mass before (as the
+    dense DNC's link sharpness), on the slots with an entry: the N - n slots without one count as weight 0
+    in the normaliser, and the share the dense formula gives them ((EPS)^gamma each, spread over all N
+    slots) is dropped, so the mass is kept only up to that share. (With K = N every slot has an entry after
+    the first steps: the dense values.) ``weights [B, Hr, Hw, M]``, ``sharpness [B, Hr, 1, 1]``."""
     real = weights.index != slots
     mass = weights.value.sum(-1, keepdim=True)
     logits = torch.where(real, sharpness * torch.log(weights.value + sp.EPS), -torch.inf)
