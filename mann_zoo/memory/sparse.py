@@ -24,8 +24,8 @@ from .rows import RowMemory, gather_rows, replace_rows, take_rows
 class SparseWeights(NamedTuple):
     """A weighting over N slots with at most K non-zero entries: ``value[..., k]`` at slot ``index[..., k]``.
 
-    A slot occurs at most once with a non-zero value; padding entries have value 0 (at slot N, the empty
-    slot, or at a slot that occurs elsewhere with its value).
+    Slots are distinct, except for padding entries: value 0 at slot N, the empty slot. (``write`` and
+    ``sparse_link.update`` rely on it: they put a slot's new contents back once per entry.)
     """
 
     index: torch.Tensor  # [..., K] int64
