@@ -56,7 +56,7 @@ from .results import (  # noqa: E402
     summarise,
 )
 
-COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "lstm": "tab:green"}
+COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_sparse": "tab:purple", "lstm": "tab:green"}
 
 
 def _floats(values: pd.Series) -> np.ndarray:
