@@ -60,7 +60,11 @@ def test_the_cost_sweep_logs_a_table_and_a_plot(cost_sweep):
     logged = wandb_log_bytes(cost_sweep, wait_for=(COST_TABLE, COST_PLOT))
     for key in (COST_TABLE, COST_PLOT):
         assert key.encode() in logged, key
-    assert set(pd.read_csv(cost_sweep / "cost.csv").model) == {"controller", "ntm", "dnc"}
+    cost = pd.read_csv(cost_sweep / "cost.csv")
+    assert set(cost.model) == {"controller", "ntm", "dnc", "dnc_sparse"}
+    # --dnc-max-slots 8 stops the dense DNC (its N x N link), not the sparse one (N = 128: the W sweep)
+    largest = cost.groupby("model").memory_slots.max()
+    assert largest["dnc"] == 8 and largest["dnc_sparse"] == 128
 
 
 def test_every_dashboard_panel_reads_a_key_that_is_logged(run, cost_sweep):
