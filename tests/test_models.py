@@ -119,12 +119,14 @@ def test_dnc_link_state_has_zero_diagonal_and_bounded_rows():
     assert (link.sum(-1) <= 1 + 1e-5).all() and (link.sum(-2) <= 1 + 1e-5).all()
 
 
-@pytest.mark.parametrize("options", [{}, dict(masking=True, deallocation=True, link_sharpness=True)])
-def test_sparse_dnc_with_k_equal_to_n_is_the_dense_dnc(options):
+@pytest.mark.parametrize("key, options", [("dnc", {}), ("dnc", dict(masking=True, deallocation=True, link_sharpness=True)),
+                                          ("dnc_improved", {})])
+def test_sparse_dnc_with_k_equal_to_n_is_the_dense_dnc(key, options):
     """sparse_k = N (every slot kept): the same logits and parameter gradients as the dense DNC with the
-    same weights, in float64, over 12 steps of a batch of 3, with or without the improvements."""
-    dense = make("dnc", **options).double()
-    sparse = make("dnc", sparse_k=SMALL["dnc"]["memory_slots"], **options).double()
+    same weights, in float64, over 12 steps of a batch of 3, with or without the improvements, with one
+    write head and with two (dnc_improved: the second allocates after the first's claims)."""
+    dense = make(key, **options).double()
+    sparse = make(key, sparse_k=SMALL[key]["memory_slots"], **options).double()
     sparse.load_state_dict(dense.state_dict())
     x = torch.rand(3, 12, 4, dtype=torch.float64) * 4 - 2
     logits = [model(x) for model in (dense, sparse)]
