@@ -525,6 +525,19 @@ def test_printed_tables_fit_80_columns_and_cut_nothing():
     assert "associative_recall" in text and "items_20" in text and "1.33M" in text  # a row, a set, a count
 
 
+def test_speed_table_folds_a_long_model_name_instead_of_cutting_numbers(capsys):
+    """A model config with a long name (dnc_sparse_n16384 compiled @e8dab13): at 80 columns the label
+    folds onto a second line and every number is printed whole."""
+    from mann_zoo.experiments.speed import print_table
+
+    row = dict(model="dnc_sparse_n16384", compiled=True, version="e8dab13", batch_size=32, steps=41,
+               ms_per_step=755.5, sequences_per_s_per_core=42.4, x_controller=40.31, x_before=1.0, activation_mb=1247.5)
+    print_table(pd.DataFrame([row]), "copy")
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert "755.5" in text and "1247.5" in text and "40.31" in text
+
+
 def test_bench_report_covers_every_grid_beside_its_own(tmp_path, monkeypatch):
     """bench --report regenerates the report from every grid in the results folder, not only the one it ran."""
     from mann_zoo.experiments import report

@@ -207,8 +207,9 @@ def print_table(frame, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for column in ("model", "batch", "T", "ms/step", "seq/s/core", "x ctrl", "x before", "MB"):
-        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
+    table.add_column("model", overflow="fold")  # a long label folds onto a second line: numbers never cut
+    for column in ("batch", "T", "ms/step", "seq/s/core", "x ctrl", "x before", "MB"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in frame.itertuples():
         label = Entry(row.model, None, row.compiled, row.version).label
         table.add_row(label, str(row.batch_size), str(row.steps), f"{row.ms_per_step:.1f}",
