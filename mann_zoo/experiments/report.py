@@ -77,16 +77,24 @@ def learning_curves(curves: pd.DataFrame, grid: str, out: Path) -> list[Path]:
         first_set = parse_metric_key(costs[0])[0]
         fig, ax = plt.subplots(figsize=(6, 4))
         for model in sorted(rows["model"].unique()):
-            # sequences -> median, min and max over seeds
-            series = (rows[(rows["model"] == model) & (rows["metric"] == costs[0])]
-                      .groupby("sequences")["value"].agg(["median", "min", "max"]).sort_index())
+            data = rows[(rows["model"] == model) & (rows["metric"] == costs[0])]
+            # sequences -> median, min and max over seeds, where every seed has a point: a run stopped at
+            # convergence would otherwise leave the median to the runs still going
+            series = data.groupby("sequences")["value"].agg(["median", "min", "max", "count"]).sort_index()
+            series = series[series["count"] == data["run_id"].nunique()]
             if series.empty:
                 continue
             xs = series.index.to_numpy(dtype=float)
             ax.plot(xs, _floats(series["median"]), label=model, color=COLOURS.get(model))
             ax.fill_between(xs, _floats(series["min"]), _floats(series["max"]), alpha=0.2, color=COLOURS.get(model))
+            for _, run in data[data["sequences"] >= xs[-1]].groupby("run_id"):  # the runs that went on, each
+                if len(run) > 1:
+                    run = run.sort_values("sequences")
+                    ax.plot(run["sequences"].to_numpy(dtype=float), _floats(run["value"]), ":",
+                            color=COLOURS.get(model), alpha=0.8)
         ax.set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})", yscale="log",
-               title=f"{task}: learning curves (median, range over seeds)")
+               title=f"{task}: learning curves (median, range over seeds;\n"
+                     "dotted: single runs after the others stopped at convergence)")
         ax.legend()
         path = out / f"learning_{grid}_{task}.png"
         save(fig, path)
