@@ -14,6 +14,12 @@ order: each ``replace_rows`` consumes the tokens of the previous version and of 
 
 Handles are versions: ``replace_rows`` returns a new ``RowMemory`` and the one it was given is stale from
 then on (using it raises). ``memory.values`` is the buffer itself, read-only by convention.
+
+Limits: a sequence is run either with gradients recorded throughout or under ``no_grad`` throughout (a
+replace without them between two with them breaks the backward order); the gradient buffer is reset per
+backward pass by its graph-task id, which reentrant activation checkpointing would change mid-pass;
+double backward (``create_graph``) is not supported; indices are not range-checked (an index past N reads
+the next batch example's rows), as the sparse DNC only makes valid ones.
 """
 
 from __future__ import annotations
