@@ -37,8 +37,8 @@ from .cost_model import (
     SWEEP_COLUMNS,
     W_SWEEP_MEMORY_SLOTS,
     fit_cost_model,
-    has_dense_link,
     formula,
+    has_dense_link,
     load_cost,
 )
 from .peer import PEER_NAME, PeerDNC, peer_available

@@ -57,8 +57,13 @@ def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"usage must have shape [B, N] with N >= 1, got {list(usage.shape)}")
     usage = EPS + (1 - EPS) * usage
     sorted_usage, order = torch.sort(usage, dim=-1)  # phi  [B,N]
-    # Exclusive cumulative product prod_{i<j} u[phi_i].
-    ones = torch.ones_like(sorted_usage[:, :1])
-    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)
-    sorted_allocation = (1 - sorted_usage) * before
+    sorted_allocation = allocation_in_order(sorted_usage)
     return torch.zeros_like(sorted_allocation).scatter(-1, order, sorted_allocation)
+
+
+def allocation_in_order(sorted_usage: torch.Tensor) -> torch.Tensor:
+    """a_j = (1 - u_j) prod_{i<j} u_i for usage already in allocation order (ascending, mapped to
+    EPS + (1 - EPS) u): ``[B, M] -> [B, M]``. Shared by the dense and the sparse allocation."""
+    ones = torch.ones_like(sorted_usage[:, :1])
+    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)  # exclusive product
+    return (1 - sorted_usage) * before

@@ -120,6 +120,12 @@ def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.flatten(0, 1).index_select(0, _flat(table, index)).view(*index.shape, *table.shape[2:])
 
 
+def put_rows(table: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> None:
+    """``table[b, index[b, r]] = rows[b, r]`` in place (``take_rows``' inverse; a row given twice must get
+    the same contents twice: either copy is kept)."""
+    table.view(-1, *table.shape[2:]).index_copy_(0, _flat(table, index), rows.flatten(0, 1))
+
+
 def _flat(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Row numbers of ``index [B, R]`` in ``table.flatten(0, 1)``."""
     rows = table.shape[1]
@@ -127,7 +133,7 @@ def _flat(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _check_index(memory: RowMemory, index: torch.Tensor, heads: bool) -> None:
-    batch, slots, _ = memory.shape
+    batch = memory.shape[0]
     check_shape("index", index, (batch, None, None) if heads else (batch, None))
     if index.dtype != torch.int64:
         raise ValueError(f"index must be int64, got {index.dtype}")
@@ -178,20 +184,18 @@ class _Replace(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         ctx.gradient, ctx.entries = buffer.gradient, entries
         ctx.num_tokens = len(tokens)
-        ctx.save_for_backward(index, _first_occurrences(index))
-        with torch.no_grad():  # a slot given twice gets the same contents twice: either copy will do
-            values = _rows(buffer.values, entries)
-            flat = _flat(values, index)
-            values.view(-1, rows.shape[-1]).index_copy_(0, flat, rows.flatten(0, 1))
+        ctx.save_for_backward(index)
+        with torch.no_grad():
+            put_rows(_rows(buffer.values, entries), index, rows)
             if buffer.units is not None:
                 buffer.units.scatter_(2, index.unsqueeze(1).expand(-1, rows.shape[-1], -1), _units(rows).transpose(1, 2))
         return rows.new_empty(0)
 
     @staticmethod
     def backward(ctx, _grad_token):
-        index, first = ctx.saved_tensors
+        (index,) = ctx.saved_tensors
         grad = _rows(ctx.gradient(), ctx.entries)
-        grad_rows = take_rows(grad, index) * first.unsqueeze(-1)  # dL/dM_t at the rows put back, once
+        grad_rows = take_rows(grad, index) * _first_occurrences(index).unsqueeze(-1)  # dL/dM_t there, once
         grad.view(-1, grad.shape[-1]).index_fill_(0, _flat(grad, index), 0.0)  # the rows they replaced reach
         # L only through their gathers
         return (None, None, grad_rows, None) + (None,) * ctx.num_tokens

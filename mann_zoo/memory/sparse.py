@@ -18,6 +18,8 @@ from typing import NamedTuple
 import torch
 
 from ._checks import EPS, check_shape
+from .allocation import allocation_in_order
+from .content import cosine_similarity
 from .rows import RowMemory, gather_rows, replace_rows, take_rows
 
 
@@ -79,9 +81,8 @@ def lookup(weights: SparseWeights, slots: torch.Tensor) -> torch.Tensor:
 
 
 def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Scores in the cosine similarity's order, ``[B, H, N + 1]`` without gradient: k.M(i) / |M(i)| (|k|
-    is common to a head's slots), under ``mask`` if given, -inf at the empty slot N. One pass over the
-    memory for all keys.
+    """The cosine similarity of each key and slot (``cosine_similarity``), ``[B, H, N + 1]`` without
+    gradient, under ``mask`` if given, -inf at the empty slot N. One pass over the memory for all keys.
 
     Args: memory ``RowMemory [B, N + 1, W]`` (row N: the empty slot), keys ``[B, H, W]``, mask ``[B, H, W]``.
     """
@@ -90,11 +91,10 @@ def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | N
     if mask is not None:
         check_shape("mask", mask, tuple(keys.shape))
     with torch.no_grad():
-        if mask is None:
-            scores = keys @ memory.units  # k . M(i) / |M(i)|
+        if mask is None:  # (k / |k|) . (M(i) / |M(i)|) with the memory's normalised rows
+            scores = (keys * torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + EPS)) @ memory.units
         else:
-            values = memory.values.transpose(1, 2)  # [B, W, N + 1]
-            scores = (keys * mask * mask) @ values * torch.rsqrt((mask * mask) @ values.pow(2) + EPS)
+            scores = cosine_similarity(memory.values, keys, mask)
         scores[..., -1] = -torch.inf  # never chosen
         return scores
 
@@ -104,10 +104,7 @@ def rescore(memory: RowMemory, scores: torch.Tensor, keys: torch.Tensor, slots: 
     """``scores [B, H, N + 1]`` (``content_scores``) brought up to date at the rows ``slots [B, R]``
     rewritten since (the empty slot N allowed, and left at -inf): O(R W), in place. Returns ``scores``."""
     with torch.no_grad():
-        rows = take_rows(memory.values, slots).unsqueeze(1)  # [B, 1, R, W]
-        if mask is not None:
-            rows, keys = rows * mask.unsqueeze(2), keys * mask  # (M(i) * m) . (k * m) / |M(i) * m|
-        new = (rows @ keys.unsqueeze(-1)).squeeze(-1) * torch.rsqrt(rows.pow(2).sum(-1) + EPS)  # [B, H, R]
+        new = cosine_similarity(take_rows(memory.values, slots), keys, mask)  # [B, H, R]
         new = torch.where((slots == scores.shape[-1] - 1).unsqueeze(1), -torch.inf, new)  # the empty slot
         return scores.scatter_(-1, slots.unsqueeze(1).expand_as(new), new.to(scores.dtype))
 
@@ -140,10 +137,9 @@ def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tens
         check_shape("scores", scores, (batch, heads, rows))
         index = scores.topk(k, dim=-1).indices  # [B,H,K]
     rows = gather_rows(memory, index)  # [B,H,K,W]
-    if mask is not None:
-        rows, keys = rows * mask.unsqueeze(2), keys * mask
-    dot = (rows @ keys.unsqueeze(-1)).squeeze(-1)  # [B,H,K]
-    cosine = dot * torch.rsqrt(rows.pow(2).sum(-1) + EPS) * torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + EPS)
+    per_head = lambda t: t.reshape(batch * heads, 1, width)  # noqa: E731  each head its own memory of K rows
+    cosine = cosine_similarity(rows.flatten(0, 1), per_head(keys), None if mask is None else per_head(mask))
+    cosine = cosine.view(batch, heads, -1)  # [B,H,K]
     return SparseWeights(index, torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1))
 
 
@@ -212,14 +208,14 @@ def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeigh
     Returns:
         ``SparseWeights [B, k]``.
     """
-    values = usage.values[:, :-1, 0]  # the N slots  [B,N]
+    values = usage.values[..., 0]  # [B, N + 1]
     with torch.no_grad():
         if claimed:
             values = values.clone()
             for allocation, gate in claimed:
-                u = values.gather(-1, allocation.index.clamp(max=values.shape[-1] - 1))
-                values.scatter_(-1, allocation.index.clamp(max=values.shape[-1] - 1),
-                                u + (1 - u) * gate * allocation.value)
+                u = values.gather(-1, allocation.index)
+                values.scatter_(-1, allocation.index, u + (1 - u) * gate * allocation.value)
+        values = values[:, :-1]  # the N slots
         if k >= values.shape[-1]:  # every slot: the dense sort (the same order among ties)
             index = torch.sort(EPS + (1 - EPS) * values, dim=-1).indices
         else:
@@ -228,9 +224,7 @@ def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeigh
     for allocation, gate in claimed:
         u = u + (1 - u) * gate * lookup(SparseWeights(allocation.index.unsqueeze(1), allocation.value.unsqueeze(1)),
                                          index).squeeze(1)
-    u = EPS + (1 - EPS) * u
-    before = torch.cumprod(torch.cat([torch.ones_like(u[:, :1]), u[:, :-1]], dim=-1), dim=-1)
-    return SparseWeights(index, (1 - u) * before)
+    return SparseWeights(index, allocation_in_order(EPS + (1 - EPS) * u))
 
 
 def precedence(precedence: SparseWeights, write_weights: SparseWeights, k: int, none: int) -> SparseWeights:

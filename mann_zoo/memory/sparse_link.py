@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import torch
 
-from .rows import RowMemory, _flat, gather_entries, gather_rows, replace_entries, replace_rows, take_rows
+from .rows import RowMemory, gather_entries, gather_rows, put_rows, replace_entries, replace_rows, take_rows
 from .sparse import SparseWeights, lookup, merge
 
 
@@ -89,7 +89,7 @@ def update(link: SparseLink, precedence: SparseWeights, write_weights: SparseWei
     retention = torch.where(listed == none, 1.0, 1 - w.unsqueeze(-1)).flatten(1)
     values = replace_entries(link.values, entries, gather_entries(link.values, entries) * retention)
     values = replace_rows(values, written, new_rows.value)  # after: a written row's entries are replaced
-    link.columns.view(-1, capacity).index_copy_(0, _flat(link.columns, written), new_rows.index.flatten(0, 1))
+    put_rows(link.columns, written, new_rows.index)
 
     # Column lists: the written rows leave the lists of their old columns and join those of their new ones.
     with torch.no_grad():
@@ -138,9 +138,8 @@ def _join_columns(link: SparseLink, values: torch.Tensor, written: torch.Tensor,
     order = rank.topk(capacity, dim=-1).indices  # best first
     kept = torch.zeros_like(valid).scatter(-1, order, True) & valid
     new_list = torch.where(kept, candidates, none).gather(-1, order)
-    rows = _flat(link.rows, changed)
-    link.rows.view(-1, capacity).index_copy_(0, rows, new_list.flatten(0, 1))
-    link.places.view(-1, capacity).index_copy_(0, rows, places.gather(-1, order).flatten(0, 1))
+    put_rows(link.rows, changed, new_list)
+    put_rows(link.places, changed, places.gather(-1, order))
     dropped = valid & ~kept  # entries that lost their place: their column becomes none in their row
     flat = torch.where(dropped, candidates * capacity + places, none * capacity)  # the empty row: harmless
     link.columns.view(groups, -1).scatter_(1, flat.flatten(1), none)
