@@ -21,6 +21,7 @@ from mann_zoo.experiments.cost import activation_megabytes
 from mann_zoo.experiments.cost_model import Sweep, fit_cost_model, formula, predict, sweep_of
 from mann_zoo.experiments.report import make_report
 from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results
+from mann_zoo.experiments.runner import Outcome
 from mann_zoo.training.atomic import atomic_write, atomic_write_text
 
 SMOKE = PRESETS / "smoke.yaml"
@@ -79,10 +80,23 @@ def test_results_table_schema(smoke_results):
     assert summary["run_id"] == "copy-ntm-seed0" and summary["model"] == "ntm"
 
 
+def executed(monkeypatch, status: int) -> list[list[str]]:
+    """Replace the Ray runner by one that records each run's command line and reports ``status`` as its
+    exit status; returns the list it records into."""
+    launched = []
+
+    def execute(runs, env, jobs, threads, address, on_progress, on_done):
+        for run in runs:
+            launched.append(run.command())
+            on_done(run, Outcome(status, 0.0))
+
+    monkeypatch.setattr(benchmark, "execute", execute)
+    return launched
+
+
 def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     out, _ = smoke_results
-    launched = []
-    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd) or 0)
+    launched = executed(monkeypatch, 0)
     run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
     assert launched == []
 
@@ -95,12 +109,7 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     for name in ("results.csv", "curves.csv"):
         (clone / name).write_text((out / name).read_text())
 
-    def crashed(cmd, *args):  # a run that dies before it writes a result
-        launched.append(cmd)
-        return 1
-
-    launched = []
-    monkeypatch.setattr(benchmark, "run_process", crashed)
+    launched = executed(monkeypatch, 1)  # every run dies before it writes a result
     rows = run_grid(load_grid(SMOKE), clone, jobs=2, threads=1, skip_recorded=True)
     assert launched == []
     for name in ("results.csv", "curves.csv"):  # rewritten byte for byte from the typed tables
@@ -124,8 +133,7 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     grid = load_grid(SMOKE)
     assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
     assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
-    launched = []
-    monkeypatch.setattr(benchmark, "run_process", lambda cmd, *args: launched.append(cmd) or 0)
+    launched = executed(monkeypatch, 0)
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
     assert set(load_results(out / "results.csv").run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
@@ -218,7 +226,7 @@ def test_unfinished_run_resumes_from_its_checkpoint(smoke_results):
     grid = load_grid(SMOKE, max_steps=6)
     spec = grid.runs[0]
     assert not benchmark.is_finished(out, spec, grid)  # a larger budget: not finished any more
-    cmd = benchmark.command(out, spec, grid)
+    cmd = benchmark.training_run(out, spec, grid).command()
     assert cmd[-2:] == ["--ckpt_path", "last"] and "6" in cmd
 
 

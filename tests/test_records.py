@@ -111,10 +111,12 @@ def test_stopping_bench_stops_its_runs_and_the_same_command_resumes_them(tmp_pat
     summary = json.loads((out / "runs/copy-lstm-seed0/result.json").read_text())["summary"]
     assert summary["status"] == "stopped" and 4 <= summary["steps"] < 100000
     # The same command (here with a budget it can finish) resumes from the checkpoint, keeping the curve.
-    rows = run_grid(load_grid(grid, max_steps=8), out, jobs=1, threads=1)
-    assert list(rows.status.unique()) == ["finished"] and rows.steps.iloc[0] == 8
-    logged = pd.read_csv(out / "runs/copy-lstm-seed0/metrics.csv").step.dropna()
-    assert list(logged) == [1, 3, 5, 7]  # the validations before the stop (steps 2, 4) and after (6, 8)
+    budget = summary["steps"] + 4
+    rows = run_grid(load_grid(grid, max_steps=budget), out, jobs=1, threads=1)
+    assert list(rows.status.unique()) == ["finished"] and rows.steps.iloc[0] == budget
+    metrics = pd.read_csv(out / "runs/copy-lstm-seed0/metrics.csv")
+    logged = metrics.loc[metrics["val/len_1-3/cost_bits"].notna(), "step"]
+    assert list(logged) == list(range(1, budget, 2))  # every validation (each 2 steps), before the stop and after, once
 
 
 def test_summary_against_a_hand_written_table():

@@ -3,7 +3,9 @@
 A benchmark is a grid of tasks x models x seeds described by a YAML file (:mod:`mann_zoo.experiments.grid`;
 ``--preset NAME`` picks the shipped ``mann_zoo/configs/bench/NAME.yaml``), checked before any run starts. Every run goes through the same training path as
 ``mann-zoo fit`` (a child process running the same command line, with ``RunSummary`` recording what
-the results table needs), several runs side by side (``--jobs``), each on ``--threads`` threads.
+the results table needs), each run a Ray task (:mod:`~mann_zoo.experiments.runner`): locally several
+side by side (``--jobs``), each on ``--threads`` threads, or on a Ray cluster (``--address``). A run
+whose worker dies is retried and resumes from its last checkpoint.
 
 Everything lands in ``--out`` (default ``results/<grid name>`` in the current folder):
 
@@ -26,11 +28,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +37,7 @@ from ..configs import CONFIGS, shipped
 from ..console import CommandParser
 from ..training.atomic import atomic_write_text
 from .grid import Grid, GridError, RunSpec, load_grid
+from .runner import Outcome, TrainingRun, execute
 from .results import (
     CURVE_COLUMNS,
     RESULT_COLUMNS,
@@ -50,7 +49,6 @@ from .results import (
     set_summary,
     stack,
     summarise,
-    typed,
 )
 
 PRESETS = CONFIGS / "bench"
@@ -111,23 +109,21 @@ def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | N
     return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
 
 
-def command(out: Path, spec: RunSpec, grid: Grid) -> list[str]:
-    """The ``mann-zoo fit`` command line of one run (resuming from its last checkpoint if it has one)."""
+def training_run(out: Path, spec: RunSpec, grid: Grid) -> TrainingRun:
+    """The ``mann-zoo fit`` run of ``spec`` (absolute paths: a Ray worker may start elsewhere)."""
+    out = out.absolute()
     directory = run_dir(out, spec)
     callbacks = [{"class_path": "mann_zoo.training.callbacks.RunSummary",
                   "init_args": {"dirpath": str(directory), "threshold": grid.threshold, "run_id": spec.run_id}}]
     if grid.stop_at_convergence:
         callbacks.append({"class_path": "mann_zoo.training.callbacks.StopAtConvergence",
                           "init_args": {"threshold": grid.threshold}})
-    cmd = [sys.executable, "-m", "mann_zoo.cli", "fit", *spec.args,
-           "--data.seed", str(spec.seed), "--seed_everything", str(spec.seed),
-           "--trainer.max_steps", str(spec.max_steps), "--trainer.val_check_interval", str(grid.val_check_interval),
-           "--trainer.default_root_dir", str(out / "runs"), "--run_name", spec.run_id,
-           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-           *(f"--trainer.callbacks+={json.dumps(callback)}" for callback in callbacks)]
-    if (directory / "checkpoints" / "last.ckpt").is_file():
-        cmd += ["--ckpt_path", "last"]
-    return cmd
+    args = (*spec.args, "--data.seed", str(spec.seed), "--seed_everything", str(spec.seed),
+            "--trainer.max_steps", str(spec.max_steps), "--trainer.val_check_interval", str(grid.val_check_interval),
+            "--trainer.default_root_dir", str(out / "runs"), "--run_name", spec.run_id,
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            *(f"--trainer.callbacks+={json.dumps(callback)}" for callback in callbacks))
+    return TrainingRun(spec.run_id, directory, args)
 
 
 def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -245,44 +241,18 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
     return list(chosen.values())
 
 
-_LIVE: set[subprocess.Popen] = set()  # the training processes running now (terminated if bench is stopped)
-
-
-def run_process(cmd: list[str], log_path: Path, env: dict[str, str], on_progress) -> int:
-    """Run one training command, appending its output to ``log_path``; each line it prints with
-    :data:`~mann_zoo.training.callbacks.PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
-    without the prefix. Returns the exit status."""
-    from ..training.callbacks import PROGRESS_PREFIX
-
-    with log_path.open("a") as log:
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                                   bufsize=1)
-        _LIVE.add(process)
-        try:
-            for line in process.stdout:
-                log.write(line)
-                log.flush()
-                if line.startswith(PROGRESS_PREFIX):
-                    on_progress(line[len(PROGRESS_PREFIX):].strip())
-            return process.wait()
-        finally:
-            _LIVE.discard(process)
-
-
-def _stop_runs(signum, frame) -> None:
-    """SIGTERM to bench: pass it on to the training processes (each stops at its step, writes its result and
-    keeps its checkpoint: the same command resumes the grid), then stop."""
-    for process in list(_LIVE):
-        process.terminate()
-    for process in list(_LIVE):
-        process.wait()
+def _stop(signum, frame) -> None:
+    """SIGTERM to bench: stop as Ctrl-C does (the runs write their results and keep their checkpoints: the
+    same command resumes the grid)."""
     raise SystemExit(128 + signum)
 
 
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
-             skip_recorded: bool = False, table_runs: list[RunSpec] | None = None) -> pd.DataFrame:
-    """Run every unfinished run of ``grid`` (``jobs`` at a time), then write the tables; returns the
-    results table as written.
+             skip_recorded: bool = False, table_runs: list[RunSpec] | None = None,
+             address: str | None = None) -> pd.DataFrame:
+    """Run every unfinished run of ``grid`` as Ray tasks (:mod:`~mann_zoo.experiments.runner`: locally
+    ``jobs`` at a time on ``threads`` threads each, or on the Ray cluster at ``address``), then write the
+    tables; returns the results table as written.
 
     With ``skip_recorded``, a run recorded in ``out``'s results table counts as finished by that record.
     The tables cover ``table_runs`` (default: the grid's runs): with ``--seeds`` the grid's own seeds keep
@@ -300,35 +270,35 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
-
-    def train(spec: RunSpec) -> tuple[int, float]:
-        """Exit status and wall seconds of the run (from its start, not from when it was queued)."""
-        directory = run_dir(out, spec)
-        directory.mkdir(parents=True, exist_ok=True)
-        start = time.time()
-        status = run_process(command(out, spec, grid), directory / "stdout.log", env,
-                             lambda line: progress.console.print(f"{spec.run_id}: {line}", highlight=False))
-        return status, time.time() - start
-
+    specs_by_id = {spec.run_id: spec for spec in todo}
     failed = []
+
+    def done(run: TrainingRun, outcome: Outcome) -> None:
+        spec = specs_by_id[run.run_id]
+        progress.advance(bar)
+        if outcome.status != 0:
+            failed.append(spec.run_id)
+            log = run.directory / "stdout.log"
+            why = f"exit {outcome.status}" if outcome.status is not None else outcome.error
+            record_failure(out, spec, f"{why}; see {log}")
+            progress.console.print(f"[red]failed[/] {spec.run_id} ({why}); see {log}", highlight=False)
+        else:
+            progress.console.print(f"done {spec.run_id} in {outcome.seconds:.0f} s")
+            keep_model(out, spec)
+        write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
+
+    previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_runs)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress, ThreadPoolExecutor(max_workers=jobs) as pool:
-        bar = progress.add_task("runs", total=len(todo))
-        started = {pool.submit(train, spec): spec for spec in todo}
-        for future in as_completed(started):
-            spec, (status, seconds) = started[future], future.result()
-            progress.advance(bar)
-            if status != 0:
-                failed.append(spec.run_id)
-                log = run_dir(out, spec) / "stdout.log"
-                record_failure(out, spec, f"exit {status}; see {log}")
-                progress.console.print(f"[red]failed[/] {spec.run_id} (exit {status}); see {log}")
-            else:
-                progress.console.print(f"done {spec.run_id} in {seconds:.0f} s")
-                keep_model(out, spec)
-            write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            bar = progress.add_task("runs", total=len(todo))
+            execute([training_run(out, spec, grid) for spec in todo], env, jobs, threads, address,
+                    lambda line: progress.console.print(line, highlight=False), done)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
     results = write_tables(out, table_runs)
     if not results.empty:
         for table in comparison_tables(results):
@@ -351,8 +321,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="results folder (default: results/<grid name> in the current folder)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
     parser.add_argument("--max-steps", type=int, help="override the grid's training budget per run (steps)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (the embedded Ray's CPUs: jobs x threads)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--address", help="run on the Ray cluster at this address (default: $RAY_ADDRESS, else an "
+                                          "embedded Ray on this machine); its nodes must see --out and the configs")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the runs whose id contains one of these texts, in this order")
     parser.add_argument("--skip-recorded", action="store_true",
@@ -374,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     out = args.out or Path("results") / grid.name
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
-    results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared)
+    results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared,
+                       address=args.address)
     if not results.empty and args.report is not None:
         from . import report
 

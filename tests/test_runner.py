@@ -1,0 +1,80 @@
+"""The Ray runner of ``mann-zoo bench``: a grid's runs as Ray tasks on an embedded Ray; a run whose
+worker is killed is retried by Ray and ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mann_zoo.experiments.benchmark import load_grid, run_grid
+from mann_zoo.experiments.runner import TrainingRun
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two tiny NTM runs, long enough (300 steps, a validation and a checkpoint every 20) to be killed mid-way.
+GRID = """name: kill
+seeds: [0, 1]
+max_steps: 300
+val_check_interval: 20
+overrides: {data.batch_size: 4, data.num_val_sequences: 8}
+tasks:
+  copy:
+    config: configs/task/copy.yaml
+    overrides: {data.max_length: 3, data.val_lengths: []}
+    models: [ntm]
+models:
+  ntm: {config: configs/model/ntm.yaml, overrides: {model.core.init_args.controller_size: 8,
+        model.core.init_args.memory_slots: 8, model.core.init_args.word_size: 4}}
+"""
+
+
+def test_a_run_whose_worker_is_killed_is_retried_and_ends_as_an_uninterrupted_run(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.replace("configs/", f"{ROOT}/configs/"))
+    killed_out, once_out = tmp_path / "killed", tmp_path / "once"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    bench = subprocess.Popen([sys.executable, "-m", "mann_zoo.cli", "bench", "--config", str(grid), "--out", str(killed_out),
+                              "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    killed_run = killed_out / "runs/copy-ntm-seed0"
+    printed, worker = [], None
+    for line in bench.stdout:
+        printed.append(line)
+        if worker is None and "copy-ntm-seed0: step 40," in line:  # after its checkpoint at step 20 (or 40)
+            worker = int((killed_run / "worker.pid").read_text())
+            os.kill(worker, signal.SIGKILL)  # the Ray worker process; its training process dies with it
+    bench.wait(timeout=60)
+    output = "".join(printed)
+    assert bench.returncode == 0, output[-3000:]
+    assert worker is not None, output[-3000:]
+    assert int((killed_run / "worker.pid").read_text()) != worker  # a new worker took the task over
+    log = (killed_run / "stdout.log").read_text()
+    assert "Restoring states from the checkpoint" in log  # the retry resumed, it did not start over
+    summary = json.loads((killed_run / "result.json").read_text())["summary"]
+    assert summary["status"] == "finished" and summary["steps"] == 300
+    results = pd.read_csv(killed_out / "results.csv")
+    assert set(results.run_id) == {"copy-ntm-seed0", "copy-ntm-seed1"} and set(results.status) == {"finished"}
+
+    # The same run, uninterrupted: the same parameters to the bit, and the same logged curve.
+    run_grid(load_grid(grid), once_out, jobs=1, threads=1, only=["seed0"])
+    ckpt = lambda out: torch.load(out / "runs/copy-ntm-seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
+    killed, once = ckpt(killed_out), ckpt(once_out)
+    assert killed["global_step"] == once["global_step"] == 300
+    for key, value in once["state_dict"].items():
+        torch.testing.assert_close(killed["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    logged = lambda out: pd.read_csv(out / "runs/copy-ntm-seed0/metrics.csv").step.dropna().tolist()  # noqa: E731
+    assert logged(killed_out) == logged(once_out)
+
+
+def test_a_training_run_resumes_from_its_checkpoint_when_it_has_one(tmp_path):
+    run = TrainingRun("copy-ntm-seed0", tmp_path / "run", ("--config", "x.yaml"))
+    assert run.command()[1:] == ["-m", "mann_zoo.cli", "fit", "--config", "x.yaml"]
+    run.checkpoint.parent.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"")
+    assert run.command()[-2:] == ["--ckpt_path", "last"]
