@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from mann_zoo.cli import main
@@ -173,3 +174,45 @@ def test_report_reads_the_users_own_run_folders_and_leaves_them_as_they_were(tmp
     assert "| copy | lstm | 1 |" in table and "| copy | ntm | 1 |" in table
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in runs.rglob("*") if p.is_file() and "wandb" not in p.parts}
     assert after == before
+
+
+def test_convergence_needs_patience_validations_in_a_row_and_survives_a_resume():
+    """Converged: below the threshold at ``patience`` validations in a row, counted from the first of them;
+    one validation above it starts the count again; a resumed run keeps its count."""
+    from types import SimpleNamespace
+
+    from mann_zoo.training.callbacks import RunSummary, StopAtConvergence
+
+    errors = [0.05, 0.3, 0.05, 0.02, 0.01, 0.0]  # validations at steps 10, 20, ..., 60
+
+    def validate(callbacks, trainer, step, value):
+        trainer.global_step, trainer.callback_metrics = step, {"val/len_1-20/bit_errors": torch.tensor(value)}
+        for callback in callbacks:
+            callback.on_validation_start(trainer, None)
+            callback.on_validation_end(trainer, None)
+
+    def trainer():
+        return SimpleNamespace(sanity_checking=False, is_global_zero=False, should_stop=False, world_size=1,
+                               datamodule=SimpleNamespace(val_names=["len_1-20"], batch_size=4))
+
+    for patience, stop_step, converged_step in ((1, 10, 10), (3, 50, 30)):
+        summary, stop, t = RunSummary(threshold=0.1, patience=patience), StopAtConvergence(0.1, patience), trainer()
+        for index, value in enumerate(errors):
+            validate([summary, stop], t, 10 * (index + 1), value)
+            if t.should_stop:
+                break
+        assert t.global_step == stop_step and summary.converged_at["step"] == converged_step
+        assert summary.converged_at["sequences"] == 4 * converged_step
+
+    # Stopped after step 40 (two below in a row), resumed from a checkpoint: converged at 30 after step 50.
+    summary, stop, t = RunSummary(threshold=0.1, patience=3), StopAtConvergence(0.1, 3), trainer()
+    for index, value in enumerate(errors[:4]):
+        validate([summary, stop], t, 10 * (index + 1), value)
+    resumed_summary, resumed_stop, t = RunSummary(threshold=0.1, patience=3), StopAtConvergence(0.1, 3), trainer()
+    resumed_summary.load_state_dict(summary.state_dict())
+    resumed_stop.load_state_dict(stop.state_dict())
+    assert not t.should_stop and resumed_summary.converged_at is None
+    validate([resumed_summary, resumed_stop], t, 50, errors[4])
+    assert t.should_stop and resumed_summary.converged_at["step"] == 30
+    with pytest.raises(ValueError, match="patience must be an integer >= 1"):
+        StopAtConvergence(0.1, 0)

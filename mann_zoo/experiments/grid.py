@@ -8,6 +8,7 @@ The YAML format (``mann_zoo/configs/bench/*.yaml``)::
     max_steps: 3000                    # training budget per run (steps); a task may set its own
     val_check_interval: 500
     threshold: 0.1                     # converged: fewer bit errors per sequence on the training distribution
+    patience: 3                        # ... at this many validations in a row (default 1)
     stop_at_convergence: true
     overrides: {data.num_val_sequences: 320}            # every run
     tasks:
@@ -39,7 +40,7 @@ import yaml
 
 from ..configs import find_config
 from .results import ADDRESSING_MODELS
-GRID_KEYS = {"name", "description", "seeds", "max_steps", "val_check_interval", "threshold", "stop_at_convergence",
+GRID_KEYS = {"name", "description", "seeds", "max_steps", "val_check_interval", "threshold", "patience", "stop_at_convergence",
              "overrides", "tasks", "models"}
 TASK_KEYS = {"config", "overrides", "models", "seeds", "max_steps", "model_max_steps", "model_overrides", "keep_models"}
 MODEL_KEYS = {"config", "overrides"}
@@ -79,6 +80,7 @@ class Grid:
     runs: list[RunSpec]
     val_check_interval: int = 250
     threshold: float = 0.1
+    patience: int = 1  # validations in a row below threshold that make convergence
     stop_at_convergence: bool = True
     description: str = ""
     path: Path | None = None
@@ -135,6 +137,7 @@ def load_grid(path: Path, seeds: list[int] | None = None, max_steps: int | None 
     grid = Grid(name=str(spec.get("name", Path(path).stem)), runs=runs,
                 val_check_interval=_positive(where, "val_check_interval", spec.get("val_check_interval", 250)),
                 threshold=float(spec.get("threshold", 0.1)),
+                patience=_positive(where, "patience", spec.get("patience", 1)),
                 stop_at_convergence=bool(spec.get("stop_at_convergence", True)),
                 description=str(spec.get("description", "")), path=Path(path))
     if check:

@@ -135,6 +135,13 @@ def has_converged(trainer: L.Trainer, threshold: float) -> bool:
     return errors is not None and float(errors) < threshold
 
 
+def check_patience(patience: int) -> int:
+    """``patience`` (validations in a row below the threshold that make convergence), checked: an integer >= 1."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
+    return patience
+
+
 PROGRESS_PREFIX = "mann-zoo progress: "  # RunSummary's line per validation; bench shows these lines
 
 
@@ -143,24 +150,31 @@ class RunSummary(L.Callback):
     ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
 
     Convergence (Collier & Beel 2018): fewer than ``threshold`` bit errors per sequence on the first
-    validation set, which follows the training distribution. Training wall time, sequences seen and
+    validation set, which follows the training distribution, at ``patience`` validations in a row (the
+    point of convergence is the first of them). Training wall time, sequences seen and
     the convergence point survive a resume (they are part of the checkpoint).
     """
 
-    def __init__(self, dirpath: str = ".", threshold: float = 0.1, run_id: str | None = None):
+    def __init__(self, dirpath: str = ".", threshold: float = 0.1, run_id: str | None = None, patience: int = 1):
         self.dirpath, self.threshold, self.run_id = Path(dirpath), threshold, run_id
+        self.patience = check_patience(patience)
         self.train_seconds = 0.0
+        self.val_seconds = 0.0  # time spent validating (not in train_seconds): for compute plans
         self.converged_at: dict | None = None
+        self.below: list[dict] = []  # the validations below threshold since the last one above it
         self.step_times: list[float] = []
         self._start = None
+        self._val_start = None
 
     def state_dict(self) -> dict:
-        return {"train_seconds": self.train_seconds, "converged_at": self.converged_at,
-                "step_times": self.step_times[-2000:]}
+        return {"train_seconds": self.train_seconds, "val_seconds": self.val_seconds,
+                "converged_at": self.converged_at, "below": self.below, "step_times": self.step_times[-2000:]}
 
     def load_state_dict(self, state: dict) -> None:
         self.train_seconds = state["train_seconds"]
+        self.val_seconds = state.get("val_seconds", 0.0)  # checkpoints from before these two were kept
         self.converged_at = state["converged_at"]
+        self.below = list(state.get("below", []))
         self.step_times = list(state["step_times"])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -186,11 +200,20 @@ class RunSummary(L.Callback):
             print(f"{PROGRESS_PREFIX}step {trainer.global_step:,}, {self._sequences(trainer):,} sequences: bit errors "
                   f"{'-' if train is None else f'{float(train):.2f}'} (training batch), "
                   f"{'-' if val is None else f'{float(val):.2f}'} ({first})", flush=True)
+        if self._val_start is not None:
+            self.val_seconds += time.perf_counter() - self._val_start
         if self.converged_at is not None:
             return
-        if has_converged(trainer, self.threshold):
-            self.converged_at = {"step": trainer.global_step, "sequences": self._sequences(trainer),
-                                 "wall_time_s": self.train_seconds}
+        if not has_converged(trainer, self.threshold):
+            self.below = []
+            return
+        self.below.append({"step": trainer.global_step, "sequences": self._sequences(trainer),
+                           "wall_time_s": self.train_seconds})
+        if len(self.below) >= self.patience:  # converged where the streak began
+            self.converged_at = self.below[0]
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = None if trainer.sanity_checking else time.perf_counter()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """Stopped from outside (SIGTERM, as ``mann-zoo bench`` passes on its own, or Ctrl-C): the result so
@@ -219,7 +242,7 @@ class RunSummary(L.Callback):
         summary = {
             "run_id": self.run_id, "task": task.name, "model": pl_module.core_name, "seed": task.seed,
             "steps": trainer.global_step, "sequences": self._sequences(trainer),
-            "train_time_s": self.train_seconds,
+            "train_time_s": self.train_seconds, "val_time_s": self.val_seconds,
             "converged": self.converged_at is not None,
             "sequences_to_convergence": converged.get("sequences"),
             "wall_time_to_convergence_s": converged.get("wall_time_s"),
@@ -262,14 +285,22 @@ def generalisation_log(sets: list[dict]) -> dict:
 
 class StopAtConvergence(L.Callback):
     """Stop training once the bit errors per sequence on the first validation set (the training
-    distribution) fall below ``threshold``: Lightning's ``EarlyStopping`` with ``stopping_threshold``,
-    without having to name the task's validation set."""
+    distribution) have stayed below ``threshold`` for ``patience`` validations in a row: Lightning's
+    ``EarlyStopping`` with ``stopping_threshold``, without having to name the task's validation set."""
 
-    def __init__(self, threshold: float = 0.1):
-        self.threshold = threshold
+    def __init__(self, threshold: float = 0.1, patience: int = 1):
+        self.threshold, self.patience = threshold, check_patience(patience)
+        self.streak = 0
+
+    def state_dict(self) -> dict:
+        return {"streak": self.streak}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.streak = state.get("streak", 0)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if has_converged(trainer, self.threshold):
+        self.streak = self.streak + 1 if has_converged(trainer, self.threshold) else 0
+        if self.streak >= self.patience:
             trainer.should_stop = True
