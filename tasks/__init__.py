@@ -1,4 +1,4 @@
-"""Algorithmic tasks of the NTM paper as LightningDataModules sharing one sequence-task protocol.
+"""Algorithmic tasks of the NTM paper (and Csordas & Schmidhuber's repeated copy) as LightningDataModules sharing one sequence-task protocol.
 
 Every task yields ``SequenceBatch(inputs, targets, mask)`` batches (see ``tasks.base``) and exposes
 ``input_size``, ``output_size``, ``name`` and ``val_names``.  Build one by name with ``build_task``.
@@ -14,6 +14,7 @@ from .copy import CopyTask
 from .ngrams import NgramsTask, bayes_optimal_cost, bayes_optimal_predictive
 from .priority_sort import PrioritySortTask
 from .repeat_copy import RepeatCopyTask
+from .repeated_copy import RepeatedCopyTask
 
 TASKS: dict[str, type[SequenceTask]] = {
     "copy": CopyTask,
@@ -21,6 +22,7 @@ TASKS: dict[str, type[SequenceTask]] = {
     "associative_recall": AssociativeRecallTask,
     "ngrams": NgramsTask,
     "priority_sort": PrioritySortTask,
+    "repeated_copy": RepeatedCopyTask,
 }
 
 
@@ -38,6 +40,7 @@ __all__ = [
     "NgramsTask",
     "PrioritySortTask",
     "RepeatCopyTask",
+    "RepeatedCopyTask",
     "SequenceBatch",
     "SequenceTask",
     "ValidationSet",

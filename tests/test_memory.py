@@ -26,6 +26,7 @@ from mann_zoo.memory import (
     precedence,
     read,
     sharpen,
+    sharpen_links,
     shift,
     usage,
     write,
@@ -311,6 +312,29 @@ def _in_sharpen(g, b):
     return (_softmax(g, b, H, N), _rand(g, b, H, lo=1.0, hi=4.0))
 
 
+def ref_sharpen_links(renormalise):
+    """Csordas & Schmidhuber's link sharpness as their code spells it: d + 1e-6, / max, ^s, / sum (and,
+    keeping the mass, times the weighting's sum before)."""
+    def ref(weights, sharpness):
+        out = []
+        for rows, exponents in zip(weights.tolist(), sharpness.tolist()):
+            per_head = []
+            for row, s in zip(rows, exponents):
+                d = [v + 1e-6 for v in row]
+                top = max(d)
+                d = [(v / top) ** s for v in d]
+                mass = 1.0 if renormalise else sum(row)
+                per_head.append([v / sum(d) * mass for v in d])
+            out.append(per_head)
+        return _t(out)
+
+    return ref
+
+
+def _in_sharpen_links(g, b):
+    return (_subnormalized(g, b, H, N), _rand(g, b, H, lo=1.0, hi=4.0))
+
+
 def _in_read(g, b):
     return (_unit(_randn(g, b, N, W)), _softmax(g, b, H, N))
 
@@ -356,6 +380,9 @@ PRIMITIVES = {
     "shift3": (shift, _in_shift(3), ref_shift, 1e-5),
     "shift5": (shift, _in_shift(5), ref_shift, 1e-5),
     "sharpen": (sharpen, _in_sharpen, ref_sharpen, 1e-4),
+    "sharpen_links": (sharpen_links, _in_sharpen_links, ref_sharpen_links(False), 1e-4),
+    "sharpen_links_renormalised": (lambda w, s: sharpen_links(w, s, renormalise=True), _in_sharpen_links,
+                                   ref_sharpen_links(True), 1e-4),
     "read": (read, _in_read, ref_read, 1e-5),
     "write": (write, _in_write, ref_write, 1e-5),
     "usage": (usage, _in_usage, ref_usage, 1e-5),

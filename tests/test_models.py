@@ -369,6 +369,19 @@ def test_dnc_switches_change_the_interface():
     assert isinstance(plain, DNC) and isinstance(make("ntm"), NTM)
 
 
+def test_renormalised_link_sharpness_is_another_dnc_with_the_same_weights():
+    """link_sharpness_norm="renormalise" (Csordas & Schmidhuber's code) reads other weightings than the
+    default, which keeps the link's mass; a misspelt value is a one-line error naming the choices."""
+    x = torch.rand(2, 9, 4)
+    kept, renormalised = (make("dnc", link_sharpness=True, link_sharpness_norm=norm) for norm in ("keep_mass", "renormalise"))
+    renormalised.load_state_dict(kept.state_dict())
+    assert not torch.allclose(kept(x), renormalised(x))
+    with pytest.raises(ValueError, match="link_sharpness_norm must be one of keep_mass, renormalise, got 'renormalize'"):
+        make("dnc", link_sharpness=True, link_sharpness_norm="renormalize")
+    with pytest.raises(ValueError, match="'renormalise' needs the dense link"):
+        make("dnc", link_sharpness=True, link_sharpness_norm="renormalise", sparse_k=3)
+
+
 def test_sequence_scores_against_hand_computed_values():
     """Cost in bits (not nats) over the masked steps only, bit errors at the 0.5 threshold (logit 0),
     sequence accuracy 1 only without any error; two sequences scored independently."""

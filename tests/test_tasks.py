@@ -17,6 +17,7 @@ from tasks import (
     NgramsTask,
     PrioritySortTask,
     RepeatCopyTask,
+    RepeatedCopyTask,
     SequenceBatch,
     bayes_optimal_cost,
     bayes_optimal_predictive,
@@ -37,6 +38,9 @@ SMALL = {
     "ngrams": lambda **kw: NgramsTask(context_length=3, sequence_length=30, val_lengths=(50,), **{**COMMON, **kw}),
     "priority_sort": lambda **kw: PrioritySortTask(
         bits=4, num_inputs=7, num_outputs=5, val_sizes=((9, 6),), **{**COMMON, **kw}
+    ),
+    "repeated_copy": lambda **kw: RepeatedCopyTask(
+        bits=4, min_length=2, max_length=3, max_repeats=3, val_repeats=(5,), **{**COMMON, **kw}
     ),
 }
 VARIABLE_LENGTH = ["copy", "repeat_copy", "associative_recall"]
@@ -173,7 +177,7 @@ def test_default_sizes_follow_the_paper():
 
 
 def test_registry_and_build_task():
-    assert set(TASKS) == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort"}
+    assert set(TASKS) == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort", "repeated_copy"}
     for name, cls in TASKS.items():
         assert cls.name == name
     task = build_task("copy", bits=3, batch_size=2)
@@ -536,3 +540,27 @@ def test_lightning_checkpoint_resumes_the_data_stream(tmp_path):
     _trainer(max_steps=7).fit(resumed_model, datamodule=resumed_task, ckpt_path=path)
     assert [same(b, reference.train_batch(4 + i)) for i, b in enumerate(resumed_model.seen)] == [True] * 3
     assert resumed_task.state_dict() == {"next_batch": 7}
+
+
+def test_repeated_copy_is_blocks_of_copy_each_scored_at_every_step():
+    """Csordas & Schmidhuber's repeat copy: R blocks, each L vectors and a terminator read, then written
+    back (terminator included) while the input is blank; every step of every block is scored."""
+    task = RepeatedCopyTask(bits=3, min_length=2, max_length=4, min_repeats=3, max_repeats=3, val_repeats=(6,),
+                            batch_size=5, num_val_sequences=4, val_batch_size=4, seed=1)
+    assert (task.input_size, task.output_size) == (4, 4)
+    assert task.val_names == ["rep_3-3_len_2-4", "rep_6_len_2-4"]
+    batch = next(iter(task.train_dataloader()))
+    for inputs, targets, mask in zip(*batch):
+        t, blocks = 0, 0
+        while t < len(mask) and mask[t] == 1:
+            length = int(inputs[t:, 3].nonzero()[0])  # the terminator ends the block's input
+            assert 2 <= length <= 4
+            block = inputs[t : t + length + 1]
+            assert torch.equal(block[:length, 3], torch.zeros(length)) and torch.equal(block[length], torch.tensor([0.0, 0, 0, 1]))
+            assert torch.equal(targets[t : t + length + 1], torch.zeros(length + 1, 4))  # silent while reading
+            assert torch.equal(inputs[t + length + 1 : t + 2 * length + 2], torch.zeros(length + 1, 4))  # blank while writing
+            assert torch.equal(targets[t + length + 1 : t + 2 * length + 2], block)  # the block back, terminator included
+            t, blocks = t + 2 * length + 2, blocks + 1
+        assert blocks == 3 and mask[t:].sum() == 0 and inputs[t:].sum() == 0  # then only padding
+    longest = max(int(m.sum()) for m in batch.mask)
+    assert batch.inputs.shape[1] == longest  # padded to the longest example, which is scored to its end

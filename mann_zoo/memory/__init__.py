@@ -11,7 +11,7 @@ from .allocation import allocation_weights, usage
 from .content import content_weights, cosine_similarity
 from .interpolation import interpolate
 from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
-from .sharpen import sharpen
+from .sharpen import sharpen, sharpen_links
 from .rows import RowMemory, gather_rows, replace_rows
 from .shift import shift
 from .sparse import SparseWeights
@@ -32,6 +32,7 @@ __all__ = [
     "SparseWeights",
     "gather_rows",
     "sharpen",
+    "sharpen_links",
     "shift",
     "usage",
     "write",

@@ -10,7 +10,8 @@ Improvements (Csordas & Schmidhuber 2019), all off by default:
     masking: content lookups compare key and memory under a learned mask (key-value separation).
     deallocation: slots freed by the free gates are also erased (M <- M * psi before writing).
     link_sharpness: forward/backward weightings are sharpened with a learned exponent per read head;
-        their total mass (at most 1) is kept, only the shape is sharpened.
+        their total mass (at most 1) is kept, only the shape is sharpened (``link_sharpness_norm=
+        "renormalise"``: each sums to 1, as in the authors' code).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .. import memory as mem
 from .base import MemoryCore, check_positive
 from .controller import make_controller
 from .sparse_dnc import SparseDNCState, sparse_initial_state, sparse_step
+
+LINK_SHARPNESS_NORMS = ("keep_mass", "renormalise")  # see memory.sharpen_links
 
 
 class DNCState(NamedTuple):
@@ -59,6 +62,9 @@ class DNC(MemoryCore):
         masking: content-based look-up through a learned mask (Csordas & Schmidhuber 2019).
         deallocation: erase the freed slots' contents (Csordas & Schmidhuber 2019).
         link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
+        link_sharpness_norm: ``"keep_mass"`` (default: the sharpened forward and backward weightings keep
+            the link's mass, this project's choice) or ``"renormalise"`` (each sums to 1, as in Csordas &
+            Schmidhuber's code; dense only); see ``memory.sharpen_links``.
         sparse_k: sparse access (after Rae et al. 2016; ``sparse_dnc.py``): content look-ups, allocation,
             write, read and precedence weightings keep their K largest slots, the link matrix K entries per
             row and column, and memory and usage are written in place (O(K^4 + K W) per step and head
@@ -82,6 +88,7 @@ class DNC(MemoryCore):
         masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
+        link_sharpness_norm: str = "keep_mass",
         sparse_k: int | None = None,
         clip: float = 20.0,
         compile: bool = False,
@@ -95,12 +102,18 @@ class DNC(MemoryCore):
             raise ValueError(f"clip must be > 0, got {clip}")
         if sparse_k is not None:
             check_positive(sparse_k=sparse_k)
+        if link_sharpness_norm not in LINK_SHARPNESS_NORMS:
+            raise ValueError(f"link_sharpness_norm must be one of {', '.join(LINK_SHARPNESS_NORMS)}, got {link_sharpness_norm!r}")
+        if link_sharpness_norm == "renormalise" and sparse_k is not None:
+            raise ValueError("link_sharpness_norm 'renormalise' needs the dense link (sparse_k None): a renormalised "
+                             "empty link row is uniform over all N slots, which a sparse weighting cannot hold")
         super().__init__(compile=compile)
         self.sparse_k = None if sparse_k is None else min(sparse_k, memory_slots)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width = memory_slots, word_size
         self.read_heads, self.write_heads = read_heads, write_heads
         self.masking, self.deallocation, self.link_sharpness = bool(masking), bool(deallocation), bool(link_sharpness)
+        self.renormalise_links = link_sharpness_norm == "renormalise"
         self.clip = float(clip)
         Hr, Hw, W = read_heads, write_heads, word_size
 
@@ -199,8 +212,7 @@ class DNC(MemoryCore):
         if self.link_sharpness:
             sharpness = parts["link_sharpness"].view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
             directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
-            mass = directional.sum(-1, keepdim=True)
-            directional = (mem.sharpen(directional, sharpness) * mass).view(B, 2 * Hr, Hw, self.slots)
+            directional = mem.sharpen_links(directional, sharpness, self.renormalise_links).view(B, 2 * Hr, Hw, self.slots)
             forward, backward = directional[:, :Hr], directional[:, Hr:]
         read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
                                              parts["read_strengths"], read_mask)
