@@ -382,6 +382,20 @@ def test_renormalised_link_sharpness_is_another_dnc_with_the_same_weights():
         make("dnc", link_sharpness=True, link_sharpness_norm="renormalise", sparse_k=3)
 
 
+def test_mask_floor_keeps_every_mask_at_or_above_it():
+    """mask_floor (Csordas & Schmidhuber's mask_min): masks in [floor, 1], the same interface otherwise."""
+    x, state = torch.rand(2, 4), None
+    plain, floored = (make("dnc", masking=True, mask_floor=floor) for floor in (0.0, 0.1))
+    floored.load_state_dict(plain.state_dict())
+    state = plain.initial_state(2, x)
+    parts = [model.interface_parts(x, state.read_vectors, state.controller)[2] for model in (plain, floored)]
+    for name in ("read_masks", "write_masks"):
+        torch.testing.assert_close(parts[1][name], 0.1 + 0.9 * parts[0][name])
+        assert parts[1][name].min() >= 0.1
+    with pytest.raises(ValueError, match=r"mask_floor must be in \[0, 1\), got 1.0"):
+        make("dnc", masking=True, mask_floor=1.0)
+
+
 def test_sequence_scores_against_hand_computed_values():
     """Cost in bits (not nats) over the masked steps only, bit errors at the 0.5 threshold (logit 0),
     sequence accuracy 1 only without any error; two sequences scored independently."""

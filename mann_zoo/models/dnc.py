@@ -60,6 +60,8 @@ class DNC(MemoryCore):
         read_heads: number of read heads Hr.
         write_heads: number of write heads Hw.
         masking: content-based look-up through a learned mask (Csordas & Schmidhuber 2019).
+        mask_floor: with ``masking``, the masks range over [mask_floor, 1] instead of [0, 1] (their code's
+            ``mask_min``: 0.1 on associative recall, 0 elsewhere).
         deallocation: erase the freed slots' contents (Csordas & Schmidhuber 2019).
         link_sharpness: sharpen the temporal link distributions (Csordas & Schmidhuber 2019).
         link_sharpness_norm: ``"keep_mass"`` (default: the sharpened forward and backward weightings keep
@@ -86,6 +88,7 @@ class DNC(MemoryCore):
         read_heads: int = 1,
         write_heads: int = 1,
         masking: bool = False,
+        mask_floor: float = 0.0,
         deallocation: bool = False,
         link_sharpness: bool = False,
         link_sharpness_norm: str = "keep_mass",
@@ -102,6 +105,8 @@ class DNC(MemoryCore):
             raise ValueError(f"clip must be > 0, got {clip}")
         if sparse_k is not None:
             check_positive(sparse_k=sparse_k)
+        if not 0 <= mask_floor < 1:
+            raise ValueError(f"mask_floor must be in [0, 1), got {mask_floor}")
         if link_sharpness_norm not in LINK_SHARPNESS_NORMS:
             raise ValueError(f"link_sharpness_norm must be one of {', '.join(LINK_SHARPNESS_NORMS)}, got {link_sharpness_norm!r}")
         if link_sharpness_norm == "renormalise" and sparse_k is not None:
@@ -114,6 +119,7 @@ class DNC(MemoryCore):
         self.read_heads, self.write_heads = read_heads, write_heads
         self.masking, self.deallocation, self.link_sharpness = bool(masking), bool(deallocation), bool(link_sharpness)
         self.renormalise_links = link_sharpness_norm == "renormalise"
+        self.mask_floor = float(mask_floor)
         self.clip = float(clip)
         Hr, Hw, W = read_heads, write_heads, word_size
 
@@ -164,6 +170,9 @@ class DNC(MemoryCore):
         parts.update(zip(self.sigmoid_sizes, torch.sigmoid(sigmoid).split(list(self.sigmoid_sizes.values()), dim=-1)))
         parts.update(zip(self.oneplus_sizes, oneplus(oneplus_part).split(list(self.oneplus_sizes.values()), dim=-1)))
         parts["read_modes"] = torch.softmax(modes.view(x.shape[0], self.read_heads, -1), dim=-1)
+        if self.masking and self.mask_floor > 0:  # masks in [floor, 1] (Csordas & Schmidhuber's mask_min)
+            for name in ("read_masks", "write_masks"):
+                parts[name] = self.mask_floor + (1 - self.mask_floor) * parts[name]
         return out, controller, parts
 
     def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
