@@ -158,6 +158,25 @@ def test_a_grid_names_the_models_to_keep(tmp_path):
     assert kept == {"copy-ntm-seed0", "repeat_copy-lstm-seed0"}
 
 
+def test_the_weights_of_every_converged_run_are_kept(tmp_path):
+    """models/ gets the weights (only) of a converged run even when the grid does not name it; an
+    unconverged run not named is not kept."""
+    from mann_zoo.experiments.benchmark import RunSpec, keep_model
+
+    for seed, converged in ((0, True), (1, False)):
+        spec = RunSpec("copy", "lstm", seed)
+        directory = benchmark.run_dir(tmp_path, spec)
+        (directory / "checkpoints").mkdir(parents=True)
+        torch.save({"hyper_parameters": {"input_size": 9}, "state_dict": {"core.w": torch.ones(2)},
+                    "optimizer_states": [{"state": torch.zeros(2)}]}, directory / "checkpoints/last.ckpt")
+        (directory / "result.json").write_text(json.dumps({"summary": {"steps": 10, "converged": converged}, "sets": []}))
+        kept = keep_model(tmp_path, spec)
+        assert (kept is not None) == converged
+    slim = torch.load(tmp_path / "models/copy-lstm-seed0.ckpt", weights_only=True)
+    assert set(slim) == {"hyper_parameters", "state_dict"} and torch.equal(slim["state_dict"]["core.w"], torch.ones(2))
+    assert not (tmp_path / "models/copy-lstm-seed1.ckpt").exists()
+
+
 def test_tables_name_runs_by_the_grid_task_not_the_datamodule(tmp_path):
     """Two variants of one task (repeat_copy and repeat_copy_x both train tasks.RepeatCopyTask) stay apart."""
     from mann_zoo.experiments.benchmark import RunSpec, read_results
@@ -667,3 +686,37 @@ def test_learning_curves_take_the_median_only_where_every_run_has_a_point(tmp_pa
     median, alone = lines[0], lines[1]
     assert list(median.get_xdata()) == [100, 200] and list(median.get_ydata()) == [55.0, 20.5]
     assert list(alone.get_xdata()) == [200, 300] and alone.get_linestyle() == ":"
+
+
+def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
+    """bench --plan: one probe per configuration (a learning rate alone does not change the speed), with
+    the whole training distribution and three validations; hours per run = steps x step time +
+    validations x the probe's mean validation time."""
+    from mann_zoo.experiments import plan
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [3, 4]\nval_check_interval: 100\n"
+                    "tasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 1000}\n"
+                    "  copy_fast: {config: configs/task/copy.yaml, max_steps: 1000, overrides: {model.lr: 0.01}, seeds: [3]}\n"
+                    "  repeat_copy: {config: configs/task/repeat_copy.yaml, max_steps: 500, models: [ntm]}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
+    grid = load_grid(spec, check=False)
+    probes = plan.probe_grid(grid, steps=7)
+    assert [s.run_id for s in probes.runs] == ["copy-ntm-seed3", "copy-lstm-seed3", "repeat_copy-ntm-seed3"]
+    assert all(s.max_steps == 21 and s.overrides["data.curriculum_max_length"] is None for s in probes.runs)
+    assert probes.val_check_interval == 7 and not probes.stop_at_convergence
+    for s in probes.runs:  # what the probe runs would have written
+        (tmp_path / "out/runs" / s.run_id).mkdir(parents=True)
+        summary = {"step_time_ms": {"ntm": 36.0, "lstm": 72.0}[s.model], "val_time_s": 54.0, "batch_size": 32}  # 3 x 18 s
+        (tmp_path / "out/runs" / s.run_id / "result.json").write_text(json.dumps({"summary": summary, "sets": []}))
+    table = plan.plan_table(grid, plan.read_probes(tmp_path / "out", grid, probes)).set_index(["task", "model"])
+    # copy, ntm: 1000 x 0.036 s + 10 validations x 18 s = 216 s = 0.06 h per run, two seeds
+    assert table.loc[("copy", "ntm"), "hours_per_run"] == pytest.approx(0.06)
+    assert table.loc[("copy", "ntm"), "runs"] == 2 and table.loc[("copy", "ntm"), "hours"] == pytest.approx(0.12)
+    assert table.loc[("copy_fast", "lstm"), "hours"] == pytest.approx((1000 * 0.072 + 180) / 3600)
+    assert table.loc[("repeat_copy", "ntm"), "sequences"] == 500 * 32
+    assert table.loc[("total", ""), "runs"] == 8
+    assert table.loc[("total", ""), "hours"] == pytest.approx(table["hours"].iloc[:-1].sum())
+    text = plan.write_plan(table.reset_index(), tmp_path / "out", threads=1, jobs=2)
+    assert "| copy | ntm | 2 | 1,000 / 32,000 | 36 | 18.0 | 0.06 | 0.1 |" in text
+    assert (tmp_path / "out/plan.csv").is_file() and (tmp_path / "out/plan.md").read_text() == text

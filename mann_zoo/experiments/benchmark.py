@@ -12,8 +12,8 @@ Everything lands in ``--out`` (default ``results/<grid name>`` in the current fo
 - ``runs/<task>-<model>-seed<seed>/``: the run's checkpoints, CSV metrics, W&B offline run, log;
 - ``results.csv``: the tidy results table, one row per run and validation set (``results.RESULT_COLUMNS``);
 - ``curves.csv``: the learning curves of every run (step, sequences, metric, value: ``results.CURVE_COLUMNS``);
-- ``models/copy-<model>-seed<seed>.ckpt``: the trained NTM and DNC on copy (weights only), for the
-  report's addressing figures.
+- ``models/<run id>.ckpt``: the weights (only) of every converged run, and of the runs the report's
+  figures use (the copy NTM and DNC, and what a grid's ``keep_models`` names).
 
 Rerunning the same command skips finished runs and resumes unfinished ones from their last
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
@@ -114,10 +114,11 @@ def training_run(out: Path, spec: RunSpec, grid: Grid) -> TrainingRun:
     out = out.absolute()
     directory = run_dir(out, spec)
     callbacks = [{"class_path": "mann_zoo.training.callbacks.RunSummary",
-                  "init_args": {"dirpath": str(directory), "threshold": grid.threshold, "run_id": spec.run_id}}]
+                  "init_args": {"dirpath": str(directory), "threshold": grid.threshold, "run_id": spec.run_id,
+                                "patience": grid.patience}}]
     if grid.stop_at_convergence:
         callbacks.append({"class_path": "mann_zoo.training.callbacks.StopAtConvergence",
-                          "init_args": {"threshold": grid.threshold}})
+                          "init_args": {"threshold": grid.threshold, "patience": grid.patience}})
     args = (*spec.args, "--data.seed", str(spec.seed), "--seed_everything", str(spec.seed),
             "--trainer.max_steps", str(spec.max_steps), "--trainer.val_check_interval", str(grid.val_check_interval),
             "--trainer.default_root_dir", str(out / "runs"), "--run_name", spec.run_id,
@@ -159,8 +160,9 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:
-    """Keep the weights of a finished run that the report's figures use (``spec.keep_model``: by default
-    the copy NTM and DNC of the addressing figures; a grid names others with ``keep_models``).
+    """Keep the weights of a finished run that converged, or that the report's figures use
+    (``spec.keep_model``: by default the copy NTM and DNC of the addressing figures; a grid names others
+    with ``keep_models``).
 
     ``runs/`` is not committed; ``models/<run_id>.ckpt`` (hyperparameters and weights only, written
     atomically, read by ``mann_zoo.load_model``) is, so a fresh clone can redraw the figures.
@@ -170,7 +172,9 @@ def keep_model(out: Path, spec: RunSpec) -> Path | None:
     from ..training.atomic import atomic_write
 
     checkpoint = run_dir(out, spec) / "checkpoints" / "last.ckpt"
-    if not spec.keep_model or not checkpoint.is_file():
+    summary = run_summary(out, spec)
+    converged = summary is not None and summary["converged"]
+    if not (spec.keep_model or converged) or not checkpoint.is_file():
         return None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     slim = {"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}
@@ -249,10 +253,10 @@ def _stop(signum, frame) -> None:
 
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
              skip_recorded: bool = False, table_runs: list[RunSpec] | None = None,
-             address: str | None = None) -> pd.DataFrame:
+             address: str | None = None, show: bool = True) -> pd.DataFrame:
     """Run every unfinished run of ``grid`` as Ray tasks (:mod:`~mann_zoo.experiments.runner`: locally
     ``jobs`` at a time on ``threads`` threads each, or on the Ray cluster at ``address``), then write the
-    tables; returns the results table as written.
+    tables (and, with ``show``, prints the comparison); returns the results table as written.
 
     With ``skip_recorded``, a run recorded in ``out``'s results table counts as finished by that record.
     The tables cover ``table_runs`` (default: the grid's runs): with ``--seeds`` the grid's own seeds keep
@@ -299,8 +303,8 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
-    results = write_tables(out, table_runs)
-    if not results.empty:
+        results = write_tables(out, table_runs)  # also when stopped: the stopped runs' curves so far, to commit
+    if show and not results.empty:
         for table in comparison_tables(results):
             console.print(table)
     if failed:
@@ -330,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-recorded", action="store_true",
                         help="count the runs recorded in the results table as finished even without their run "
                              "folder (to continue a grid begun in another clone instead of training it again)")
+    parser.add_argument("--plan", action="store_true",
+                        help="do not train: time each (task, model) of the grid for a few steps and write the "
+                             "compute plan (runs x hours, an upper bound) to --out as plan.md and plan.csv")
     parser.add_argument("--report", type=Path, metavar="PAPER",
                         help="afterwards regenerate the figures and tables of this paper folder (e.g. paper)")
     args = parser.parse_args(argv)
@@ -345,6 +352,14 @@ def main(argv: list[str] | None = None) -> None:
     except GridError as error:
         parser.error(str(error))
     out = args.out or Path("results") / grid.name
+    if args.plan:
+        from . import plan
+
+        probes = plan.probe_grid(grid)
+        run_grid(probes, out / "plan", args.jobs, args.threads, address=args.address, show=False)
+        table = plan.plan_table(grid, plan.read_probes(out / "plan", grid, probes))
+        print(plan.write_plan(table, out, args.threads, args.jobs))
+        return
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
     results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared,
                        address=args.address)

@@ -1,0 +1,111 @@
+"""A grid's compute plan from measured speed: ``mann-zoo bench --plan``.
+
+Before a long grid starts, each of its (task, model) configurations is trained for a few steps (one seed,
+the grid's own arguments, the full training distribution: no curriculum), through the same Ray runner
+as the grid, and timed: the median training step, and the mean of :data:`PROBE_VALIDATIONS` validations
+of all the task's validation sets (the first compiles for the validation lengths: its share is an
+overestimate that a long run amortises). Time it on a quiet machine: the plan is only as good as that.
+The plan is then, per (task, model), the runs times their budget:
+
+    hours per run = (max_steps x step time + max_steps / val_check_interval x validation time) / 3600
+
+an upper bound (a run that converges stops earlier). The probes go to ``<out>/plan/`` (a rerun reuses
+them); the plan is written as ``<out>/plan.csv`` and as a Markdown table, ``<out>/plan.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..training.atomic import atomic_write_text
+from .grid import Grid, RunSpec
+from .results import save_table
+
+PROBE_STEPS = 20  # training steps between the probe's validations (the first steps compile: they fall out of the median)
+PROBE_VALIDATIONS = 3  # validations per probe; the plan takes their mean
+UNTIMED = ("model.lr",)  # overrides that do not change the time of a step: runs that differ only there share a probe
+PLAN_COLUMNS = {
+    "task": "string", "model": "string", "runs": "Int64", "max_steps": "Int64", "sequences": "Int64",
+    "step_ms": "Float64", "validation_s": "Float64", "hours_per_run": "Float64", "hours": "Float64",
+}
+
+
+def timing_key(spec: RunSpec) -> tuple:
+    """What decides the time of ``spec``'s steps: its config files and overrides, less :data:`UNTIMED`."""
+    timed = {key: value for key, value in spec.overrides.items() if key not in UNTIMED}
+    return spec.configs, json.dumps(timed, sort_keys=True)
+
+
+def probe_grid(grid: Grid, steps: int = PROBE_STEPS) -> Grid:
+    """One short run per configuration of ``grid`` (:func:`timing_key`): its first seed,
+    :data:`PROBE_VALIDATIONS` x ``steps`` steps with a validation every ``steps``, the whole training
+    distribution from the first step (no curriculum), no early stop."""
+    first = {}
+    for spec in grid.runs:
+        first.setdefault(timing_key(spec), spec)
+    runs = [replace(spec, max_steps=PROBE_VALIDATIONS * steps, keep_model=False,
+                    overrides={**spec.overrides, "data.curriculum_max_length": None, "trainer.callbacks": []})
+            for spec in first.values()]
+    return replace(grid, name=f"{grid.name}-plan", runs=runs, val_check_interval=steps, stop_at_convergence=False)
+
+
+def plan_table(grid: Grid, probes: dict[tuple, dict]) -> pd.DataFrame:
+    """The plan (``PLAN_COLUMNS``, one row per (task, model) in grid order, then a total row) from the
+    probes' ``result.json`` summaries, keyed by :func:`timing_key`."""
+    rows = {}
+    for spec in grid.runs:
+        key = (spec.task, spec.model)
+        if key in rows:
+            rows[key]["runs"] += 1
+            continue
+        probe = probes[timing_key(spec)]
+        step_s, validation_s = probe["step_time_ms"] / 1e3, probe["val_time_s"] / PROBE_VALIDATIONS
+        per_run = (spec.max_steps * step_s + spec.max_steps / grid.val_check_interval * validation_s) / 3600
+        rows[key] = {"task": spec.task, "model": spec.model, "runs": 1, "max_steps": spec.max_steps,
+                     "sequences": spec.max_steps * probe["batch_size"], "step_ms": 1e3 * step_s,
+                     "validation_s": validation_s, "hours_per_run": per_run}
+    table = pd.DataFrame(list(rows.values()))
+    table["hours"] = table["runs"] * table["hours_per_run"]
+    total = {"task": "total", "model": "", "runs": table["runs"].sum(), "hours": table["hours"].sum()}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype(PLAN_COLUMNS)
+
+
+def markdown(table: pd.DataFrame, threads: int, jobs: int) -> str:
+    """The plan as a Markdown table, with the wall time at ``jobs`` runs side by side."""
+    lines = ["| task | model | runs | budget (steps / sequences) | ms/step | s/validation | hours/run | hours |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        if r.task == "total":
+            continue
+        lines.append(f"| {r.task} | {r.model} | {r.runs} | {r.max_steps:,} / {r.sequences:,} | {r.step_ms:.0f} | "
+                     f"{r.validation_s:.1f} | {r.hours_per_run:.2f} | {r.hours:.1f} |")
+    total = table.iloc[-1]
+    lines.append(f"| **total** | | {total['runs']} | | | | | **{total['hours']:.1f}** |")
+    return ("\n".join(lines) + f"\n\nUpper bound (every run to its budget): {total['hours']:.1f} core-hours at {threads} "
+            f"thread(s) per run, {total['hours'] / jobs:.1f} hours of wall time with {jobs} runs side by "
+            f"side.\n")
+
+
+def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
+    """The ``result.json`` summaries of the probe runs ``probes_grid`` (:func:`probe_grid` of ``grid``) in
+    ``out``, keyed by the :func:`timing_key` of the runs they stand for."""
+    stands_for = {(spec.task, spec.model, spec.seed): timing_key(spec) for spec in grid.runs}
+    probes = {}
+    for spec in probes_grid.runs:
+        summary = json.loads((out / "runs" / spec.run_id / "result.json").read_text())["summary"]
+        if summary.get("step_time_ms") is None or summary.get("val_time_s") is None:
+            raise RuntimeError(f"probe {spec.run_id}: no timing in its result (see {out / 'runs' / spec.run_id / 'stdout.log'})")
+        probes[stands_for[(spec.task, spec.model, spec.seed)]] = summary
+    return probes
+
+
+def write_plan(table: pd.DataFrame, out: Path, threads: int, jobs: int) -> str:
+    """Write ``plan.csv`` and ``plan.md`` into ``out`` (atomically); returns the Markdown."""
+    text = markdown(table, threads, jobs)
+    save_table(table, out / "plan.csv", PLAN_COLUMNS)
+    atomic_write_text(out / "plan.md", text)
+    return text
