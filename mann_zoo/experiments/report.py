@@ -17,7 +17,7 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
   (``mann_zoo.experiments.diagnosis``, paper section 8);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
-  the published ones).
+  the published ones, pooled over the grids, a run that two grids recorded counted once: ``identical_runs``).
 
 Tables are embedded into ``paper/paper.md`` and the ``README.md`` beside the paper folder wherever they
 name them (``<!-- table: NAME -->`` ... ``<!-- /table -->``).
@@ -298,44 +298,107 @@ def results_table(results: pd.DataFrame, grid: str) -> str:
 #   "convergence": median sequences to convergence (runs that did not converge are listed as such);
 #   "cost:<set or first>": median cost in bits per sequence; "errors:<set>": median bit errors per sequence;
 #   "params": number of parameters.
+# Published values with their sources' qualifiers: "~" is read off a plot; the NTM paper's learning curves are
+# against sequences, at a batch size it does not state, so its sequences are not our updates.
 LITERATURE = [
-    ("copy", "ntm", "sequences to ~0 cost", "~200k (RMSProp 1e-4)", "Graves et al. 2014", "convergence"),
-    ("copy", "lstm", "cost at the end, bits/seq", "> ~2 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    ("copy", "ntm", "sequences to ~0 cost", "~0 by ~20k (fig. 3; RMSProp 1e-4, batch size not stated)",
+     "Graves et al. 2014", "convergence"),
+    ("copy", "lstm", "cost, bits/seq", "~4.8 at 100k, ~2 at 200k, plateau ~0.5 from ~500k to 1M sequences",
+     "Graves et al. 2014", "cost:first"),
     ("copy", "ntm", "bit errors/seq at length 120", "one global error (length 120)", "Graves et al. 2014", "errors:len_120"),
-    ("copy", "ntm", "bit errors/seq at length 50", "degrades after ~36 at length 40", "Collier & Beel 2018", "errors:len_50"),
+    ("copy", "ntm", "bit errors/seq at length 50", "degrades after ~36 at length 40 (one example in their README)",
+     "Collier & Beel 2018", "errors:len_50"),
     ("copy", "lstm", "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
     ("copy", "ntm", "parameters", "67,561", "Graves et al. 2014", "params"),
     ("copy", "lstm", "parameters", "1,352,969", "Graves et al. 2014", "params"),
     ("repeat_copy", "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
     (FOUND_TASK, FOUND_MODEL, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
      "convergence"),
-    ("repeat_copy", "lstm", "sequences to ~0 cost", "~300k", "Graves et al. 2014", "convergence"),
-    ("repeat_copy", "dnc_md", "convergence vs plain DNC", "~3x faster (with de-allocation and sharpening)",
+    ("repeat_copy", "lstm", "sequences to ~0 cost", "~0 by ~250-300k (~20 at 100k)", "Graves et al. 2014", "convergence"),
+    ("repeat_copy", "dnc_md", "convergence vs plain DNC",
+     "zero error and 3x faster convergence (de-allocation with sharpness; their repeated copy, not the NTM's task)",
      "Csordas & Schmidhuber 2019", "convergence"),
     ("repeat_copy", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019", "convergence"),
-    ("associative_recall", "ntm", "sequences to ~0 cost", "~100k (LSTM controller)", "Graves et al. 2014", "convergence"),
-    ("associative_recall", "lstm", "cost at the end, bits/seq", "~1-2 at 1M sequences", "Graves et al. 2014", "cost:first"),
-    ("associative_recall", "ntm", "bit errors/seq at 12 items", "nearly perfect", "Graves et al. 2014; Collier & Beel 2018", "errors:items_12"),
+    ("associative_recall", "ntm", "sequences to ~0 cost",
+     "LSTM controller: 0.6 at 100k, ~0.1 by ~300k; feed-forward: near zero within ~30k", "Graves et al. 2014",
+     "convergence"),
+    ("associative_recall", "lstm", "cost, bits/seq", "~2 at 500k, ~0.7 at 1M sequences", "Graves et al. 2014",
+     "cost:first"),
+    ("associative_recall", "ntm", "bit errors/seq at 12 items",
+     "near-perfect up to 12 items (feed-forward NTM, fig. 11); Collier & Beel: one example in their README",
+     "Graves et al. 2014; Collier & Beel 2018", "errors:items_12"),
     ("associative_recall", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019",
      "convergence"),
     ("associative_recall", "dnc_md", "convergence vs plain DNC", "faster with masking", "Csordas & Schmidhuber 2019", "convergence"),
-    ("ngrams", "ntm", "converged cost, bits/seq", "~133-134 (Bayes-optimal ~131-132)", "Graves et al. 2014", "cost:first"),
-    ("ngrams", "lstm", "converged cost, bits/seq", "~137", "Graves et al. 2014", "cost:first"),
+    ("ngrams", "ntm", "converged cost, bits/seq", "~133-133.5 from ~100k (optimal estimator ~131.5)", "Graves et al. 2014",
+     "cost:first"),
+    ("ngrams", "lstm", "converged cost, bits/seq", "~135.5-136", "Graves et al. 2014", "cost:first"),
     ("priority_sort", "ntm", "cost, bits/seq", "~40 at 200k, ~24 at 400k, ~17 at 1M sequences", "Graves et al. 2014",
      "cost:first"),
-    ("priority_sort", "lstm", "cost, bits/seq", "~50 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", "lstm", "cost, bits/seq", "~97 at 200k, ~56 at 1M sequences", "Graves et al. 2014", "cost:first"),
 ]
 
 
-def literature_table(results: pd.DataFrame) -> str:
+def _one_trajectory(a: pd.Series, b: pd.Series) -> bool:
+    """Whether the shorter of two training curves (values indexed by step and metric) is, value for value,
+    the start of the longer one."""
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if short.empty or not short.index.isin(long.index).all():
+        return False
+    return bool(np.array_equal(_floats(short), _floats(long.reindex(short.index)), equal_nan=True))
+
+
+def identical_runs(results: pd.DataFrame, curves: pd.DataFrame | None) -> dict[str, str]:
+    """Runs that are one run, as {run id: the run id it repeats}.
+
+    Two grids can train the same configuration with the same seed (the default benchmark's runs on copy
+    are the paper grid's seed-0 runs): one trajectory recorded twice, perhaps validated at other steps and
+    so stopped at another validation. Two runs of ``results`` count as one when they have the same task,
+    model, seed, parameter count and batch size and the training curve of one (its ``train/`` points in
+    ``curves``) is, value for value, the start of the other's. Of such runs the one validated most often
+    is kept (its convergence is located most finely; ties: the first in ``results``), and the others map
+    to it. A run without a training curve is never taken for another.
+    """
+    if results.empty or curves is None or curves.empty:
+        return {}
+    train = (curves[curves["metric"].str.startswith("train/") & curves["run_id"].isin(results["run_id"])]
+             .drop_duplicates(["run_id", "step", "metric"], keep="last"))
+    points = {run_id: rows.set_index(["step", "metric"])["value"] for run_id, rows in train.groupby("run_id", sort=False)}
+    validations = curves[curves["metric"].str.startswith("val/")].groupby("run_id")["step"].nunique()
+    runs = results.drop_duplicates("run_id")
+    order = {run_id: i for i, run_id in enumerate(runs["run_id"])}
+    same: dict[str, str] = {}
+    for _, group in runs.groupby(["task", "model", "seed", "num_parameters", "batch_size"], sort=False, dropna=False):
+        kept: list[str] = []
+        for run_id in sorted((r for r in group["run_id"] if r in points),
+                             key=lambda r: (-int(validations.get(r, 0)), order[r])):
+            match = next((k for k in kept if _one_trajectory(points[k], points[run_id])), None)
+            if match is None:
+                kept.append(run_id)
+            else:
+                same[run_id] = match
+    return same
+
+
+def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
     """Markdown: each published number beside ours (median over seeds, with the training budget).
 
-    ``results``: the results tables of every grid, one after the other (run ids kept apart by grid).
+    ``results``: the results tables of every grid, one after the other (run ids kept apart by grid);
+    ``curves``: their learning curves (same run ids), with which runs that are one run
+    (``identical_runs``) are counted once.
     """
+    same = identical_runs(results, curves)
+    results = results[~results["run_id"].isin(list(same))]
+    once = ""
+    if same:
+        once = (" Runs that are one run (same task, model and seed, and the training curve of one, value for value, "
+                "the start of the other's) count once: " + ", ".join(f"{run} as {kept}" for run, kept in same.items())
+                + ".")
     lines = ["# Our numbers beside the published ones", "",
-             "Medians over the runs of every benchmark grid in paper/results/; 'budget' is the sequences a run "
-             "was trained on (runs stop at convergence). Published set-ups differ (RMSProp, up to 1M sequences, "
-             "other sizes): see paper.md, section 7.", "",
+             "Medians over the distinct runs of every benchmark grid in paper/results/; 'budget' is the sequences a "
+             "run was trained on (runs stop at convergence)." + once + " Published set-ups differ (RMSProp, up to 1M "
+             "sequences, other sizes; '~': read off a published plot; the NTM paper does not state its batch size, "
+             "so its sequences are not our updates at batch 32): see paper.md, section 7.", "",
              "| task | model | quantity | published | source | ours | runs | budget (median sequences) |",
              "|---|---|---|---|---|---|---|---|"]
     summary = summarise(results).set_index(["task", "model"])
@@ -393,31 +456,36 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
     written = [sharpening_figure(figures)]
-    all_results = []
+    all_results, all_curves = [], []
     for directory in result_dirs:
         grid = directory.name
         results = load_results(directory / "results.csv")  # no rows if the file does not exist
-        # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart.
+        curves = load_curves(directory / "curves.csv") if (directory / "curves.csv").is_file() else None
+        # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart. Whether
+        # two such runs are one run the literature table decides from their curves (identical_runs).
         tagged = results.assign(run_id=grid + "/" + results["run_id"])
         if grid == DIAGNOSIS_GRID:
             # The NTM diagnosis (paper section 8) draws figures of its own, and only its configuration
             # found joins the literature table: its other runs are one-seed hypotheses whose task and
             # model names would mix with the paper grid's.
-            all_results.append(tagged[tagged["task"] == FOUND_TASK])
+            tagged = tagged[tagged["task"] == FOUND_TASK]
             written += make_diagnosis(directory.parent, paper)
-            continue
-        all_results.append(tagged)
-        if not results.empty:
+        elif not results.empty:
             written += generalisation_curves(results, grid, figures)
             path = tables / f"results_{grid}.md"
             atomic_write_text(path, results_table(results, grid))
             written.append(path)
-        if (directory / "curves.csv").is_file():
-            written += learning_curves(load_curves(directory / "curves.csv"), grid, figures)
+        all_results.append(tagged)
+        if curves is not None:
+            tagged_curves = curves.assign(run_id=grid + "/" + curves["run_id"])
+            all_curves.append(tagged_curves[tagged_curves["run_id"].isin(tagged["run_id"])])
+            if grid != DIAGNOSIS_GRID:
+                written += learning_curves(curves, grid, figures)
     all_results = [results for results in all_results if not results.empty]
     if all_results:
         path = tables / "literature.md"
-        atomic_write_text(path, literature_table(pd.concat(all_results, ignore_index=True)))
+        curves = pd.concat(all_curves, ignore_index=True) if all_curves else None
+        atomic_write_text(path, literature_table(pd.concat(all_results, ignore_index=True), curves))
         written.append(path)
     written += addressing_figures(addressing_checkpoints(result_dirs), figures)
     cost_dir = cost_dir or paper / "results" / "cost"
