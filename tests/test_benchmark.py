@@ -703,7 +703,8 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     grid = load_grid(spec, check=False)
     probes = plan.probe_grid(grid, steps=7)
     assert [s.run_id for s in probes.runs] == ["copy-ntm-seed3", "copy-lstm-seed3", "repeat_copy-ntm-seed3"]
-    assert all(s.max_steps == 21 and s.overrides["data.curriculum_max_length"] is None for s in probes.runs)
+    assert all(s.max_steps == 21 for s in probes.runs)
+    assert all(s.overrides["data.curriculum_max_length"] is None for s in probes.runs)  # copy and repeat copy have one
     assert probes.val_check_interval == 7 and not probes.stop_at_convergence
     for s in probes.runs:  # what the probe runs would have written
         (tmp_path / "out/runs" / s.run_id).mkdir(parents=True)
@@ -720,3 +721,6 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     text = plan.write_plan(table.reset_index(), tmp_path / "out", threads=1, jobs=2)
     assert "| copy | ntm | 2 | 1,000 / 32,000 | 36 | 18.0 | 0.06 | 0.1 |" in text
     assert (tmp_path / "out/plan.csv").is_file() and (tmp_path / "out/plan.md").read_text() == text
+    spec.write_text("tasks:\n  ngrams: {config: configs/task/ngrams.yaml}\nmodels:\n  ntm: {config: configs/model/ntm.yaml}\n")
+    [probe] = plan.probe_grid(load_grid(spec, check=False)).runs
+    assert "data.curriculum_max_length" not in probe.overrides  # n-grams has no curriculum to switch off

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from ..training.atomic import atomic_write_text
 from .grid import Grid, RunSpec
@@ -40,6 +41,18 @@ def timing_key(spec: RunSpec) -> tuple:
     return spec.configs, json.dumps(timed, sort_keys=True)
 
 
+def has_curriculum(spec: RunSpec) -> bool:
+    """Whether the task of ``spec`` (the data class its config files name, the last one winning) can run a
+    curriculum (``supports_curriculum``)."""
+    from ..models.registry import import_object
+
+    class_path = None
+    for config in spec.configs:
+        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+        class_path = data.get("class_path", class_path)
+    return class_path is not None and bool(getattr(import_object(class_path), "supports_curriculum", False))
+
+
 def probe_grid(grid: Grid, steps: int = PROBE_STEPS) -> Grid:
     """One short run per configuration of ``grid`` (:func:`timing_key`): its first seed,
     :data:`PROBE_VALIDATIONS` x ``steps`` steps with a validation every ``steps``, the whole training
@@ -48,7 +61,8 @@ def probe_grid(grid: Grid, steps: int = PROBE_STEPS) -> Grid:
     for spec in grid.runs:
         first.setdefault(timing_key(spec), spec)
     runs = [replace(spec, max_steps=PROBE_VALIDATIONS * steps, keep_model=False,
-                    overrides={**spec.overrides, "data.curriculum_max_length": None, "trainer.callbacks": []})
+                    overrides={**spec.overrides, **({"data.curriculum_max_length": None, "trainer.callbacks": []}
+                                                    if has_curriculum(spec) else {})})
             for spec in first.values()]
     return replace(grid, name=f"{grid.name}-plan", runs=runs, val_check_interval=steps, stop_at_convergence=False)
 
