@@ -670,24 +670,6 @@ def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, cap
     assert "dnc_sparse: not timed at old" in capsys.readouterr().out
 
 
-def test_learning_curves_take_the_median_only_where_every_run_has_a_point(tmp_path, monkeypatch):
-    """Of two runs, one stopped at convergence at 200 sequences: the median and range end there, and the
-    run that went on is drawn alone (dotted), not as the median of one."""
-    from mann_zoo.experiments import report
-
-    figures = []
-    monkeypatch.setattr(report, "save", lambda fig, path: figures.append(fig))
-    rows = [dict(run_id=f"copy-dnc-seed{seed}", task="copy", model="dnc", seed=seed, step=s // 10, sequences=s,
-                 metric="val/len_1-20/cost_bits", value=value)
-            for seed, points in ((0, [(100, 50.0), (200, 1.0)]), (1, [(100, 60.0), (200, 40.0), (300, 45.0)]))
-            for s, value in points]
-    report.learning_curves(pd.DataFrame(rows), "grid", tmp_path)
-    lines = figures[0].axes[0].get_lines()
-    median, alone = lines[0], lines[1]
-    assert list(median.get_xdata()) == [100, 200] and list(median.get_ydata()) == [55.0, 20.5]
-    assert list(alone.get_xdata()) == [200, 300] and alone.get_linestyle() == ":"
-
-
 def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     """bench --plan: one probe per configuration (a learning rate alone does not change the speed), with
     the whole training distribution and three validations; hours per run = steps x step time +

@@ -19,6 +19,7 @@ from mann_zoo.experiments.diagnosis import (
     diagnosis_table,
     evaluate_kept_models,
     generalisation_table,
+    heads_figure,
     make_diagnosis,
     one_pass_cost,
     training_curves,
@@ -175,3 +176,20 @@ def test_priority_sort_rows_count_sequences_to_its_own_target():
                            "cost_bits": [81.0, 45.0, 39.0, 35.0]})
     row = diagnosis_table(curves, [variant]).splitlines()[2]
     assert "| 81.0 | 45.0 | 35.0 | 240,000 | 300,000 | 35.0 | - |" in row
+
+
+def test_the_heads_figure_has_one_colour_scale_with_its_colour_bar(tmp_path, monkeypatch):
+    """Every panel on weights 0 to 1 and a colour bar that says so; the delimiter dotted on each panel."""
+    from mann_zoo.experiments import diagnosis
+
+    figures = []
+    monkeypatch.setattr(diagnosis, "save_figure", lambda fig, path: figures.append(fig))
+    for name in ("repeat_copy-ntm_fixed-seed0", f"{FOUND_TASK}-{FOUND_MODEL}-seed0"):
+        kept_ntm(tmp_path / f"{name}.ckpt", seed=len(name))
+    heads_figure(tmp_path, tmp_path / "heads.png", length=6)
+    [fig] = figures
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1 and colour_bars[0].get_ylabel() == "weight"
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 4 and all(ax.images[0].get_clim() == (0, 1) for ax in panels)
+    assert all([list(line.get_xdata()) for line in ax.get_lines()] == [[6, 6]] for ax in panels)

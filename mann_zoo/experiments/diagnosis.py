@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from ..training.atomic import atomic_write_text  # noqa: E402
+from ..training.atomic import atomic_write_text, save_figure  # noqa: E402
 from .results import is_metric_key, load_curves, load_results, parse_metric_key  # noqa: E402
 
 GRID = "ntm_diagnosis"
@@ -147,8 +147,11 @@ def runs_of(curves: pd.DataFrame, variant: Variant) -> pd.DataFrame:
 
 def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str, path: Path,
                   max_sequences: int, title: str = "what made the difference (paper section 8)") -> Path | None:
-    """Cost against sequences (left) and updates (right), one line per run, the paper's points beside."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    """Cost against sequences (left) and updates (right), one line per run, the paper's points beside;
+    the legend below the panels (its long labels would cover the curves)."""
+    from .report import plain_log_ticks
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, layout="constrained")
     drawn = False
     for variant in variants:
         runs = runs_of(curves, variant)
@@ -171,19 +174,20 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
             ax.set(xlabel="updates (ours: batch 32 unless stated; the paper's batch is not stated)", xscale="log",
                    xlim=(100, 2 * max(p[0] for p in points)))
         ax.set(yscale="symlog")
+        plain_log_ticks(ax.yaxis)
         ax.axhline(TARGET_BITS[paper_task], color="k", ls=":", lw=0.8)  # issue 8's target
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("cost, bits per sequence (training distribution)")
-    axes[1].legend(fontsize=6.5 if len(variants) > 1 else 8, loc="upper right", framealpha=0.9)
+    fig.legend(handles=axes[1].get_legend_handles_labels()[0], loc="outside lower center",
+               ncol=2, fontsize=7)
     fig.suptitle(f"NTM on {paper_task.replace('_', ' ')}: {title}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
 def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) -> Path | None:
-    """Read and write weightings over one repeat-copy example: a failing NTM and the solved ones."""
+    """Read and write weightings over one repeat-copy example: a failing NTM and the solved ones, on one
+    colour scale (0 to 1, its colour bar beside), the delimiter dotted."""
     from .. import load_model
     from ..training.lightning_module import sequence_scores
     from tasks import RepeatCopyTask
@@ -196,7 +200,7 @@ def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) ->
         return None
     task = RepeatCopyTask()
     batch = task.generate(torch.Generator().manual_seed(1), 1, length, length, repeats, repeats)
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.2 * len(pairs)), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(12, 3.2 * len(pairs)), squeeze=False, layout="constrained")
     slots = 3 * length + 4
     for row, (title, checkpoint) in enumerate(pairs):
         core = load_model(checkpoint)
@@ -206,16 +210,16 @@ def heads_figure(models: Path, path: Path, length: int = 6, repeats: int = 3) ->
         for ax, key in zip(axes[row], ("write_weights", "read_weights")):
             weights = trace[key][0, :, 0]  # [T, N], first head
             shown = torch.cat([weights[:, -4:], weights[:, :slots]], dim=1)  # slots -4 .. slots-1
-            ax.imshow(shown.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
-                      extent=(-0.5, weights.shape[0] - 0.5, -4.5, slots - 0.5))
+            image = ax.imshow(shown.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+                              extent=(-0.5, weights.shape[0] - 0.5, -4.5, slots - 0.5), vmin=0, vmax=1)
             ax.axvline(length, color="w", ls=":", lw=0.8)  # the delimiter step
-            ax.set(title=f"{title}: {key.replace('_', ' ')}", xlabel="time step", ylabel="memory slot")
+            ax.set(xlabel="time step", ylabel="memory slot")
+            ax.set_title(f"{title}: {key.replace('_', ' ')}", fontsize=9)
         axes[row][1].text(0.99, 0.02, f"{errors} bit errors", transform=axes[row][1].transAxes, ha="right",
                           color="w", fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), label="weight", shrink=0.5)
     fig.suptitle(f"Repeat copy, length {length}, {repeats} repeats: first heads' weightings (dotted: delimiter)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

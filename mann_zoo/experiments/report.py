@@ -4,15 +4,17 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 ``paper/results/cost/cost.csv`` (``mann-zoo bench cost``), and writes to ``paper/figures/`` and
 ``paper/tables/``:
 
-- ``learning_<grid>_<task>.png``: bits per sequence on the training distribution against sequences
-  seen, median and range over seeds, one line per model;
-- ``generalisation_<grid>_<task>.png``: bit errors per sequence on each validation set;
+- ``learning_<grid>_<task>.png``: cost in bits per sequence on the training distribution (each task's
+  first validation set) against sequences seen and against updates, median and range over seeds (a seed
+  that converged carries its last value on), one line per model, the Bayes-optimal cost where known;
+- ``generalisation_<grid>_<task>.png``: bit errors per sequence against the sequences' size (length,
+  items) on a numeric axis, the training range shaded (tasks with one validation set have none);
 - ``cost_per_step.png``: training-step time against N and W, with the fitted cost model and its residuals,
   and ``tables/cost_fit.md`` (the fitted coefficients, from ``cost_fit.csv``);
 - ``speed_tasks.png``, ``tables/speed_tasks.md`` and ``tables/speed_reference.md`` from
   ``paper/results/speed/*.csv`` (``mann-zoo speed``; ``mann_zoo.experiments.speed_report``);
-- ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy
-  (from the runs' checkpoints, when present);
+- ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy, with
+  a colour bar and the delimiter marked (from the runs' checkpoints, when present);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
   (``mann_zoo.experiments.diagnosis``, paper section 8);
@@ -35,6 +37,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -48,15 +53,15 @@ from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
     ADDRESSING_MODELS,
     format_value,
-    is_metric_key,
     load_curves,
     load_results,
-    parse_metric_key,
+    metric_key,
     set_summary,
     summarise,
 )
 
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_sparse": "tab:purple", "lstm": "tab:green"}
+SPARE_COLOURS = ("tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray", "black")  # other models, in turn
 
 
 def _floats(values: pd.Series) -> np.ndarray:
@@ -64,88 +69,282 @@ def _floats(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=float, na_value=np.nan)
 
 
-def learning_curves(curves: pd.DataFrame, grid: str, out: Path) -> list[Path]:
-    """Bits per sequence on the first validation set against sequences seen, per task.
+def training_sets(results: pd.DataFrame) -> pd.Series:
+    """The validation set of each task's training distribution, as task -> val_set.
 
-    ``curves``: the learning curves (``results.CURVE_COLUMNS``) of one grid.
+    The first set that the task's runs list (the tasks list the training distribution first;
+    ``results.summarise`` takes the same set as ``first_set``), not the first of the logged metric names,
+    which come in alphabetical order (``items_12`` before ``items_2-6``).
+    """
+    if results.empty:
+        return pd.Series(dtype="string")
+    return set_summary(results).drop_duplicates("task").set_index("task")["val_set"]
+
+
+def model_colours(models) -> dict[str, str]:
+    """A colour per model: ``COLOURS`` for the known ones, the next of ``SPARE_COLOURS`` for the others
+    (the batch-size grid's ``ntm_b32``, ...), so that every line, band and marker of a model matches."""
+    spare = iter(SPARE_COLOURS)
+    return {model: COLOURS.get(model) or next(spare, "black") for model in models}
+
+
+class PlainLogFormatter(ticker.LogFormatter):
+    """Log and symlog tick labels as plain numbers (20, 300, 16384, 0.1), not 2x10^1: legible where an
+    axis spans a decade or two and minor ticks are labelled (``LogFormatter`` picks which ticks to label
+    and formats each with ``_num_to_string``, which writes 1e+05 outside 1-10,000)."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return f"{x:g}"
+
+
+def plain_log_ticks(axis) -> None:
+    """Label ``axis`` (a log or symlog axis) with :class:`PlainLogFormatter`, major and minor ticks (a
+    symlog axis gets the minor ticks it lacks: 20, 30, ... between 10 and 100)."""
+    if axis.get_scale() == "symlog":
+        axis.set_minor_locator(ticker.SymmetricalLogLocator(axis.get_transform(), subs=np.arange(2, 10)))
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def seed_spread(points: pd.DataFrame, x: str, converged: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Median, min and max over the runs of one model at each ``x``, and the points to draw run by run.
+
+    ``points``: rows of a curves table (``run_id``, ``x``: ``sequences`` or ``step``, ``value``) of one
+    model and metric; ``converged``: the ids of the runs that stopped at convergence. A run that
+    converged keeps its last value after it stopped (it is done; without that the median would drop or
+    jump to the runs still learning when it stops), and the spread is taken where every run has a value.
+    A run that stopped without converging (diverged, or a grid still running) ends the spread: the other
+    runs' points from there on are returned to be drawn one by one.
+
+    Returns ``(spread, alone)``: spread indexed by ``x`` with columns median, min, max; alone the rows of
+    ``points`` from the spread's last ``x`` on, of the runs that go beyond it.
+    """
+    table = (points.assign(value=_floats(points["value"]), **{x: points[x].to_numpy(dtype=float)})
+             .pivot_table(index=x, columns="run_id", values="value", aggfunc="last").sort_index())
+    for run in table.columns.intersection(sorted(converged)):
+        last = table[run].last_valid_index()
+        table.loc[table.index > last, run] = table.at[last, run]
+    spread = table.dropna().agg(["median", "min", "max"], axis=1)
+    end = spread.index.max() if not spread.empty else -np.inf
+    beyond = points.loc[points[x].to_numpy(dtype=float) > end, "run_id"].unique()
+    alone = points[points["run_id"].isin(beyond) & (points[x].to_numpy(dtype=float) >= end)]
+    return spread, alone
+
+
+def batch_label(curves: pd.DataFrame) -> str:
+    """What one update is in ``curves`` (rows with ``sequences`` and ``step``): ``32 sequences`` if every
+    run has that batch (times processes), else ``a model's batch`` (the batch-size grid)."""
+    batches = sorted({int(b) for b in (curves["sequences"] / curves["step"]).dropna().round()})
+    return f"{batches[0]} sequences" if len(batches) == 1 else "a model's batch"
+
+
+def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str) -> Figure | None:
+    """Cost on ``task``'s training distribution against sequences seen (left) and updates (right), per
+    model the median and min-max over seeds (:func:`seed_spread`), with the Bayes-optimal cost where
+    the results table has one (n-grams). Returns the Figure, or None without a curve of that set.
+
+    ``curves``, ``results``: the curves and results tables of one grid. The set is the training
+    distribution's (:func:`training_sets`); the quantity, cost in bits per sequence, is the one the
+    published learning curves show.
+    """
+    first_set = training_sets(results).get(task)
+    if first_set is None:
+        return None
+    rows = curves[(curves["task"] == task) & (curves["metric"] == metric_key(first_set, "cost_bits"))]
+    if rows.empty:
+        return None
+    runs = results.drop_duplicates("run_id")
+    converged = set(runs.loc[runs["converged"].fillna(False).to_numpy(dtype=bool), "run_id"])
+    colours = model_colours(rows["model"].unique())  # in the grid's order
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
+    extra = {}  # legend entries beside the models', drawn only where they occur
+    for model, colour in colours.items():
+        data = rows[rows["model"] == model]
+        for ax, x in zip(axes, ("sequences", "step")):
+            spread, alone = seed_spread(data, x, converged)
+            xs = spread.index.to_numpy(dtype=float)
+            ax.plot(xs, spread["median"].to_numpy(dtype=float), color=colour, label=model)
+            ax.fill_between(xs, spread["min"].to_numpy(dtype=float), spread["max"].to_numpy(dtype=float),
+                            color=colour, alpha=0.2)
+            for _, run in alone.groupby("run_id"):
+                run = run.sort_values(x)
+                ax.plot(run[x].to_numpy(dtype=float), _floats(run["value"]), ":", color=colour)
+                extra["alone"] = Line2D([], [], ls=":", color="0.3", label="one run alone (another stopped unconverged)")
+            for _, run in data[data["run_id"].isin(converged) & data["value"].notna()].groupby("run_id"):
+                last = run.loc[run[x].idxmax()]
+                ax.plot(float(last[x]), float(last["value"]), "o", mfc="white", mec=colour)
+                extra["stop"] = Line2D([], [], marker="o", ls="none", mfc="white", mec="0.3",
+                                       label="a seed stopped at convergence; its last value is carried on")
+    reference = results.loc[(results["task"] == task) & (results["val_set"] == first_set), "reference_bits"].dropna()
+    if not reference.empty:
+        for ax in axes:
+            extra["bayes"] = ax.axhline(float(reference.median()), color="black", ls="--", lw=1,
+                                        label=f"Bayes-optimal cost ({float(reference.median()):.1f}, median over seeds)")
+    for ax in axes:
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+        ax.grid(alpha=0.3)
+    axes[0].set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})")
+    axes[1].set(xlabel=f"updates (optimiser steps of {batch_label(rows)})")
+    handles = [line for line in axes[0].get_lines() if line.get_label() in colours]
+    handles = list({line.get_label(): line for line in handles}.values()) + list(extra.values())
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle(f"{task}: cost on the training distribution ({first_set}); {seeds_label(rows)}")
+    return fig
+
+
+def seeds_label(rows: pd.DataFrame) -> str:
+    """What a model's line is, by the runs per model in ``rows``: ``one run per model``, or ``median and
+    min-max over 3 seeds`` (``3 or 5`` where models differ)."""
+    counts = sorted(set(rows.groupby("model")["run_id"].nunique()))
+    if counts == [1]:
+        return "one run per model"
+    return f"median and min-max over {' or '.join(str(c) for c in counts)} seeds"
+
+
+def learning_curves(results: pd.DataFrame, curves: pd.DataFrame, grid: str, out: Path) -> list[Path]:
+    """``learning_<grid>_<task>.png`` (:func:`learning_figure`) for each task of one grid.
+
+    ``results``, ``curves``: the grid's results table (``results.RESULT_COLUMNS``) and learning curves
+    (``results.CURVE_COLUMNS``).
     """
     written = []
-    for task, rows in curves.groupby("task", sort=False):
-        costs = [m for m in rows["metric"].unique() if is_metric_key(m) and parse_metric_key(m)[1] == "cost_bits"]
-        if not costs:
-            continue
-        first_set = parse_metric_key(costs[0])[0]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for model in sorted(rows["model"].unique()):
-            data = rows[(rows["model"] == model) & (rows["metric"] == costs[0])]
-            # sequences -> median, min and max over seeds, where every seed has a point: a run stopped at
-            # convergence would otherwise leave the median to the runs still going
-            series = data.groupby("sequences")["value"].agg(["median", "min", "max", "count"]).sort_index()
-            series = series[series["count"] == data["run_id"].nunique()]
-            if series.empty:
-                continue
-            xs = series.index.to_numpy(dtype=float)
-            ax.plot(xs, _floats(series["median"]), label=model, color=COLOURS.get(model))
-            ax.fill_between(xs, _floats(series["min"]), _floats(series["max"]), alpha=0.2, color=COLOURS.get(model))
-            for _, run in data[data["sequences"] >= xs[-1]].groupby("run_id"):  # the runs that went on, each
-                if len(run) > 1:
-                    run = run.sort_values("sequences")
-                    ax.plot(run["sequences"].to_numpy(dtype=float), _floats(run["value"]), ":",
-                            color=COLOURS.get(model), alpha=0.8)
-        ax.set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})", yscale="log",
-               title=f"{task}: learning curves (median, range over seeds;\n"
-                     "dotted: single runs after the others stopped at convergence)")
-        ax.legend()
-        path = out / f"learning_{grid}_{task}.png"
-        save(fig, path)
-        written.append(path)
+    for task in curves["task"].unique():
+        fig = learning_figure(curves, results, task)
+        if fig is not None:
+            path = out / f"learning_{grid}_{task}.png"
+            save(fig, path)
+            written.append(path)
     return written
 
 
+# What a validation set's name says about its sequences (``len_1-20``, ``items_6``, ``len_10_rep_20``,
+# ``in_20_out_16``: the tasks' val_specs), and how an axis names each size.
+SET_NAME = re.compile(r"[a-z]+_\d+(?:-\d+)?(?:_[a-z]+_\d+(?:-\d+)?)*")
+SIZE_PART = re.compile(r"([a-z]+)_(\d+)(?:-(\d+))?")
+SIZE_NAMES = {"len": "sequence length", "items": "items", "rep": "repeats", "in": "inputs", "out": "outputs"}
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def set_sizes(val_set: str) -> dict[str, tuple[int, int]] | None:
+    """The sizes in a validation set's name, each as (lowest, highest): ``len_1-10_rep_20`` ->
+    ``{"len": (1, 10), "rep": (20, 20)}``; None for a name that is not made of sizes."""
+    if not SET_NAME.fullmatch(val_set):
+        return None
+    return {name: (int(low), int(high or low)) for name, low, high in SIZE_PART.findall(val_set)}
+
+
+def size_axes(sets: list[str]) -> tuple[str, str | None] | None:
+    """What to draw a task's generalisation against, from its validation sets (training set first): the
+    first size that varies between them on the x axis and the second, if any, as one line per value
+    (repeat copy: length, and a line per repeat count). None if the names are not sizes of one kind or no
+    size varies (a task with one set: nothing to generalise over)."""
+    sizes = [set_sizes(name) for name in sets]
+    if len(sets) < 2 or any(s is None or s.keys() != sizes[0].keys() for s in sizes):
+        return None
+    varying = [name for name in sizes[0] if len({s[name] for s in sizes}) > 1]
+    if not varying:
+        return None
+    return varying[0], varying[1] if len(varying) > 1 else None
+
+
+def _size_name(name: str) -> str:
+    return SIZE_NAMES.get(name, name)
+
+
+def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
+    """Bit errors per sequence against the size of the sequences (length, items; :func:`size_axes`) on
+    a numeric axis, per model the median and min-max over seeds, the training range shaded and its edge
+    marked, and the training distribution's own errors as a bar over that range. Returns the Figure, or
+    None where the sets have no size to draw against.
+
+    ``rows``: the results table's rows of one task (validation sets in the order the runs list them:
+    the training distribution first).
+    """
+    sets = list(rows["val_set"].dropna().unique())
+    layout = size_axes(sets)
+    if layout is None:
+        return None
+    x_name, line_name = layout
+    sizes = {name: set_sizes(name) for name in sets}
+    low, high = sizes[sets[0]][x_name]
+    tested = sorted((name for name in sets[1:] if sizes[name][x_name][0] == sizes[name][x_name][1]),
+                    key=lambda name: sizes[name][x_name])
+    groups = sorted({sizes[name][line_name] for name in tested}) if line_name else [None]
+    errors = rows.groupby(["model", "val_set"])["bit_errors"].agg(["median", "min", "max"])
+    fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
+    ax.axvspan(low, high, color="0.9", label=f"training range ({_size_name(x_name)} {low}-{high})")
+    ax.axvline(high, color="0.4", ls="--", lw=1)
+    for model, colour in model_colours(sorted(rows["model"].unique())).items():
+        for style, group in zip(LINE_STYLES, groups):
+            chosen = [name for name in tested if line_name is None or sizes[name][line_name] == group]
+            stats = errors.loc[model].reindex(chosen) if model in errors.index else None
+            if stats is None:
+                continue
+            xs = [sizes[name][x_name][0] for name in chosen]
+            ax.plot(xs, _floats(stats["median"]), style, marker="o", color=colour,
+                    label=model if group == groups[0] else None)
+            ax.fill_between(xs, _floats(stats["min"]), _floats(stats["max"]), color=colour, alpha=0.15)
+        if (model, sets[0]) in errors.index:
+            ax.hlines(float(errors.loc[(model, sets[0]), "median"]), low, high, colors=colour, lw=3, alpha=0.6)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", lw=3, alpha=0.6, label=f"training distribution ({sets[0]})"))
+    if line_name:
+        train_low, train_high = sizes[sets[0]][line_name]
+        handles += [Line2D([], [], color="0.3", ls=style, label=f"{_size_name(line_name)} {group[0]}"
+                           + (" (in training range)" if train_low <= group[0] <= train_high else ""))
+                    for style, group in zip(LINE_STYLES, groups)]
+    ax.set_yscale("symlog", linthresh=0.1)
+    plain_log_ticks(ax.yaxis)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, 1.05 * max(sizes[name][x_name][1] for name in sets))
+    ax.set(xlabel=_size_name(x_name), ylabel="bit errors per sequence (symlog, linear below 0.1)",
+           title=f"{task}: generalisation ({seeds_label(rows)}; dashed: edge of the training range)")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=7)
+    return fig
+
+
 def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[Path]:
-    """Bit errors per sequence on each validation set (training distribution first), per task.
+    """``generalisation_<grid>_<task>.png`` (:func:`generalisation_figure`) for each task of one grid
+    whose validation sets vary in size.
 
     ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
     """
     written = []
     for task, rows in results.groupby("task", sort=False):
-        sets = list(rows["val_set"].unique())
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for model in sorted(rows["model"].unique()):
-            # set -> median, min and max over seeds (NaN where no run has the set)
-            errors = (rows[rows["model"] == model].groupby("val_set")["bit_errors"]
-                      .agg(["median", "min", "max"]).reindex(sets))
-            xs = range(len(sets))
-            ax.plot(xs, _floats(errors["median"]), marker="o", label=model, color=COLOURS.get(model))
-            ax.fill_between(xs, _floats(errors["min"]), _floats(errors["max"]), alpha=0.2, color=COLOURS.get(model))
-        ax.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
-        ax.set_yscale("symlog", linthresh=0.1)
-        ax.set_ylim(bottom=0)
-        ax.set(ylabel="bit errors per sequence (symlog)", title=f"{task}: generalisation (first set = training)")
-        ax.legend()
-        path = out / f"generalisation_{grid}_{task}.png"
-        save(fig, path)
-        written.append(path)
+        fig = generalisation_figure(rows, task)
+        if fig is not None:
+            path = out / f"generalisation_{grid}_{task}.png"
+            save(fig, path)
+            written.append(path)
     return written
 
 
-def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
-    """Training-step time against N (at the sweep's W) and against W (at its N), measured and as the
-    fitted cost model predicts it (``cost_model.predict``), with the relative residuals below; each time is
-    divided by the drift of its rounds as the fit does (``cost_model.drift_factors``).
+def value_ticks(axis, values, most: int = 6) -> None:
+    """Ticks of ``axis`` (a log axis) at ``values`` (every other one and so on, down to at most ``most``),
+    labelled as plain numbers, without the minor ticks' labels: the swept N and W as they were measured,
+    not 3x10^1 and 4x10^1 run together."""
+    values = sorted({float(v) for v in values})
+    axis.set_ticks(values[::math.ceil(len(values) / most)])
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
-    ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
-    ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
-    """
+
+def draw_cost(cost: pd.DataFrame, fits: pd.DataFrame) -> Figure | None:
+    """The Figure of :func:`cost_figure` (None without rows)."""
     if cost.empty:
         return None
     sweep = sweep_of(cost)
     controller = cost.loc[cost["model"] == "controller", "step_ms"]
     controller = float(controller.median()) if not controller.empty else 0.0
     fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records")}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col", gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col", gridspec_kw={"height_ratios": [3, 1.3]},
+                             layout="constrained")
     panels = ((0, "memory_slots", "word_size", sweep.n_sweep_word_size),
               (1, "word_size", "memory_slots", sweep.w_sweep_memory_slots))
+    swept: dict[int, set] = {0: set(), 1: set()}
     for model in sorted(set(cost["model"]) - {"controller"}):
         colour = COLOURS.get(model.split(" ")[0], "black")  # the PyPI peer in black
         rows = cost[cost["model"] == model].copy()
@@ -158,6 +357,7 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
             if points.empty:
                 continue
             xs = points[vary].to_numpy(dtype=int)
+            swept[column] |= set(xs)
             measured = points["step_ms"].to_numpy(dtype=float)
             axes[0, column].plot(xs, measured, "o", color=colour, label=f"{model} measured")
             fit = fit_by_model.get(model)
@@ -171,11 +371,31 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
         top, bottom = axes[0, column], axes[1, column]
         top.axhline(controller, color="grey", ls=":", label="controller alone")
         top.set(ylabel="training step, ms", xscale="log", yscale="log")
+        plain_log_ticks(top.yaxis)
         top.legend(fontsize=7)
         bottom.axhline(0, color="grey", lw=0.8)
-        bottom.set(xlabel=label, ylabel="residual, % of measured", xscale="log")
+        bottom.set(xlabel=label, ylabel="measured - fitted,\n% of measured", xscale="log")
+        if swept[column]:
+            value_ticks(bottom.xaxis, swept[column])
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
     fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
-                 f"by the drift of its rounds), fitted cost model, residuals")
+                 f"by the drift of its rounds), fitted cost model,\nand below, the residuals of the fit")
+    return fig
+
+
+def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
+    """``cost_per_step.png``: training-step time against N (at the sweep's W) and against W (at its N),
+    measured and as the fitted cost model predicts it (``cost_model.predict``), with the residuals below
+    (measured - fitted, in % of measured); each time is divided by the drift of its rounds as the fit does
+    (``cost_model.drift_factors``). The axes are labelled with the swept N and W.
+
+    ``cost``: the rows of ``cost.csv`` (model, memory_slots, word_size, step_ms; the sweep's settings, see
+    ``cost_model.sweep_of``); ``fits``: the rows of ``cost_fit.csv``, one per model (none: no fitted lines).
+    """
+    fig = draw_cost(cost, fits)
+    if fig is None:
+        return None
     path = out / "cost_per_step.png"
     save(fig, path)
     return path
@@ -226,8 +446,42 @@ def checkpoint_run_id(checkpoint: Path) -> str:
     return checkpoint.parents[1].name if checkpoint.name == "last.ckpt" else checkpoint.stem
 
 
+def copy_example(bits: int, length: int, seed: int = 1) -> torch.Tensor:
+    """One copy input of ``length`` random vectors of ``bits`` bits, the delimiter (its own channel) at
+    step ``length``, then ``length`` blank steps for the recall: ``[1, 2 length + 1, bits + 1]``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(1, 2 * length + 1, bits + 1)
+    x[0, :length, :bits] = torch.randint(0, 2, (length, bits), generator=g).float()
+    x[0, length, bits] = 1
+    return x
+
+
+def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Figure:
+    """Write and read weightings over time (first heads) of ``core`` (a memory model) on one copy
+    example of ``length`` vectors, on one colour scale (0 to 1, with its colour bar); the dashed line is
+    the delimiter: input before it, recall after. Returns the Figure."""
+    x = copy_example(core.input_size - 1, length)
+    with torch.no_grad():
+        _, trace = core(x, record=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True, layout="constrained")
+    for ax, key in zip(axes, ("write_weights", "read_weights")):
+        weights = trace[key][0, :, 0]  # [T, N], first head
+        image = ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+                          vmin=0, vmax=1)
+        ax.axvline(length, color="cyan", ls="--", lw=1)
+        ax.text(length - 0.7, 0.98, "input", transform=ax.get_xaxis_transform(), ha="right", va="top", color="cyan",
+                fontsize=8)
+        ax.text(length + 0.7, 0.98, "recall", transform=ax.get_xaxis_transform(), ha="left", va="top", color="cyan",
+                fontsize=8)
+        ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: the delimiter, step {length})")
+    axes[0].set_ylabel("memory slot")
+    fig.colorbar(image, ax=list(axes), label="weight", shrink=0.9)
+    fig.suptitle(title)
+    return fig
+
+
 def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> list[Path]:
-    """Read and write weightings over time of trained copy models (NTM and DNC)."""
+    """``addressing_<model>.png`` (:func:`addressing_figure`) for each trained copy model (NTM and DNC)."""
     from .. import load_model
 
     written = []
@@ -237,20 +491,7 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
         core = load_model(checkpoint)
         if not hasattr(core, "step"):  # the LSTM has no memory to look at
             continue
-        g = torch.Generator().manual_seed(1)
-        bits = core.input_size - 1
-        x = torch.zeros(1, 2 * length + 1, bits + 1)
-        x[0, :length, :bits] = torch.randint(0, 2, (length, bits), generator=g).float()
-        x[0, length, bits] = 1
-        with torch.no_grad():
-            _, trace = core(x, record=True)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-        for ax, key in zip(axes, ("write_weights", "read_weights")):
-            weights = trace[key][0, :, 0]  # [T, N], first head
-            ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
-            ax.set(title=key.replace("_", " "), xlabel="time step")
-        axes[0].set_ylabel("memory slot")
-        fig.suptitle(f"{model_name} on copy, length {length}: first head's weightings ({run_id})")
+        fig = addressing_figure(core, f"{model_name} on copy, length {length}: first heads' weightings ({run_id})", length)
         path = out / f"addressing_{model_name}.png"
         save(fig, path)
         written.append(path)
@@ -480,7 +721,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
             tagged_curves = curves.assign(run_id=grid + "/" + curves["run_id"])
             all_curves.append(tagged_curves[tagged_curves["run_id"].isin(tagged["run_id"])])
             if grid != DIAGNOSIS_GRID:
-                written += learning_curves(curves, grid, figures)
+                written += learning_curves(results, curves, grid, figures)
     all_results = [results for results in all_results if not results.empty]
     if all_results:
         path = tables / "literature.md"

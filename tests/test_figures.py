@@ -1,0 +1,168 @@
+"""The report's figures as a reader checks them (issue 12, point 6): each learning curve on its task's
+training distribution, a median that does not jump when converged seeds stop, sequences and updates,
+generalisation against a numeric size with the training range marked, the Bayes-optimal cost, the cost
+fit's residuals with legible ticks, and addressing plots with a colour bar and the delimiter."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from mann_zoo.experiments import report
+from mann_zoo.experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, typed
+
+
+def results_rows(task: str, model: str, seed: int, sets: list[str], *, converged: bool = False,
+                 reference_bits: float | None = None, bit_errors: dict[str, float] | None = None) -> list[dict]:
+    """Results rows of one run, one per validation set in the order the run lists them."""
+    base = dict(run_id=f"{task}-{model}-seed{seed}", task=task, model=model, seed=seed, steps=10, sequences=320,
+                train_time_s=1.0, converged=converged, sequences_to_convergence=320 if converged else None,
+                wall_time_to_convergence_s=1.0 if converged else None, step_time_ms=5.0, peak_memory_mb=1.0,
+                num_parameters=100, batch_size=32, world_size=1, versions="v", hardware="h", status="finished",
+                reference_bits=reference_bits, cost_bits=1.0, seq_accuracy=0.5)
+    return [{**base, "val_set": name, "val_steps": 10, "bit_errors": (bit_errors or {}).get(name, 1.0)}
+            for name in sets]
+
+
+def curve_rows(task: str, model: str, seed: int, val_set: str, points: list[tuple[int, float]],
+               batch: int = 32) -> list[dict]:
+    """Curve rows of one run: the cost on ``val_set`` at each (step, value)."""
+    return [dict(run_id=f"{task}-{model}-seed{seed}", task=task, model=model, seed=seed, step=step,
+                 sequences=step * batch, metric=f"val/{val_set}/cost_bits", value=value) for step, value in points]
+
+
+def tables(results: list[list[dict]], curves: list[list[dict]] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return (typed(pd.DataFrame([row for rows in results for row in rows]), RESULT_COLUMNS),
+            typed(pd.DataFrame([row for rows in curves for row in rows], columns=list(CURVE_COLUMNS)), CURVE_COLUMNS))
+
+
+def line(ax, label: str):
+    return next(line for line in ax.get_lines() if line.get_label() == label)
+
+
+def test_the_learning_curve_is_on_the_training_distribution_not_the_first_set_by_name():
+    """Associative recall lists items_2-6 (training) first; the logged metrics come alphabetically, with
+    items_12 first. The curve is items_2-6's."""
+    sets = ["items_2-6", "items_12"]
+    results, curves = tables([results_rows("associative_recall", "ntm", 0, sets)],
+                             [curve_rows("associative_recall", "ntm", 0, "items_12", [(10, 90.0), (20, 80.0)]),
+                              curve_rows("associative_recall", "ntm", 0, "items_2-6", [(10, 9.0), (20, 8.0)])])
+    assert report.training_sets(results).to_dict() == {"associative_recall": "items_2-6"}
+    fig = report.learning_figure(curves, results, "associative_recall")
+    assert list(line(fig.axes[0], "ntm").get_ydata()) == [9.0, 8.0]
+    assert "items_2-6" in fig.axes[0].get_ylabel()
+
+
+def test_a_converged_seed_carries_its_last_value_so_the_median_does_not_jump():
+    """Two seeds converge at step 20 (costs 1 and 2), one goes on at ~50: the median stays at 2 after
+    step 20 (not 50, the one run left), the range spans 1 to that run's values, to its last step."""
+    points = {0: [(10, 60.0), (20, 1.0)], 1: [(10, 70.0), (20, 2.0)], 2: [(10, 80.0), (20, 55.0), (30, 50.0), (40, 45.0)]}
+    data = pd.DataFrame([row for seed, values in points.items() for row in curve_rows("copy", "dnc", seed, "len_1-20", values)])
+    spread, alone = report.seed_spread(data, "step", {"copy-dnc-seed0", "copy-dnc-seed1"})
+    assert list(spread.index) == [10, 20, 30, 40]
+    assert list(spread["median"]) == [70.0, 2.0, 2.0, 2.0]
+    assert list(spread["min"]) == [60.0, 1.0, 1.0, 1.0] and list(spread["max"]) == [80.0, 55.0, 50.0, 45.0]
+    assert alone.empty
+
+
+def test_a_seed_that_stopped_unconverged_ends_the_median_and_the_others_go_on_alone():
+    """Seed 0 stopped at step 20 without converging: the spread ends there, seed 1 is drawn alone from 20."""
+    points = {0: [(10, 50.0), (20, 1.0)], 1: [(10, 60.0), (20, 40.0), (30, 45.0)]}
+    data = pd.DataFrame([row for seed, values in points.items() for row in curve_rows("copy", "dnc", seed, "len_1-20", values)])
+    spread, alone = report.seed_spread(data, "sequences", set())
+    assert list(spread.index) == [320, 640] and list(spread["median"]) == [55.0, 20.5]
+    assert list(alone["sequences"]) == [640, 960] and set(alone["run_id"]) == {"copy-dnc-seed1"}
+
+
+def test_the_learning_figure_has_a_panel_against_updates_and_marks_converged_seeds():
+    results, curves = tables([results_rows("copy", "ntm", 0, ["len_1-20"], converged=True),
+                              results_rows("copy", "ntm", 1, ["len_1-20"])],
+                             [curve_rows("copy", "ntm", 0, "len_1-20", [(10, 50.0), (20, 1.0)]),
+                              curve_rows("copy", "ntm", 1, "len_1-20", [(10, 60.0), (20, 30.0), (30, 20.0)])])
+    fig = report.learning_figure(curves, results, "copy")
+    sequences, updates = fig.axes[:2]
+    assert sequences.get_xlabel() == "sequences seen"
+    assert updates.get_xlabel().startswith("updates") and "32 sequences" in updates.get_xlabel()
+    assert list(line(sequences, "ntm").get_xdata()) == [320, 640, 960]
+    assert list(line(updates, "ntm").get_xdata()) == [10, 20, 30]
+    assert list(line(updates, "ntm").get_ydata()) == [55.0, 15.5, 10.5]  # seed 0's 1.0 carried to step 30
+    stops = [ln for ln in updates.get_lines() if ln.get_marker() == "o"]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in stops] == [([20.0], [1.0])]
+    assert any("convergence" in text.get_text() for text in fig.legends[0].get_texts())
+
+
+def test_the_ngrams_learning_curve_shows_the_bayes_optimal_cost():
+    """reference_bits of the training set, median over seeds, as a horizontal line on both panels."""
+    results, curves = tables([results_rows("ngrams", "lstm", seed, ["len_200"], reference_bits=bits)
+                              for seed, bits in ((0, 130.0), (1, 132.0), (2, 140.0))],
+                             [curve_rows("ngrams", "lstm", seed, "len_200", [(10, 180.0), (20, 170.0)])
+                              for seed in (0, 1, 2)])
+    fig = report.learning_figure(curves, results, "ngrams")
+    for ax in fig.axes[:2]:
+        bayes = [ln for ln in ax.get_lines() if ln.get_label().startswith("Bayes-optimal")]
+        assert len(bayes) == 1 and list(bayes[0].get_ydata()) == [132.0, 132.0]
+
+
+@pytest.mark.parametrize("name, sizes", [("len_1-20", {"len": (1, 20)}), ("items_6", {"items": (6, 6)}),
+                                         ("len_1-10_rep_1-10", {"len": (1, 10), "rep": (1, 10)}),
+                                         ("in_20_out_16", {"in": (20, 20), "out": (16, 16)}), ("odd set", None)])
+def test_set_names_give_their_sizes(name, sizes):
+    assert report.set_sizes(name) == sizes
+
+
+def test_generalisation_is_against_the_length_on_a_numeric_axis_with_the_training_range_marked():
+    sets = ["len_1-20", "len_10", "len_50", "len_120"]
+    errors = {"len_1-20": 0.0, "len_10": 0.0, "len_50": 2.0, "len_120": 9.0}
+    results, _ = tables([results_rows("copy", "ntm", seed, sets, bit_errors=errors) for seed in (0, 1)])
+    fig = report.generalisation_figure(results, "copy")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "sequence length"
+    assert list(line(ax, "ntm").get_xdata()) == [10, 50, 120] and list(line(ax, "ntm").get_ydata()) == [0.0, 2.0, 9.0]
+    edges = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert [list(ln.get_xdata()) for ln in edges] == [[20, 20]]  # the edge of the training range
+    assert any("training range" in patch.get_label() for patch in ax.patches)
+
+
+def test_repeat_copy_generalisation_is_against_length_with_a_line_per_repeat_count():
+    sets = ["len_1-10_rep_1-10", "len_10_rep_10", "len_20_rep_10", "len_10_rep_20", "len_20_rep_20"]
+    results, _ = tables([results_rows("repeat_copy", "dnc", 0, sets)])
+    fig = report.generalisation_figure(results, "repeat_copy")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "sequence length"
+    drawn = [(ln.get_linestyle(), list(ln.get_xdata())) for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert drawn == [("-", [10, 20]), ("--", [10, 20])]
+    assert {"repeats 10 (in training range)", "repeats 20"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+
+
+def test_a_task_with_one_validation_set_has_no_generalisation_figure():
+    results, _ = tables([results_rows("ngrams", "lstm", 0, ["len_200"])])
+    assert report.generalisation_figure(results, "ngrams") is None
+
+
+def test_the_cost_figure_shows_residuals_with_the_swept_sizes_as_plain_ticks():
+    rows = [{"model": "controller", "memory_slots": 0, "word_size": 20, "step_ms": 10.0}]
+    rows += [{"model": "ntm", "memory_slots": n, "word_size": 20, "step_ms": 12 + 0.1 * n} for n in (16, 64, 256, 1024)]
+    rows += [{"model": "ntm", "memory_slots": 128, "word_size": w, "step_ms": 20 + 0.5 * w} for w in (10, 20, 40, 80)]
+    fits = pd.DataFrame([{"model": "ntm", "controller_ms": 10.0, "fixed_us": 2000.0, "us_per_N": 100.0,
+                          "us_per_NW": 0.0, "us_per_N2": None, "us_per_NlogN": None, "r2": 0.9}])
+    fig = report.draw_cost(pd.DataFrame(rows), fits)
+    fig.canvas.draw()
+    top_n, top_w, residual_n, residual_w = fig.axes
+    assert "fitted" in residual_n.get_ylabel() and residual_n.get_lines()
+    assert [t.get_text() for t in residual_w.get_xticklabels()] == ["10", "20", "40", "80"]
+    assert [t.get_text() for t in residual_n.get_xticklabels()] == ["16", "64", "128", "256", "1024"]  # 128: the W sweep's N
+    assert not any("times" in t.get_text() or "^" in t.get_text() for t in top_w.get_yticklabels(which="both"))
+
+
+def test_addressing_figure_has_a_colour_bar_and_marks_the_delimiter():
+    from mann_zoo.models import build
+
+    torch.manual_seed(0)
+    core = build("ntm", 9, 8, memory_slots=16, word_size=4, controller_size=8)
+    fig = report.addressing_figure(core, "ntm", length=5)
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1 and colour_bars[0].get_ylabel() == "weight"
+    for ax in fig.axes[:2]:
+        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[5, 5]]  # the delimiter's step
+        assert {t.get_text() for t in ax.texts} == {"input", "recall"}
