@@ -8,6 +8,7 @@ import json
 import math
 import os
 import subprocess
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -133,6 +134,10 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     grid = load_grid(SMOKE)
     assert [s.run_id for s in benchmark.select(grid.runs, ["lstm", "copy"])] == ["copy-lstm-seed0", "copy-ntm-seed0"]
     assert [s.run_id for s in benchmark.select(grid.runs, "ntm")] == ["copy-ntm-seed0"]
+    both = load_grid(SMOKE).runs + [replace(s, task="repeat_copy") for s in load_grid(SMOKE).runs]
+    assert [s.run_id for s in benchmark.select(both, ["copy-ntm-seed0"])] == ["copy-ntm-seed0"]  # an id: that run
+    assert [s.run_id for s in benchmark.select(both, ["copy-*"])] == ["copy-ntm-seed0", "copy-lstm-seed0"]  # a glob
+    assert [s.run_id for s in benchmark.select(both, ["copy-lstm"])] == ["copy-lstm-seed0", "repeat_copy-lstm-seed0"]
     launched = executed(monkeypatch, 0)
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []

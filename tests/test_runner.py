@@ -78,3 +78,43 @@ def test_a_training_run_resumes_from_its_checkpoint_when_it_has_one(tmp_path):
     run.checkpoint.parent.mkdir(parents=True)
     run.checkpoint.write_bytes(b"")
     assert run.command()[-2:] == ["--ckpt_path", "last"]
+
+
+def test_one_job_trains_one_run_at_a_time_and_its_progress_reaches_the_driver(tmp_path):
+    """--jobs 1: the second run starts after the first ends, although a run reports its progress while it
+    trains (a task that waited on Ray for that would hand its CPU to the next run)."""
+    from mann_zoo.experiments.benchmark import PRESETS, training_run
+    from mann_zoo.experiments.runner import execute
+
+    grid = load_grid(PRESETS / "smoke.yaml")
+    runs = [training_run(tmp_path, spec, grid) for spec in grid.runs]
+    lines, outcomes = [], []
+    execute(runs, {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}, jobs=1, threads=1, address=None,
+            on_progress=lines.append, on_done=lambda run, outcome: outcomes.append(outcome))
+    assert [o.status for o in outcomes] == [0, 0]
+    first, second = sorted(outcomes, key=lambda o: o.started)
+    assert first.started + first.seconds <= second.started
+    assert {line.split(":")[0] for line in lines} == {run.run_id for run in runs}
+
+
+def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_path):
+    """ray.cancel interrupts the task's main thread; a run that prints nothing for minutes (between two
+    validations) still gets SIGTERM at once, writes what it writes on SIGTERM, and is gone."""
+    import _thread
+    import threading
+    import time
+
+    import pytest
+
+    import mann_zoo.training.callbacks  # noqa: F401  (imported by run_process: not inside the timed window)
+    from mann_zoo.experiments.runner import run_process
+
+    child = ("import signal, sys, time\n"
+             f"def stop(*_):\n    open({str(tmp_path / 'stopped')!r}, 'w').write('stopped')\n    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, stop)\nprint('training', flush=True)\ntime.sleep(120)\n")
+    threading.Timer(2.0, _thread.interrupt_main).start()  # as ray.cancel does
+    start = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        run_process([sys.executable, "-c", child], tmp_path / "log", dict(os.environ), str(tmp_path), lambda line: None)
+    assert time.time() - start < 30
+    assert (tmp_path / "stopped").read_text() == "stopped" and "training" in (tmp_path / "log").read_text()

@@ -25,6 +25,7 @@ begun in another clone instead of training it again.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import signal
@@ -235,13 +236,22 @@ def _count(value) -> str:
 
 
 def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
-    """The runs whose id contains one of ``only``, in the order of ``only`` (all runs when None)."""
+    """The runs that one of ``only`` names, in the order of ``only`` (all runs when None). A pattern names
+    the run whose id it is (``copy-ntm-seed10``, not ``repeat_copy-ntm-seed10`` too); with ``*``, ``?`` or
+    ``[`` it is a glob on the whole id (``copy-*``: copy's runs, not repeat copy's); otherwise, the runs
+    whose id contains it (``seed0``, ``lstm``)."""
     if only is None:
         return list(runs)
-    patterns = [only] if isinstance(only, str) else list(only)
+    ids = {s.run_id for s in runs}
     chosen = {}
-    for pattern in patterns:
-        chosen.update({s.run_id: s for s in runs if pattern in s.run_id and s.run_id not in chosen})
+    for pattern in [only] if isinstance(only, str) else list(only):
+        if pattern in ids:
+            names = lambda run_id: run_id == pattern  # noqa: E731
+        elif any(c in pattern for c in "*?["):
+            names = lambda run_id: fnmatch.fnmatchcase(run_id, pattern)  # noqa: E731
+        else:
+            names = lambda run_id: pattern in run_id  # noqa: E731
+        chosen.update({s.run_id: s for s in runs if names(s.run_id) and s.run_id not in chosen})
     return list(chosen.values())
 
 
@@ -330,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", help="run on the Ray cluster at this address (default: $RAY_ADDRESS, else an "
                                           "embedded Ray on this machine); its nodes must see --out and the configs")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
-                        help="run only the runs whose id contains one of these texts, in this order")
+                        help="run only these runs, in this order: a run id names that run; a glob (copy-*) "
+                             "matches whole ids; other texts, the ids that contain them (seed0)")
     parser.add_argument("--skip-recorded", action="store_true",
                         help="count the runs recorded in the results table as finished even without their run "
                              "folder (to continue a grid begun in another clone instead of training it again)")

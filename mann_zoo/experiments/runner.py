@@ -12,7 +12,9 @@ is built inside the task, so a retried task resumes from the checkpoint its firs
   Ray (:data:`RETRIES` times) and resumes from its last checkpoint. The training process dies with its
   worker (``PR_SET_PDEATHSIG`` on Linux), so a retry never trains beside an orphan.
 - **Tables**: the tasks write only into their run folders; the driver alone writes the results tables.
-- **Progress**: the lines a run prints for each validation reach the driver through a Ray queue.
+- **Progress**: the lines a run prints for each validation reach the driver through a small Ray actor,
+  sent without waiting for an answer: a task that waits on Ray (``ray.get``, a ``ray.util.queue.Queue``
+  put) hands its CPU back to the scheduler meanwhile, which then starts another run on it.
 - **Stopping**: ``stop`` (SIGTERM or Ctrl-C in the driver) cancels the tasks. Each task passes SIGTERM
   to its training process, which writes its result with status ``stopped`` and keeps its checkpoint.
 """
@@ -22,9 +24,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,54 +64,92 @@ class TrainingRun:
 @dataclass(frozen=True)
 class Outcome:
     """How a run's task ended: the training process's exit status (None when the task itself failed,
-    e.g. out of retries) and wall seconds of the last attempt; ``error`` says why a task failed."""
+    e.g. out of retries), when its last attempt started (epoch seconds) and its wall seconds; ``error``
+    says why a task failed."""
 
     status: int | None
     seconds: float
     error: str | None = None
+    started: float | None = None
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed when the worker that started it dies (Linux)."""
+class ProgressLines:
+    """A Ray actor holding the progress lines of the running tasks until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def take(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def _dying_with(parent: int) -> Callable[[], None] | None:
+    """What the child runs before exec to be killed when the process ``parent`` that started it dies
+    (Linux ``PR_SET_PDEATHSIG``; libc is loaded here, in the parent: the child only calls into it). None
+    elsewhere."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def die_with_parent() -> None:
+        if prctl(pr_set_pdeathsig, signal.SIGKILL) != 0 or os.getppid() != parent:  # parent gone before prctl
+            os._exit(1)
+
+    return die_with_parent
 
 
 def run_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: str,
                 on_progress: Callable[[str], None]) -> int:
     """Run one training command in ``cwd``, appending its output to ``log_path``; each line it prints with
     :data:`~mann_zoo.training.callbacks.PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
-    without the prefix. Returns the exit status (negative: killed by that signal). If interrupted (a
-    cancelled task), the training process gets SIGTERM and is waited for: it writes its result first."""
+    without the prefix. Returns the exit status (negative: killed by that signal).
+
+    The output is read by a thread, and this one waits in short sleeps, so that an interrupt (a cancelled
+    task: ``KeyboardInterrupt``) lands at once, not at the next line the run prints (one per validation,
+    minutes apart): the training process then gets SIGTERM and is waited for, and writes its result."""
     from ..training.callbacks import PROGRESS_PREFIX
 
     with log_path.open("a") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                   text=True, bufsize=1, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        try:
+                                   text=True, bufsize=1, preexec_fn=_dying_with(os.getpid()))
+
+        def copy_output() -> None:
             for line in process.stdout:
                 log.write(line)
                 log.flush()
                 if line.startswith(PROGRESS_PREFIX):
                     on_progress(line[len(PROGRESS_PREFIX):].strip())
-            return process.wait()
+
+        reader = threading.Thread(target=copy_output, daemon=True)
+        reader.start()
+        try:
+            while process.poll() is None:
+                time.sleep(0.2)
         finally:
             if process.poll() is None:
                 process.terminate()
                 process.wait()
+            reader.join()
+        return process.returncode
 
 
 def train(run: TrainingRun, env: dict[str, str], cwd: str, progress) -> Outcome:
     """The Ray task: train ``run`` in a child process (in ``cwd``, with ``env``), sending its progress
-    lines to the queue ``progress``. Raises :class:`RunKilled` if a signal killed the training process."""
+    lines to the :class:`ProgressLines` actor ``progress`` (without waiting: see the module docstring).
+    Raises :class:`RunKilled` if a signal killed the training process."""
     run.directory.mkdir(parents=True, exist_ok=True)
     (run.directory / "worker.pid").write_text(f"{os.getpid()}\n")  # which process to kill, for the tests
     start = time.time()
     status = run_process(run.command(), run.directory / "stdout.log", env, cwd,
-                         lambda line: progress.put(f"{run.run_id}: {line}"))
+                         lambda line: progress.add.remote(f"{run.run_id}: {line}"))
     if status < 0 and -status not in (signal.SIGTERM, signal.SIGINT):
         raise RunKilled(f"{run.run_id}: training process killed by signal {-status}; retrying from its checkpoint")
-    return Outcome(status, time.time() - start)
+    return Outcome(status, time.time() - start, started=start)
 
 
 def _start_ray(cpus: int, address: str | None) -> bool:
@@ -119,15 +161,27 @@ def _start_ray(cpus: int, address: str | None) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    handler = signal.getsignal(signal.SIGTERM)  # ray.init sets its own: the caller's stays
     if address is None:
         # A local Ray guards its ports with a token, and says so at every start: said once here instead.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         # Ray starts its workers at niceness 15; here the workers are the training, at the driver's priority.
         os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(num_cpus=cpus, object_store_memory=80 * 2**20, **options)  # 80 MB: only outcomes travel
+        # address "local": a new Ray of our own, even where `ray start` left one running on this machine
+        ray.init(address="local", num_cpus=cpus, object_store_memory=80 * 2**20, **options)  # 80 MB: outcomes only
     else:
         ray.init(address=address, **options)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
     return True
+
+
+def _why(error: Exception) -> str:
+    """One line saying why a Ray task failed: the task's own exception where there is one (not Ray's
+    coloured 'ray::train() (pid=..., ip=...)' header), without terminal colour codes."""
+    cause = getattr(error, "cause", None) or error
+    text = f"{type(cause).__name__}: {cause}".strip().splitlines()
+    return re.sub(r"\x1b\[[0-9;]*m", "", text[0] if text else type(cause).__name__)[:300]
 
 
 def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads: int, address: str | None,
@@ -141,21 +195,17 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
     if not runs:
         return
     import ray
-    from ray.util.queue import Empty, Queue
 
     started_here = _start_ray(jobs * threads, address)
     try:
-        progress = Queue(actor_options={"num_cpus": 0})
+        progress = ray.remote(num_cpus=0)(ProgressLines).remote()
         task = ray.remote(train).options(num_cpus=threads, max_retries=RETRIES, retry_exceptions=[RunKilled])
         cwd = os.getcwd()
         pending = {task.remote(run, env, cwd, progress): run for run in runs}
 
         def report_progress() -> None:
-            while True:
-                try:
-                    on_progress(progress.get_nowait())
-                except Empty:
-                    return
+            for line in ray.get(progress.take.remote()):
+                on_progress(line)
 
         try:
             while pending:
@@ -166,8 +216,9 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
                     try:
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as error:  # out of retries, or the task itself broke
-                        outcome = Outcome(None, 0.0, str(error).strip().splitlines()[0][:300])
+                        outcome = Outcome(None, 0.0, _why(error))
                     on_done(run, outcome)
+            report_progress()  # lines sent just before the last run ended
         finally:
             if pending:  # stopped from outside: let the runs write their results, then go
                 for ref in pending:
