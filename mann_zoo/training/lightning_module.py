@@ -60,7 +60,8 @@ class SequenceModel(L.LightningModule):
             a short name (``ntm``, ``dnc``, ``dnc_md``, ``lstm``, a plugin's entry point) for its defaults.
         input_size: input width; set from the task by the command line (``data.input_size``).
         output_size: output width; set from the task by the command line (``data.output_size``).
-        lr: learning rate of the default optimiser (Adam, as Collier & Beel 2018); another optimiser is
+        lr: learning rate of the default optimiser (Adam: our choice, Collier & Beel's code's default since
+            2019; their 2018 paper used RMSProp); another optimiser is
             chosen on the command line with ``--optimizer`` (e.g. ``torch.optim.RMSprop``).
     """
 
