@@ -149,7 +149,7 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
                   max_sequences: int, title: str = "what made the difference (paper section 8)") -> Path | None:
     """Cost against sequences (left) and updates (right), one line per run, the paper's points beside;
     the legend below the panels (its long labels would cover the curves)."""
-    from .report import plain_log_ticks
+    from .log_ticks import plain_log_ticks
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, layout="constrained")
     drawn = False

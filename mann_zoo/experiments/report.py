@@ -46,6 +46,7 @@ import torch  # noqa: E402
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
+from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
 from .speed_report import speed_and_cost_outputs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
@@ -86,24 +87,6 @@ def model_colours(models) -> dict[str, str]:
     (the batch-size grid's ``ntm_b32``, ...), so that every line, band and marker of a model matches."""
     spare = iter(SPARE_COLOURS)
     return {model: COLOURS.get(model) or next(spare, "black") for model in models}
-
-
-class PlainLogFormatter(ticker.LogFormatter):
-    """Log and symlog tick labels as plain numbers (20, 300, 16384, 0.1), not 2x10^1: legible where an
-    axis spans a decade or two and minor ticks are labelled (``LogFormatter`` picks which ticks to label
-    and formats each with ``_num_to_string``, which writes 1e+05 outside 1-10,000)."""
-
-    def _num_to_string(self, x, vmin, vmax):
-        return f"{x:g}"
-
-
-def plain_log_ticks(axis) -> None:
-    """Label ``axis`` (a log or symlog axis) with :class:`PlainLogFormatter`, major and minor ticks (a
-    symlog axis gets the minor ticks it lacks: 20, 30, ... between 10 and 100)."""
-    if axis.get_scale() == "symlog":
-        axis.set_minor_locator(ticker.SymmetricalLogLocator(axis.get_transform(), subs=np.arange(2, 10)))
-    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def seed_spread(points: pd.DataFrame, x: str, converged: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

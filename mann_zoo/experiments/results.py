@@ -218,6 +218,37 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return counts.join(runs).join(picks).reset_index()[columns]
 
 
+def convergence_statistics(results: pd.DataFrame) -> pd.DataFrame:
+    """Per task and model (in the order first seen), what the reference suites report over seeds (issue 12):
+
+    runs (failed runs left out), seeds (sorted, joined by spaces), success_rate (converged / runs),
+    divergence_rate (a non-finite loss stopped them / runs), the median and interquartile range (25th and
+    75th percentiles, linear interpolation) of sequences_to_convergence and of wall_time_to_convergence_s
+    over the converged runs (``<NA>`` if none converged), and the best run (fewest sequences to
+    convergence: best_run, best_sequences). ``results``: the results table (``RESULT_COLUMNS``).
+    """
+    columns = ["task", "model", "runs", "seeds", "success_rate", "divergence_rate", "sequences_median", "sequences_q25",
+               "sequences_q75", "wall_time_median_s", "wall_time_q25_s", "wall_time_q75_s", "best_run", "best_sequences"]
+    rows = []
+    per_run = results[results["status"] != "failed"].drop_duplicates(["task", "model", "run_id"])
+    for (task, model), runs in per_run.groupby(["task", "model"], sort=False):
+        converged = runs[runs["converged"].fillna(False).astype(bool)]
+        sequences = converged["sequences_to_convergence"].astype("Float64").dropna()
+        wall = converged["wall_time_to_convergence_s"].astype("Float64").dropna()
+        best = converged.loc[converged["sequences_to_convergence"].idxmin()] if not sequences.empty else None
+        quantiles = lambda values, q: values.quantile(q) if not values.empty else pd.NA  # noqa: E731
+        rows.append({"task": task, "model": model, "runs": len(runs),
+                     "seeds": " ".join(str(seed) for seed in sorted(runs["seed"].dropna().astype(int))),
+                     "success_rate": len(converged) / len(runs),
+                     "divergence_rate": float((runs["status"] == "diverged").sum()) / len(runs),
+                     "sequences_median": quantiles(sequences, 0.5), "sequences_q25": quantiles(sequences, 0.25),
+                     "sequences_q75": quantiles(sequences, 0.75), "wall_time_median_s": quantiles(wall, 0.5),
+                     "wall_time_q25_s": quantiles(wall, 0.25), "wall_time_q75_s": quantiles(wall, 0.75),
+                     "best_run": None if best is None else best["run_id"],
+                     "best_sequences": pd.NA if best is None else best["sequences_to_convergence"]})
+    return pd.DataFrame(rows, columns=columns).astype({"seeds": "string", "best_run": "string"})
+
+
 def format_value(value, pattern: str, missing: str = "-") -> str:
     """``pattern.format(value)``, or ``missing`` for a missing value (``None``, ``<NA>``, NaN)."""
     return missing if value is None or pd.isna(value) else pattern.format(value)
