@@ -83,3 +83,18 @@ def test_the_default_benchmark_is_the_paper_grids_seed_0(tmp_path, monkeypatch):
     assert _row(table, "length 120")[5:7] == ["3.12", "3"]
     for model in ("ntm", "lstm", "dnc"):
         assert f"default/copy-{model}-seed0 as paper/copy-{model}-seed0" in table
+
+
+def test_the_statistics_table_gives_rates_medians_and_quartiles_per_model():
+    """tables/statistics_<grid>.md: converged and diverged counts over the seeds, median [IQR] over the
+    converged runs, the best run; a model that never converged shows dashes."""
+    from mann_zoo.experiments.report import statistics_table
+
+    runs = [_run("copy-ntm-seed10", 10, 1.0), _run("copy-ntm-seed11", 11, 2.0), _run("copy-ntm-seed12", 12, 3.0)]
+    rows = [dict(row, sequences_to_convergence=to_conv) for rows_, to_conv in zip(runs, (1600, 3200, 6400)) for row in rows_]
+    lstm = [dict(row, run_id="copy-lstm-seed10", model="lstm", converged=False, sequences_to_convergence=None,
+                 wall_time_to_convergence_s=None) for row in _run("x", 10, 9.0)]
+    table = typed(pd.DataFrame(rows + lstm), RESULT_COLUMNS)
+    text = statistics_table(table, "matched")
+    assert "| copy | ntm | 10 11 12 | 3/3 | 0/3 | 3,200 [2,400-4,800] | 1 [1-1] | copy-ntm-seed10 (1,600) |" in text
+    assert "| copy | lstm | 10 | 0/1 | 0/1 | - | - | - |" in text

@@ -53,6 +53,7 @@ from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
     ADDRESSING_MODELS,
+    convergence_statistics,
     format_value,
     load_curves,
     load_results,
@@ -517,6 +518,29 @@ def results_table(results: pd.DataFrame, grid: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def statistics_table(results: pd.DataFrame, grid: str) -> str:
+    """Markdown: per task and model, the statistics over seeds of ``results.convergence_statistics`` (success
+    and divergence rates, median and interquartile range of sequences and wall time to convergence, the
+    best run), for the grid ``grid``."""
+    def spread(median, q25, q75, pattern: str) -> str:
+        if pd.isna(median):
+            return "-"
+        return f"{pattern.format(median)} [{pattern.format(q25)}-{pattern.format(q75)}]"
+
+    lines = [f"# Convergence over seeds: {grid}", "",
+             "Converged: < threshold bit errors per sequence on the training distribution (the grid's rule). Median "
+             "[25th-75th percentile] over the converged runs; rates over all runs that did not fail.", "",
+             "| task | model | seeds | converged | diverged | sequences to convergence | wall time to convergence, s | "
+             "best run (sequences) |", "|---|---|---|---|---|---|---|---|"]
+    for s in convergence_statistics(results).itertuples():
+        converged, diverged = round(s.success_rate * s.runs), round(s.divergence_rate * s.runs)
+        best = "-" if pd.isna(s.best_run) else f"{s.best_run} ({s.best_sequences:,.0f})"
+        lines.append(f"| {s.task} | {s.model} | {s.seeds} | {converged}/{s.runs} | {diverged}/{s.runs} | "
+                     f"{spread(s.sequences_median, s.sequences_q25, s.sequences_q75, '{:,.0f}')} | "
+                     f"{spread(s.wall_time_median_s, s.wall_time_q25_s, s.wall_time_q75_s, '{:,.0f}')} | {best} |")
+    return "\n".join(lines) + "\n"
+
+
 # Published numbers (literature.md) and what in our results table they are set beside.
 # (task, model, quantity, published value, source, measure) with measure one of:
 #   "convergence": median sequences to convergence (runs that did not converge are listed as such);
@@ -696,9 +720,10 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
             written += make_diagnosis(directory.parent, paper)
         elif not results.empty:
             written += generalisation_curves(results, grid, figures)
-            path = tables / f"results_{grid}.md"
-            atomic_write_text(path, results_table(results, grid))
-            written.append(path)
+            for path, text in ((tables / f"results_{grid}.md", results_table(results, grid)),
+                               (tables / f"statistics_{grid}.md", statistics_table(results, grid))):
+                atomic_write_text(path, text)
+                written.append(path)
         all_results.append(tagged)
         if curves is not None:
             tagged_curves = curves.assign(run_id=grid + "/" + curves["run_id"])
