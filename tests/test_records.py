@@ -216,3 +216,25 @@ def test_convergence_needs_patience_validations_in_a_row_and_survives_a_resume()
     assert t.should_stop and resumed_summary.converged_at["step"] == 30
     with pytest.raises(ValueError, match="patience must be an integer >= 1"):
         StopAtConvergence(0.1, 0)
+
+
+def test_a_run_resumed_at_its_budget_writes_the_result_its_killed_attempt_did_not(tmp_path, monkeypatch):
+    """Killed between its last checkpoint and its result.json, a run resumes at its budget: Lightning trains
+    nothing and calls no train hook; the result is written all the same, from a fresh validation."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    def fit(*extra):
+        main(["fit", "--config", str(ROOT / "configs/task/copy.yaml"), "--config", str(ROOT / "configs/model/lstm.yaml"),
+              "--model.core.init_args.controller_size", "8", "--model.core.init_args.controller_layers", "1",
+              "--data.max_length", "3", "--data.val_lengths", "[4]", "--data.batch_size", "2",
+              "--data.num_val_sequences", "4", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+              "--run_name", "r", "--trainer.callbacks+=mann_zoo.training.callbacks.RunSummary",
+              "--trainer.callbacks.dirpath", str(tmp_path / "r"), *extra])
+        return json.loads((tmp_path / "r" / "result.json").read_text())
+
+    first = fit()
+    (tmp_path / "r" / "result.json").unlink()  # as if killed before writing it
+    again = fit("--ckpt_path", "last")
+    assert again["summary"]["status"] == "finished" and again["summary"]["steps"] == 4
+    assert [s["bit_errors"] for s in again["sets"]] == [s["bit_errors"] for s in first["sets"]]

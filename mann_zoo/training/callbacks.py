@@ -165,6 +165,7 @@ class RunSummary(L.Callback):
         self.step_times: list[float] = []
         self._start = None
         self._val_start = None
+        self.written = False  # whether this process wrote result.json (a fit resumed at its budget does not)
 
     def state_dict(self) -> dict:
         return {"train_seconds": self.train_seconds, "val_seconds": self.val_seconds,
@@ -226,6 +227,7 @@ class RunSummary(L.Callback):
 
     def write(self, trainer, pl_module, status: str | None = None) -> None:
         """Write ``result.json`` (and the W&B summary) as of now."""
+        self.written = True
         if trainer.global_rank != 0:
             return
         metrics = trainer.callback_metrics

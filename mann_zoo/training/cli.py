@@ -176,6 +176,11 @@ class MannZooCLI(LightningCLI):
         Console().print(scores_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), f"{subcommand}: {self.run_dir}"))
 
     def after_fit(self) -> None:
+        # A fit resumed from a checkpoint at its budget trains nothing and Lightning calls no train hook:
+        # the result a kill kept the first attempt from writing is written now, from a fresh validation.
+        for summary in (c for c in self.trainer.callbacks if isinstance(c, RunSummary) and not c.written):
+            self.trainer.validate(self.model, datamodule=self.datamodule, verbose=False)
+            summary.write(self.trainer, self.model)
         if self.trainer.is_global_zero:
             print(f"run saved in {self.run_dir}", file=sys.stderr)
 
