@@ -89,7 +89,7 @@ def test_one_job_trains_one_run_at_a_time_and_its_progress_reaches_the_driver(tm
     grid = load_grid(PRESETS / "smoke.yaml")
     runs = [training_run(tmp_path, spec, grid) for spec in grid.runs]
     lines, outcomes = [], []
-    execute(runs, {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}, jobs=1, threads=1, address=None,
+    execute(runs, {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}, jobs=1, threads=1, address=None,
             on_progress=lines.append, on_done=lambda run, outcome: outcomes.append(outcome))
     assert [o.status for o in outcomes] == [0, 0]
     first, second = sorted(outcomes, key=lambda o: o.started)

@@ -282,7 +282,7 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     todo = [s for s in specs if not is_finished(out, s, grid, recorded)]
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     specs_by_id = {spec.run_id: spec for spec in todo}
     failed = []

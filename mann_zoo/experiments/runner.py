@@ -139,13 +139,14 @@ def run_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: str,
 
 
 def train(run: TrainingRun, env: dict[str, str], cwd: str, progress) -> Outcome:
-    """The Ray task: train ``run`` in a child process (in ``cwd``, with ``env``), sending its progress
+    """The Ray task: train ``run`` in a child process (in ``cwd``, with the worker's environment plus
+    ``env``: on a cluster node its own PATH and devices, not the driver's), sending its progress
     lines to the :class:`ProgressLines` actor ``progress`` (without waiting: see the module docstring).
     Raises :class:`RunKilled` if a signal killed the training process."""
     run.directory.mkdir(parents=True, exist_ok=True)
     (run.directory / "worker.pid").write_text(f"{os.getpid()}\n")  # which process to kill, for the tests
     start = time.time()
-    status = run_process(run.command(), run.directory / "stdout.log", env, cwd,
+    status = run_process(run.command(), run.directory / "stdout.log", {**os.environ, **env}, cwd,
                          lambda line: progress.add.remote(f"{run.run_id}: {line}"))
     if status < 0 and -status not in (signal.SIGTERM, signal.SIGINT):
         raise RunKilled(f"{run.run_id}: training process killed by signal {-status}; retrying from its checkpoint")
@@ -186,7 +187,8 @@ def _why(error: Exception) -> str:
 
 def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads: int, address: str | None,
             on_progress: Callable[[str], None], on_done: Callable[[TrainingRun, Outcome], None]) -> None:
-    """Train ``runs`` as Ray tasks of ``threads`` CPUs each (locally ``jobs`` at a time), calling
+    """Train ``runs`` as Ray tasks of ``threads`` CPUs each (locally ``jobs`` at a time; ``env``: the
+    variables to set for the training beside the worker's own, which locally are the driver's), calling
     ``on_progress`` with each progress line and ``on_done`` with each finished run, in the driver.
 
     Interrupted (SIGTERM, Ctrl-C), it cancels the runs, gives them :data:`STOP_GRACE_S` to write their
