@@ -711,3 +711,18 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     spec.write_text("tasks:\n  ngrams: {config: configs/task/ngrams.yaml}\nmodels:\n  ntm: {config: configs/model/ntm.yaml}\n")
     [probe] = plan.probe_grid(load_grid(spec, check=False)).runs
     assert "data.curriculum_max_length" not in probe.overrides  # n-grams has no curriculum to switch off
+
+
+def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_written(tmp_path):
+    """A run recorded as failed (exit status, no result of its own) beside a metrics.csv it had begun: the
+    tables are written, with the failed row and no curve (it has no batch size to count sequences by)."""
+    from mann_zoo.experiments.benchmark import RunSpec, record_failure, write_tables
+
+    spec = RunSpec("copy", "ntm", 0)
+    directory = benchmark.run_dir(tmp_path, spec)
+    directory.mkdir(parents=True)
+    (directory / "metrics.csv").write_text("epoch,step,train/cost_bits\n0,9,3.5\n")
+    record_failure(tmp_path, spec, "RunKilled: killed; see stdout.log")
+    rows = write_tables(tmp_path, [spec])
+    assert list(rows.status) == ["failed"] and rows.note.iloc[0].startswith("RunKilled")
+    assert load_curves(tmp_path / "curves.csv").empty

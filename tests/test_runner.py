@@ -51,7 +51,8 @@ def test_a_run_whose_worker_is_killed_is_retried_and_ends_as_an_uninterrupted_ru
             os.kill(worker, signal.SIGKILL)  # the Ray worker process; its training process dies with it
     bench.wait(timeout=60)
     output = "".join(printed)
-    assert bench.returncode == 0, output[-3000:]
+    failures = [line for line in printed if line.startswith("failed")]
+    assert not failures and bench.returncode == 0, "".join(failures) + output[-3000:]
     assert worker is not None, output[-3000:]
     assert int((killed_run / "worker.pid").read_text()) != worker  # a new worker took the task over
     log = (killed_run / "stdout.log").read_text()

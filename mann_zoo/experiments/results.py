@@ -262,13 +262,15 @@ TRAIN_CURVES = ("train/cost_bits", "train/bit_errors", "train/curriculum_max_len
 
 def run_tables(directory: Path, data: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The rows of one run (its ``result.json`` as ``data``) in the results table, and its curves from
-    ``metrics.csv`` (None without one)."""
+    ``metrics.csv`` (None without one, or without the batch size that counts its sequences)."""
     summary = {**LATER_COLUMNS, **{k: v for k, v in data["summary"].items() if v is not None}}
     run = [{**{k: summary.get(k) for k in RUN_COLUMNS}, **{k: row.get(k) for k in SET_COLUMNS}}
            for row in data["sets"] or [{}]]  # a run that failed before validating: one row, no set
     metrics = directory / "metrics.csv"
+    # A run recorded as failed before it wrote a result has no batch size to count its sequences by.
+    counted = metrics.is_file() and data["summary"].get("batch_size") is not None
     return (typed(pd.DataFrame(run, columns=list(RESULT_COLUMNS)), RESULT_COLUMNS),
-            _curves(metrics, data["summary"]) if metrics.is_file() else None)
+            _curves(metrics, data["summary"]) if counted else None)
 
 
 def collect_runs(folder: Path, out: Path) -> Path:
