@@ -238,3 +238,17 @@ def test_a_run_resumed_at_its_budget_writes_the_result_its_killed_attempt_did_no
     again = fit("--ckpt_path", "last")
     assert again["summary"]["status"] == "finished" and again["summary"]["steps"] == 4
     assert [s["bit_errors"] for s in again["sets"]] == [s["bit_errors"] for s in first["sets"]]
+
+
+def test_a_log_cut_short_by_a_kill_loses_only_its_broken_line_on_resume(tmp_path):
+    """metrics.csv of a run killed while writing it: the last line has too few cells. On resume from step 4
+    the rows from step 4 on go (as always), and so does the broken line; the file is whole again."""
+    from mann_zoo.training.loggers import _KeepingWriter
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/cost_bits\n0,1,3.5\n0,3,3.0\n0,5,2.5\n0,7")
+    writer = _KeepingWriter(str(tmp_path))
+    writer._drop_from(4)
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,step,train/cost_bits", "0,1,3.5", "0,3,3.0"]
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/cost_bits\n0,1,3.5\n0,x3,2.0\n")
+    _KeepingWriter(str(tmp_path))._drop_from(4)
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,step,train/cost_bits", "0,1,3.5"]

@@ -9,11 +9,15 @@ run resumed from, and are about to be logged again.
 from __future__ import annotations
 
 import csv
+import io
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from .atomic import atomic_write_text
 
 
 class _KeepingWriter(ExperimentWriter):
@@ -36,18 +40,30 @@ class _KeepingWriter(ExperimentWriter):
         super().log_metrics(metrics_dict, step)
 
     def _drop_from(self, step: int) -> None:
-        """Keep only the rows logged before ``step``."""
+        """Keep only the rows logged before ``step`` (and none cut short: a run killed while its log was
+        written leaves a last line without all its cells), rewriting the file atomically."""
         if not self._fs.isfile(self.metrics_file_path):
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             reader = csv.DictReader(file)
             fieldnames = list(reader.fieldnames or [])
-            rows = [row for row in reader if row.get("step") in (None, "") or int(row["step"]) < step]
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
+            rows = [row for row in reader if None not in row.values() and _logged_before(row.get("step"), step)]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(Path(self.metrics_file_path), text.getvalue())
 
+
+
+def _logged_before(cell: str | None, step: int) -> bool:
+    """Whether a row's ``step`` cell (empty: logged without a step) is before ``step``; False if garbled."""
+    if cell in (None, ""):
+        return True
+    try:
+        return int(cell) < step
+    except ValueError:
+        return False
 
 
 class ResumableCSVLogger(CSVLogger):
