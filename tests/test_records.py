@@ -252,3 +252,26 @@ def test_a_log_cut_short_by_a_kill_loses_only_its_broken_line_on_resume(tmp_path
     (tmp_path / "metrics.csv").write_text("epoch,step,train/cost_bits\n0,1,3.5\n0,x3,2.0\n")
     _KeepingWriter(str(tmp_path))._drop_from(4)
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,step,train/cost_bits", "0,1,3.5"]
+
+
+def test_a_resumed_run_waits_for_the_wandb_run_its_killed_attempt_held(tmp_path, monkeypatch):
+    """wandb.init refuses a run id whose service is still alive ('run ID ... is in use'), as it is for a few
+    seconds after a killed attempt: the logger tries again (here twice) instead of failing the run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from mann_zoo.training import loggers
+
+    calls = []
+
+    def init(self):
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("run ID b44e75d32e54 is in use")
+        return "run"
+
+    monkeypatch.setattr(WandbLogger, "experiment", property(init))
+    monkeypatch.setattr(loggers.time, "sleep", lambda seconds: None)
+    assert loggers.QuietWandbLogger(save_dir=str(tmp_path), offline=True).experiment == "run" and len(calls) == 3
+    monkeypatch.setattr(WandbLogger, "experiment", property(lambda self: (_ for _ in ()).throw(RuntimeError("other"))))
+    with pytest.raises(RuntimeError, match="other"):
+        loggers.QuietWandbLogger(save_dir=str(tmp_path), offline=True).experiment

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from .atomic import atomic_write_text
+
+RUN_IN_USE_WAIT_S = 120  # how long a resumed run waits for the W&B run its killed attempt held
 
 
 class _KeepingWriter(ExperimentWriter):
@@ -80,8 +83,23 @@ class ResumableCSVLogger(CSVLogger):
 
 class QuietWandbLogger(WandbLogger):
     """Lightning's W&B logger minus the ``anonymous`` setting it always passes to ``wandb.init`` (as None),
-    which wandb deprecates with a warning printed on every run."""
+    which wandb deprecates with a warning printed on every run; and a resumed run waits for its W&B run
+    to be free: a run killed a moment ago (``mann-zoo bench`` retries it at once) leaves the W&B service
+    that held its run alive for a few seconds, and ``wandb.init`` refuses the id meanwhile ("is in use")."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        waited = 0.0
+        while True:
+            try:
+                return WandbLogger.experiment.fget(self)
+            except Exception as error:  # noqa: BLE001 - wandb's ServerResponseError, by its message
+                if "is in use" not in str(error) or waited >= RUN_IN_USE_WAIT_S:
+                    raise
+                time.sleep(2.0)
+                waited += 2.0
