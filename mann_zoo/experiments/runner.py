@@ -103,8 +103,28 @@ def _dying_with(parent: int) -> Callable[[], None] | None:
     return die_with_parent
 
 
+def end_orphans(pid_file: Path) -> None:
+    """Kill the W&B service that a killed training process (its pid in ``pid_file``) left behind. The
+    service (``wandb-core --pid <training pid>``, in a session of its own, so the training process's death
+    does not reach it) goes on holding the W&B run, and a retry's ``wandb.init`` fails on it ('run ID ... is
+    in use'). Linux (/proc); elsewhere nothing is done."""
+    if not pid_file.is_file() or not Path("/proc").is_dir():
+        return
+    dead = pid_file.read_text().strip().encode()
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (process / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--pid" in args and args[args.index(b"--pid") + 1:args.index(b"--pid") + 2] == [dead]:
+            try:
+                os.kill(int(process.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def run_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: str,
-                on_progress: Callable[[str], None]) -> int:
+                on_progress: Callable[[str], None], pid_file: Path | None = None) -> int:
     """Run one training command in ``cwd``, appending its output to ``log_path``; each line it prints with
     :data:`~mann_zoo.training.callbacks.PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
     without the prefix. Returns the exit status (negative: killed by that signal).
@@ -117,6 +137,8 @@ def run_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: str,
     with log_path.open("a") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                    text=True, bufsize=1, preexec_fn=_dying_with(os.getpid()))
+        if pid_file is not None:
+            pid_file.write_text(f"{process.pid}\n")
 
         def copy_output() -> None:
             for line in process.stdout:
@@ -145,9 +167,10 @@ def train(run: TrainingRun, env: dict[str, str], cwd: str, progress) -> Outcome:
     Raises :class:`RunKilled` if a signal killed the training process."""
     run.directory.mkdir(parents=True, exist_ok=True)
     (run.directory / "worker.pid").write_text(f"{os.getpid()}\n")  # which process to kill, for the tests
+    end_orphans(run.directory / "training.pid")  # of an attempt that was killed
     start = time.time()
     status = run_process(run.command(), run.directory / "stdout.log", {**os.environ, **env}, cwd,
-                         lambda line: progress.add.remote(f"{run.run_id}: {line}"))
+                         lambda line: progress.add.remote(f"{run.run_id}: {line}"), run.directory / "training.pid")
     if status < 0 and -status not in (signal.SIGTERM, signal.SIGINT):
         raise RunKilled(f"{run.run_id}: training process killed by signal {-status}; retrying from its checkpoint")
     return Outcome(status, time.time() - start, started=start)
