@@ -83,9 +83,10 @@ class ResumableCSVLogger(CSVLogger):
 
 class QuietWandbLogger(WandbLogger):
     """Lightning's W&B logger minus the ``anonymous`` setting it always passes to ``wandb.init`` (as None),
-    which wandb deprecates with a warning printed on every run; and a resumed run waits for its W&B run
-    to be free: a run killed a moment ago (``mann-zoo bench`` retries it at once) leaves the W&B service
-    that held its run alive for a few seconds, and ``wandb.init`` refuses the id meanwhile ("is in use")."""
+    which wandb deprecates with a warning printed on every run; and a resumed run waits (up to
+    ``RUN_IN_USE_WAIT_S``) for its W&B run to be free while ``wandb.init`` refuses the id ("is in use"): the
+    W&B service of an attempt that was just killed may still be shutting down (``mann-zoo bench``'s runner
+    kills a killed attempt's service before retrying: ``experiments.runner.end_orphans``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
