@@ -169,7 +169,10 @@ def train(run: TrainingRun, env: dict[str, str], cwd: str, progress) -> Outcome:
     (run.directory / "worker.pid").write_text(f"{os.getpid()}\n")  # which process to kill, for the tests
     end_orphans(run.directory / "training.pid")  # of an attempt that was killed
     start = time.time()
-    status = run_process(run.command(), run.directory / "stdout.log", {**os.environ, **env}, cwd,
+    # Not WANDB_SERVICE: a W&B service of a process above (pytest, a notebook) would hold a killed attempt's
+    # W&B run; each training process starts its own, which end_orphans can end.
+    inherited = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    status = run_process(run.command(), run.directory / "stdout.log", {**inherited, **env}, cwd,
                          lambda line: progress.add.remote(f"{run.run_id}: {line}"), run.directory / "training.pid")
     if status < 0 and -status not in (signal.SIGTERM, signal.SIGINT):
         raise RunKilled(f"{run.run_id}: training process killed by signal {-status}; retrying from its checkpoint")
