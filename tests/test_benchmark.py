@@ -138,10 +138,15 @@ def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp
     assert [s.run_id for s in benchmark.select(both, ["copy-ntm-seed0"])] == ["copy-ntm-seed0"]  # an id: that run
     assert [s.run_id for s in benchmark.select(both, ["copy-*"])] == ["copy-ntm-seed0", "copy-lstm-seed0"]  # a glob
     assert [s.run_id for s in benchmark.select(both, ["copy-lstm"])] == ["copy-lstm-seed0", "repeat_copy-lstm-seed0"]
+    with pytest.raises(ValueError, match="'priority_sort-seed1' names no run of the grid .* e.g. copy-ntm-seed0"):
+        benchmark.select(grid.runs, ["ntm", "priority_sort-seed1"])  # a mistyped id runs nothing: an error
     launched = executed(monkeypatch, 0)
     run_grid(grid, out, jobs=1, threads=1, only=["lstm"])
     assert launched == []
     assert set(load_results(out / "results.csv").run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    with pytest.raises(SystemExit) as stopped:  # bench says so in one line before it starts Ray
+        benchmark.main(["--preset", "smoke", "--out", str(out), "--only", "copy-ntm-seed1"])
+    assert stopped.value.code == 2 and launched == []
 
 
 def test_a_task_can_give_one_model_its_own_budget(tmp_path):

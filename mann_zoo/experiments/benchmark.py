@@ -239,7 +239,8 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
     """The runs that one of ``only`` names, in the order of ``only`` (all runs when None). A pattern names
     the run whose id it is (``copy-ntm-seed10``, not ``repeat_copy-ntm-seed10`` too); with ``*``, ``?`` or
     ``[`` it is a glob on the whole id (``copy-*``: copy's runs, not repeat copy's); otherwise, the runs
-    whose id contains it (``seed0``, ``lstm``)."""
+    whose id contains it (``seed0``, ``lstm``). A pattern that names no run is a :class:`ValueError` (a
+    mistyped id would otherwise run nothing and say nothing)."""
     if only is None:
         return list(runs)
     ids = {s.run_id for s in runs}
@@ -251,6 +252,9 @@ def select(runs: list[RunSpec], only: str | list[str] | None) -> list[RunSpec]:
             names = lambda run_id: fnmatch.fnmatchcase(run_id, pattern)  # noqa: E731
         else:
             names = lambda run_id: pattern in run_id  # noqa: E731
+        if not any(names(s.run_id) for s in runs):
+            raise ValueError(f"--only {pattern!r} names no run of the grid (run ids are task-model-seedN, "
+                             f"e.g. {runs[0].run_id})" if runs else f"--only {pattern!r}: the grid has no runs")
         chosen.update({s.run_id: s for s in runs if names(s.run_id) and s.run_id not in chosen})
     return list(chosen.values())
 
@@ -371,6 +375,11 @@ def main(argv: list[str] | None = None) -> None:
         table = plan.plan_table(grid, plan.read_probes(out / "plan", grid, probes))
         print(plan.write_plan(table, out, args.threads, args.jobs))
         return
+    if args.only is not None:
+        try:
+            select(grid.runs, args.only)
+        except ValueError as error:
+            parser.error(str(error))
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
     results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared,
                        address=args.address)
