@@ -166,3 +166,15 @@ def test_addressing_figure_has_a_colour_bar_and_marks_the_delimiter():
     for ax in fig.axes[:2]:
         assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[5, 5]]  # the delimiter's step
         assert {t.get_text() for t in ax.texts} == {"input", "recall"}
+
+
+def test_addressing_figures_show_the_matched_tracks_runs_where_it_has_them(tmp_path):
+    """The addressing figures are the matched track's lowest seed (NTM and DNC on one memory), whatever
+    folders come first; a model the matched track did not keep comes from the first folder that did."""
+    for name in ("batch_size/models/copy-ntm-seed0.ckpt", "batch_size/models/copy-dnc-seed0.ckpt",
+                 "matched/models/copy-ntm-seed11.ckpt", "matched/models/copy-ntm-seed10.ckpt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    found = report.addressing_checkpoints([tmp_path / "batch_size", tmp_path / "matched"])
+    assert [path.relative_to(tmp_path).as_posix() for path in found] == [
+        "matched/models/copy-ntm-seed10.ckpt", "batch_size/models/copy-dnc-seed0.ckpt"]

@@ -1,6 +1,7 @@
-"""The literature table pools the runs of every grid: a run that two grids recorded (same task, model and
-seed, one trajectory) counts once there (issue 12: the default benchmark's NTM on copy is the paper grid's
-seed 0, and had been counted as a run of its own)."""
+"""The literature table: a line per grid that ran the model on the task (grids are other configurations, so
+their runs are not pooled), and a run that two grids recorded (same task, model and seed, one trajectory)
+counts once (issue 12: the default benchmark's NTM on copy is the paper grid's seed 0, and had been counted
+as a run of its own)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ ROOT_RESULTS = Path(__file__).resolve().parents[1] / "paper" / "results"
 
 def _run(run_id: str, seed: int, errors_120: float) -> list[dict]:
     """Results rows of one converged NTM run on copy: the training set and length 120."""
-    base = dict(run_id=run_id, task="copy", model="ntm", seed=seed, steps=50, sequences=1600, train_time_s=1.0,
+    base = dict(run_id=run_id, grid=run_id.split("/")[0], task="copy", model="ntm", seed=seed, steps=50, sequences=1600, train_time_s=1.0,
                 converged=True, sequences_to_convergence=1600, wall_time_to_convergence_s=1.0, step_time_ms=50.0,
                 peak_memory_mb=1.0, num_parameters=63136, batch_size=32, world_size=1, versions="v", hardware="h",
                 status="finished", reference_bits=None, cost_bits=1.0, seq_accuracy=0.9)
@@ -35,13 +36,14 @@ def _curve(run_id: str, seed: int, values: list[float], validations: list[int]) 
 
 
 def _tables(runs: list[list[dict]], curves: list[list[dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (typed(pd.DataFrame([row for rows in runs for row in rows]), RESULT_COLUMNS),
+    return (typed(pd.DataFrame([row for rows in runs for row in rows]), {**RESULT_COLUMNS, "grid": "string"}),
             typed(pd.DataFrame([row for rows in curves for row in rows]), CURVE_COLUMNS))
 
 
-def _row(table: str, quantity: str) -> list[str]:
-    line = next(line for line in table.splitlines() if line.startswith("| copy | ntm |") and quantity in line)
-    return [cell.strip() for cell in line.strip("|").split("|")]
+def _row(table: str, quantity: str, grid: str, model: str = "ntm") -> list[str]:
+    """The cells ours and runs (seeds) of the line of ``model`` on copy in ``grid``."""
+    line = next(line for line in table.splitlines() if line.startswith(f"| copy | {model} | {grid} |") and quantity in line)
+    return [cell.strip() for cell in line.strip("|").split("|")][6:8]
 
 
 def test_a_run_recorded_by_two_grids_counts_once():
@@ -57,20 +59,24 @@ def test_a_run_recorded_by_two_grids_counts_once():
          _curve("c/copy-ntm-seed1", 1, [61.0, 35.0], [20])])
     assert identical_runs(results, curves) == {"a/copy-ntm-seed0": "b/copy-ntm-seed0"}
     table = literature_table(results, curves)
-    # five distinct runs: length-120 errors 1, 5, 9, 7, 9 (median 7), not six with run 0 twice (median 6)
-    row = _row(table, "length 120")
-    assert row[5] == "7.00" and row[6] == "5"
-    assert "a/copy-ntm-seed0 as b/copy-ntm-seed0" in table
-    # without curves nothing can be shown to be one run: every row counts, as before
-    row = _row(literature_table(results), "length 120")
-    assert row[5] == "6.00" and row[6] == "6"
+    # a line per grid: b's three runs (length-120 errors 1, 5, 9), c's and d's one each; a's run is b's seed 0
+    assert _row(table, "length 120", "b") == ["5.00 [1.00-9.00]", "3 (0 1 2)"]
+    assert _row(table, "length 120", "c") == ["7.00", "1 (1)"] and _row(table, "length 120", "d") == ["9.00", "1 (2)"]
+    assert "| copy | ntm | a |" not in table and "a/copy-ntm-seed0 as b/copy-ntm-seed0" in table
+    # without curves nothing can be shown to be one run: a keeps its line
+    assert _row(literature_table(results), "length 120", "a") == ["1.00", "1 (0)"]
+    # a model no grid ran has one line saying so; a failed run is left out
+    results.loc[results["run_id"] == "d/copy-ntm-seed2", "status"] = "failed"
+    table = literature_table(results, curves)
+    assert "| copy | ntm | d |" not in table
+    assert "| priority_sort | ntm / ntm_rmsprop / ntm_adam | - | cost, bits/seq |" in table
 
 
 def test_the_default_benchmark_is_the_paper_grids_seed_0(tmp_path, monkeypatch):
     """On the committed results the default benchmark's three runs on copy are the paper grid's seed-0 runs
-    (bit-identical training curves), so the literature table's NTM on copy has three runs: median 56,000
-    sequences to convergence and 3.12 bit errors per sequence at length 120 (seeds 0-2: 0.06, 3.12, 7.50),
-    where counting the default run again gave four runs, 68,000 and 1.59."""
+    (bit-identical training curves), so the literature table's NTM on copy has three runs, all the paper
+    grid's: median 56,000 sequences to convergence and 3.12 bit errors per sequence at length 120 (seeds 0-2:
+    0.06, 3.12, 7.50), where counting the default run again gave four runs, 68,000 and 1.59."""
     results = tmp_path / "results"
     for grid in ("default", "paper"):
         (results / grid).mkdir(parents=True)
@@ -79,8 +85,9 @@ def test_the_default_benchmark_is_the_paper_grids_seed_0(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "save", lambda fig, path: report.plt.close(fig))  # the figures are not the point
     report.make_report([results / "default", results / "paper"], tmp_path / "paper", tmp_path / "no_cost")
     table = (tmp_path / "paper" / "tables" / "literature.md").read_text()
-    assert _row(table, "sequences to ~0 cost")[5:7] == ["56,000 (3/3 converged)", "3"]
-    assert _row(table, "length 120")[5:7] == ["3.12", "3"]
+    assert _row(table, "sequences to ~0 cost", "paper") == ["56,000 [48,000-68,000] (3/3 converged)", "3 (0 1 2)"]
+    assert _row(table, "length 120", "paper") == ["3.12 [0.06-7.50]", "3 (0 1 2)"]
+    assert "| copy | ntm | default |" not in table
     for model in ("ntm", "lstm", "dnc"):
         assert f"default/copy-{model}-seed0 as paper/copy-{model}-seed0" in table
 
@@ -98,3 +105,17 @@ def test_the_statistics_table_gives_rates_medians_and_quartiles_per_model():
     text = statistics_table(table, "matched")
     assert "| copy | ntm | 10 11 12 | 3/3 | 0/3 | 3,200 [2,400-4,800] | 1 [1-1] | copy-ntm-seed10 (1,600) |" in text
     assert "| copy | lstm | 10 | 0/1 | 0/1 | - | - | - |" in text
+
+
+def test_a_failed_run_shows_as_failed_in_the_results_table():
+    """A run recorded as failed counts in neither converged nor the medians: its line says so instead of
+    '<NA>/1' with the failed attempt's errors."""
+    from mann_zoo.experiments.report import results_table
+
+    failed = [dict(row, run_id="copy-lstm-seed10", model="lstm", status="failed", converged=None)
+              for row in _run("x", 10, 9.0)]
+    table = results_table(typed(pd.DataFrame(_run("copy-ntm-seed10", 10, 1.0) + failed), RESULT_COLUMNS), "matched")
+    assert "<NA>" not in table
+    assert "| copy | lstm | 1 | 0/1 (1 failed) | - | - | - | - | - | - |" in table
+    assert "| copy | lstm | 1 | 0/1 (1 failed) | - | - | - | - | - |" in table
+    assert "| copy | ntm | 1 | 1/1 | 1,600 | 1,600 | 1.0 | 0.05 (len_1-20) | 1.00 (len_120) | 50 |" in table

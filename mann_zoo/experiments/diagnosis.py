@@ -34,6 +34,7 @@ from .results import is_metric_key, load_curves, load_results, parse_metric_key 
 
 GRID = "ntm_diagnosis"
 FOUND_TASK, FOUND_MODEL = "repeat_copy_rmsprop", "ntm_rmsprop"  # the grid's runs of the configuration found
+LONG_PRIORITY_SORT = ("priority_sort_b8", "ntm_b8")  # run on to the paper's 1M sequences: in the literature table
 SOLVED_TASKS = (FOUND_TASK, "repeat_copy_final", "repeat_copy_ff")  # whose kept models are scored on longer sequences
 BEFORE_GRID = "paper"  # the reproduction grid's runs: the NTM as it was before the diagnosis
 REPEAT_COPY_SET = "len_1-10_rep_1-10"  # the training distributions' validation sets

@@ -19,7 +19,8 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
   (``mann_zoo.experiments.diagnosis``, paper section 8);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
-  the published ones, pooled over the grids, a run that two grids recorded counted once: ``identical_runs``).
+  the published ones, a line per grid that ran the model, a run that two grids recorded counted once:
+  ``identical_runs``).
 
 Tables are embedded into ``paper/paper.md`` and the ``README.md`` beside the paper folder wherever they
 name them (``<!-- table: NAME -->`` ... ``<!-- /table -->``).
@@ -49,7 +50,7 @@ from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E40
 from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
 from .speed_report import speed_and_cost_outputs  # noqa: E402
-from .diagnosis import FOUND_MODEL, FOUND_TASK, make_diagnosis  # noqa: E402
+from .diagnosis import FOUND_MODEL, FOUND_TASK, LONG_PRIORITY_SORT, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
     ADDRESSING_MODELS,
@@ -410,15 +411,20 @@ def sharpening_figure(out: Path, slots: int = 128, width: int = 20, seed: int = 
     return path
 
 
+ADDRESSING_GRID = "matched"  # the addressing figures show the matched track's runs: NTM and DNC on one memory
+
+
 def addressing_checkpoints(result_dirs: list[Path]) -> list[Path]:
-    """A trained copy model of each of ``ADDRESSING_MODELS``: the first benchmark folder's, lowest seed.
+    """A trained copy model of each of ``ADDRESSING_MODELS``, lowest seed: the ``ADDRESSING_GRID`` folder's
+    if it has one, else the first benchmark folder's that does.
 
     The run's own checkpoint if ``runs/`` is there, else the weights that ``mann-zoo bench`` keeps in
     ``models/`` (committed, so that a fresh clone can redraw the figures).
     """
+    ordered = sorted(result_dirs, key=lambda directory: directory.name != ADDRESSING_GRID)  # stable: the rest in order
     found = []
     for model in ADDRESSING_MODELS:
-        candidates = [path for directory in result_dirs
+        candidates = [path for directory in ordered
                       for pattern in (f"runs/copy-{model}-seed*/checkpoints/last.ckpt", f"models/copy-{model}-seed*.ckpt")
                       for path in sorted(directory.glob(pattern))]
         found += candidates[:1]
@@ -482,6 +488,12 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
     return written
 
 
+def converged_count(s) -> str:
+    """``converged/runs`` of a ``results.summarise`` row, and how many runs failed (they count in neither)."""
+    converged = 0 if pd.isna(s.converged) else int(s.converged)
+    return f"{converged}/{s.runs}" + (f" ({s.failed} failed)" if s.failed else "")
+
+
 def summary_lines(summary: pd.DataFrame) -> list[str]:
     """Markdown lines from ``summary`` (``results.summarise``): per task and model, convergence and the
     training-set and longest-set errors."""
@@ -490,10 +502,11 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary.itertuples():
         reference = format_value(s.optimal_cost, " (Bayes-optimal {:.1f})", missing="")
-        lines.append(f"| {s.task} | {s.model} | {s.runs} | {s.converged}/{s.runs} | {format_value(s.sequences, '{:,.0f}')} | "
+        first_set, longest_set = (format_value(name, " ({})", missing="") for name in (s.first_set, s.longest_set))
+        lines.append(f"| {s.task} | {s.model} | {s.runs} | {converged_count(s)} | {format_value(s.sequences, '{:,.0f}')} | "
                      f"{format_value(s.sequences_to_convergence, '{:,.0f}')} | {format_value(s.cost, '{:.1f}')}{reference} | "
-                     f"{format_value(s.first_errors, '{:.2f}')} ({s.first_set}) | "
-                     f"{format_value(s.longest_errors, '{:.2f}')} ({s.longest_set}) | {format_value(s.step_ms, '{:.0f}')} |")
+                     f"{format_value(s.first_errors, '{:.2f}')}{first_set} | "
+                     f"{format_value(s.longest_errors, '{:.2f}')}{longest_set} | {format_value(s.step_ms, '{:.0f}')} |")
     return lines
 
 
@@ -502,7 +515,7 @@ def results_table(results: pd.DataFrame, grid: str) -> str:
 
     ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
     """
-    summary, sets = summarise(results), set_summary(results)
+    summary, sets = summarise(results), set_summary(results[results["status"] != "failed"])
     lines = [f"# Results: {grid}", "", *summary_lines(summary), "",
              "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
              "bit errors per validation set (median over seeds) | ms/step | params |",
@@ -510,8 +523,9 @@ def results_table(results: pd.DataFrame, grid: str) -> str:
     errors = sets.groupby(["task", "model"], sort=False)
     for s in summary.itertuples():
         per_set = ", ".join(f"{row.val_set}: {format_value(row.bit_errors, '{:.2f}')}"
-                            for row in errors.get_group((s.task, s.model)).itertuples())
-        lines.append(f"| {s.task} | {s.model} | {s.runs} | {s.converged}/{s.runs} | "
+                            for row in (errors.get_group((s.task, s.model)).itertuples()
+                                        if (s.task, s.model) in errors.groups else [])) or "-"
+        lines.append(f"| {s.task} | {s.model} | {s.runs} | {converged_count(s)} | "
                      f"{format_value(s.sequences_to_convergence, '{:,.0f}')} | "
                      f"{format_value(s.wall_time_to_convergence_s, '{:.0f}')} | {per_set} | "
                      f"{format_value(s.step_ms, '{:.0f}')} | {format_value(s.params, '{:,.0f}')} |")
@@ -542,49 +556,87 @@ def statistics_table(results: pd.DataFrame, grid: str) -> str:
 
 
 # Published numbers (literature.md) and what in our results table they are set beside.
-# (task, model, quantity, published value, source, measure) with measure one of:
-#   "convergence": median sequences to convergence (runs that did not converge are listed as such);
-#   "cost:<set or first>": median cost in bits per sequence; "errors:<set>": median bit errors per sequence;
-#   "params": number of parameters.
+# (task, models, quantity, published value, source, measure): every model of ``models`` that a grid ran on
+# ``task`` gets a line of its own (the paper track's ntm_rmsprop and ntm_adam beside the matched ntm); measure
+# one of:
+#   "convergence": median [IQR] sequences to convergence over the runs that converged, and how many did;
+#   "cost:<set or first>": median [min-max] cost in bits per sequence; "errors:<set>": the same for bit errors
+#   per sequence; "params": number of parameters.
 # Published values with their sources' qualifiers: "~" is read off a plot; the NTM paper's learning curves are
 # against sequences, at a batch size it does not state, so its sequences are not our updates.
+NTMS = ("ntm", "ntm_rmsprop", "ntm_adam")  # the NTM in the matched and paper grids, the paper track's two optimisers
+DNCS = ("dnc", "dnc_md", "dnc_mds")
 LITERATURE = [
-    ("copy", "ntm", "sequences to ~0 cost", "~0 by ~20k (fig. 3; RMSProp 1e-4, batch size not stated)",
+    ("copy", NTMS, "sequences to ~0 cost", "~0 by ~20k (fig. 3; RMSProp 1e-4, batch size not stated)",
      "Graves et al. 2014", "convergence"),
-    ("copy", "lstm", "cost, bits/seq", "~4.8 at 100k, ~2 at 200k, plateau ~0.5 from ~500k to 1M sequences",
+    ("copy", ("lstm",), "cost, bits/seq", "~4.8 at 100k, ~2 at 200k, plateau ~0.5 from ~500k to 1M sequences",
      "Graves et al. 2014", "cost:first"),
-    ("copy", "ntm", "bit errors/seq at length 120", "one global error (length 120)", "Graves et al. 2014", "errors:len_120"),
-    ("copy", "ntm", "bit errors/seq at length 50", "degrades after ~36 at length 40 (one example in their README)",
+    ("copy", NTMS, "bit errors/seq at length 120", "one global error (length 120)", "Graves et al. 2014",
+     "errors:len_120"),
+    ("copy", NTMS, "bit errors/seq at length 50", "degrades after ~36 at length 40 (one example in their README)",
      "Collier & Beel 2018", "errors:len_50"),
-    ("copy", "lstm", "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
-    ("copy", "ntm", "parameters", "67,561", "Graves et al. 2014", "params"),
-    ("copy", "lstm", "parameters", "1,352,969", "Graves et al. 2014", "params"),
-    ("repeat_copy", "ntm", "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
-    (FOUND_TASK, FOUND_MODEL, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
+    ("copy", ("lstm",), "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
+    ("copy", NTMS, "parameters", "67,561", "Graves et al. 2014", "params"),
+    ("copy", ("lstm",), "parameters", "1,352,969", "Graves et al. 2014", "params"),
+    ("repeat_copy", NTMS, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
+    (FOUND_TASK, (FOUND_MODEL,), "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)",
+     "Graves et al. 2014", "convergence"),
+    ("repeat_copy", ("lstm",), "sequences to ~0 cost", "~0 by ~250-300k (~20 at 100k)", "Graves et al. 2014",
      "convergence"),
-    ("repeat_copy", "lstm", "sequences to ~0 cost", "~0 by ~250-300k (~20 at 100k)", "Graves et al. 2014", "convergence"),
-    ("repeat_copy", "dnc_md", "convergence vs plain DNC",
-     "zero error and 3x faster convergence (de-allocation with sharpness; their repeated copy, not the NTM's task)",
-     "Csordas & Schmidhuber 2019", "convergence"),
-    ("repeat_copy", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019", "convergence"),
-    ("associative_recall", "ntm", "sequences to ~0 cost",
+    ("associative_recall", NTMS, "sequences to ~0 cost",
      "LSTM controller: 0.6 at 100k, ~0.1 by ~300k; feed-forward: near zero within ~30k", "Graves et al. 2014",
      "convergence"),
-    ("associative_recall", "lstm", "cost, bits/seq", "~2 at 500k, ~0.7 at 1M sequences", "Graves et al. 2014",
+    ("associative_recall", ("lstm",), "cost, bits/seq", "~2 at 500k, ~0.7 at 1M sequences", "Graves et al. 2014",
      "cost:first"),
-    ("associative_recall", "ntm", "bit errors/seq at 12 items",
+    ("associative_recall", NTMS, "bit errors/seq at 12 items",
      "near-perfect up to 12 items (feed-forward NTM, fig. 11); Collier & Beel: one example in their README",
      "Graves et al. 2014; Collier & Beel 2018", "errors:items_12"),
-    ("associative_recall", "dnc", "sequences to ~0 cost", "(the reference for DNC-MDS)", "Csordas & Schmidhuber 2019",
-     "convergence"),
-    ("associative_recall", "dnc_md", "convergence vs plain DNC", "faster with masking", "Csordas & Schmidhuber 2019", "convergence"),
-    ("ngrams", "ntm", "converged cost, bits/seq", "~133-133.5 from ~100k (optimal estimator ~131.5)", "Graves et al. 2014",
+    ("ngrams", NTMS, "converged cost, bits/seq", "~133-133.5 from ~100k (optimal estimator ~131.5)",
+     "Graves et al. 2014", "cost:first"),
+    ("ngrams", ("lstm",), "converged cost, bits/seq", "~135.5-136", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", NTMS, "cost, bits/seq", "~40 at 200k, ~24 at 400k, ~17 at 1M sequences", "Graves et al. 2014",
      "cost:first"),
-    ("ngrams", "lstm", "converged cost, bits/seq", "~135.5-136", "Graves et al. 2014", "cost:first"),
-    ("priority_sort", "ntm", "cost, bits/seq", "~40 at 200k, ~24 at 400k, ~17 at 1M sequences", "Graves et al. 2014",
+    (LONG_PRIORITY_SORT[0], LONG_PRIORITY_SORT[1:], "cost, bits/seq",
+     "~40 at 200k, ~24 at 400k, ~17 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    ("priority_sort", ("lstm",), "cost, bits/seq", "~97 at 200k, ~56 at 1M sequences", "Graves et al. 2014",
      "cost:first"),
-    ("priority_sort", "lstm", "cost, bits/seq", "~97 at 200k, ~56 at 1M sequences", "Graves et al. 2014", "cost:first"),
+    # Csordas & Schmidhuber's own tasks (the paper track): the NTM's repeat copy and associative recall are
+    # other tasks, and the 16 x 16 DNC of the old paper grid is not their profile.
+    ("repeated_copy", DNCS, "sequences to ~0 cost",
+     "plain DNC fails; de-allocation with sharpness: zero error and 3x faster convergence (figs. 4a/4b)",
+     "Csordas & Schmidhuber 2019", "convergence"),
+    ("associative_recall_cs", DNCS, "sequences to ~0 cost", "masking substantially improves convergence (fig. 3a)",
+     "Csordas & Schmidhuber 2019", "convergence"),
 ]
+
+
+def _spread(values: pd.Series, pattern: str) -> str:
+    """The median of ``values`` and, over more than one value, [min-max]: ``3.12 [0.06-7.50]``."""
+    values = values.astype("Float64").dropna()
+    if values.empty:
+        return "-"
+    text = pattern.format(values.median())
+    return text if len(values) == 1 else f"{text} [{pattern.format(values.min())}-{pattern.format(values.max())}]"
+
+
+def ours(rows: pd.DataFrame, measure: str) -> str:
+    """Our side of a literature line (``LITERATURE``'s measure) from the results rows of one grid, task and
+    model (failed runs left out)."""
+    per_run = rows.drop_duplicates("run_id")
+    if measure == "convergence":
+        s = convergence_statistics(rows).iloc[0]
+        converged = round(s.success_rate * s.runs)
+        if pd.isna(s.sequences_median):
+            return f"- ({converged}/{s.runs} converged)"
+        spread = "" if converged == 1 else f" [{s.sequences_q25:,.0f}-{s.sequences_q75:,.0f}]"
+        return f"{s.sequences_median:,.0f}{spread} ({converged}/{s.runs} converged)"
+    if measure == "params":
+        return format_value(per_run["num_parameters"].median(), "{:,.0f}")
+    kind, name = measure.split(":")
+    sets = rows[rows["val_set"] == (rows["val_set"].iloc[0] if name == "first" else name)]
+    text = _spread(sets["cost_bits" if kind == "cost" else "bit_errors"], "{:.2f}")
+    reference = sets["reference_bits"].astype("Float64").dropna()
+    return text + (f" (Bayes-optimal {reference.median():.1f})" if not reference.empty and text != "-" else "")
 
 
 def _one_trajectory(a: pd.Series, b: pd.Series) -> bool:
@@ -629,47 +681,44 @@ def identical_runs(results: pd.DataFrame, curves: pd.DataFrame | None) -> dict[s
 
 
 def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
-    """Markdown: each published number beside ours (median over seeds, with the training budget).
+    """Markdown: each published number beside ours, one line per grid that ran the model on the task (the
+    grids are other configurations: the matched track, the paper track, the first paper grid), with the
+    median and spread over its distinct runs and their seeds.
 
-    ``results``: the results tables of every grid, one after the other (run ids kept apart by grid);
-    ``curves``: their learning curves (same run ids), with which runs that are one run
+    ``results``: the results tables of every grid, one after the other, with a ``grid`` column (run ids
+    kept apart by grid); ``curves``: their learning curves (same run ids), with which runs that are one run
     (``identical_runs``) are counted once.
     """
     same = identical_runs(results, curves)
-    results = results[~results["run_id"].isin(list(same))]
+    results = results[~results["run_id"].isin(list(same)) & (results["status"] != "failed")]
     once = ""
     if same:
         once = (" Runs that are one run (same task, model and seed, and the training curve of one, value for value, "
                 "the start of the other's) count once: " + ", ".join(f"{run} as {kept}" for run, kept in same.items())
                 + ".")
     lines = ["# Our numbers beside the published ones", "",
-             "Medians over the distinct runs of every benchmark grid in paper/results/; 'budget' is the sequences a "
-             "run was trained on (runs stop at convergence)." + once + " Published set-ups differ (RMSProp, up to 1M "
-             "sequences, other sizes; '~': read off a published plot; the NTM paper does not state its batch size, "
-             "so its sequences are not our updates at batch 32): see paper.md, section 7.", "",
-             "| task | model | quantity | published | source | ours | runs | budget (median sequences) |",
-             "|---|---|---|---|---|---|---|---|"]
-    summary = summarise(results).set_index(["task", "model"])
-    sets = set_summary(results).set_index(["task", "model", "val_set"])
-    for task, model, quantity, published, source, measure in LITERATURE:
-        if (task, model) not in summary.index:
-            lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | not run yet | 0 | - |")
-            continue
-        s = summary.loc[(task, model)]
-        if measure == "convergence":
-            ours = f"{format_value(s['sequences_to_convergence'], '{:,.0f}')} ({s['converged']}/{s['runs']} converged)"
-        elif measure == "params":
-            ours = format_value(s["params"], "{:,.0f}")
-        else:
-            kind, name = measure.split(":")
-            name = s["first_set"] if name == "first" else name
-            medians = sets.loc[(task, model, name)] if (task, model, name) in sets.index else None
-            ours = format_value(None if medians is None else medians["cost_bits" if kind == "cost" else "bit_errors"],
-                                "{:.2f}")
-            if medians is not None:
-                ours += format_value(medians["reference_bits"], " (Bayes-optimal {:.1f})", missing="")
-        lines.append(f"| {task} | {model} | {quantity} | {published} | {source} | {ours} | {s['runs']} | "
-                     f"{format_value(s['sequences'], '{:,.0f}')} |")
+             "Every grid in paper/results/ that ran the model on the task, a line each (`matched`: the matched track; "
+             "`paper_track`: each model in its paper's configuration; `paper`: the first paper grid, batch 32 and "
+             "Adam 1e-3). Ours: the median over the grid's distinct runs that did not fail, with [25th-75th "
+             "percentile] of the sequences to convergence over the runs that converged, or [min-max] of a cost or "
+             "error over the runs; 'budget' is the median of the sequences a run was trained on (runs stop at "
+             "convergence; a run still going is counted where it stands)." + once + " Published set-ups differ "
+             "('~': read off a published plot; the NTM paper does not state its batch size, so its sequences are "
+             "not our updates): see paper.md, section 7.", "",
+             "| task | model | grid | quantity | published | source | ours | runs (seeds) | budget (median sequences) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by_run = results.groupby(["task", "model", "grid"], sort=False)
+    for task, models, quantity, published, source, measure in LITERATURE:
+        found = [(model, grid) for (t, model, grid) in by_run.groups if t == task and model in models]
+        if not found:
+            lines.append(f"| {task} | {' / '.join(models)} | - | {quantity} | {published} | {source} | not run yet | "
+                         "0 | - |")
+        for model, grid in sorted(found, key=lambda pair: models.index(pair[0])):
+            rows = by_run.get_group((task, model, grid))
+            per_run = rows.drop_duplicates("run_id")
+            seeds = " ".join(str(seed) for seed in sorted(per_run["seed"].dropna().astype(int)))
+            lines.append(f"| {task} | {model} | {grid} | {quantity} | {published} | {source} | {ours(rows, measure)} | "
+                         f"{len(per_run)} ({seeds}) | {format_value(per_run['sequences'].median(), '{:,.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -711,12 +760,12 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         curves = load_curves(directory / "curves.csv") if (directory / "curves.csv").is_file() else None
         # Run ids repeat across grids (default and paper both have copy-ntm-seed0): keep them apart. Whether
         # two such runs are one run the literature table decides from their curves (identical_runs).
-        tagged = results.assign(run_id=grid + "/" + results["run_id"])
+        tagged = results.assign(run_id=grid + "/" + results["run_id"], grid=grid)
         if grid == DIAGNOSIS_GRID:
             # The NTM diagnosis (paper section 8) draws figures of its own, and only its configuration
-            # found joins the literature table: its other runs are one-seed hypotheses whose task and
-            # model names would mix with the paper grid's.
-            tagged = tagged[tagged["task"] == FOUND_TASK]
+            # found and its priority sort run on to 1M sequences join the literature table: its other runs
+            # are one-seed hypotheses.
+            tagged = tagged[tagged["task"].isin([FOUND_TASK, LONG_PRIORITY_SORT[0]])]
             written += make_diagnosis(directory.parent, paper)
         elif not results.empty:
             written += generalisation_curves(results, grid, figures)
