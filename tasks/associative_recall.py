@@ -31,9 +31,9 @@ import torch
 from .base import (
     SequenceBatch,
     SequenceTask,
+    check_bounds,
     check_int,
     check_int_list,
-    check_range,
     pad_and_stack,
     random_bits,
 )
@@ -61,9 +61,7 @@ class AssociativeRecallTask(SequenceTask):
     ) -> None:
         self.bits = check_int("bits", bits, minimum=1)
         self.item_length = check_int("item_length", item_length, minimum=1)
-        self.min_items = check_int("min_items", min_items, minimum=2)
-        self.max_items = check_int("max_items", max_items, minimum=2)
-        check_range("min_items", min_items, "max_items", max_items)
+        self.min_items, self.max_items = check_bounds("min_items", min_items, "max_items", max_items, minimum=2)
         self.val_items = check_int_list("val_items", val_items, minimum=2)
         # Distinct items are drawn by rejection; keep at least half of the possible items free.
         most_items = max((max_items, *self.val_items))

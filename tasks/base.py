@@ -71,10 +71,19 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     return value
 
 
-def check_range(low_name: str, low: int, high_name: str, high: int) -> None:
-    """Raise ValueError unless ``low <= high``."""
+def check_bounds(low_name: str, low: Any, high_name: str, high: Any, minimum: int) -> tuple[int, int]:
+    """Return ``(low, high)`` if both are integers >= ``minimum`` and ``low <= high``, else raise ValueError."""
+    low, high = check_int(low_name, low, minimum=minimum), check_int(high_name, high, minimum=minimum)
     if low > high:
         raise ValueError(f"{low_name}={low} must be <= {high_name}={high}")
+    return low, high
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def check_int_list(name: str, values: Any, minimum: int) -> tuple[int, ...]:

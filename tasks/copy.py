@@ -25,9 +25,9 @@ import torch
 from .base import (
     SequenceBatch,
     SequenceTask,
+    check_bounds,
     check_int,
     check_int_list,
-    check_range,
     pad_and_stack,
     random_bits,
 )
@@ -53,9 +53,7 @@ class CopyTask(SequenceTask):
         curriculum_max_length: int | None = None,
     ) -> None:
         self.bits = check_int("bits", bits, minimum=1)
-        self.min_length = check_int("min_length", min_length, minimum=1)
-        self.max_length = check_int("max_length", max_length, minimum=1)
-        check_range("min_length", min_length, "max_length", max_length)
+        self.min_length, self.max_length = check_bounds("min_length", min_length, "max_length", max_length, minimum=1)
         self.val_lengths = check_int_list("val_lengths", val_lengths, minimum=1)
         super().__init__(batch_size, seed, num_val_sequences, val_batch_size, curriculum_max_length)
         self.save_hyperparameters()

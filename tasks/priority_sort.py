@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import SequenceBatch, SequenceTask, check_int, check_pair_list, check_range, random_bits
+from .base import SequenceBatch, SequenceTask, check_bounds, check_int, check_pair_list, random_bits
 
 
 class PrioritySortTask(SequenceTask):
@@ -44,9 +44,7 @@ class PrioritySortTask(SequenceTask):
         val_batch_size: int = 128,
     ) -> None:
         self.bits = check_int("bits", bits, minimum=1)
-        self.num_inputs = check_int("num_inputs", num_inputs, minimum=1)
-        self.num_outputs = check_int("num_outputs", num_outputs, minimum=1)
-        check_range("num_outputs", num_outputs, "num_inputs", num_inputs)
+        self.num_outputs, self.num_inputs = check_bounds("num_outputs", num_outputs, "num_inputs", num_inputs, minimum=1)
         self.val_sizes = check_pair_list("val_sizes", val_sizes, minimum=1)
         for n, m in self.val_sizes:
             if m > n:

@@ -37,9 +37,10 @@ import torch
 from .base import (
     SequenceBatch,
     SequenceTask,
+    check_bounds,
+    check_choice,
     check_int,
     check_pair_list,
-    check_range,
     pad_and_stack,
     random_bits,
 )
@@ -73,18 +74,11 @@ class RepeatCopyTask(SequenceTask):
         curriculum_on: str = "length",
     ) -> None:
         self.bits = check_int("bits", bits, minimum=1)
-        self.min_length = check_int("min_length", min_length, minimum=1)
-        self.max_length = check_int("max_length", max_length, minimum=1)
-        check_range("min_length", min_length, "max_length", max_length)
-        self.min_repeats = check_int("min_repeats", min_repeats, minimum=1)
-        self.max_repeats = check_int("max_repeats", max_repeats, minimum=1)
-        check_range("min_repeats", min_repeats, "max_repeats", max_repeats)
-        if repeat_encoding not in REPEAT_ENCODINGS:
-            raise ValueError(f"repeat_encoding must be one of {', '.join(REPEAT_ENCODINGS)}, got {repeat_encoding!r}")
-        self.repeat_encoding = repeat_encoding
-        if curriculum_on not in CURRICULUM_ON:
-            raise ValueError(f"curriculum_on must be one of {', '.join(CURRICULUM_ON)}, got {curriculum_on!r}")
-        self.curriculum_on = curriculum_on
+        self.min_length, self.max_length = check_bounds("min_length", min_length, "max_length", max_length, minimum=1)
+        self.min_repeats, self.max_repeats = check_bounds("min_repeats", min_repeats, "max_repeats", max_repeats,
+                                                          minimum=1)
+        self.repeat_encoding = check_choice("repeat_encoding", repeat_encoding, REPEAT_ENCODINGS)
+        self.curriculum_on = check_choice("curriculum_on", curriculum_on, CURRICULUM_ON)
         self.val_lengths_repeats = check_pair_list("val_lengths_repeats", val_lengths_repeats, minimum=1)
         super().__init__(batch_size, seed, num_val_sequences, val_batch_size, curriculum_max_length)
         self.save_hyperparameters()

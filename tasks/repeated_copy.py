@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import SequenceBatch, SequenceTask, check_int, check_int_list, check_range, pad_and_stack, random_bits
+from .base import SequenceBatch, SequenceTask, check_bounds, check_int, check_int_list, pad_and_stack, random_bits
 
 
 class RepeatedCopyTask(SequenceTask):
@@ -50,12 +50,9 @@ class RepeatedCopyTask(SequenceTask):
         curriculum_max_length: int | None = None,
     ) -> None:
         self.bits = check_int("bits", bits, minimum=1)
-        self.min_length = check_int("min_length", min_length, minimum=1)
-        self.max_length = check_int("max_length", max_length, minimum=1)
-        check_range("min_length", min_length, "max_length", max_length)
-        self.min_repeats = check_int("min_repeats", min_repeats, minimum=1)
-        self.max_repeats = check_int("max_repeats", max_repeats, minimum=1)
-        check_range("min_repeats", min_repeats, "max_repeats", max_repeats)
+        self.min_length, self.max_length = check_bounds("min_length", min_length, "max_length", max_length, minimum=1)
+        self.min_repeats, self.max_repeats = check_bounds("min_repeats", min_repeats, "max_repeats", max_repeats,
+                                                          minimum=1)
         self.val_repeats = check_int_list("val_repeats", val_repeats, minimum=1)
         super().__init__(batch_size, seed, num_val_sequences, val_batch_size, curriculum_max_length)
         self.save_hyperparameters()
