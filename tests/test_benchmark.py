@@ -175,7 +175,7 @@ def test_the_weights_of_every_converged_run_are_kept(tmp_path):
 
     for seed, converged in ((0, True), (1, False)):
         spec = RunSpec("copy", "lstm", seed)
-        directory = benchmark.run_dir(tmp_path, spec)
+        directory = spec.folder(tmp_path)
         (directory / "checkpoints").mkdir(parents=True)
         torch.save({"hyper_parameters": {"input_size": 9}, "state_dict": {"core.w": torch.ones(2)},
                     "optimizer_states": [{"state": torch.zeros(2)}]}, directory / "checkpoints/last.ckpt")
@@ -724,7 +724,7 @@ def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_writ
     from mann_zoo.experiments.benchmark import RunSpec, record_failure, write_tables
 
     spec = RunSpec("copy", "ntm", 0)
-    directory = benchmark.run_dir(tmp_path, spec)
+    directory = spec.folder(tmp_path)
     directory.mkdir(parents=True)
     (directory / "metrics.csv").write_text("epoch,step,train/cost_bits\n0,9,3.5\n")
     record_failure(tmp_path, spec, "RunKilled: killed; see stdout.log")

@@ -45,6 +45,7 @@ from .results import (
     format_value,
     load_curves,
     load_results,
+    result_summary,
     run_tables,
     save_table,
     set_summary,
@@ -53,10 +54,6 @@ from .results import (
 )
 
 PRESETS = CONFIGS / "bench"
-
-
-def run_dir(out: Path, spec: RunSpec) -> Path:
-    return out / "runs" / spec.run_id
 
 
 def recorded_results(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -71,9 +68,8 @@ def recorded_results(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def run_summary(out: Path, spec: RunSpec, recorded: pd.DataFrame | None = None) -> dict | None:
     """Steps and convergence of a run: from its ``result.json``, else from its rows of the ``recorded``
     results table (if given)."""
-    result = run_dir(out, spec) / "result.json"
-    if result.is_file():
-        summary = json.loads(result.read_text())["summary"]
+    summary = result_summary(spec.folder(out))
+    if summary is not None:
         return {"steps": int(summary["steps"]), "converged": bool(summary["converged"]),
                 "status": summary.get("status") or "finished"}
     if recorded is None:
@@ -88,7 +84,7 @@ def run_summary(out: Path, spec: RunSpec, recorded: pd.DataFrame | None = None) 
 def record_failure(out: Path, spec: RunSpec, note: str) -> None:
     """Mark ``spec``'s run as failed in its ``result.json`` (a row in the results table with status
     ``failed`` and ``note``); the numbers of an earlier, stopped attempt stay."""
-    path = run_dir(out, spec) / "result.json"
+    path = spec.folder(out) / "result.json"
     result = json.loads(path.read_text()) if path.is_file() else {
         "summary": {"run_id": spec.run_id, "task": spec.task, "model": spec.model, "seed": spec.seed, "steps": 0,
                     "converged": False}, "sets": []}
@@ -113,7 +109,7 @@ def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | N
 def training_run(out: Path, spec: RunSpec, grid: Grid) -> TrainingRun:
     """The ``mann-zoo fit`` run of ``spec`` (absolute paths: a Ray worker may start elsewhere)."""
     out = out.absolute()
-    directory = run_dir(out, spec)
+    directory = spec.folder(out)
     callbacks = [{"class_path": "mann_zoo.training.callbacks.RunSummary",
                   "init_args": {"dirpath": str(directory), "threshold": grid.threshold, "run_id": spec.run_id,
                                 "patience": grid.patience}}]
@@ -138,7 +134,7 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
                                       for table in recorded_results(out))
     rows, curves = [], []
     for spec in specs:
-        directory = run_dir(out, spec)
+        directory = spec.folder(out)
         result = directory / "result.json"
         if not result.is_file():
             rows.append(recorded_rows.get(spec.run_id))
@@ -172,7 +168,7 @@ def keep_model(out: Path, spec: RunSpec) -> Path | None:
 
     from ..training.atomic import atomic_write
 
-    checkpoint = run_dir(out, spec) / "checkpoints" / "last.ckpt"
+    checkpoint = spec.folder(out) / "checkpoints" / "last.ckpt"
     summary = run_summary(out, spec)
     converged = summary is not None and summary["converged"]
     if not (spec.keep_model or converged) or not checkpoint.is_file():

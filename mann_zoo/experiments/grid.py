@@ -62,6 +62,10 @@ class RunSpec:
     def run_id(self) -> str:
         return f"{self.task}-{self.model}-seed{self.seed}"
 
+    def folder(self, out: Path) -> Path:
+        """The run's folder in the grid's results folder ``out``: ``out/runs/<run id>``."""
+        return out / "runs" / self.run_id
+
     @property
     def args(self) -> list[str]:
         """The ``mann-zoo fit`` arguments of the configs and overrides (without seed, budget or outputs)."""

@@ -24,7 +24,7 @@ import yaml
 
 from ..training.atomic import atomic_write_text
 from .grid import Grid, RunSpec
-from .results import save_table
+from .results import result_summary, save_table
 
 PROBE_STEPS = 20  # training steps between the probe's validations (the first steps compile: they fall out of the median)
 PROBE_VALIDATIONS = 3  # validations per probe; the plan takes their mean
@@ -110,9 +110,9 @@ def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
     stands_for = {(spec.task, spec.model, spec.seed): timing_key(spec) for spec in grid.runs}
     probes = {}
     for spec in probes_grid.runs:
-        summary = json.loads((out / "runs" / spec.run_id / "result.json").read_text())["summary"]
+        summary = result_summary(spec.folder(out)) or {}
         if summary.get("step_time_ms") is None or summary.get("val_time_s") is None:
-            raise RuntimeError(f"probe {spec.run_id}: no timing in its result (see {out / 'runs' / spec.run_id / 'stdout.log'})")
+            raise RuntimeError(f"probe {spec.run_id}: no timing in its result (see {spec.folder(out) / 'stdout.log'})")
         probes[stands_for[(spec.task, spec.model, spec.seed)]] = summary
     return probes
 

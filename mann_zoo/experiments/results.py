@@ -249,6 +249,13 @@ def convergence_statistics(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).astype({"seeds": "string", "best_run": "string"})
 
 
+def result_summary(run_folder: Path) -> dict | None:
+    """The summary (``RUN_COLUMNS``) in the ``result.json`` that ``RunSummary`` writes to ``run_folder``;
+    None before the run has written one."""
+    result = run_folder / "result.json"
+    return json.loads(result.read_text())["summary"] if result.is_file() else None
+
+
 def format_value(value, pattern: str, missing: str = "-") -> str:
     """``pattern.format(value)``, or ``missing`` for a missing value (``None``, ``<NA>``, NaN)."""
     return missing if value is None or pd.isna(value) else pattern.format(value)

@@ -32,7 +32,10 @@ class CoreSpec(NamedTuple):
 
     def load(self) -> Callable[..., nn.Module]:
         """The class (or factory) this spec names."""
-        return import_object(self.class_path)
+        try:
+            return import_object(self.class_path)
+        except ValueError as error:
+            raise ValueError(f"core {error}") from None
 
     def build(self, input_size: int, output_size: int, **overrides: Any) -> nn.Module:
         return self.load()(input_size, output_size, **{**self.init_args, **overrides})
@@ -55,7 +58,7 @@ def import_object(class_path: str) -> Callable[..., nn.Module]:
     try:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"core class_path {class_path!r} cannot be imported: {error}") from None
+        raise ValueError(f"class path {class_path!r} cannot be imported: {error}") from None
 
 
 def register(name: str, core: Callable[..., nn.Module] | None = None, **init_args: Any):
