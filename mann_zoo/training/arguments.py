@@ -136,7 +136,7 @@ def _argument_problem(setting: Setting, owner: type, name: str, nested: bool) ->
     if name not in parameters:
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             return None
-        accepted = [p for p in parameters if p not in ("self", "input_size", "output_size")]
+        accepted = [p for p in parameters if p not in ("self", "input_size", "output_size", "scoring")]  # linked from data
         close = difflib.get_close_matches(name, accepted, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; its arguments: {', '.join(accepted)}"
         return f"{setting.label}: {owner.__name__} has no argument {name!r}{hint}"
