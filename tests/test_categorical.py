@@ -202,3 +202,20 @@ def test_the_training_distributions_set_spreads_evenly_over_its_lengths():
     counts = torch.bincount(torch.tensor(lengths))[1:]
     assert set(counts.tolist()) == {1, 2} and len(counts) == 40
     assert abs(sum(lengths) / len(lengths) - 20.5) < 0.5
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--data.max_lenght", "5"], "--data.max_lenght: BucketSortTask has no argument 'max_lenght' (did you mean 'max_length'?)"),
+    (["--data.max_length", "x"], "--data.max_length: expected int, default 40; got 'x'"),
+    (["--data.vocab_size", "1.5"], "--data.vocab_size: expected int, default 5; got '1.5'"),
+])
+def test_a_task_that_passes_kwargs_to_its_base_still_gets_one_line_errors(extra, expected):
+    """The string tasks take the protocol's arguments as **kwargs for ChomskyTask (jsonargparse shows them):
+    a misspelt or mistyped one is still named, from the base class's signature."""
+    from mann_zoo.configs import resolve_config_files
+    from mann_zoo.training.arguments import explain
+    from mann_zoo.training.cli import parse_fit_args
+
+    args = resolve_config_files(["--config", str(ROOT / "configs/task/bucket_sort.yaml"), "--model.core", "lstm", *extra])
+    [error] = parse_fit_args([args])
+    assert error is not None and explain(args, error).startswith(expected)

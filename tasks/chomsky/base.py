@@ -158,23 +158,13 @@ class StringTask(ChomskyTask):
 
     Args:
         vocab_size: the tokens of the string (the paper: 2; bucket sort: 5).
-        min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size: as
-            :class:`ChomskyTask`.
+        kwargs: ``min_length``, ``max_length``, ``val_lengths``, ``batch_size``, ``seed``, ``num_val_sequences``,
+            ``val_batch_size``, as :class:`ChomskyTask` (the command line shows them all the same).
     """
 
-    def __init__(
-        self,
-        vocab_size: int = 2,
-        min_length: int = 1,
-        max_length: int = 40,
-        val_lengths: Sequence[int] = (50, 100, 200, 500),
-        batch_size: int = 128,
-        seed: int = 0,
-        num_val_sequences: int = 256,
-        val_batch_size: int = 128,
-    ) -> None:
+    def __init__(self, vocab_size: int = 2, **kwargs) -> None:
         self.vocabulary = self.classes = check_int("vocab_size", vocab_size, minimum=2)
-        super().__init__(min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size)
+        super().__init__(**kwargs)
 
     def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
         string = torch.randint(0, self.vocabulary, (batch_size, length), generator=generator)

@@ -9,8 +9,6 @@ Source: google-deepmind/neural_networks_chomsky_hierarchy, ``tasks/cs/bucket_sor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor
 
 from .base import StringTask
@@ -21,19 +19,8 @@ class BucketSortTask(StringTask):
 
     name = "bucket_sort"
 
-    def __init__(
-        self,
-        vocab_size: int = 5,  # the paper's (the other string tasks: 2)
-        min_length: int = 1,
-        max_length: int = 40,
-        val_lengths: Sequence[int] = (50, 100, 200, 500),
-        batch_size: int = 128,
-        seed: int = 0,
-        num_val_sequences: int = 256,
-        val_batch_size: int = 128,
-    ) -> None:
-        super().__init__(vocab_size, min_length, max_length, val_lengths, batch_size, seed, num_val_sequences,
-                         val_batch_size)
+    def __init__(self, vocab_size: int = 5, **kwargs) -> None:  # the paper's 5 (the other string tasks: 2)
+        super().__init__(vocab_size, **kwargs)
 
     def output_length(self, length: int) -> int:
         return length

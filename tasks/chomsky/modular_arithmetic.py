@@ -17,8 +17,6 @@ Source: google-deepmind/neural_networks_chomsky_hierarchy, ``tasks/regular/modul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
@@ -33,8 +31,8 @@ class ModularArithmeticTask(ChomskyTask):
 
     Args:
         modulus: the numbers and the answer are residues modulo ``modulus`` (the paper: 5).
-        min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size: as
-            :class:`tasks.chomsky.base.ChomskyTask`.
+        kwargs: ``min_length``, ``max_length``, ``val_lengths``, ``batch_size``, ``seed``,
+            ``num_val_sequences``, ``val_batch_size``, as :class:`tasks.chomsky.base.ChomskyTask`.
     """
 
     name = "modular_arithmetic"
@@ -42,18 +40,12 @@ class ModularArithmeticTask(ChomskyTask):
     def __init__(
         self,
         modulus: int = 5,
-        min_length: int = 1,
-        max_length: int = 40,
-        val_lengths: Sequence[int] = (50, 100, 200, 500),
-        batch_size: int = 128,
-        seed: int = 0,
-        num_val_sequences: int = 256,
-        val_batch_size: int = 128,
+        **kwargs,  # the protocol's arguments (ChomskyTask's), shown on the command line all the same
     ) -> None:
         self.modulus = check_int("modulus", modulus, minimum=2)
         self.vocabulary = self.modulus + 4  # residues, +, -, * and their unused blank operator
         self.classes = self.modulus
-        super().__init__(min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size)
+        super().__init__(**kwargs)
 
     def output_length(self, length: int) -> int:
         return 1

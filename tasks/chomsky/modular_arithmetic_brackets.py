@@ -18,7 +18,7 @@ batch's generator).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -35,8 +35,8 @@ class ModularArithmeticBracketsTask(ChomskyTask):
     Args:
         modulus: the numbers and the answer are residues modulo ``modulus`` (the paper: 5).
         multiplication: whether ``*`` is one of the operators (the paper: yes), else only + and -.
-        min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size: as
-            :class:`tasks.chomsky.base.ChomskyTask`.
+        kwargs: ``min_length``, ``max_length``, ``val_lengths``, ``batch_size``, ``seed``,
+            ``num_val_sequences``, ``val_batch_size``, as :class:`tasks.chomsky.base.ChomskyTask`.
     """
 
     name = "modular_arithmetic_brackets"
@@ -45,13 +45,7 @@ class ModularArithmeticBracketsTask(ChomskyTask):
         self,
         modulus: int = 5,
         multiplication: bool = True,
-        min_length: int = 1,
-        max_length: int = 40,
-        val_lengths: Sequence[int] = (50, 100, 200, 500),
-        batch_size: int = 128,
-        seed: int = 0,
-        num_val_sequences: int = 256,
-        val_batch_size: int = 128,
+        **kwargs,  # the protocol's arguments (ChomskyTask's), shown on the command line all the same
     ) -> None:
         self.modulus = check_int("modulus", modulus, minimum=2)
         if not isinstance(multiplication, bool):
@@ -59,7 +53,7 @@ class ModularArithmeticBracketsTask(ChomskyTask):
         self.multiplication = multiplication
         self.vocabulary = self.modulus + 6  # residues, + - * ( ) and their unused x
         self.classes = self.modulus
-        super().__init__(min_length, max_length, val_lengths, batch_size, seed, num_val_sequences, val_batch_size)
+        super().__init__(**kwargs)
 
     def output_length(self, length: int) -> int:
         return 1
