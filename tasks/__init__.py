@@ -1,4 +1,5 @@
-"""Algorithmic tasks of the NTM paper (and Csordas & Schmidhuber's repeated copy) as LightningDataModules sharing one sequence-task protocol.
+"""Algorithmic tasks of the NTM paper (and Csordas & Schmidhuber's repeated copy), and the Chomsky-hierarchy
+tasks of Deletang et al. 2023 (``tasks.chomsky``), as LightningDataModules sharing one sequence-task protocol.
 
 Every task yields ``SequenceBatch(inputs, targets, mask)`` batches (see ``tasks.base``) and exposes
 ``input_size``, ``output_size``, ``name`` and ``val_names``.  Build one by name with ``build_task``.
@@ -10,7 +11,24 @@ from typing import Any
 
 from .associative_recall import AssociativeRecallTask
 from .base import SequenceBatch, SequenceTask, ValidationSet
+from .chomsky import (
+    CHOMSKY_TASKS,
+    BinaryAdditionTask,
+    BucketSortTask,
+    ChomskyTask,
+    CycleNavigationTask,
+    DuplicateStringTask,
+    EvenPairsTask,
+    MissingDuplicateTask,
+    ModularArithmeticBracketsTask,
+    ModularArithmeticTask,
+    OddsFirstTask,
+    ParityCheckTask,
+    ReverseStringTask,
+    StackManipulationTask,
+)
 from .copy import CopyTask
+from .mqar import MQARTask
 from .ngrams import NgramsTask, bayes_optimal_cost, bayes_optimal_predictive
 from .priority_sort import PrioritySortTask
 from .repeat_copy import RepeatCopyTask
@@ -23,6 +41,8 @@ TASKS: dict[str, type[SequenceTask]] = {
     "ngrams": NgramsTask,
     "priority_sort": PrioritySortTask,
     "repeated_copy": RepeatedCopyTask,
+    "mqar": MQARTask,
+    **CHOMSKY_TASKS,
 }
 
 
@@ -36,13 +56,27 @@ def build_task(name: str, **kwargs: Any) -> SequenceTask:
 __all__ = [
     "TASKS",
     "AssociativeRecallTask",
+    "BinaryAdditionTask",
+    "BucketSortTask",
+    "ChomskyTask",
     "CopyTask",
+    "CycleNavigationTask",
+    "DuplicateStringTask",
+    "EvenPairsTask",
+    "MQARTask",
+    "MissingDuplicateTask",
+    "ModularArithmeticBracketsTask",
+    "ModularArithmeticTask",
     "NgramsTask",
+    "OddsFirstTask",
+    "ParityCheckTask",
     "PrioritySortTask",
     "RepeatCopyTask",
     "RepeatedCopyTask",
+    "ReverseStringTask",
     "SequenceBatch",
     "SequenceTask",
+    "StackManipulationTask",
     "ValidationSet",
     "bayes_optimal_cost",
     "bayes_optimal_predictive",

@@ -6,8 +6,15 @@ A task turns random numbers into batches of ``SequenceBatch(inputs, targets, mas
 - ``targets`` ``[B, T, output_size]`` float32 bits in {0, 1}, what it should emit (0 where not scored);
 - ``mask``    ``[B, T]``              float32, 1 at the steps that are scored, 0 elsewhere and on padding.
 
-Examples of different lengths in one batch are padded at the end with zeros (mask 0).  Every example
-ends with a scored step, so a batch can be trimmed to its longest example by looking at the mask.
+A task's ``scoring`` says how the targets are read: ``"bits"`` (the default: every output channel a bit of
+its own, binary cross-entropy), or ``"classes"`` (categorical tasks, as in the Chomsky-hierarchy suite:
+one-hot inputs, and at each scored step a one-hot target over the ``output_size`` classes; cross-entropy
+over the outputs, scored by token and sequence accuracy). The training command links it into the model.
+
+Examples of different lengths in one batch are padded at the end with zeros (mask 0).  An example of a
+padded task ends with a scored step, so a batch can be trimmed to its longest example by looking at the
+mask (``split_batch``); a task whose examples end with unscored steps (MQAR's filler) makes batches of one
+length and its validation batches itself (``val_batches``).
 
 Training data is generated on the fly and never repeats: batch number ``i`` is a pure function of
 ``(seed, i)`` (a ``torch.Generator`` seeded with ``seed * 1_000_003 + i``) and of the current curriculum
@@ -224,6 +231,7 @@ class SequenceTask(L.LightningDataModule):
     """
 
     name: str = "sequence_task"
+    scoring: str = "bits"  # "bits", or "classes" for one-hot class targets (see the module docstring)
     supports_curriculum: bool = False  # tasks with a variable length set this and override length_range
 
     def __init__(
@@ -350,9 +358,12 @@ class SequenceTask(L.LightningDataModule):
 
     def _make_val_set(self, name: str, spec: dict[str, int]) -> ValidationSet:
         seed = (self.seed * _SEED_STRIDE + _VAL_SEED_OFFSET + zlib.crc32(name.encode())) % _MAX_GENERATOR_SEED
-        generator = torch.Generator().manual_seed(seed)
-        whole = self.generate(generator, self.num_val_sequences, **spec)
-        return ValidationSet(name, split_batch(whole, self.val_batch_size))
+        return ValidationSet(name, self.val_batches(torch.Generator().manual_seed(seed), spec))
+
+    def val_batches(self, generator: torch.Generator, spec: dict[str, int]) -> list[SequenceBatch]:
+        """The batches of one validation set of ``generate`` sizes ``spec``: ``num_val_sequences`` drawn
+        with ``generator`` at once, in batches of ``val_batch_size`` trimmed to their longest example."""
+        return split_batch(self.generate(generator, self.num_val_sequences, **spec), self.val_batch_size)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [DataLoader(val_set, batch_size=None, shuffle=False, num_workers=0) for val_set in self.val_sets]

@@ -66,7 +66,7 @@ CASES = [
     (fit("--optimizer", "torch.optim.Nope"), "--optimizer: class path 'torch.optim.Nope'"),
     (fit("--optimizer", "torch.optim.RMSprop", "--optimizer.init_args.momentm", "0.9"), "momentm"),
     (fit("--optimizer.init_args.lr", "3e-5", "--optimizer", "torch.optim.RMSprop"), "--optimizer.init_args.lr"),
-    (fit("--model.core", "transformer"), "core"),
+    (fit("--model.core", "gru"), "core"),
     (fit("--model.core", "my_pkg.MissingCore"), "my_pkg.MissingCore"),
     (fit("--model.core", "lstm", "--model.core.init_args.memory_slots", "4"), "--model.core.init_args.memory_slots"),
     (["fit", "--config", "/nonexistent/task.yaml"], "--config /nonexistent/task.yaml"),

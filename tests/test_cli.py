@@ -103,7 +103,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240, pythonpath:
 @pytest.mark.parametrize(
     "extra, field",
     [
-        (["--model.core", "transformer"], "core"),
+        (["--model.core", "gru"], "core"),
         (["--model.core", "my_pkg.MissingCore"], "my_pkg.MissingCore"),
         (["--data", "tasks.SortingTask"], "data"),
         (["--data.min_length", "30", "--data.max_length", "20"], "min_length"),

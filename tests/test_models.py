@@ -300,7 +300,7 @@ def test_num_parameters_counts_every_parameter():
         ("dnc", dict(read_heads=0), "read_heads"),
         ("lstm", dict(controller_layers=0), "controller_layers"),
         ("ntm", dict(memory_size=3), "memory_size"),
-        ("transformer", dict(), "core must be a class path or one of"),
+        ("gru", dict(), "core must be a class path or one of"),
         ("no_such_pkg.Core", dict(), "no_such_pkg.Core"),
     ],
 )

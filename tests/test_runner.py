@@ -119,3 +119,33 @@ def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_pa
         run_process([sys.executable, "-c", child], tmp_path / "log", dict(os.environ), str(tmp_path), lambda line: None)
     assert time.time() - start < 30
     assert (tmp_path / "stopped").read_text() == "stopped" and "training" in (tmp_path / "log").read_text()
+
+
+def test_a_stop_waits_for_the_training_processes_to_write_their_results(tmp_path):
+    """A cancelled task's result is ready before its training process has exited, and shutting Ray down
+    then would kill that process mid-write: the driver waits for each run's training process (its
+    training.pid, a process whose command line names the run), until it exits or the grace ends."""
+    import time
+
+    from mann_zoo.experiments.runner import training_alive, wait_for_training
+
+    run = TrainingRun("copy-ntm-seed3", tmp_path / "copy-ntm-seed3", ())
+    run.directory.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(float(sys.argv[1]))", "1.5",
+                              "--run_name", run.run_id])
+    (run.directory / "training.pid").write_text(f"{child.pid}\n")
+    assert training_alive(run)
+    start = time.monotonic()
+    wait_for_training([run], deadline=start + 30)
+    assert child.poll() is not None and time.monotonic() - start < 10  # returned when the process ended
+    child.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # not the run's process
+    (run.directory / "training.pid").write_text(f"{other.pid}\n")
+    try:
+        assert not training_alive(run)
+        start = time.monotonic()
+        wait_for_training([run], deadline=start + 30)
+        assert time.monotonic() - start < 1
+    finally:
+        other.kill()
+        other.wait()

@@ -13,12 +13,25 @@ import torch
 from tasks import (
     TASKS,
     AssociativeRecallTask,
+    BinaryAdditionTask,
+    BucketSortTask,
     CopyTask,
+    CycleNavigationTask,
+    DuplicateStringTask,
+    EvenPairsTask,
+    MissingDuplicateTask,
+    ModularArithmeticBracketsTask,
+    ModularArithmeticTask,
+    MQARTask,
     NgramsTask,
+    OddsFirstTask,
+    ParityCheckTask,
     PrioritySortTask,
     RepeatCopyTask,
     RepeatedCopyTask,
+    ReverseStringTask,
     SequenceBatch,
+    StackManipulationTask,
     bayes_optimal_cost,
     bayes_optimal_predictive,
     build_task,
@@ -42,6 +55,28 @@ SMALL = {
     "repeated_copy": lambda **kw: RepeatedCopyTask(
         bits=4, min_length=2, max_length=3, max_repeats=3, val_repeats=(5,), **{**COMMON, **kw}
     ),
+    "mqar": lambda **kw: MQARTask(vocabulary=16, sequence_length=8, pairs=2, val_settings=((12, 3),),
+                                  **{**COMMON, **kw}),
+    "parity_check": lambda **kw: ParityCheckTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    # The other Chomsky-hierarchy tasks: lengths 1-6 (12 validation sequences, 2 per length) and 9; 4-6 where
+    # the shortest lengths have one example only (missing duplicate at 1, binary addition at 1 and 3).
+    "modular_arithmetic": lambda **kw: ModularArithmeticTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "cycle_navigation": lambda **kw: CycleNavigationTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "even_pairs": lambda **kw: EvenPairsTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "reverse_string": lambda **kw: ReverseStringTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "stack_manipulation": lambda **kw: StackManipulationTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "modular_arithmetic_brackets": lambda **kw: ModularArithmeticBracketsTask(
+        max_length=6, val_lengths=(9,), **{**COMMON, **kw}
+    ),
+    "duplicate_string": lambda **kw: DuplicateStringTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "odds_first": lambda **kw: OddsFirstTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
+    "missing_duplicate": lambda **kw: MissingDuplicateTask(
+        min_length=4, max_length=6, val_lengths=(9,), **{**COMMON, **kw}
+    ),
+    "binary_addition": lambda **kw: BinaryAdditionTask(
+        min_length=4, max_length=6, val_lengths=(9,), **{**COMMON, **kw}
+    ),
+    "bucket_sort": lambda **kw: BucketSortTask(max_length=6, val_lengths=(9,), **{**COMMON, **kw}),
 }
 VARIABLE_LENGTH = ["copy", "repeat_copy", "associative_recall"]
 SCALAR_CHANNEL = {  # the one input channel that is not a bit, where a task has one
@@ -177,7 +212,10 @@ def test_default_sizes_follow_the_paper():
 
 
 def test_registry_and_build_task():
-    assert set(TASKS) == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort", "repeated_copy"}
+    assert set(TASKS) == {"copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort", "repeated_copy",
+                          "mqar", "parity_check", "modular_arithmetic", "cycle_navigation", "even_pairs",
+                          "reverse_string", "stack_manipulation", "modular_arithmetic_brackets", "duplicate_string",
+                          "odds_first", "missing_duplicate", "binary_addition", "bucket_sort"}
     for name, cls in TASKS.items():
         assert cls.name == name
     task = build_task("copy", bits=3, batch_size=2)

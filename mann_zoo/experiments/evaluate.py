@@ -22,21 +22,22 @@ import yaml
 
 from ..console import CommandParser, device, fail, first_line
 
-SCORE_COLUMNS = ["val_set", "steps", "sequences", "bit_errors", "seq_accuracy", "cost_bits"]
+SCORE_COLUMNS = ["val_set", "steps", "sequences", "bit_errors", "seq_accuracy", "token_accuracy", "cost_bits"]
 
 
 def score_sets(core: torch.nn.Module, task) -> pd.DataFrame:
-    """Mean bit errors, sequence accuracy and cost (bits) per sequence of ``core`` on each of ``task``'s
+    """Mean bit errors, sequence and token accuracy and cost (bits) per sequence of ``core`` on each of ``task``'s
     validation sets (``SCORE_COLUMNS``; ``steps``: the set's longest sequence)."""
-    from ..training.lightning_module import sequence_scores
+    from ..training.lightning_module import core_logits, sequence_scores
 
     device = next(core.parameters()).device
     rows = []
     for val_set in task.val_sets:
-        totals = {"cost_bits": 0.0, "bit_errors": 0.0, "seq_accuracy": 0.0}
+        totals = {"cost_bits": 0.0, "bit_errors": 0.0, "seq_accuracy": 0.0, "token_accuracy": 0.0}
         with torch.no_grad():
             for batch in val_set.batches:
-                scores = sequence_scores(core(batch.inputs.to(device)), batch.targets.to(device), batch.mask.to(device))
+                inputs, targets, mask = (tensor.to(device) for tensor in batch)
+                scores = sequence_scores(core_logits(core, inputs, mask), targets, mask, task.scoring)
                 for name in totals:
                     totals[name] += float(scores[name].sum())
         count = val_set.num_sequences
@@ -90,11 +91,11 @@ def scores_table(scores: pd.DataFrame, title: str):
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in ("validation set", "steps", "bit errors/seq", "seq. accuracy", "cost (bits)"):
+    for name in ("validation set", "steps", "bit errors/seq", "seq. accuracy", "token acc.", "cost (bits)"):
         table.add_column(name, justify="left" if name == "validation set" else "right", no_wrap=True)
     for row in scores.itertuples():
         table.add_row(row.val_set, str(row.steps), f"{row.bit_errors:.2f}", f"{100 * row.seq_accuracy:.1f} %",
-                      f"{row.cost_bits:.2f}")
+                      f"{100 * row.token_accuracy:.1f} %", f"{row.cost_bits:.2f}")
     return table
 
 

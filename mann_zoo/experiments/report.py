@@ -18,6 +18,8 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
   (``mann_zoo.experiments.diagnosis``, paper section 8);
+- ``tables/chomsky_<grid>.md`` and ``chomsky_<grid>.png`` for a grid with Chomsky-hierarchy tasks: scores beside
+  Deletang et al.'s and token accuracy against test length (``mann_zoo.experiments.suites``);
 - ``tables/results_<grid>.md`` (our numbers, per task and model) and ``tables/literature.md`` (beside
   the published ones, a line per grid that ran the model, a run that two grids recorded counted once:
   ``identical_runs``).
@@ -747,6 +749,24 @@ def embed_tables(document: Path, tables: Path) -> bool:
     return new != text
 
 
+def suite_outputs(results: pd.DataFrame, grid: str, tables: Path, figures: Path) -> list[Path]:
+    """``tables/chomsky_<grid>.md`` and ``figures/chomsky_<grid>.png`` for a grid that ran Chomsky-hierarchy
+    tasks (``suites``); nothing otherwise."""
+    from . import suites
+
+    chomsky = results[results["task"].isin(list(suites.LEVELS))]
+    if chomsky.empty:
+        return []
+    path = tables / f"chomsky_{grid}.md"
+    atomic_write_text(path, suites.chomsky_table(chomsky))
+    written = [path]
+    fig = suites.chomsky_figure(chomsky)
+    if fig is not None:
+        save(fig, figures / f"chomsky_{grid}.png")
+        written.append(figures / f"chomsky_{grid}.png")
+    return written
+
+
 def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = None) -> list[Path]:
     """Regenerate every figure and table that the inputs allow; returns the files written."""
     figures, tables = paper / "figures", paper / "tables"
@@ -769,6 +789,7 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
             written += make_diagnosis(directory.parent, paper)
         elif not results.empty:
             written += generalisation_curves(results, grid, figures)
+            written += suite_outputs(results, grid, tables, figures)
             for path, text in ((tables / f"results_{grid}.md", results_table(results, grid)),
                                (tables / f"statistics_{grid}.md", statistics_table(results, grid))):
                 atomic_write_text(path, text)

@@ -22,7 +22,7 @@ from ..training.atomic import atomic_write_text
 
 ADDRESSING_MODELS = ("ntm", "dnc")  # trained on copy, their weightings over time are drawn by the report
 
-METRICS = ("cost_bits", "bit_errors", "seq_accuracy")  # measured on every validation set (training.lightning_module)
+METRICS = ("cost_bits", "bit_errors", "seq_accuracy", "token_accuracy")  # on every validation set (training.lightning_module)
 
 RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
     "run_id": "string", "task": "string", "model": "string", "seed": "Int64", "steps": "Int64",
@@ -36,7 +36,7 @@ RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
 # note: its log).
 STATUSES = ("finished", "stopped", "diverged", "failed")
 # Columns added after tables were committed: a table without them reads with these values.
-LATER_COLUMNS = {"status": "finished", "note": pd.NA, "val_time_s": pd.NA}
+LATER_COLUMNS = {"status": "finished", "note": pd.NA, "val_time_s": pd.NA, "token_accuracy": pd.NA}
 SET_COLUMNS = {  # one validation set of a run: result.json's "sets"
     "val_set": "string", "val_steps": "Int64", "reference_bits": "Float64",
     **{metric: "Float64" for metric in METRICS},

@@ -203,6 +203,25 @@ def _start_ray(cpus: int, address: str | None) -> bool:
     return True
 
 
+def training_alive(run: TrainingRun) -> bool:
+    """Whether the training process that ``run``'s task started (the pid in its ``training.pid``) is still
+    running on this machine: a process with that pid whose command line names the run's folder. Linux
+    (/proc); elsewhere, and for a run trained on another node, False."""
+    pid_file = run.directory / "training.pid"
+    try:
+        args = Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return run.run_id.encode() in args
+
+
+def wait_for_training(runs: Sequence[TrainingRun], deadline: float) -> None:
+    """Wait until the training processes of ``runs`` have exited (:func:`training_alive`), at most until
+    ``deadline`` (``time.monotonic()``)."""
+    while any(training_alive(run) for run in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _why(error: Exception) -> str:
     """One line saying why a Ray task failed: the task's own exception where there is one (not Ray's
     coloured 'ray::train() (pid=..., ip=...)' header), without terminal colour codes."""
@@ -249,9 +268,14 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
             report_progress()  # lines sent just before the last run ended
         finally:
             if pending:  # stopped from outside: let the runs write their results, then go
+                deadline = time.monotonic() + STOP_GRACE_S
                 for ref in pending:
                     ray.cancel(ref)
                 ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
+                # A cancelled task's result is ready before its finally block has seen its training
+                # process out, and shutting Ray down would then kill that process (PR_SET_PDEATHSIG) while
+                # it writes its result: the stopped runs of a session lost their result.json so.
+                wait_for_training(list(pending.values()), deadline)
     finally:
         if started_here:
             ray.shutdown()

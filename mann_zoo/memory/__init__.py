@@ -15,9 +15,13 @@ from .sharpen import sharpen, sharpen_links
 from .rows import RowMemory, gather_rows, replace_rows
 from .shift import shift
 from .sparse import SparseWeights
+from .stack import STACK_ACTIONS, update_stack
+from .tape import TAPE_ACTIONS, move_tape, tape_offsets, write_at_head
 
 __all__ = [
     "EPS",
+    "STACK_ACTIONS",
+    "TAPE_ACTIONS",
     "allocation_weights",
     "content_weights",
     "cosine_similarity",
@@ -25,6 +29,7 @@ __all__ = [
     "interpolate",
     "link",
     "link_and_directional_read_weights",
+    "move_tape",
     "precedence",
     "read",
     "replace_rows",
@@ -34,6 +39,9 @@ __all__ = [
     "sharpen",
     "sharpen_links",
     "shift",
+    "tape_offsets",
+    "update_stack",
     "usage",
     "write",
+    "write_at_head",
 ]

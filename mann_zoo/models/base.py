@@ -14,7 +14,7 @@ def check_positive(**values: int) -> None:
 
 
 class MemoryCore(nn.Module):
-    """Base of the memory-augmented cores (NTM, DNC).
+    """Base of the memory-augmented cores (NTM, DNC, Stack-RNN, Tape-RNN).
 
     Subclasses define ``initial_state(batch, like)``, ``step(x_t, state, record)`` returning
     ``(features_t, state, trace_t)`` and ``readout``; the sequence loop, ``torch.compile`` of the
@@ -43,9 +43,16 @@ class MemoryCore(nn.Module):
         return self.slots
 
     def forward(self, x: torch.Tensor, record: bool = False):
+        self.check_input(x)
+        return self.unroll(x, self.initial_state(x.shape[0], x), record)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """A one-line ``ValueError`` unless ``x`` is ``[B, T >= 1, input_size]``."""
         if x.dim() != 3 or x.shape[-1] != self.input_size or x.shape[1] < 1:
             raise ValueError(f"x must have shape [B, T >= 1, {self.input_size}], got {list(x.shape)}")
-        state = self.initial_state(x.shape[0], x)
+
+    def unroll(self, x: torch.Tensor, state, record: bool = False):
+        """Step through ``x[B, T, I]`` from ``state``: ``logits[B, T, O]`` (and the traces if ``record``)."""
         features, traces = [], []
         for t in range(x.shape[1]):  # the only Python loop: over time
             feature, state, trace = self._step(x[:, t], state, record)

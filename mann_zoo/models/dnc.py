@@ -52,7 +52,7 @@ class DNC(MemoryCore):
     Args:
         input_size: width of the input.
         output_size: width of the logits.
-        controller: ``"lstm"`` or ``"feedforward"``.
+        controller: ``"lstm"``, ``"rnn"`` (Elman) or ``"feedforward"``.
         controller_size: the controller's width (units per layer).
         controller_layers: the controller's depth.
         memory_slots: memory slots N.

@@ -131,24 +131,42 @@ def problem(setting: Setting, paths: dict[str, str]) -> str | None:
     return _argument_problem(setting, owner, names[0], len(names) > 1)
 
 
+def init_parameters(owner) -> dict[str, tuple[inspect.Parameter, object]] | None:
+    """The named arguments of ``owner`` (a class or a callable), each with the function that declares it:
+    a class's ``__init__`` and, where it passes ``**kwargs`` on to its base (as the Chomsky-hierarchy tasks
+    do), the bases' up the MRO, as jsonargparse resolves them. None where ``**kwargs`` stays open (then any
+    name may be accepted)."""
+    functions = [cls.__init__ for cls in owner.__mro__ if "__init__" in vars(cls)] if isinstance(owner, type) else [owner]
+    found: dict[str, tuple[inspect.Parameter, object]] = {}
+    for function in functions:
+        parameters = inspect.signature(function).parameters
+        for name, parameter in parameters.items():
+            if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                found.setdefault(name, (parameter, function))
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return found
+    return None
+
+
 def _argument_problem(setting: Setting, owner: type, name: str, nested: bool) -> str | None:
-    parameters = inspect.signature(owner).parameters
+    parameters = init_parameters(owner)
+    if parameters is None:
+        return None
     if name not in parameters:
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            return None
-        accepted = [p for p in parameters if p not in ("self", "input_size", "output_size")]
+        accepted = [p for p in parameters if p not in ("self", "input_size", "output_size", "scoring")]  # linked from data
         close = difflib.get_close_matches(name, accepted, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; its arguments: {', '.join(accepted)}"
         return f"{setting.label}: {owner.__name__} has no argument {name!r}{hint}"
     if nested or setting.value is None:
         return None
+    parameter, function = parameters[name]
     try:
-        annotation = typing.get_type_hints(owner.__init__).get(name)
+        annotation = typing.get_type_hints(function).get(name)
     except Exception:  # noqa: BLE001 - a hint that does not resolve: nothing to check against
         return None
     if annotation is None or accepts(annotation, setting.value):
         return None
-    default = parameters[name].default
+    default = parameter.default
     shown = "" if default is inspect.Parameter.empty else f", default {default!r}"
     return f"{setting.label}: expected {type_name(annotation)}{shown}; got {setting.value!r}"
 

@@ -260,6 +260,8 @@ class RunSummary(L.Callback):
             "status": status or ("finished" if diverged_at is None else "diverged"),
             "note": None if diverged_at is None else f"non-finite loss at step {diverged_at}",
         }
+        # The file first: the W&B calls below talk to a service, and a stopped run may not get to the end.
+        atomic_write_text(self.dirpath / "result.json", json.dumps({"summary": summary, "sets": sets}, indent=1))
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "summary"):  # W&B: the same names as the results table
@@ -269,7 +271,6 @@ class RunSummary(L.Callback):
                         if row[m] is not None:
                             experiment.summary[f"final/{row['val_set']}/{m}"] = row[m]
                 experiment.log(generalisation_log(sets))
-        atomic_write_text(self.dirpath / "result.json", json.dumps({"summary": summary, "sets": sets}, indent=1))
 
 
 def generalisation_log(sets: list[dict]) -> dict:

@@ -81,6 +81,7 @@ class MannZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
         parser.link_arguments("data.output_size", "model.output_size", apply_on="instantiate")
+        parser.link_arguments("data.scoring", "model.scoring", apply_on="instantiate")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="folder of this run under trainer.default_root_dir (default: <task>-<core>/seed<seed>)")
 
@@ -160,18 +161,18 @@ class MannZooCLI(LightningCLI):
         self._print_scores("test")
 
     def _print_scores(self, subcommand: str) -> None:
-        """Bit errors, sequence accuracy and cost per sequence on each set, in 80 columns."""
+        """Bit errors, sequence and token accuracy and cost per sequence on each set, in 80 columns."""
         if not self.trainer.is_global_zero:
             return
         import pandas as pd
         from rich.console import Console
 
         from ..experiments.evaluate import SCORE_COLUMNS, scores_table
-        from ..experiments.results import metric_key
+        from ..experiments.results import METRICS, metric_key
 
         metrics = self.trainer.callback_metrics
         rows = [{"val_set": s.name, "steps": s.steps, "sequences": s.num_sequences,
-                 **{m: float(metrics.get(metric_key(s.name, m), float("nan"))) for m in ("bit_errors", "seq_accuracy", "cost_bits")}}
+                 **{m: float(metrics.get(metric_key(s.name, m), float("nan"))) for m in METRICS}}
                 for s in self.datamodule.val_sets]
         Console().print(scores_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), f"{subcommand}: {self.run_dir}"))
 

@@ -2,20 +2,25 @@
 
 ``SequenceModel`` builds the core from its class (``--model.core mann_zoo.models.NTM``, or a short name such
 as ``ntm``) with the task's input and output widths, trains it with masked binary
-cross-entropy on logits, and measures what the literature reports, per validation set:
+cross-entropy on logits (tasks with ``scoring = "classes"``: cross-entropy over the outputs, one class per
+scored step), and measures what the literature reports, per validation set:
 
-- ``cost_bits``: cost in bits per sequence, the summed binary cross-entropy in bits over scored outputs;
-- ``bit_errors``: bit errors per sequence, outputs thresholded at 0.5;
-- ``seq_accuracy``: the share of sequences with no bit error.
+- ``cost_bits``: cost in bits per sequence, the summed (binary) cross-entropy in bits over scored outputs;
+- ``bit_errors``: bit errors per sequence, outputs thresholded at 0.5 (classes: wrong tokens per sequence);
+- ``seq_accuracy``: the share of sequences with no bit error (no wrong token);
+- ``token_accuracy``: the share of scored steps that are right, a sequence's mean (the Chomsky-hierarchy
+  suite's score).
 
 Logged names are the same for every model, so runs compare without setup: ``train/cost_bits``,
 ``train/bit_errors``, ``train/sequences`` (sequences seen, all processes), ``perf/step_time_s``,
-``perf/sequences_per_s``, ``val/<set>/cost_bits``, ``val/<set>/bit_errors``, ``val/<set>/seq_accuracy``,
+``perf/sequences_per_s``, ``val/<set>/cost_bits``, ``val/<set>/bit_errors``, ``val/<set>/seq_accuracy``, ``val/<set>/token_accuracy``,
 where ``<set>`` is a task's validation-set name such as ``len_20``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import sys
 import time
@@ -32,17 +37,70 @@ from ..models import CoreSpec, core_spec, short_names
 LN2 = math.log(2.0)
 
 
-def sequence_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sequence cost in bits, bit errors and correctness (1 if no bit error), each ``[B]``.
+SCORINGS = ("bits", "classes")  # a task's ``scoring``: bit vectors, or one class per scored step
+
+
+def bit_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores of bit-vector targets (independent sigmoid outputs), each ``[B]``: cost in bits per sequence
+    (summed binary cross-entropy), bit errors (outputs thresholded at 0.5), token accuracy (the share of
+    scored steps whose whole vector is right) and correctness (1 if no bit error).
 
     Args:
-        logits, targets: ``[B, T, O]``.  mask: ``[B, T]``, 1 at scored steps.
+        logits, targets: ``[B, T, O]``, targets in {0, 1}.  mask: ``[B, T]``, 1 at scored steps.
     """
-    scored = mask.unsqueeze(-1).to(logits.dtype)
+    scored = mask.unsqueeze(-1).to(logits.dtype)  # [B, T, 1]
     nats = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     cost_bits = (nats * scored).sum(dim=(1, 2)) / LN2
-    errors = (((logits > 0).to(targets.dtype) != targets).to(logits.dtype) * scored).sum(dim=(1, 2))
-    return {"cost_bits": cost_bits, "bit_errors": errors, "seq_accuracy": (errors == 0).to(logits.dtype)}
+    wrong = ((logits > 0).to(targets.dtype) != targets).to(logits.dtype) * scored  # [B, T, O]
+    errors = wrong.sum(dim=(1, 2))
+    right_steps = ((wrong.sum(dim=-1) == 0).to(logits.dtype) * scored[..., 0]).sum(dim=1)
+    return {"cost_bits": cost_bits, "bit_errors": errors, "seq_accuracy": (errors == 0).to(logits.dtype),
+            "token_accuracy": right_steps / scored.sum(dim=(1, 2)).clamp(min=1)}
+
+
+def class_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores of categorical targets (a softmax over the O outputs; the target class one-hot), each ``[B]``:
+    cost in bits per sequence (summed cross-entropy), wrong tokens per sequence (reported as ``bit_errors``,
+    so that the convergence rule and the tables apply unchanged), token accuracy (the share of scored steps
+    whose arg-max is the target: the Chomsky-hierarchy suite's score) and correctness (1 if no wrong token).
+
+    Args:
+        logits, targets: ``[B, T, O]``, targets one-hot at scored steps.  mask: ``[B, T]``, 1 at scored steps.
+    """
+    scored = mask.to(logits.dtype)
+    nats = -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1)  # [B, T]: -log p(target)
+    cost_bits = (nats * scored).sum(dim=1) / LN2
+    # Counts in float32 at least: a bfloat16 sum is exact only to 256 (a long answer has more tokens).
+    counting = torch.promote_types(logits.dtype, torch.float32)
+    scored = mask.to(counting)
+    right = targets.gather(-1, logits.argmax(dim=-1, keepdim=True)).squeeze(-1).to(counting)  # [B, T]
+    errors = ((1 - right) * scored).sum(dim=1)
+    return {"cost_bits": cost_bits, "bit_errors": errors, "seq_accuracy": (errors == 0).to(counting),
+            "token_accuracy": (right * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1)}
+
+
+def sequence_scores(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                    scoring: str = "bits") -> dict[str, torch.Tensor]:
+    """Per-sequence scores (``METRICS``, each ``[B]``) of ``logits [B, T, O]`` against ``targets [B, T, O]`` at
+    the steps ``mask [B, T]`` marks: :func:`bit_scores` or :func:`class_scores`, by the task's ``scoring``."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+    return (class_scores if scoring == "classes" else bit_scores)(logits, targets, mask)
+
+
+def core_logits(core: torch.nn.Module, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``core(inputs)``; a core whose ``forward`` takes ``input_length`` (the Tape-RNN's jump length) is
+    also given the steps before each sequence's first scored step, ``[B]``: the input the model reads
+    before it answers (the string of a Chomsky-hierarchy task; copy's vectors and delimiter)."""
+    if takes_input_length(type(core)):
+        return core(inputs, input_length=mask.argmax(dim=1))  # the first scored step
+    return core(inputs)
+
+
+@functools.cache
+def takes_input_length(core_class: type) -> bool:
+    """Whether the cores of ``core_class`` take ``input_length`` in ``forward`` (looked up once per class)."""
+    return "input_length" in inspect.signature(core_class.forward).parameters
 
 
 def metric_set() -> torch.nn.ModuleDict:
@@ -63,6 +121,8 @@ class SequenceModel(L.LightningModule):
         lr: learning rate of the default optimiser (Adam: our choice, Collier & Beel's code's default since
             2019; their 2018 paper used RMSProp); another optimiser is
             chosen on the command line with ``--optimizer`` (e.g. ``torch.optim.RMSprop``).
+        scoring: ``bits`` (binary cross-entropy per output) or ``classes`` (cross-entropy over the outputs);
+            set from the task by the command line (``data.scoring``).
     """
 
     def __init__(
@@ -71,8 +131,11 @@ class SequenceModel(L.LightningModule):
         input_size: int = 9,
         output_size: int = 8,
         lr: float = 1e-3,
+        scoring: str = "bits",
     ):
         super().__init__()
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
         self.save_hyperparameters()
         # From the command line, Lightning saves the parsed config: the core as {class_path, init_args}.
         saved = self.hparams.get("core")
@@ -82,6 +145,7 @@ class SequenceModel(L.LightningModule):
         self.hparams["core"] = spec.as_dict()
         self.core = spec.build(input_size, output_size)
         self.lr = lr
+        self.scoring = scoring
         self.diverged_at: int | None = None  # the step of a non-finite loss, if one stopped training
         self.train_metrics = metric_set()
         self.val_metrics = torch.nn.ModuleDict()  # per validation set, created in setup()
@@ -115,7 +179,12 @@ class SequenceModel(L.LightningModule):
     # --- training -------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        names = getattr(self.trainer.datamodule, "val_names", None) if self._trainer is not None else None
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        task_scoring = getattr(datamodule, "scoring", self.scoring)
+        if task_scoring != self.scoring:  # set by the command line's link; in Python, by hand
+            raise ValueError(f"scoring: the model scores {self.scoring!r} but the task {type(datamodule).__name__} "
+                             f"has scoring {task_scoring!r}; build SequenceModel(..., scoring={task_scoring!r})")
+        names = getattr(datamodule, "val_names", None)
         for name in names or []:
             if name not in self.val_metrics:
                 self.val_metrics[name] = metric_set()
@@ -129,8 +198,8 @@ class SequenceModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs, targets, mask = batch
-        logits = self(inputs)
-        scores = sequence_scores(logits, targets, mask)
+        logits = core_logits(self.core, inputs, mask)
+        scores = sequence_scores(logits, targets, mask, self.scoring)
         # Loss: mean over sequences of the summed masked cross-entropy (in nats).
         loss = scores["cost_bits"].mean() * LN2
         if not torch.isfinite(loss):
@@ -168,7 +237,7 @@ class SequenceModel(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets, mask = batch
-        scores = sequence_scores(self(inputs), targets, mask)
+        scores = sequence_scores(core_logits(self.core, inputs, mask), targets, mask, self.scoring)
         name = self._val_name(dataloader_idx)
         if name not in self.val_metrics:
             self.val_metrics[name] = metric_set().to(self.device)

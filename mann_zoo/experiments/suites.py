@@ -1,0 +1,115 @@
+"""The report's tables and figures of the length-generalisation suites (issue 13): the Chomsky-hierarchy
+table of Deletang et al. 2023 with our models beside theirs, and accuracy against test length.
+
+Score, as theirs: a run's per-sequence token accuracy averaged over the test lengths (every validation set
+but the first, which follows the training distribution); over seeds, the median and the best (they report
+the best of 3 learning rates x 10 seeds); "solved" at >= 90 %.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+SOLVED = 0.9  # Deletang et al.'s threshold on the score
+# Their scores in %, literature.md ("from a secondary copy of table 2"), by their model as named here (rnn: their
+# plain RNN, which this project does not have). Tasks they report that are not listed here: not checked yet.
+PUBLISHED = {
+    "modular_arithmetic": {"rnn": 100.0, "stack_rnn": 100.0, "tape_rnn": 100.0, "transformer": 24.2, "lstm": 100.0},
+    "parity_check": {"rnn": 100.0, "stack_rnn": 100.0, "tape_rnn": 100.0, "transformer": 52.0, "lstm": 100.0},
+    "stack_manipulation": {"rnn": 56.0, "stack_rnn": 100.0, "tape_rnn": 100.0, "transformer": 57.5, "lstm": 59.1},
+    "reverse_string": {"rnn": 62.0, "stack_rnn": 100.0, "tape_rnn": 100.0, "transformer": 62.3, "lstm": 60.9},
+    "duplicate_string": {"rnn": 50.3, "stack_rnn": 52.8, "tape_rnn": 100.0, "transformer": 52.8, "lstm": 57.6},
+    "odds_first": {"rnn": 51.0, "stack_rnn": 51.9, "tape_rnn": 100.0, "transformer": 52.8, "lstm": 55.6},
+}
+LEVELS = {  # the Chomsky-hierarchy level of each task (Deletang et al., table 2)
+    "parity_check": "R", "modular_arithmetic": "R", "cycle_navigation": "R", "even_pairs": "R",
+    "reverse_string": "DCF", "stack_manipulation": "DCF", "modular_arithmetic_brackets": "DCF",
+    "duplicate_string": "CS", "odds_first": "CS", "missing_duplicate": "CS", "binary_addition": "CS",
+    "bucket_sort": "CS",
+}
+
+
+def generalisation_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the test sets: every validation set of a run but its first (the training distribution),
+    with ``length`` (the set's input length, from ``len_<n>``). Failed runs left out."""
+    rows = results[results["status"] != "failed"]
+    first = rows.groupby("run_id", sort=False)["val_set"].transform("first")
+    rows = rows[rows["val_set"] != first]
+    return rows.assign(length=rows["val_set"].str.extract(r"^len_(\d+)$", expand=False).astype("Int64"))
+
+
+def chomsky_scores(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: task, model, seed and score (its token accuracy averaged over its test sets)."""
+    tests = generalisation_rows(results)
+    return (tests.groupby(["task", "model", "run_id"], sort=False)
+            .agg(seed=("seed", "first"), score=("token_accuracy", "mean")).reset_index())
+
+
+def chomsky_table(results: pd.DataFrame) -> str:
+    """Markdown: per task (in hierarchy order) and model, our score (median, best and seeds) beside the
+    published one where literature.md has it."""
+    scores = chomsky_scores(results)
+    lines = ["# The Chomsky hierarchy: our models beside Deletang et al. 2023", "",
+             "Score: a run's per-sequence token accuracy averaged over its test lengths (the validation sets past "
+             "the training lengths), in %; ours the median and the best over seeds; solved: best >= 90 %. "
+             "Published: Deletang et al. 2023 table 2 (from a secondary copy, literature.md), the best of 3 "
+             "learning rates x 10 seeds at 1M steps and test lengths 41-500: our protocol is scaled down "
+             "(the grid file says how).", "",
+             "| level | task | model | ours: median (best) | seeds | solved | published |", "|---|---|---|---|---|---|---|"]
+    order = {task: i for i, task in enumerate(LEVELS)}
+    for (task, model), runs in sorted(scores.groupby(["task", "model"], sort=False),
+                                      key=lambda item: (order.get(item[0][0], len(order)), item[0][1])):
+        values = runs["score"].dropna()
+        seeds = " ".join(str(int(s)) for s in sorted(runs["seed"].dropna()))
+        ours = "-" if values.empty else f"{100 * values.median():.1f} ({100 * values.max():.1f})"
+        solved = "-" if values.empty else ("yes" if values.max() >= SOLVED else "no")
+        published = PUBLISHED.get(task, {}).get(model)
+        lines.append(f"| {LEVELS.get(task, '-')} | {task} | {model} | {ours} | {seeds} | {solved} | "
+                     f"{'-' if published is None else f'{published:.1f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def chomsky_figure(results: pd.DataFrame) -> Figure | None:
+    """Token accuracy against test length, a panel per task, a line per model (median over seeds), the
+    training lengths' edge dashed and the 90 % line dotted. None without test sets."""
+    tests = generalisation_rows(results).dropna(subset=["length"])
+    if tests.empty:
+        return None
+    tasks = [task for task in LEVELS if task in set(tests["task"])] + sorted(set(tests["task"]) - set(LEVELS))
+    columns = min(4, len(tasks))
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True,
+                             layout="constrained")
+    models = sorted(tests["model"].unique())
+    palette = plt.get_cmap("tab10").colors
+    colours = {model: palette[i % len(palette)] for i, model in enumerate(models)}
+    trained = results.groupby("run_id", sort=False)["val_set"].first()  # the training distribution's set
+    edges = trained.str.extract(r"^len_\d+-(\d+)$", expand=False).dropna().astype(int)
+    for ax, task in zip(axes.flat, tasks):
+        medians = (tests[tests["task"] == task].groupby(["model", "length"])["token_accuracy"].median()
+                   .reset_index())
+        for model, line in medians.groupby("model"):
+            ax.plot(line["length"].astype(int), 100 * line["token_accuracy"].astype(float), marker="o", ms=3,
+                    color=colours[model], label=model)
+        ax.axhline(100 * SOLVED, color="0.5", ls=":", lw=1)
+        if not edges.empty:
+            ax.axvline(int(edges.max()), color="0.4", ls="--", lw=1)
+        ax.set_title(f"{task} ({LEVELS.get(task, '?')})", fontsize=9)
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("token accuracy, %")
+    for ax in axes[-1]:
+        ax.set_xlabel("test length (log)")
+    handles = [plt.Line2D([], [], color=colours[model], marker="o", ms=3, label=model) for model in models]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
+    fig.suptitle("Chomsky hierarchy: token accuracy past the training lengths (1-40); median over seeds; "
+                 "dotted: 90 %; dashed: the longest training length", fontsize=9)
+    return fig

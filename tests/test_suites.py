@@ -1,0 +1,52 @@
+"""The report's Chomsky-hierarchy table and figure (issue 13): a run's score is its token accuracy averaged
+over the test sets (not the training distribution), medians and best over seeds, published scores beside."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mann_zoo.experiments import suites
+from mann_zoo.experiments.results import RESULT_COLUMNS, typed
+
+
+def _run(task: str, model: str, seed: int, accuracies: tuple[float, float, float], status: str = "finished"):
+    """Rows of one run: the training set len_1-40, then len_50 and len_100."""
+    return [dict(run_id=f"{task}-{model}-seed{seed}", task=task, model=model, seed=seed, status=status,
+                 val_set=name, token_accuracy=accuracy, bit_errors=1.0 - accuracy)
+            for name, accuracy in zip(("len_1-40", "len_50", "len_100"), accuracies)]
+
+
+def _typed(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a results table (the columns a run summary has and these rows do not: missing values)."""
+    frame = pd.DataFrame(rows)
+    return typed(frame.assign(**{name: None for name in RESULT_COLUMNS if name not in frame}), RESULT_COLUMNS)
+
+
+def results() -> pd.DataFrame:
+    rows = (_run("reverse_string", "stack_rnn", 0, (1.0, 0.9, 0.7)) + _run("reverse_string", "stack_rnn", 1, (1.0, 1.0, 1.0))
+            + _run("reverse_string", "stack_rnn", 2, (1.0, 0.5, 0.5)) + _run("reverse_string", "ntm", 0, (0.9, 0.6, 0.5))
+            + _run("parity_check", "ntm", 0, (0.2, 0.2, 0.2), status="failed") + _run("copy", "ntm", 0, (1.0, 1.0, 1.0)))
+    return _typed(rows)
+
+
+def test_scores_average_the_test_sets_only_and_leave_failed_runs_out():
+    scores = suites.chomsky_scores(results()).set_index("run_id")["score"]
+    assert scores.round(6).to_dict() == {"reverse_string-stack_rnn-seed0": 0.8, "reverse_string-stack_rnn-seed1": 1.0,
+                                         "reverse_string-stack_rnn-seed2": 0.5, "reverse_string-ntm-seed0": 0.55,
+                                         "copy-ntm-seed0": 1.0}
+
+
+def test_the_table_has_median_best_seeds_solved_and_the_published_score():
+    table = suites.chomsky_table(results()[lambda r: r["task"].isin(list(suites.LEVELS))])
+    assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1 2 | yes | 100.0 |" in table
+    assert "| DCF | reverse_string | ntm | 55.0 (55.0) | 0 | no | - |" in table
+    assert "parity_check" not in table  # its one run failed
+
+
+def test_the_figure_has_a_panel_per_task_and_a_line_per_model():
+    fig = suites.chomsky_figure(results()[lambda r: r["task"] == "reverse_string"])
+    [ax] = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")) == ["ntm", "stack_rnn"]
+    stack = next(line for line in ax.get_lines() if line.get_label() == "stack_rnn")
+    assert list(stack.get_xdata()) == [50, 100] and list(stack.get_ydata()) == [90.0, 70.0]  # medians over seeds
+    assert any(list(line.get_xdata()) == [40, 40] for line in ax.get_lines())  # the longest training length
