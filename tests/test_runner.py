@@ -131,8 +131,9 @@ def test_a_stop_waits_for_the_training_processes_to_write_their_results(tmp_path
 
     run = TrainingRun("copy-ntm-seed3", tmp_path / "copy-ntm-seed3", ())
     run.directory.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(float(sys.argv[1]))", "1.5",
-                              "--run_name", run.run_id])
+    child = subprocess.Popen([sys.executable, "-c", "import time, sys; print('ready', flush=True); time.sleep(1.5)",
+                              "--run_name", run.run_id], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"  # running its own command line, not the fork's
     (run.directory / "training.pid").write_text(f"{child.pid}\n")
     assert training_alive(run)
     start = time.monotonic()
@@ -149,3 +150,25 @@ def test_a_stop_waits_for_the_training_processes_to_write_their_results(tmp_path
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_stop_sends_sigterm_to_the_runs_training_processes_and_waits_for_their_results(tmp_path):
+    """On a stop the driver itself sends SIGTERM to each run's training process on this machine and waits
+    for it: a process that takes a while to write its result on SIGTERM gets to write it."""
+    import time
+
+    from mann_zoo.experiments.runner import stop_training, wait_for_training
+
+    run = TrainingRun("copy-ntm-seed4", tmp_path / "copy-ntm-seed4", ())
+    run.directory.mkdir()
+    result = run.directory / "result.json"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    time.sleep(1.0)\n    open(sys.argv[1], 'w').write('stopped')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\ntime.sleep(60)\n"),
+        str(result), "--run_name", run.run_id], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    (run.directory / "training.pid").write_text(f"{child.pid}\n")
+    stop_training([run])
+    wait_for_training([run], deadline=time.monotonic() + 30)
+    assert child.wait(timeout=5) == 0 and result.read_text() == "stopped"

@@ -215,6 +215,17 @@ def training_alive(run: TrainingRun) -> bool:
     return run.run_id.encode() in args
 
 
+def stop_training(runs: Sequence[TrainingRun]) -> None:
+    """SIGTERM to the training processes of ``runs`` that run on this machine (:func:`training_alive`): each
+    writes its result and its last checkpoint stays, as when stopped by hand."""
+    for run in runs:
+        if training_alive(run):
+            try:
+                os.kill(int((run.directory / "training.pid").read_text()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+
+
 def wait_for_training(runs: Sequence[TrainingRun], deadline: float) -> None:
     """Wait until the training processes of ``runs`` have exited (:func:`training_alive`), at most until
     ``deadline`` (``time.monotonic()``)."""
@@ -269,13 +280,16 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
         finally:
             if pending:  # stopped from outside: let the runs write their results, then go
                 deadline = time.monotonic() + STOP_GRACE_S
+                # The training processes on this machine get SIGTERM from here and are waited for before
+                # their tasks are cancelled: a cancelled task's worker may go (and its training process
+                # with it, PR_SET_PDEATHSIG) before the process has written its result on SIGTERM, as the
+                # stopped runs of a session lost their result.json. Elsewhere (a cluster) ray.cancel does it.
+                runs_left = list(pending.values())
+                stop_training(runs_left)
+                wait_for_training(runs_left, deadline)
                 for ref in pending:
                     ray.cancel(ref)
-                ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
-                # A cancelled task's result is ready before its finally block has seen its training
-                # process out, and shutting Ray down would then kill that process (PR_SET_PDEATHSIG) while
-                # it writes its result: the stopped runs of a session lost their result.json so.
-                wait_for_training(list(pending.values()), deadline)
+                ray.wait(list(pending), num_returns=len(pending), timeout=max(0.0, deadline - time.monotonic()))
     finally:
         if started_here:
             ray.shutdown()
