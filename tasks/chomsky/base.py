@@ -80,8 +80,10 @@ class ChomskyTask(SequenceTask):
 
     def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
         """Input tokens ``[batch_size, length]`` and output tokens ``[batch_size, output_length(length)]``
-        (int64) of ``batch_size`` random examples, drawn with ``generator``."""
-        raise NotImplementedError
+        (int64) of ``batch_size`` random examples, drawn with ``generator``: by default a string of uniform
+        tokens from the vocabulary and its ``answer``; a task whose inputs have a structure overrides it."""
+        string = torch.randint(0, self.vocabulary, (batch_size, length), generator=generator)
+        return string, self.answer(string)
 
     def answer(self, tokens: Tensor) -> Tensor:
         """The output tokens ``[B, M]`` of given input tokens ``[B, L]`` (int64): the answer that ``sample``
@@ -165,7 +167,3 @@ class StringTask(ChomskyTask):
     def __init__(self, vocab_size: int = 2, **kwargs) -> None:
         self.vocabulary = self.classes = check_int("vocab_size", vocab_size, minimum=2)
         super().__init__(**kwargs)
-
-    def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
-        string = torch.randint(0, self.vocabulary, (batch_size, length), generator=generator)
-        return string, self.answer(string)

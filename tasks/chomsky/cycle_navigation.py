@@ -11,7 +11,6 @@ Source: google-deepmind/neural_networks_chomsky_hierarchy, ``tasks/regular/cycle
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .base import ChomskyTask
@@ -26,10 +25,6 @@ class CycleNavigationTask(ChomskyTask):
 
     def output_length(self, length: int) -> int:
         return 1
-
-    def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
-        moves = torch.randint(0, 3, (batch_size, length), generator=generator)
-        return moves, self.answer(moves)
 
     def answer(self, tokens: Tensor) -> Tensor:
         return (tokens - 1).sum(dim=1, keepdim=True) % self.classes  # token t moves t - 1 steps

@@ -10,7 +10,6 @@ Source: google-deepmind/neural_networks_chomsky_hierarchy, ``tasks/regular/even_
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .base import ChomskyTask
@@ -25,10 +24,6 @@ class EvenPairsTask(ChomskyTask):
 
     def output_length(self, length: int) -> int:
         return 1
-
-    def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
-        bits = torch.randint(0, 2, (batch_size, length), generator=generator)
-        return bits, self.answer(bits)
 
     def answer(self, tokens: Tensor) -> Tensor:
         unequal = (tokens[:, 1:] != tokens[:, :-1]).long()  # 01 and 10 pairs

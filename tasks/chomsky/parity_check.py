@@ -6,7 +6,6 @@ Input: a string of L uniform random bits (tokens 0 and 1); output: one token, th
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .base import ChomskyTask
@@ -22,6 +21,5 @@ class ParityCheckTask(ChomskyTask):
     def output_length(self, length: int) -> int:
         return 1
 
-    def sample(self, generator: torch.Generator, batch_size: int, length: int) -> tuple[Tensor, Tensor]:
-        bits = torch.randint(0, 2, (batch_size, length), generator=generator)
-        return bits, bits.sum(dim=1, keepdim=True) % 2  # parity = (sum of the bits) mod 2
+    def answer(self, tokens: Tensor) -> Tensor:
+        return tokens.sum(dim=1, keepdim=True) % 2  # parity = (sum of the bits) mod 2
