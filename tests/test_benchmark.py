@@ -731,3 +731,20 @@ def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_writ
     rows = write_tables(tmp_path, [spec])
     assert list(rows.status) == ["failed"] and rows.note.iloc[0].startswith("RunKilled")
     assert load_curves(tmp_path / "curves.csv").empty
+
+
+def test_reference_step_builds_every_short_name_at_the_reference_memory():
+    """mann-zoo speed --models takes every shipped short name: the memory cores at N x W = 64 x 12 (and
+    the controller of 100) as far as they take them, the LSTM and Transformer at their own sizes."""
+    from mann_zoo.experiments.speed import reference_specs
+    from mann_zoo.models import available_models
+
+    names = list(available_models())
+    specs = reference_specs(names, 64, 12)
+    assert {"transformer", "stack_rnn", "tape_rnn"} <= set(specs)
+    for name, spec in specs.items():
+        core = spec.build(9, 8)
+        if name in ("lstm", "transformer"):
+            assert "memory_slots" not in spec.init_args
+        else:
+            assert core.memory_slots == 64 and spec.init_args["word_size"] == 12, name

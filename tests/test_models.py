@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
 from mann_zoo.memory import RowMemory
@@ -246,6 +247,11 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     grads = [torch.autograd.grad(m(x).sum(), list(m.parameters())) for m in (eager, compiled)]
     for g_eager, g_compiled in zip(*grads):
         torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-5)
+    # another sequence length reuses the compiled step (a task that draws a length per batch would
+    # otherwise compile again for every length)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled(torch.rand(2, 5, 4)).sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 @pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])

@@ -18,6 +18,7 @@ hold on a noisy machine where absolute times do not: ``x ctrl`` (over the contro
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 from pathlib import Path
@@ -284,18 +285,35 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.out}")
 
 
+def accepted(core_class, hparams: dict) -> dict:
+    """The entries of ``hparams`` that ``core_class`` takes as keyword arguments (the Stack-RNN and Tape-RNN
+    take the reference memory and controller sizes, not its heads)."""
+    parameters = inspect.signature(core_class).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return dict(hparams)
+    return {key: value for key, value in hparams.items() if key in parameters}
+
+
+def reference_specs(models: list[str], slots: int, width: int) -> dict[str, CoreSpec]:
+    """The cores of the reference step by short name: a memory core at the reference controller, heads and
+    memory (N = ``slots``, W = ``width``), as far as it takes them; the LSTM and Transformer at their own sizes."""
+    from ..models import core_spec
+
+    hparams = dict(REFERENCE, memory_slots=slots, word_size=width)
+    specs = {}
+    for name in models:
+        spec = core_spec(name)
+        reference = accepted(spec.load(), hparams) if issubclass(spec.load(), MemoryCore) else {}
+        specs[name] = CoreSpec(spec.class_path, {**spec.init_args, **reference})
+    return specs
+
+
 def reference_speed(args, baseline):
     """The reference step (a copy batch) for each of ``--models`` (short names)."""
     import pandas as pd
 
-    from ..models import core_spec
-
     bits = 8
-    hparams = dict(REFERENCE, memory_slots=args.slots, word_size=args.width)
-    specs = {}
-    for name in args.models:
-        spec = core_spec(name)
-        specs[name] = CoreSpec(spec.class_path, {**spec.init_args, **({} if name == "lstm" else hparams)})
+    specs = reference_specs(args.models, args.slots, args.width)
     peer = dict(controller_size=100, memory_slots=args.slots, word_size=args.width, read_heads=1,
                 device=args.device) if args.reference else None
     entries = entries_for(specs, bits + 1, bits, args.compile, baseline, peer, args.width)

@@ -55,7 +55,9 @@ class MemoryCore(nn.Module):
         """Step through ``x[B, T, I]`` from ``state``: ``logits[B, T, O]`` (and the traces if ``record``)."""
         features, traces = [], []
         for t in range(x.shape[1]):  # the only Python loop: over time
-            feature, state, trace = self._step(x[:, t], state, record)
+            # contiguous: x[:, t]'s strides depend on T, and the compiled step (dynamic=False) would
+            # compile again for every new sequence length
+            feature, state, trace = self._step(x[:, t].contiguous(), state, record)
             features.append(feature)
             if record:
                 traces.append(trace)
