@@ -430,3 +430,20 @@ def test_sequence_scores_against_hand_computed_values():
     perfect = sequence_scores(torch.where(targets > 0, 5.0, -5.0).double(), targets, mask)
     torch.testing.assert_close(perfect["bit_errors"], torch.zeros(2, dtype=torch.float64))
     torch.testing.assert_close(perfect["seq_accuracy"], torch.ones(2, dtype=torch.float64))
+
+
+def test_state_size_counts_what_a_step_carries():
+    """The MQAR x-axis (models.state_size), by hand: a memory core's whole state for one example, the
+    LSTM's h and c, the Transformer's keys and values at every position; a core without either: None."""
+    from mann_zoo.models import state_size
+
+    ntm = build("ntm", 4, 3, controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=2)
+    # memory 8 x 5, weightings of 4 heads over 8 slots, 2 read vectors of 5, LSTM controller h and c of 16
+    assert state_size(ntm, 10) == 40 + 32 + 10 + 32
+    dnc = build("dnc", 4, 3, controller_size=16, memory_slots=8, word_size=5, read_heads=2, write_heads=1)
+    # memory 40, usage 8, link 8 x 8, precedence 8, read weights 16, write weights 8, read vectors 10, controller 32
+    assert state_size(dnc, 10) == 40 + 8 + 64 + 8 + 16 + 8 + 10 + 32
+    assert state_size(build("lstm", 4, 3, controller_size=16, controller_layers=2), 10) == 2 * 2 * 16
+    transformer = build("transformer", 4, 3, embedding_size=8, layers=2, heads=2)
+    assert state_size(transformer, 10) == 2 * 2 * 10 * 8 and state_size(transformer, 20) == 2 * 2 * 20 * 8
+    assert state_size(torch.nn.Linear(4, 3), 10) is None

@@ -50,3 +50,22 @@ def test_the_figure_has_a_panel_per_task_and_a_line_per_model():
     stack = next(line for line in ax.get_lines() if line.get_label() == "stack_rnn")
     assert list(stack.get_xdata()) == [50, 100] and list(stack.get_ydata()) == [90.0, 70.0]  # medians over seeds
     assert any(list(line.get_xdata()) == [40, 40] for line in ax.get_lines())  # the longest training length
+
+
+def test_mqar_figure_puts_accuracy_against_state_size_a_line_per_family():
+    """A panel per MQAR setting; the NTM at two memory sizes is one line (ntm_n16, ntm_n64), its points at
+    their state sizes, the medians over seeds; a run without a state size and other tasks left out."""
+    rows = []
+    for model, size, seeds in (("ntm_n16", 400, (0.5, 0.7)), ("ntm_n64", 1600, (0.9, 0.9)), ("lstm", 200, (0.3, 0.3))):
+        for seed, accuracy in enumerate(seeds):
+            rows += [dict(run_id=f"mqar-{model}-seed{seed}", task="mqar", model=model, seed=seed, status="finished",
+                          state_size=size, val_set=name, token_accuracy=accuracy)
+                     for name in ("len_64_pairs_4", "len_128_pairs_8")]
+    rows += [dict(run_id="mqar-dnc-seed0", task="mqar", model="dnc", seed=0, status="finished", state_size=None,
+                  val_set="len_64_pairs_4", token_accuracy=1.0)]
+    fig = suites.mqar_figure(_typed(rows + _run("reverse_string", "ntm", 0, (1.0, 1.0, 1.0))))
+    assert len(fig.axes) == 2
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert sorted(lines) == ["lstm", "ntm"]
+    assert list(lines["ntm"].get_xdata()) == [400, 1600] and list(lines["ntm"].get_ydata()) == [60.0, 90.0]
+    assert suites.mqar_figure(results()) is None  # no MQAR runs

@@ -751,19 +751,23 @@ def embed_tables(document: Path, tables: Path) -> bool:
 
 def suite_outputs(results: pd.DataFrame, grid: str, tables: Path, figures: Path) -> list[Path]:
     """``tables/chomsky_<grid>.md`` and ``figures/chomsky_<grid>.png`` for a grid that ran Chomsky-hierarchy
-    tasks (``suites``); nothing otherwise."""
+    tasks, ``figures/mqar_<grid>.png`` for one that ran MQAR (``suites``); nothing otherwise."""
     from . import suites
 
+    written = []
     chomsky = results[results["task"].isin(list(suites.LEVELS))]
-    if chomsky.empty:
-        return []
-    path = tables / f"chomsky_{grid}.md"
-    atomic_write_text(path, suites.chomsky_table(chomsky))
-    written = [path]
-    fig = suites.chomsky_figure(chomsky)
+    if not chomsky.empty:
+        path = tables / f"chomsky_{grid}.md"
+        atomic_write_text(path, suites.chomsky_table(chomsky))
+        written.append(path)
+        fig = suites.chomsky_figure(chomsky)
+        if fig is not None:
+            save(fig, figures / f"chomsky_{grid}.png")
+            written.append(figures / f"chomsky_{grid}.png")
+    fig = suites.mqar_figure(results)
     if fig is not None:
-        save(fig, figures / f"chomsky_{grid}.png")
-        written.append(figures / f"chomsky_{grid}.png")
+        save(fig, figures / f"mqar_{grid}.png")
+        written.append(figures / f"mqar_{grid}.png")
     return written
 
 

@@ -1,5 +1,6 @@
 """The report's tables and figures of the length-generalisation suites (issue 13): the Chomsky-hierarchy
-table of Deletang et al. 2023 with our models beside theirs, and accuracy against test length.
+table of Deletang et al. 2023 with our models beside theirs, accuracy against test length, and MQAR's
+accuracy against state size (Arora et al. 2023's axes).
 
 Score, as theirs: a run's per-sequence token accuracy averaged over the test lengths (every validation set
 but the first, which follows the training distribution); over seeds, the median and the best (they report
@@ -7,6 +8,8 @@ the best of 3 learning rates x 10 seeds); "solved" at >= 90 %.
 """
 
 from __future__ import annotations
+
+import re
 
 import matplotlib
 
@@ -112,4 +115,45 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
     fig.suptitle("Chomsky hierarchy: token accuracy past the training lengths (1-40); median over seeds; "
                  "dotted: 90 %; dashed: the longest training length", fontsize=9)
+    return fig
+
+
+MQAR_TASK = "mqar"
+
+
+def model_family(model: str) -> str:
+    """``ntm_n64`` -> ``ntm``: the models of one family (one core at several memory sizes) share a line."""
+    return re.sub(r"_n\d+$", "", model)
+
+
+def mqar_figure(results: pd.DataFrame) -> Figure | None:
+    """MQAR accuracy at the query positions against state size (``models.state_size``, at the training
+    sequence length), a panel per validation setting (sequence length, pairs), a point per model (median
+    over seeds), the sizes of one family joined. None without MQAR runs that recorded a state size."""
+    rows = results[(results["task"] == MQAR_TASK) & (results["status"] != "failed")].dropna(
+        subset=["state_size", "token_accuracy"])
+    if rows.empty:
+        return None
+    settings = list(dict.fromkeys(rows["val_set"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.0), squeeze=False, sharey=True,
+                             layout="constrained")
+    medians = (rows.groupby(["val_set", "model"], sort=False)
+               .agg(state_size=("state_size", "median"), accuracy=("token_accuracy", "median")).reset_index())
+    medians = medians.assign(family=medians["model"].map(model_family))
+    families = sorted(medians["family"].unique())
+    palette = plt.get_cmap("tab10").colors
+    colours = {family: palette[i % len(palette)] for i, family in enumerate(families)}
+    for ax, setting in zip(axes[0], settings):
+        for family, points in medians[medians["val_set"] == setting].groupby("family"):
+            points = points.sort_values("state_size")
+            ax.plot(points["state_size"].astype(float), 100 * points["accuracy"].astype(float), marker="o", ms=4,
+                    color=colours[family], label=family)
+        ax.set_xscale("log")
+        ax.set_title(setting.replace("len_", "T = ").replace("_pairs_", ", pairs = "), fontsize=9)
+        ax.set_xlabel("state size (numbers per example, log)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy at the queries, %")
+    handles = [plt.Line2D([], [], color=colours[f], marker="o", ms=4, label=f) for f in families]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
+    fig.suptitle("MQAR: accuracy against state size (at the training length); median over seeds", fontsize=9)
     return fig

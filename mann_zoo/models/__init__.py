@@ -8,6 +8,7 @@ from .stack_rnn import StackRNN, StackRNNState
 from .tape_rnn import TapeRNN, TapeRNNState
 from .registry import (ENTRY_POINT_GROUP, CoreSpec, available_models, build, core_spec, num_parameters,
                        register, short_names)
+from .state_size import state_size
 from .transformer import TransformerEncoder
 
 register("ntm", NTM)
@@ -21,4 +22,4 @@ register("transformer", TransformerEncoder)  # Deletang et al. 2023's encoder
 
 __all__ = ["DNC", "DNCState", "ENTRY_POINT_GROUP", "CoreSpec", "LSTMBaseline", "NTM", "NTMState", "StackRNN",
            "StackRNNState", "TapeRNN", "TapeRNNState", "TransformerEncoder", "available_models", "build", "core_spec",
-           "num_parameters", "register", "short_names"]
+           "num_parameters", "register", "short_names", "state_size"]

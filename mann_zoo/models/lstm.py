@@ -31,6 +31,10 @@ class LSTMBaseline(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def state_size(self, length: int) -> int:
+        """Numbers carried from step to step per example: h and c of every layer (``models.state_size``)."""
+        return 2 * self.lstm.num_layers * self.lstm.hidden_size
+
     def forward(self, x: torch.Tensor, record: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"x must have shape [B, T, {self.input_size}], got {list(x.shape)}")

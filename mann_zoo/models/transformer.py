@@ -220,6 +220,11 @@ class TransformerEncoder(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def state_size(self, length: int) -> int:
+        """What attention keeps per example (``models.state_size``): the keys and values of every layer at
+        every one of ``length`` positions, as a causal decoder's cache would (2 x layers x length x width)."""
+        return 2 * len(self.layers) * length * self.embedding_size
+
     def positions(self, batch: int, steps: int, device: torch.device) -> torch.Tensor:
         """The positions ``[B, T]`` of the steps: 0 .. T-1, or a sorted random draw (randomised encodings)."""
         if not self.positional.startswith("randomised"):

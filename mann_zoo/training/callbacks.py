@@ -24,6 +24,7 @@ from ..experiments.results import (
     metric_key,
     sequences_seen,
 )
+from ..models.state_size import state_size
 from .atomic import atomic_write_text
 
 
@@ -252,6 +253,8 @@ class RunSummary(L.Callback):
             "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20 if cuda
                                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "num_parameters": pl_module.num_parameters,
+            # at the length of the first validation set (the training distribution's)
+            "state_size": state_size(pl_module.core, task.val_sets[0].steps) if task.val_sets else None,
             "batch_size": task.batch_size, "world_size": trainer.world_size,
             "versions": f"mann_zoo {__import__('mann_zoo').__version__}, torch {torch.__version__}, "
                         f"lightning {L.__version__}, python {platform.python_version()}",
