@@ -128,8 +128,9 @@ def typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(cast, index=frame.index)
 
 
-def load_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+def load_table(path: Path | str, columns: dict[str, str]) -> pd.DataFrame:
     """The table in CSV file ``path``, typed by ``columns``; a table without rows if there is no file."""
+    path = Path(path)
     if not path.is_file():
         return empty_table(columns)
     try:
@@ -138,12 +139,12 @@ def load_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         raise ValueError(f"{path}: {error}") from None
 
 
-def load_results(path: Path) -> pd.DataFrame:
+def load_results(path: Path | str) -> pd.DataFrame:
     """The results table (``RESULT_COLUMNS``) in ``path``: one row per run and validation set."""
     return load_table(path, RESULT_COLUMNS)
 
 
-def load_curves(path: Path) -> pd.DataFrame:
+def load_curves(path: Path | str) -> pd.DataFrame:
     """The learning curves (``CURVE_COLUMNS``) in ``path``: one row per run, logged step and metric."""
     return load_table(path, CURVE_COLUMNS)
 
