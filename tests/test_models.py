@@ -252,6 +252,10 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     graphs = counters["stats"]["unique_graphs"]
     compiled(torch.rand(2, 5, 4)).sum().backward()
     assert counters["stats"]["unique_graphs"] == graphs
+    compiled(torch.rand(1, 3, 4)).sum().backward()  # a batch of one (a validation set of one per length)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled(torch.rand(1, 5, 4)).sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 @pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])

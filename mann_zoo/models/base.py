@@ -55,9 +55,10 @@ class MemoryCore(nn.Module):
         """Step through ``x[B, T, I]`` from ``state``: ``logits[B, T, O]`` (and the traces if ``record``)."""
         features, traces = [], []
         for t in range(x.shape[1]):  # the only Python loop: over time
-            # contiguous: x[:, t]'s strides depend on T, and the compiled step (dynamic=False) would
-            # compile again for every new sequence length
-            feature, state, trace = self._step(x[:, t].contiguous(), state, record)
+            # a copy with T-free strides (.contiguous() keeps a batch of one's): x[:, t]'s strides depend
+            # on T, and the compiled step (dynamic=False) would compile again for every sequence length
+            x_t = x[:, t].clone(memory_format=torch.contiguous_format)
+            feature, state, trace = self._step(x_t, state, record)
             features.append(feature)
             if record:
                 traces.append(trace)
