@@ -57,8 +57,7 @@ def chomsky_table(results: pd.DataFrame) -> str:
     """Markdown: per task (in hierarchy order) and model, our score (median, best and seeds) beside the
     published one where literature.md has it."""
     scores = chomsky_scores(results)
-    lines = ["# The Chomsky hierarchy: our models beside Deletang et al. 2023", "",
-             "Score: a run's per-sequence token accuracy averaged over its test lengths (the validation sets past "
+    lines = ["Score: a run's per-sequence token accuracy averaged over its test lengths (the validation sets past "
              "the training lengths), in %; ours the median and the best over seeds; solved: best >= 90 %. "
              "Published: Deletang et al. 2023 table 2 (from a secondary copy, literature.md), the best of 3 "
              "learning rates x 10 seeds at 1M steps and test lengths 41-500: our protocol is scaled down "
