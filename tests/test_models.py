@@ -451,3 +451,7 @@ def test_state_size_counts_what_a_step_carries():
     transformer = build("transformer", 4, 3, embedding_size=8, layers=2, heads=2)
     assert state_size(transformer, 10) == 2 * 2 * 10 * 8 and state_size(transformer, 20) == 2 * 2 * 20 * 8
     assert state_size(torch.nn.Linear(4, 3), 10) is None
+    # sparse access keeps K link values a row, not N: at N = 64 its state is a fraction of the dense one's
+    sizes = [state_size(build("dnc", 4, 3, controller_size=16, memory_slots=64, word_size=5, **extra), 10)
+             for extra in ({}, {"sparse_k": 4})]
+    assert sizes[1] < sizes[0] / 4

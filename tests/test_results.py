@@ -45,8 +45,8 @@ def run(task: str, model: str, seed: int, sequences: int, converged_at: int | No
 def test_load_types_every_column_and_a_missing_value_is_na(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text(",".join(RESULT_COLUMNS) + "\n"
-                    + "copy-ntm-seed0,copy,ntm,0,10,320,1.5,,False,,,2.5,9.0,100,3036,32,1,v,h,finished,,len_5,11,,3.25,1.0,0.5\n"
-                    + "copy-ntm-seed1,copy,ntm,1,10,320,1.5,0.25,True,160,0.7,2.5,9.0,100,3036,32,1,v,h,finished,,len_5,11,,3.25,1.0,0.5\n")
+                    + "copy-ntm-seed0,copy,ntm,0,10,320,1.5,,False,,,2.5,9.0,100,32,1,v,h,finished,,len_5,11,3036,,3.25,1.0,0.5\n"
+                    + "copy-ntm-seed1,copy,ntm,1,10,320,1.5,0.25,True,160,0.7,2.5,9.0,100,32,1,v,h,finished,,len_5,11,3036,,3.25,1.0,0.5\n")
     table = load_results(path)
     assert dict(table.dtypes.astype(str)) == {name: dtype for name, dtype in RESULT_COLUMNS.items()}
     assert table.converged.tolist() == [False, True]

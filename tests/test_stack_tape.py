@@ -438,3 +438,22 @@ def test_stack_rnn_overfits_a_tiny_reversal_batch():
     with torch.no_grad():
         errors = (((model(x) > 0).float() != y).float() * mask).sum()
     assert errors == 0, f"{errors:.0f} bit errors after 40 steps"
+
+
+@pytest.mark.parametrize("key", ["stack_rnn", "tape_rnn"])
+def test_compiled_step_matches_eager_and_compiles_once_for_every_length(key):
+    """compile=True (as the chomsky grid runs them): values and gradients equal the eager ones, and
+    batches of other lengths (and the Tape-RNN's per-example jump lengths) reuse the compiled step."""
+    from torch._dynamo.utils import counters
+
+    eager, compiled = make(key), make(key, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    x, lengths = torch.rand(2, 3, 4), torch.tensor([1, 2])
+    extra = {"input_length": lengths} if key == "tape_rnn" else {}
+    torch.testing.assert_close(compiled(x, **extra), eager(x, **extra), rtol=1e-4, atol=1e-5)
+    grads = [torch.autograd.grad(m(x, **extra).sum(), list(m.parameters())) for m in (eager, compiled)]
+    for g_eager, g_compiled in zip(*grads):
+        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-5)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled(torch.rand(2, 5, 4), **({"input_length": torch.tensor([3, 4])} if extra else {})).sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs

@@ -28,7 +28,7 @@ RUN_COLUMNS = {  # one run: what RunSummary writes to result.json's "summary"
     "run_id": "string", "task": "string", "model": "string", "seed": "Int64", "steps": "Int64",
     "sequences": "Int64", "train_time_s": "Float64", "val_time_s": "Float64", "converged": "boolean",
     "sequences_to_convergence": "Int64", "wall_time_to_convergence_s": "Float64", "step_time_ms": "Float64",
-    "peak_memory_mb": "Float64", "num_parameters": "Int64", "state_size": "Int64", "batch_size": "Int64", "world_size": "Int64",
+    "peak_memory_mb": "Float64", "num_parameters": "Int64", "batch_size": "Int64", "world_size": "Int64",
     "versions": "string", "hardware": "string", "status": "string", "note": "string",
 }
 # status: "finished" (trained to its budget or to convergence), "stopped" (by SIGTERM or Ctrl-C: resumable),
@@ -39,7 +39,8 @@ STATUSES = ("finished", "stopped", "diverged", "failed")
 LATER_COLUMNS = {"status": "finished", "note": pd.NA, "val_time_s": pd.NA, "token_accuracy": pd.NA,
                  "state_size": pd.NA}
 SET_COLUMNS = {  # one validation set of a run: result.json's "sets"
-    "val_set": "string", "val_steps": "Int64", "reference_bits": "Float64",
+    # state_size: numbers the model carries from step to step at the set's length (models.state_size)
+    "val_set": "string", "val_steps": "Int64", "state_size": "Int64", "reference_bits": "Float64",
     **{metric: "Float64" for metric in METRICS},
 }
 RESULT_COLUMNS = {**RUN_COLUMNS, **SET_COLUMNS}

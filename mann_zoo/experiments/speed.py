@@ -303,7 +303,8 @@ def reference_specs(models: list[str], slots: int, width: int) -> dict[str, Core
     specs = {}
     for name in models:
         spec = core_spec(name)
-        reference = accepted(spec.load(), hparams) if issubclass(spec.load(), MemoryCore) else {}
+        core = spec.load()  # a class, or a registered factory function (timed at its own sizes)
+        reference = accepted(core, hparams) if isinstance(core, type) and issubclass(core, MemoryCore) else {}
         specs[name] = CoreSpec(spec.class_path, {**spec.init_args, **reference})
     return specs
 

@@ -121,13 +121,14 @@ MQAR_TASK = "mqar"
 
 
 def model_family(model: str) -> str:
-    """``ntm_n64`` -> ``ntm``: the models of one family (one core at several memory sizes) share a line."""
-    return re.sub(r"_n\d+$", "", model)
+    """``ntm_n64`` -> ``ntm``, ``lstm_h3x256`` -> ``lstm``: the models of one family (one core at several
+    memory sizes ``_n<slots>`` or hidden sizes ``_h<units>``, ``_h<layers>x<units>``) share a line."""
+    return re.sub(r"_[nh]\d+(x\d+)?$", "", model)
 
 
 def mqar_figure(results: pd.DataFrame) -> Figure | None:
-    """MQAR accuracy at the query positions against state size (``models.state_size``, at the training
-    sequence length), a panel per validation setting (sequence length, pairs), a point per model (median
+    """MQAR accuracy at the query positions against state size (``models.state_size``, at each set's
+    length: the Transformer's grows with it), a panel per validation setting (sequence length, pairs), a point per model (median
     over seeds), the sizes of one family joined. None without MQAR runs that recorded a state size."""
     rows = results[(results["task"] == MQAR_TASK) & (results["status"] != "failed")].dropna(
         subset=["state_size", "token_accuracy"])
@@ -154,5 +155,6 @@ def mqar_figure(results: pd.DataFrame) -> Figure | None:
     axes[0, 0].set_ylabel("accuracy at the queries, %")
     handles = [plt.Line2D([], [], color=colours[f], marker="o", ms=4, label=f) for f in families]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
-    fig.suptitle("MQAR: accuracy against state size (at the training length); median over seeds", fontsize=9)
+    fig.suptitle("MQAR: accuracy against state size (numbers carried from step to step, at the set's length); "
+                 "median over seeds", fontsize=9)
     return fig

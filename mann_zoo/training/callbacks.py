@@ -237,6 +237,7 @@ class RunSummary(L.Callback):
         for val_set in task.val_sets:
             keys = {m: metric_key(val_set.name, m) for m in METRICS}
             sets.append({"val_set": val_set.name, "val_steps": val_set.steps,
+                         "state_size": state_size(pl_module.core, val_set.steps),
                          "reference_bits": val_set.bayes_optimal_bits_per_sequence,
                          **{m: float(metrics[key]) if key in metrics else None for m, key in keys.items()}})
         converged = self.converged_at or {}
@@ -253,8 +254,6 @@ class RunSummary(L.Callback):
             "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20 if cuda
                                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "num_parameters": pl_module.num_parameters,
-            # at the length of the first validation set (the training distribution's)
-            "state_size": state_size(pl_module.core, task.val_sets[0].steps) if task.val_sets else None,
             "batch_size": task.batch_size, "world_size": trainer.world_size,
             "versions": f"mann_zoo {__import__('mann_zoo').__version__}, torch {torch.__version__}, "
                         f"lightning {L.__version__}, python {platform.python_version()}",
