@@ -103,6 +103,9 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
             ax.axvline(int(edges.max()), color="0.4", ls="--", lw=1)
         ax.set_title(f"{task} ({LEVELS.get(task, '?')})", fontsize=9)
         ax.set_xscale("log")
+        ticks = sorted(set(tests["length"].astype(int)) | set(edges.astype(int)))
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)  # the lengths themselves, not 4 x 10^1
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
