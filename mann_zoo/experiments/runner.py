@@ -203,26 +203,32 @@ def _start_ray(cpus: int, address: str | None) -> bool:
     return True
 
 
-def training_alive(run: TrainingRun) -> bool:
-    """Whether the training process that ``run``'s task started (the pid in its ``training.pid``) is still
-    running on this machine: a process with that pid whose command line names the run's folder. Linux
-    (/proc); elsewhere, and for a run trained on another node, False."""
-    pid_file = run.directory / "training.pid"
+def training_pid(run: TrainingRun) -> int | None:
+    """The pid of the training process that ``run``'s task started (its ``training.pid``) while it still
+    runs on this machine: a process with that pid whose command line names the run's folder. Linux
+    (/proc); elsewhere, and for a run trained on another node, None."""
     try:
-        args = Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes()
+        pid = int((run.directory / "training.pid").read_text())
+        args = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
-        return False
-    return run.run_id.encode() in args
+        return None
+    return pid if run.run_id.encode() in args else None
+
+
+def training_alive(run: TrainingRun) -> bool:
+    """Whether ``run``'s training process still runs on this machine (:func:`training_pid`)."""
+    return training_pid(run) is not None
 
 
 def stop_training(runs: Sequence[TrainingRun]) -> None:
-    """SIGTERM to the training processes of ``runs`` that run on this machine (:func:`training_alive`): each
+    """SIGTERM to the training processes of ``runs`` that run on this machine (:func:`training_pid`): each
     writes its result and its last checkpoint stays, as when stopped by hand."""
     for run in runs:
-        if training_alive(run):
+        pid = training_pid(run)
+        if pid is not None:
             try:
-                os.kill(int((run.directory / "training.pid").read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
+                os.kill(pid, signal.SIGTERM)
+            except OSError:  # exited since
                 pass
 
 
