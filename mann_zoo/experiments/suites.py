@@ -18,8 +18,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .report import model_colours  # noqa: E402
-
 SOLVED = 0.9  # Deletang et al.'s threshold on the score
 # Their scores in %, literature.md ("from a secondary copy of table 2"), by their model as named here (rnn: their
 # plain RNN, which this project does not have). Tasks they report that are not listed here: not checked yet.
@@ -90,7 +88,8 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True,
                              layout="constrained")
     models = sorted(tests["model"].unique())
-    colours = model_colours(models)  # the report's colour per model, as in its other figures
+    palette = plt.get_cmap("tab10").colors
+    colours = {model: palette[i % len(palette)] for i, model in enumerate(models)}
     trained = results.groupby("run_id", sort=False)["val_set"].first()  # the training distribution's set
     edges = trained.str.extract(r"^len_\d+-(\d+)$", expand=False).dropna().astype(int)
     for ax, task in zip(axes.flat, tasks):
@@ -145,7 +144,8 @@ def mqar_figure(results: pd.DataFrame) -> Figure | None:
                .agg(state_size=("state_size", "median"), accuracy=("token_accuracy", "median")).reset_index())
     medians = medians.assign(family=medians["model"].map(model_family))
     families = sorted(medians["family"].unique())
-    colours = model_colours(families)
+    palette = plt.get_cmap("tab10").colors
+    colours = {family: palette[i % len(palette)] for i, family in enumerate(families)}
     for ax, setting in zip(axes[0], settings):
         for family, points in medians[medians["val_set"] == setting].groupby("family"):
             points = points.sort_values("state_size")
