@@ -46,3 +46,22 @@ def test_cost_fit_table_names_each_coefficients_unit():
     assert "c (us) | d (us per N) | a (us per N W) | b (us per N^2) | s (us per N log2 N)" in text
     assert "| ntm | 15.0 | 2,500 | 1.5 | 0.25 | - | - | 0.990 | 7 % | 12 |" in text
     assert "T = 15.0 ms + 2,500 us + 1.5 us x N + 0.25 us x N W" in text
+
+
+def test_tables_of_a_run_with_no_baseline_on_a_gpu_have_no_empty_before_columns(tmp_path):
+    """A GPU run (scripts/gpu_check.sh: no --baseline, eager only) names the device and shows no empty
+    'before' or 'compiled' columns; speed_and_cost_outputs names its files with the suffix."""
+    from mann_zoo.experiments.speed_report import speed_and_cost_outputs
+
+    frame = _frame()
+    frame = frame[(frame.version == "this checkout") & ~frame.compiled].assign(device="cuda")
+    reference = reference_table(frame)
+    assert "Reference step: batch 32, 41 steps, cuda" in reference
+    assert "| model | ms/step now | x controller (now) | activations MB | parameters |" in reference
+    assert "| dnc | 100.0 | 10.00 | 1.0 | 1,000 |" in reference
+    tasks = tasks_table(frame)
+    assert "# Training sequences per second on cuda" in tasks
+    assert "| copy (32, 41) | dnc | 320 | 10.00 |" in tasks and "before" not in tasks
+    frame.to_csv(tmp_path / "batches_copy.csv", index=False)
+    written = speed_and_cost_outputs(tmp_path, tmp_path, tmp_path / "tables", tmp_path, suffix="_gpu")
+    assert [path.name for path in written] == ["speed_batches_copy_gpu.md"]

@@ -13,6 +13,8 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
   and ``tables/cost_fit.md`` (the fitted coefficients, from ``cost_fit.csv``);
 - ``speed_tasks.png``, ``tables/speed_tasks.md`` and ``tables/speed_reference.md`` from
   ``paper/results/speed/*.csv`` (``mann-zoo speed``; ``mann_zoo.experiments.speed_report``);
+- the same from ``paper/results/gpu`` (``scripts/gpu_check.sh`` on a lent GPU), each name ending in ``_gpu``
+  (``cost_per_step_gpu.png``, ``tables/speed_reference_gpu.md``, ...);
 - ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy, with
   a colour bar and the delimiter marked (from the runs' checkpoints, when present);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
@@ -366,13 +368,14 @@ def draw_cost(cost: pd.DataFrame, fits: pd.DataFrame) -> Figure | None:
             value_ticks(bottom.xaxis, swept[column])
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
-    fig.suptitle(f"cost per training step (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
+    where = f" on {cost['device'].iloc[0]}" if "device" in cost.columns and cost["device"].iloc[0] != "cpu" else ""
+    fig.suptitle(f"cost per training step{where} (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
                  f"by the drift of its rounds), fitted cost model,\nand below, the residuals of the fit")
     return fig
 
 
-def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | None:
-    """``cost_per_step.png``: training-step time against N (at the sweep's W) and against W (at its N),
+def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path, name: str = "cost_per_step.png") -> Path | None:
+    """``cost_per_step.png`` (or ``name``): training-step time against N (at the sweep's W) and against W (at its N),
     measured and as the fitted cost model predicts it (``cost_model.predict``), with the residuals below
     (measured - fitted, in % of measured); each time is divided by the drift of its rounds as the fit does
     (``cost_model.drift_factors``). The axes are labelled with the swept N and W.
@@ -383,7 +386,7 @@ def cost_figure(cost: pd.DataFrame, fits: pd.DataFrame, out: Path) -> Path | Non
     fig = draw_cost(cost, fits)
     if fig is None:
         return None
-    path = out / "cost_per_step.png"
+    path = out / name
     save(fig, path)
     return path
 
@@ -817,6 +820,12 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         if path:
             written.append(path)
     written += speed_and_cost_outputs(paper / "results" / "speed", cost_dir, tables, figures)
+    gpu = paper / "results" / "gpu"   # scripts/gpu_check.sh's files, from a lent GPU: speed and cost together
+    if (gpu / "cost.csv").is_file():
+        path = cost_figure(load_cost(gpu / "cost.csv"), load_cost(gpu / "cost_fit.csv"), figures, "cost_per_step_gpu.png")
+        if path:
+            written.append(path)
+    written += speed_and_cost_outputs(gpu, gpu, tables, figures, suffix="_gpu")
     for document in (paper / "paper.md", paper.parent / "README.md"):  # the README beside the paper folder
         if document.is_file() and embed_tables(document, tables):
             written.append(document)

@@ -25,6 +25,12 @@ def _before_label(frame: pd.DataFrame) -> str:
     return f"@{before[0]}" if before else "before"
 
 
+def _where(frame: pd.DataFrame) -> str:
+    """Where the rows were measured: ``1 thread(s)`` on the CPU, the device's name on a GPU."""
+    device = str(frame["device"].iloc[0]) if "device" in frame.columns else "cpu"
+    return f"{int(frame.threads.iloc[0])} thread(s)" if device == "cpu" else device
+
+
 def _rate(rows: pd.DataFrame, model: str, compiled: bool, now: bool) -> float:
     """Sequences per second per core of one model, compiled or not, this checkout's (``now``) or the
     baseline revision's; NaN where ``rows`` has no such row."""
@@ -34,12 +40,15 @@ def _rate(rows: pd.DataFrame, model: str, compiled: bool, now: bool) -> float:
 
 def reference_table(frame: pd.DataFrame) -> str:
     """The reference step (``mann-zoo speed`` without --task): one row per model and compilation, this
-    checkout's and the baseline revision's side by side, with x controller and the peer."""
+    checkout's and the baseline revision's side by side (where there is one), with x controller and the peer."""
     before_label = _before_label(frame)
+    baseline = (frame["version"] != THIS_CHECKOUT).any()
     first = frame.iloc[0]
-    lines = [f"# Reference step: batch {first.batch_size}, {first.steps} steps, {int(first.threads)} thread(s)", "",
-             f"| model | ms/step {before_label} | ms/step now | speed-up ({before_label} / now) | x controller (now) | "
-             f"activations MB | parameters |", "|---|---|---|---|---|---|---|"]
+    header = ["model", *([f"ms/step {before_label}"] if baseline else []), "ms/step now",
+              *([f"speed-up ({before_label} / now)"] if baseline else []), "x controller (now)", "activations MB",
+              "parameters"]
+    lines = [f"# Reference step: batch {first.batch_size}, {first.steps} steps, {_where(frame)}", "",
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     ours = frame[frame["version"] == THIS_CHECKOUT]
     for row in ours.itertuples():
         before = frame[(frame["model"] == row.model) & (frame["compiled"] == row.compiled)
@@ -47,8 +56,9 @@ def reference_table(frame: pd.DataFrame) -> str:
         before_ms = f"{before.ms_per_step.iloc[0]:.1f}" if not before.empty else ""
         speedup = f"{before.ms_per_step.iloc[0] / row.ms_per_step:.2f}" if not before.empty else ""
         label = row.model + (" compiled" if row.compiled else "")
-        lines.append(f"| {label} | {before_ms} | {row.ms_per_step:.1f} | {speedup} | {row.x_controller:.2f} | "
-                     f"{row.activation_mb:.1f} | {int(row.num_parameters):,} |")
+        cells = [label, *([before_ms] if baseline else []), f"{row.ms_per_step:.1f}", *([speedup] if baseline else []),
+                 f"{row.x_controller:.2f}", f"{row.activation_mb:.1f}", f"{int(row.num_parameters):,}"]
+        lines.append("| " + " | ".join(cells) + " |")
     peer = ours[ours["model"] == PEER_NAME]
     dnc = ours[ours["model"] == "dnc"]
     if not peer.empty and not dnc.empty:
@@ -59,32 +69,38 @@ def reference_table(frame: pd.DataFrame) -> str:
 
 
 def tasks_table(frame: pd.DataFrame) -> str:
-    """Training sequences per second per core at each task's batch: per task and model, eager and compiled,
-    the baseline revision's and this checkout's, and this checkout's x controller."""
+    """Training sequences per second per core at each task's batch: per task and model, eager and compiled
+    (the variants measured), the baseline revision's and this checkout's (where there is one), and this
+    checkout's x controller."""
     before_label = _before_label(frame)
-    threads = int(frame.threads.iloc[0])
-    lines = [f"# Training sequences per second per core ({threads} thread(s) per process)", "",
-             f"| task (batch, steps) | model | eager {before_label} | eager now | compiled {before_label} | "
-             f"compiled now | speed-up (best now / best {before_label}) | x controller (best now) |",
-             "|---|---|---|---|---|---|---|---|"]
+    baseline = (frame["version"] != THIS_CHECKOUT).any()
+    variants = [(compiled, now) for compiled in (False, True) for now in (False, True)
+                if (now or baseline) and (frame["compiled"] == compiled).any()]
+    names = [f"{'compiled' if compiled else 'eager'} {'now' if now else before_label}" for compiled, now in variants]
+    header = ["task (batch, steps)", "model", *names,
+              *([f"speed-up (best now / best {before_label})"] if baseline else []), "x controller (best now)"]
+    where = _where(frame)
+    title = f"per core ({where} per process)" if where.endswith("thread(s)") else f"on {where}"
+    lines = [f"# Training sequences per second {title}", "",
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):
         steps = int(rows.steps.iloc[0])
         for model in dict.fromkeys(rows.model):
             if model == CONTROLLER_ALONE:
                 continue
-            cells = [_rate(rows, model, c, n) for c, n in ((False, False), (False, True), (True, False), (True, True))]
-            before = max((c for c in (cells[0], cells[2]) if not np.isnan(c)), default=np.nan)
-            now = max((c for c in (cells[1], cells[3]) if not np.isnan(c)), default=np.nan)
+            cells = {variant: _rate(rows, model, *variant) for variant in variants}
+            before = max((c for (_, now), c in cells.items() if not now and not np.isnan(c)), default=np.nan)
+            best_now = max((c for (_, now), c in cells.items() if now and not np.isnan(c)), default=np.nan)
             ours = rows[(rows.model == model) & (rows.version == THIS_CHECKOUT)]
             best = ours.loc[ours.sequences_per_s_per_core.idxmax()]
-            text = ["" if np.isnan(c) else f"{c:,.0f}" for c in cells]
-            ratio = "" if np.isnan(before) else f"{now / before:.2f}"
-            lines.append(f"| {task} ({batch}, {steps}) | {model} | {' | '.join(text)} | {ratio} | "
-                         f"{best.x_controller:.2f} |")
+            text = ["" if np.isnan(c) else f"{c:,.0f}" for c in cells.values()]
+            ratio = [] if not baseline else ["" if np.isnan(before) else f"{best_now / before:.2f}"]
+            lines.append("| " + " | ".join([f"{task} ({batch}, {steps})", model, *text, *ratio,
+                                            f"{best.x_controller:.2f}"]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
+def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") -> Path:
     """Bars of training sequences per second per core, per task and model: the baseline revision's and this
     checkout's, eager and compiled."""
     import matplotlib.pyplot as plt
@@ -108,7 +124,7 @@ def speed_figure(frame: pd.DataFrame, out: Path) -> Path:
                ylabel="training sequences / s per core", yscale="log")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    path = out / "speed_tasks.png"
+    path = out / name
     save_figure(fig, path)
     return path
 
@@ -129,15 +145,17 @@ def cost_fit_table(fits: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figures: Path) -> list[Path]:
-    """Write the tables (and the speed figure) that the files in ``speed_dir`` and ``cost_dir`` allow."""
+def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figures: Path,
+                           suffix: str = "") -> list[Path]:
+    """Write the tables (and the speed figure) that the files in ``speed_dir`` and ``cost_dir`` allow, each
+    name ending in ``suffix`` (``_gpu`` for ``paper/results/gpu``, where speed and cost files lie together)."""
     from ..training.atomic import atomic_write_text
 
     written = []
-    sources = [(speed_dir / "reference.csv", "speed_reference.md", reference_table),
-               (speed_dir / "tasks.csv", "speed_tasks.md", tasks_table),
-               (speed_dir / "batches_copy.csv", "speed_batches_copy.md", tasks_table),
-               (cost_dir / "cost_fit.csv", "cost_fit.md", cost_fit_table)]
+    sources = [(speed_dir / "reference.csv", f"speed_reference{suffix}.md", reference_table),
+               (speed_dir / "tasks.csv", f"speed_tasks{suffix}.md", tasks_table),
+               (speed_dir / "batches_copy.csv", f"speed_batches_copy{suffix}.md", tasks_table),
+               (cost_dir / "cost_fit.csv", f"cost_fit{suffix}.md", cost_fit_table)]
     frames = {source: pd.read_csv(source) for source, _, _ in sources if source.is_file()}  # each read once
     for source, name, render in sources:
         frame = frames.get(source)
@@ -145,5 +163,5 @@ def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figure
             atomic_write_text(tables / name, render(frame))
             written.append(tables / name)
     if speed_dir / "tasks.csv" in frames:
-        written.append(speed_figure(frames[speed_dir / "tasks.csv"], figures))
+        written.append(speed_figure(frames[speed_dir / "tasks.csv"], figures, f"speed_tasks{suffix}.png"))
     return written
