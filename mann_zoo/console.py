@@ -91,7 +91,12 @@ def unknown_option(name: str, accepted: list[str]) -> str:
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """jsonargparse's help (types and defaults beside each option), examples kept as written."""
+    """jsonargparse's help (types and defaults beside each option), examples kept as written; a validating
+    function's type reads as what it accepts (its ``expected``), not as the function's repr."""
+
+    def _get_type_str(self, action: argparse.Action) -> str | None:
+        expected = getattr(action.type, "expected", None)
+        return expected if isinstance(expected, str) else super()._get_type_str(action)
 
 
 class CommandParser(ArgumentParser):

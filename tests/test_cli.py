@@ -197,6 +197,17 @@ def test_help_is_useful():
     assert "default: 128" in result.stdout and "memory slots N" in result.stdout
 
 
+def test_a_validated_option_says_what_it_accepts_in_the_help(capsys):
+    """--device's type is a validating function: the help names what it accepts, not the function."""
+    from mann_zoo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["speed", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "<function" not in help_text
+    assert "type: a device this machine has (cpu, or cuda[:N] / mps where present)" in help_text
+
+
 def test_ddp_two_cpu_processes_agree(tmp_path):
     """The same command under Lightning's DDP (gloo, two CPU processes): both ranks end with the same
     parameters, having drawn different batches."""
