@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mann_zoo.experiments import suites
+from mann_zoo.experiments.colours import COLOURS
 from mann_zoo.experiments.results import RESULT_COLUMNS, typed
 
 
@@ -50,6 +51,9 @@ def test_the_figure_has_a_panel_per_task_and_a_line_per_model():
     stack = next(line for line in ax.get_lines() if line.get_label() == "stack_rnn")
     assert list(stack.get_xdata()) == [50, 100] and list(stack.get_ydata()) == [90.0, 70.0]  # medians over seeds
     assert any(list(line.get_xdata()) == [40, 40] for line in ax.get_lines())  # the longest training length
+    # a model has the colour it has in every other figure (colours.COLOURS)
+    assert stack.get_color() == COLOURS["stack_rnn"] and next(
+        line for line in ax.get_lines() if line.get_label() == "ntm").get_color() == COLOURS["ntm"]
 
 
 def test_mqar_figure_puts_accuracy_against_state_size_a_line_per_family():
@@ -68,4 +72,5 @@ def test_mqar_figure_puts_accuracy_against_state_size_a_line_per_family():
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert sorted(lines) == ["lstm", "ntm"]
     assert list(lines["ntm"].get_xdata()) == [400, 1600] and list(lines["ntm"].get_ydata()) == [60.0, 90.0]
+    assert lines["ntm"].get_color() == COLOURS["ntm"] and lines["lstm"].get_color() == COLOURS["lstm"]
     assert suites.mqar_figure(results()) is None  # no MQAR runs

@@ -50,6 +50,7 @@ import torch  # noqa: E402
 
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
+from .colours import COLOURS, model_colours  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
@@ -67,8 +68,6 @@ from .results import (  # noqa: E402
     summarise,
 )
 
-COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_sparse": "tab:purple", "lstm": "tab:green"}
-SPARE_COLOURS = ("tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray", "black")  # other models, in turn
 
 
 def _floats(values: pd.Series) -> np.ndarray:
@@ -86,13 +85,6 @@ def training_sets(results: pd.DataFrame) -> pd.Series:
     if results.empty:
         return pd.Series(dtype="string")
     return set_summary(results).drop_duplicates("task").set_index("task")["val_set"]
-
-
-def model_colours(models) -> dict[str, str]:
-    """A colour per model: ``COLOURS`` for the known ones, the next of ``SPARE_COLOURS`` for the others
-    (the batch-size grid's ``ntm_b32``, ...), so that every line, band and marker of a model matches."""
-    spare = iter(SPARE_COLOURS)
-    return {model: COLOURS.get(model) or next(spare, "black") for model in models}
 
 
 def seed_spread(points: pd.DataFrame, x: str, converged: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .colours import model_colours  # noqa: E402
+
 SOLVED = 0.9  # Deletang et al.'s threshold on the score
 # Their scores in %, literature.md ("from a secondary copy of table 2"), by their model as named here (rnn: their
 # plain RNN, which this project does not have). Tasks they report that are not listed here: not checked yet.
@@ -87,9 +89,7 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
     rows = -(-len(tasks) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True,
                              layout="constrained")
-    models = sorted(tests["model"].unique())
-    palette = plt.get_cmap("tab10").colors
-    colours = {model: palette[i % len(palette)] for i, model in enumerate(models)}
+    colours = model_colours(sorted(tests["model"].unique()))
     trained = results.groupby("run_id", sort=False)["val_set"].first()  # the training distribution's set
     edges = trained.str.extract(r"^len_\d+-(\d+)$", expand=False).dropna().astype(int)
     for ax, task in zip(axes.flat, tasks):
@@ -113,7 +113,7 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
         ax.set_ylabel("token accuracy, %")
     for ax in axes[-1]:
         ax.set_xlabel("test length (log)")
-    handles = [plt.Line2D([], [], color=colours[model], marker="o", ms=3, label=model) for model in models]
+    handles = [plt.Line2D([], [], color=colour, marker="o", ms=3, label=model) for model, colour in colours.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
     fig.suptitle("Chomsky hierarchy: token accuracy past the training lengths (1-40); median over seeds; "
                  "dotted: 90 %; dashed: the longest training length", fontsize=9)
@@ -144,8 +144,7 @@ def mqar_figure(results: pd.DataFrame) -> Figure | None:
                .agg(state_size=("state_size", "median"), accuracy=("token_accuracy", "median")).reset_index())
     medians = medians.assign(family=medians["model"].map(model_family))
     families = sorted(medians["family"].unique())
-    palette = plt.get_cmap("tab10").colors
-    colours = {family: palette[i % len(palette)] for i, family in enumerate(families)}
+    colours = model_colours(families)
     for ax, setting in zip(axes[0], settings):
         for family, points in medians[medians["val_set"] == setting].groupby("family"):
             points = points.sort_values("state_size")
