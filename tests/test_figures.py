@@ -178,3 +178,20 @@ def test_addressing_figures_show_the_matched_tracks_runs_where_it_has_them(tmp_p
     found = report.addressing_checkpoints([tmp_path / "batch_size", tmp_path / "matched"])
     assert [path.relative_to(tmp_path).as_posix() for path in found] == [
         "matched/models/copy-ntm-seed10.ckpt", "batch_size/models/copy-dnc-seed0.ckpt"]
+
+
+def test_odds_first_figure_shows_a_string_longer_than_the_memory_and_its_answer(tmp_path, monkeypatch):
+    """The Chomsky grid's odds-first NTM (a kept checkpoint; here a small untrained NTM in its place) on one
+    string: write and read weightings over the string and the answer, the boundary at the string's end."""
+    import mann_zoo
+    from mann_zoo.models import build
+
+    torch.manual_seed(0)
+    core = build("ntm", 3, 2, memory_slots=8, word_size=4, controller_size=8)  # binary tokens + blank in, 2 classes out
+    monkeypatch.setattr(mann_zoo, "load_model", lambda checkpoint: core)
+    path = report.odds_first_figure(tmp_path / "odds_first-ntm-seed0.ckpt", tmp_path, length=12)
+    assert path == tmp_path / "odds_first_ntm.png" and path.stat().st_size > 1000
+    fig = report.weightings_figure(core, torch.zeros(1, 24, 3), 12, "t", phases=("string ", " answer"))
+    for ax in fig.axes[:2]:
+        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[12, 12]]
+        assert ax.get_images()[0].get_array().shape == (8, 24)  # slots x time steps

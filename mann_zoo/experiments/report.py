@@ -443,11 +443,11 @@ def copy_example(bits: int, length: int, seed: int = 1) -> torch.Tensor:
     return x
 
 
-def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Figure:
-    """Write and read weightings over time (first heads) of ``core`` (a memory model) on one copy
-    example of ``length`` vectors, on one colour scale (0 to 1, with its colour bar); the dashed line is
-    the delimiter: input before it, recall after. Returns the Figure."""
-    x = copy_example(core.input_size - 1, length)
+def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, title: str,
+                      phases: tuple[str, str] = ("input", "recall"), slots_note: str = "") -> Figure:
+    """Write and read weightings over time (first heads) of ``core`` (a memory model) on one example ``x``
+    (``[1, T, input_size]``), on one colour scale (0 to 1, with its colour bar); the dashed line is at step
+    ``boundary``, where the first of ``phases`` ends and the second begins. Returns the Figure."""
     with torch.no_grad():
         _, trace = core(x, record=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True, layout="constrained")
@@ -455,16 +455,40 @@ def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Fi
         weights = trace[key][0, :, 0]  # [T, N], first head
         image = ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
                           vmin=0, vmax=1)
-        ax.axvline(length, color="cyan", ls="--", lw=1)
-        ax.text(length - 0.7, 0.98, "input", transform=ax.get_xaxis_transform(), ha="right", va="top", color="cyan",
-                fontsize=8)
-        ax.text(length + 0.7, 0.98, "recall", transform=ax.get_xaxis_transform(), ha="left", va="top", color="cyan",
-                fontsize=8)
-        ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: the delimiter, step {length})")
-    axes[0].set_ylabel("memory slot")
+        ax.axvline(boundary, color="cyan", ls="--", lw=1)
+        ax.text(boundary - 0.7, 0.98, phases[0], transform=ax.get_xaxis_transform(), ha="right", va="top",
+                color="cyan", fontsize=8)
+        ax.text(boundary + 0.7, 0.98, phases[1], transform=ax.get_xaxis_transform(), ha="left", va="top",
+                color="cyan", fontsize=8)
+        ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: step {boundary})")
+    axes[0].set_ylabel("memory slot" + slots_note)
     fig.colorbar(image, ax=list(axes), label="weight", shrink=0.9)
     fig.suptitle(title)
     return fig
+
+
+def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Figure:
+    """:func:`weightings_figure` on one copy example of ``length`` vectors: input before the delimiter,
+    recall after it."""
+    return weightings_figure(core, copy_example(core.input_size - 1, length), length, title)
+
+
+def odds_first_figure(checkpoint: Path, out: Path, length: int = 200) -> Path:
+    """``odds_first_ntm.png``: the write and read weightings of the chomsky grid's odds-first NTM on one
+    string of ``length`` tokens (more than its slots; paper section 11.1 reads it)."""
+    from tasks.chomsky.odds_first import OddsFirstTask
+
+    from .. import load_model
+
+    core = load_model(checkpoint)
+    task = OddsFirstTask()
+    x = task.encode(*task.sample(torch.Generator().manual_seed(0), 1, length)).inputs
+    fig = weightings_figure(core, x, length, f"NTM on odds first, a string of {length} tokens: first heads' "
+                            f"weightings ({checkpoint_run_id(checkpoint)}, {core.memory_slots} slots)",
+                            phases=("string ", " answer"))
+    path = out / "odds_first_ntm.png"
+    save(fig, path)
+    return path
 
 
 def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> list[Path]:
@@ -806,6 +830,11 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         atomic_write_text(path, literature_table(pd.concat(all_results, ignore_index=True), curves))
         written.append(path)
     written += addressing_figures(addressing_checkpoints(result_dirs), figures)
+    for directory in result_dirs:  # the Chomsky grid's odds-first NTM (kept weights: keep_models)
+        kept = sorted(directory.glob("models/odds_first-ntm-seed*.ckpt"))
+        if kept:
+            written.append(odds_first_figure(kept[0], figures))
+            break
     cost_dir = cost_dir or paper / "results" / "cost"
     if (cost_dir / "cost.csv").is_file():
         path = cost_figure(load_cost(cost_dir / "cost.csv"), load_cost(cost_dir / "cost_fit.csv"), figures)
