@@ -718,6 +718,24 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     assert "data.curriculum_max_length" not in probe.overrides  # n-grams has no curriculum to switch off
 
 
+def test_the_plan_of_bench_only_covers_the_runs_it_names(tmp_path, monkeypatch):
+    """bench --plan --only: the probes and the plan are those of the named runs, not the whole grid's."""
+    from mann_zoo.experiments import benchmark, plan
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [0, 1]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
+    probed = []
+    monkeypatch.setattr(benchmark, "run_grid", lambda grid, *args, **kwargs: probed.append(grid))
+    monkeypatch.setattr(plan, "read_probes", lambda out, grid, probes: {
+        plan.timing_key(s): {"step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32} for s in grid.runs})
+    benchmark.main(["--config", str(spec), "--out", str(tmp_path / "out"), "--plan", "--only", "lstm"])
+    [probes] = probed
+    assert [s.run_id for s in probes.runs] == ["copy-lstm-seed0"]
+    text = (tmp_path / "out/plan.md").read_text()
+    assert "| copy | lstm | 2 |" in text and "| copy | ntm |" not in text
+
+
 def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_written(tmp_path):
     """A run recorded as failed (exit status, no result of its own) beside a metrics.csv it had begun: the
     tables are written, with the failed row and no curve (it has no batch size to count sequences by)."""

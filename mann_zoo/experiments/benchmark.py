@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -346,8 +347,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="count the runs recorded in the results table as finished even without their run "
                              "folder (to continue a grid begun in another clone instead of training it again)")
     parser.add_argument("--plan", action="store_true",
-                        help="do not train: time each (task, model) of the grid for a few steps and write the "
-                             "compute plan (runs x hours, an upper bound) to --out as plan.md and plan.csv")
+                        help="do not train: time each (task, model) of the grid (of the runs --only names) for a "
+                             "few steps and write the compute plan (runs x hours, an upper bound) to --out as "
+                             "plan.md and plan.csv")
     parser.add_argument("--report", type=Path, metavar="PAPER",
                         help="afterwards regenerate the figures and tables of this paper folder (e.g. paper)")
     args = parser.parse_args(argv)
@@ -363,19 +365,19 @@ def main(argv: list[str] | None = None) -> None:
     except GridError as error:
         parser.error(str(error))
     out = args.out or Path("results") / grid.name
-    if args.plan:
+    try:
+        chosen = select(grid.runs, args.only)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.plan:  # of the runs that --only names (all by default)
         from . import plan
 
-        probes = plan.probe_grid(grid)
+        planned = replace(grid, runs=chosen)
+        probes = plan.probe_grid(planned)
         run_grid(probes, out / "plan", args.jobs, args.threads, address=args.address, show=False)
-        table = plan.plan_table(grid, plan.read_probes(out / "plan", grid, probes))
+        table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes))
         print(plan.write_plan(table, out, args.threads, args.jobs))
         return
-    if args.only is not None:
-        try:
-            select(grid.runs, args.only)
-        except ValueError as error:
-            parser.error(str(error))
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
     results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared,
                        address=args.address)
