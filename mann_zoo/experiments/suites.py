@@ -52,7 +52,7 @@ def chomsky_scores(results: pd.DataFrame) -> pd.DataFrame:
     """One row per run: task, model, seed and score (its token accuracy averaged over its test sets)."""
     tests = generalisation_rows(results)
     return (tests.groupby(["task", "model", "run_id"], sort=False)
-            .agg(seed=("seed", "first"), score=("token_accuracy", "mean")).reset_index())
+            .agg(seed=("seed", "first"), status=("status", "first"), score=("token_accuracy", "mean")).reset_index())
 
 
 def chomsky_table(results: pd.DataFrame) -> str:
@@ -63,13 +63,15 @@ def chomsky_table(results: pd.DataFrame) -> str:
              "the training lengths), in %; ours the median and the best over seeds; solved: best >= 90 %. "
              "Published: Deletang et al. 2023 table 2 (from a secondary copy, literature.md), the best of 3 "
              "learning rates x 10 seeds at 1M steps and test lengths 41-500: our protocol is scaled down "
-             "(the grid file says how).", "",
+             "(the grid file says how). A seed marked * stopped before its budget (resumable): its score is "
+             "the point where it stopped.", "",
              "| level | task | model | ours: median (best) | seeds | solved | published |", "|---|---|---|---|---|---|---|"]
     order = {task: i for i, task in enumerate(LEVELS)}
     for (task, model), runs in sorted(scores.groupby(["task", "model"], sort=False),
                                       key=lambda item: (order.get(item[0][0], len(order)), item[0][1])):
         values = runs["score"].dropna()
-        seeds = " ".join(str(int(s)) for s in sorted(runs["seed"].dropna()))
+        seeds = " ".join(f"{int(run.seed)}{'' if run.status == 'finished' else '*'}"
+                         for run in runs.dropna(subset=["seed"]).sort_values("seed").itertuples())
         ours = "-" if values.empty else f"{100 * values.median():.1f} ({100 * values.max():.1f})"
         solved = "-" if values.empty else ("yes" if values.max() >= SOLVED else "no")
         published = PUBLISHED.get(task, {}).get(model)
