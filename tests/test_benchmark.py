@@ -734,6 +734,7 @@ def test_the_plan_of_bench_only_covers_the_runs_it_names(tmp_path, monkeypatch):
     assert [s.run_id for s in probes.runs] == ["copy-lstm-seed0"]
     text = (tmp_path / "out/plan.md").read_text()
     assert "| copy | lstm | 2 |" in text and "| copy | ntm |" not in text
+    assert "Only the runs that `--only lstm` names." in text  # a partial plan says so
 
 
 def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_written(tmp_path):

@@ -188,10 +188,19 @@ def test_odds_first_figure_shows_a_string_longer_than_the_memory_and_its_answer(
 
     torch.manual_seed(0)
     core = build("ntm", 3, 2, memory_slots=8, word_size=4, controller_size=8)  # binary tokens + blank in, 2 classes out
+    fig = report.draw_odds_first(core, "odds first", length=12)
+    for ax in fig.axes[:2]:
+        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[12, 12]]  # the string's end
+        assert ax.get_images()[0].get_array().shape == (8, 24)  # slots x (string + answer) steps
+        assert [t.get_text() for t in ax.texts] == ["string", "answer"]
     monkeypatch.setattr(mann_zoo, "load_model", lambda checkpoint: core)
     path = report.odds_first_figure(tmp_path / "odds_first-ntm-seed0.ckpt", tmp_path, length=12)
     assert path == tmp_path / "odds_first_ntm.png" and path.stat().st_size > 1000
-    fig = report.weightings_figure(core, torch.zeros(1, 24, 3), 12, "t", phases=("string ", " answer"))
-    for ax in fig.axes[:2]:
-        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[12, 12]]
-        assert ax.get_images()[0].get_array().shape == (8, 24)  # slots x time steps
+
+
+def test_every_known_model_has_a_colour_of_its_own():
+    from mann_zoo.experiments.colours import COLOURS, SPARE_COLOURS, model_colours
+
+    assert len(set(COLOURS.values())) == len(COLOURS) and not set(SPARE_COLOURS) & set(COLOURS.values())
+    assert model_colours(["dnc_md", "ntm_b32", "dnc_mds", "ntm_b64"]) == {
+        "dnc_md": COLOURS["dnc_md"], "ntm_b32": SPARE_COLOURS[0], "dnc_mds": COLOURS["dnc_mds"], "ntm_b64": SPARE_COLOURS[1]}

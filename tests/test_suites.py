@@ -42,9 +42,10 @@ def test_the_table_has_median_best_seeds_solved_and_the_published_score():
     assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1 2 | yes | 100.0 |" in table
     assert "| DCF | reverse_string | ntm | 55.0 (55.0) | 0 | no | - |" in table
     assert "parity_check" not in table  # its one run failed
-    stopped = results().assign(status=lambda r: r["status"].mask(r["run_id"] == "reverse_string-stack_rnn-seed1", "stopped"))
-    table = suites.chomsky_table(stopped[lambda r: r["task"].isin(list(suites.LEVELS))])
-    assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1* 2 | yes | 100.0 |" in table  # * stopped early
+    ended = results().assign(status=lambda r: r["status"].mask(r["run_id"] == "reverse_string-stack_rnn-seed1", "stopped")
+                             .mask(r["run_id"] == "reverse_string-stack_rnn-seed2", "diverged"))
+    table = suites.chomsky_table(ended[lambda r: r["task"].isin(list(suites.LEVELS))])
+    assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1* 2x | yes | 100.0 |" in table  # stopped, diverged
 
 
 def test_the_figure_has_a_panel_per_task_and_a_line_per_model():

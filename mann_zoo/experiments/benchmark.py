@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         probes = plan.probe_grid(planned)
         run_grid(probes, out / "plan", args.jobs, args.threads, address=args.address, show=False)
         table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes))
-        print(plan.write_plan(table, out, args.threads, args.jobs))
+        print(plan.write_plan(table, out, args.threads, args.jobs, args.only))
         return
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None
     results = run_grid(grid, out, args.jobs, args.threads, args.only, args.skip_recorded, table_runs=declared,

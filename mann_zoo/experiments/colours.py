@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_mds": "tab:red",
+COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_mds": "tab:pink",
            "dnc_sparse": "tab:purple", "lstm": "tab:green", "transformer": "tab:brown", "stack_rnn": "tab:cyan",
-           "tape_rnn": "tab:olive"}
-SPARE_COLOURS = ("tab:pink", "tab:gray", "gold", "navy", "teal", "black")  # other models, in turn
+           "tape_rnn": "tab:olive"}  # a colour each: the paper track draws DNC, DNC-MD and DNC-MDS together
+SPARE_COLOURS = ("tab:gray", "gold", "navy", "teal", "lime", "black")  # other models, in turn
 
 
 def model_colours(models: Iterable[str]) -> dict[str, str]:

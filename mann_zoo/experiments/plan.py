@@ -88,8 +88,9 @@ def plan_table(grid: Grid, probes: dict[tuple, dict]) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype(PLAN_COLUMNS)
 
 
-def markdown(table: pd.DataFrame, threads: int, jobs: int) -> str:
-    """The plan as a Markdown table, with the wall time at ``jobs`` runs side by side."""
+def markdown(table: pd.DataFrame, threads: int, jobs: int, only: list[str] | None = None) -> str:
+    """The plan as a Markdown table, with the wall time at ``jobs`` runs side by side; ``only``: the
+    ``bench --only`` patterns that chose its runs (said under the table; None: the whole grid)."""
     lines = ["| task | model | runs | budget (steps / sequences) | ms/step | s/validation | hours/run | hours |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
@@ -101,7 +102,7 @@ def markdown(table: pd.DataFrame, threads: int, jobs: int) -> str:
     lines.append(f"| **total** | | {total['runs']} | | | | | **{total['hours']:.1f}** |")
     return ("\n".join(lines) + f"\n\nUpper bound (every run to its budget): {total['hours']:.1f} core-hours at {threads} "
             f"thread(s) per run, {total['hours'] / jobs:.1f} hours of wall time with {jobs} runs side by "
-            f"side.\n")
+            f"side.\n" + ("" if only is None else f"\nOnly the runs that `--only {' '.join(only)}` names.\n"))
 
 
 def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
@@ -117,9 +118,9 @@ def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
     return probes
 
 
-def write_plan(table: pd.DataFrame, out: Path, threads: int, jobs: int) -> str:
+def write_plan(table: pd.DataFrame, out: Path, threads: int, jobs: int, only: list[str] | None = None) -> str:
     """Write ``plan.csv`` and ``plan.md`` into ``out`` (atomically); returns the Markdown."""
-    text = markdown(table, threads, jobs)
+    text = markdown(table, threads, jobs, only)
     save_table(table, out / "plan.csv", PLAN_COLUMNS)
     atomic_write_text(out / "plan.md", text)
     return text

@@ -16,7 +16,8 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - the same from ``paper/results/gpu`` (``scripts/gpu_check.sh`` on a lent GPU), each name ending in ``_gpu``
   (``cost_per_step_gpu.png``, ``tables/speed_reference_gpu.md``, ...);
 - ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy, with
-  a colour bar and the delimiter marked (from the runs' checkpoints, when present);
+  a colour bar and the delimiter marked (from the runs' checkpoints, when present); ``odds_first_ntm.png``
+  the same of the chomsky grid's odds-first NTM on a string longer than its memory (its kept weights);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
   (``mann_zoo.experiments.diagnosis``, paper section 8);
@@ -54,7 +55,7 @@ from .colours import COLOURS, model_colours  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
-from .speed_report import speed_and_cost_outputs  # noqa: E402
+from .speed_report import device_of, speed_and_cost_outputs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, LONG_PRIORITY_SORT, make_diagnosis  # noqa: E402
 from .diagnosis import GRID as DIAGNOSIS_GRID  # noqa: E402
 from .results import (  # noqa: E402
@@ -360,7 +361,7 @@ def draw_cost(cost: pd.DataFrame, fits: pd.DataFrame) -> Figure | None:
             value_ticks(bottom.xaxis, swept[column])
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
-    where = f" on {cost['device'].iloc[0]}" if "device" in cost.columns and cost["device"].iloc[0] != "cpu" else ""
+    where = "" if device_of(cost) == "cpu" else f" on {device_of(cost)}"
     fig.suptitle(f"cost per training step{where} (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
                  f"by the drift of its rounds), fitted cost model,\nand below, the residuals of the fit")
     return fig
@@ -444,7 +445,7 @@ def copy_example(bits: int, length: int, seed: int = 1) -> torch.Tensor:
 
 
 def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, title: str,
-                      phases: tuple[str, str] = ("input", "recall"), slots_note: str = "") -> Figure:
+                      phases: tuple[str, str] = ("input", "recall")) -> Figure:
     """Write and read weightings over time (first heads) of ``core`` (a memory model) on one example ``x``
     (``[1, T, input_size]``), on one colour scale (0 to 1, with its colour bar); the dashed line is at step
     ``boundary``, where the first of ``phases`` ends and the second begins. Returns the Figure."""
@@ -456,12 +457,11 @@ def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, tit
         image = ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
                           vmin=0, vmax=1)
         ax.axvline(boundary, color="cyan", ls="--", lw=1)
-        ax.text(boundary - 0.7, 0.98, phases[0], transform=ax.get_xaxis_transform(), ha="right", va="top",
-                color="cyan", fontsize=8)
-        ax.text(boundary + 0.7, 0.98, phases[1], transform=ax.get_xaxis_transform(), ha="left", va="top",
-                color="cyan", fontsize=8)
+        for text, side, offset in ((phases[0], "right", -3), (phases[1], "left", 3)):  # 3 points either side
+            ax.annotate(text, (boundary, 0.98), xycoords=ax.get_xaxis_transform(), xytext=(offset, 0),
+                        textcoords="offset points", ha=side, va="top", color="cyan", fontsize=8)
         ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: step {boundary})")
-    axes[0].set_ylabel("memory slot" + slots_note)
+    axes[0].set_ylabel("memory slot")
     fig.colorbar(image, ax=list(axes), label="weight", shrink=0.9)
     fig.suptitle(title)
     return fig
@@ -473,19 +473,24 @@ def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Fi
     return weightings_figure(core, copy_example(core.input_size - 1, length), length, title)
 
 
-def odds_first_figure(checkpoint: Path, out: Path, length: int = 200) -> Path:
-    """``odds_first_ntm.png``: the write and read weightings of the chomsky grid's odds-first NTM on one
-    string of ``length`` tokens (more than its slots; paper section 11.1 reads it)."""
+def draw_odds_first(core: torch.nn.Module, title: str, length: int = 200) -> Figure:
+    """:func:`weightings_figure` of ``core`` (an NTM trained on odds first) on one string of ``length``
+    tokens (seed 0): the string, then the answer."""
     from tasks.chomsky.odds_first import OddsFirstTask
 
+    task = OddsFirstTask()
+    x = task.encode(*task.sample(torch.Generator().manual_seed(0), 1, length)).inputs  # [1, 2 length, 3]
+    return weightings_figure(core, x, length, title, phases=("string", "answer"))
+
+
+def odds_first_figure(checkpoint: Path, out: Path, length: int = 200) -> Path:
+    """``odds_first_ntm.png``: :func:`draw_odds_first` of the chomsky grid's odds-first NTM (its kept
+    weights) on a string longer than its slots (paper section 11.1 reads it)."""
     from .. import load_model
 
     core = load_model(checkpoint)
-    task = OddsFirstTask()
-    x = task.encode(*task.sample(torch.Generator().manual_seed(0), 1, length)).inputs
-    fig = weightings_figure(core, x, length, f"NTM on odds first, a string of {length} tokens: first heads' "
-                            f"weightings ({checkpoint_run_id(checkpoint)}, {core.memory_slots} slots)",
-                            phases=("string ", " answer"))
+    fig = draw_odds_first(core, f"NTM on odds first, a string of {length} tokens: first heads' weightings "
+                                f"({checkpoint_run_id(checkpoint)}, {core.memory_slots} slots)", length)
     path = out / "odds_first_ntm.png"
     save(fig, path)
     return path

@@ -25,9 +25,17 @@ def _before_label(frame: pd.DataFrame) -> str:
     return f"@{before[0]}" if before else "before"
 
 
+def device_of(frame: pd.DataFrame) -> str:
+    """The device the rows were measured on (their ``device`` column: ``cpu``, ``cuda``, a GPU's name);
+    ``cpu`` for files from before the column existed or without a value in it."""
+    if "device" not in frame.columns or frame["device"].isna().all():
+        return "cpu"
+    return str(frame["device"].dropna().iloc[0])
+
+
 def _where(frame: pd.DataFrame) -> str:
-    """Where the rows were measured: ``1 thread(s)`` on the CPU, the device's name on a GPU."""
-    device = str(frame["device"].iloc[0]) if "device" in frame.columns else "cpu"
+    """Where the rows were measured: ``1 thread(s)`` on the CPU, the device on a GPU."""
+    device = device_of(frame)
     return f"{int(frame.threads.iloc[0])} thread(s)" if device == "cpu" else device
 
 
@@ -79,8 +87,7 @@ def tasks_table(frame: pd.DataFrame) -> str:
     names = [f"{'compiled' if compiled else 'eager'} {'now' if now else before_label}" for compiled, now in variants]
     header = ["task (batch, steps)", "model", *names,
               *([f"speed-up (best now / best {before_label})"] if baseline else []), "x controller (best now)"]
-    where = _where(frame)
-    title = f"per core ({where} per process)" if where.endswith("thread(s)") else f"on {where}"
+    title = f"per core ({_where(frame)} per process)" if device_of(frame) == "cpu" else f"on {device_of(frame)}"
     lines = [f"# Training sequences per second {title}", "",
              "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):

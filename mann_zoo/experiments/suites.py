@@ -31,6 +31,7 @@ PUBLISHED = {
     "duplicate_string": {"rnn": 50.3, "stack_rnn": 52.8, "tape_rnn": 100.0, "transformer": 52.8, "lstm": 57.6},
     "odds_first": {"rnn": 51.0, "stack_rnn": 51.9, "tape_rnn": 100.0, "transformer": 52.8, "lstm": 55.6},
 }
+SEED_MARKS = {"stopped": "*", "diverged": "x"}  # beside a seed in the table: how its run ended, if not at its budget
 LEVELS = {  # the Chomsky-hierarchy level of each task (Deletang et al., table 2)
     "parity_check": "R", "modular_arithmetic": "R", "cycle_navigation": "R", "even_pairs": "R",
     "reverse_string": "DCF", "stack_manipulation": "DCF", "modular_arithmetic_brackets": "DCF",
@@ -49,7 +50,8 @@ def generalisation_rows(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def chomsky_scores(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: task, model, seed and score (its token accuracy averaged over its test sets)."""
+    """One row per run: task, model, seed, status (``results.py``: finished, stopped, diverged) and score
+    (its token accuracy averaged over its test sets)."""
     tests = generalisation_rows(results)
     return (tests.groupby(["task", "model", "run_id"], sort=False)
             .agg(seed=("seed", "first"), status=("status", "first"), score=("token_accuracy", "mean")).reset_index())
@@ -64,13 +66,13 @@ def chomsky_table(results: pd.DataFrame) -> str:
              "Published: Deletang et al. 2023 table 2 (from a secondary copy, literature.md), the best of 3 "
              "learning rates x 10 seeds at 1M steps and test lengths 41-500: our protocol is scaled down "
              "(the grid file says how). A seed marked * stopped before its budget (resumable): its score is "
-             "the point where it stopped.", "",
+             "the point where it stopped; marked x, it diverged (a non-finite loss).", "",
              "| level | task | model | ours: median (best) | seeds | solved | published |", "|---|---|---|---|---|---|---|"]
     order = {task: i for i, task in enumerate(LEVELS)}
     for (task, model), runs in sorted(scores.groupby(["task", "model"], sort=False),
                                       key=lambda item: (order.get(item[0][0], len(order)), item[0][1])):
         values = runs["score"].dropna()
-        seeds = " ".join(f"{int(run.seed)}{'' if run.status == 'finished' else '*'}"
+        seeds = " ".join(f"{int(run.seed)}{SEED_MARKS.get(run.status, '')}"
                          for run in runs.dropna(subset=["seed"]).sort_values("seed").itertuples())
         ours = "-" if values.empty else f"{100 * values.median():.1f} ({100 * values.max():.1f})"
         solved = "-" if values.empty else ("yes" if values.max() >= SOLVED else "no")
