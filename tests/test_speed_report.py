@@ -62,6 +62,8 @@ def test_tables_of_a_run_with_no_baseline_on_a_gpu_have_no_empty_before_columns(
     tasks = tasks_table(frame)
     assert "# Training sequences per second on cuda" in tasks
     assert "| copy (32, 41) | dnc | 320 | 10.00 |" in tasks and "before" not in tasks
+    figure = speed_figure(frame, tmp_path, "speed_tasks_gpu.png")  # one bar a model: eager now
+    assert figure.name == "speed_tasks_gpu.png" and figure.stat().st_size > 1000
     assert "batch 32, 41 steps, 1 thread(s)" in reference_table(frame.assign(device=None))  # an older file: the CPU
     frame.to_csv(tmp_path / "batches_copy.csv", index=False)
     written = speed_and_cost_outputs(tmp_path, tmp_path, tmp_path / "tables", tmp_path, suffix="_gpu")

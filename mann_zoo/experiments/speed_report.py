@@ -76,15 +76,27 @@ def reference_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _variants(frame: pd.DataFrame) -> list[tuple[bool, bool]]:
+    """The (compiled, now) variants that ``frame`` measured, in the order eager before, eager now, compiled
+    before, compiled now (no "before" without a baseline revision's rows, no "compiled" without --compile)."""
+    baseline = (frame["version"] != THIS_CHECKOUT).any()
+    return [(compiled, now) for compiled in (False, True) for now in (False, True)
+            if (now or baseline) and (frame["compiled"] == compiled).any()]
+
+
+def _variant_name(variant: tuple[bool, bool], before_label: str) -> str:
+    compiled, now = variant
+    return f"{'compiled' if compiled else 'eager'} {'now' if now else before_label}"
+
+
 def tasks_table(frame: pd.DataFrame) -> str:
     """Training sequences per second per core at each task's batch: per task and model, eager and compiled
     (the variants measured), the baseline revision's and this checkout's (where there is one), and this
     checkout's x controller."""
     before_label = _before_label(frame)
     baseline = (frame["version"] != THIS_CHECKOUT).any()
-    variants = [(compiled, now) for compiled in (False, True) for now in (False, True)
-                if (now or baseline) and (frame["compiled"] == compiled).any()]
-    names = [f"{'compiled' if compiled else 'eager'} {'now' if now else before_label}" for compiled, now in variants]
+    variants = _variants(frame)
+    names = [_variant_name(variant, before_label) for variant in variants]
     header = ["task (batch, steps)", "model", *names,
               *([f"speed-up (best now / best {before_label})"] if baseline else []), "x controller (best now)"]
     title = f"per core ({_where(frame)} per process)" if device_of(frame) == "cpu" else f"on {device_of(frame)}"
@@ -108,8 +120,8 @@ def tasks_table(frame: pd.DataFrame) -> str:
 
 
 def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") -> Path:
-    """Bars of training sequences per second per core, per task and model: the baseline revision's and this
-    checkout's, eager and compiled."""
+    """Bars of training sequences per second per core (on a GPU: per second), per task and model: the
+    variants measured (:func:`_variants`: the baseline revision's and this checkout's, eager and compiled)."""
     import matplotlib.pyplot as plt
 
     from ..training.atomic import save_figure
@@ -117,18 +129,22 @@ def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") 
     tasks = list(dict.fromkeys(frame.task))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
     before_label = _before_label(frame)
-    variants = [(False, False, f"eager {before_label}", "#bbbbbb"), (False, True, "eager now", "#6699cc"),
-                (True, False, f"compiled {before_label}", "#888888"), (True, True, "compiled now", "#1f4e99")]
+    colours = {(False, False): "#bbbbbb", (False, True): "#6699cc", (True, False): "#888888", (True, True): "#1f4e99"}
+    variants = _variants(frame)
+    width = 0.8 / len(variants)
+    ylabel = "training sequences / s per core" if device_of(frame) == "cpu" else f"training sequences / s on {device_of(frame)}"
     for ax, task in zip(axes[0], tasks):
         rows = frame[frame.task == task]
         models = list(dict.fromkeys(rows.model))
-        for k, (compiled, now, label, colour) in enumerate(variants):
-            values = np.nan_to_num([_rate(rows, model, compiled, now) for model in models])  # no bar: 0
-            ax.bar(np.arange(len(models)) + (k - 1.5) * 0.2, values, 0.2, color=colour, label=label)
+        for k, variant in enumerate(variants):
+            values = np.nan_to_num([_rate(rows, model, *variant) for model in models])  # no bar: 0
+            ax.bar(np.arange(len(models)) + (k - (len(variants) - 1) / 2) * width, values, width,
+                   color=colours[variant], label=_variant_name(variant, before_label))
         ax.set_xticks(np.arange(len(models)), [m.replace(CONTROLLER_ALONE, "controller\nalone")
-                                               .replace(PEER_NAME, "PyPI dnc") for m in models], fontsize=8)
-        ax.set(title=f"{task} (batch {rows.batch_size.iloc[0]}, {rows.steps.iloc[0]} steps)",
-               ylabel="training sequences / s per core", yscale="log")
+                                               .replace(PEER_NAME, "PyPI dnc") for m in models], fontsize=8,
+                      rotation=30, ha="right", rotation_mode="anchor")  # long names (dnc_sparse_n16384) apart
+        ax.set(title=f"{task} (batch {rows.batch_size.iloc[0]}, {rows.steps.iloc[0]} steps)", ylabel=ylabel,
+               yscale="log")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     path = out / name
