@@ -315,8 +315,13 @@ def test_report_redraws_addressing_from_the_kept_weights_in_a_fresh_clone(smoke_
     (clone / "models").mkdir(parents=True)
     for name in ("results.csv", "curves.csv", "models/copy-ntm-seed0.ckpt"):
         (clone / name).write_bytes((out / name).read_bytes())
+    gpu = tmp_path / "paper/results/gpu"  # a GPU's files (scripts/gpu_check.sh), as committed from the H200
+    gpu.mkdir(parents=True)
+    for name in ("cost.csv", "cost_fit.csv", "reference.csv", "batches_copy.csv"):
+        (gpu / name).write_bytes((ROOT_RESULTS / "gpu" / name).read_bytes())
     written = {p.name for p in make_report([clone], tmp_path / "paper")}
     assert "addressing_ntm.png" in written and "results_smoke.md" in written
+    assert {"cost_per_step_gpu.png", "speed_reference_gpu.md", "speed_batches_copy_gpu.md", "cost_fit_gpu.md"} <= written
 
 
 def test_report_embeds_the_tables_into_the_write_up(tmp_path):
