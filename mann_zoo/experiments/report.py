@@ -361,7 +361,8 @@ def draw_cost(cost: pd.DataFrame, fits: pd.DataFrame) -> Figure | None:
             value_ticks(bottom.xaxis, swept[column])
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
-    where = "" if device_of(cost) == "cpu" else f" on {device_of(cost)}"
+    device = device_of(cost)
+    where = "" if device == "cpu" else f" on {device}"
     fig.suptitle(f"cost per training step{where} (batch {sweep.batch_size}, {sweep.sequence_steps} steps): measured (divided "
                  f"by the drift of its rounds), fitted cost model,\nand below, the residuals of the fit")
     return fig
@@ -840,18 +841,15 @@ def make_report(result_dirs: list[Path], paper: Path, cost_dir: Path | None = No
         if kept:
             written.append(odds_first_figure(kept[0], figures))
             break
-    cost_dir = cost_dir or paper / "results" / "cost"
-    if (cost_dir / "cost.csv").is_file():
-        path = cost_figure(load_cost(cost_dir / "cost.csv"), load_cost(cost_dir / "cost_fit.csv"), figures)
-        if path:
-            written.append(path)
-    written += speed_and_cost_outputs(paper / "results" / "speed", cost_dir, tables, figures)
     gpu = paper / "results" / "gpu"   # scripts/gpu_check.sh's files, from a lent GPU: speed and cost together
-    if (gpu / "cost.csv").is_file():
-        path = cost_figure(load_cost(gpu / "cost.csv"), load_cost(gpu / "cost_fit.csv"), figures, "cost_per_step_gpu.png")
-        if path:
-            written.append(path)
-    written += speed_and_cost_outputs(gpu, gpu, tables, figures, suffix="_gpu")
+    for speed_dir, costs, suffix in ((paper / "results" / "speed", cost_dir or paper / "results" / "cost", ""),
+                                     (gpu, gpu, "_gpu")):
+        if (costs / "cost.csv").is_file():
+            path = cost_figure(load_cost(costs / "cost.csv"), load_cost(costs / "cost_fit.csv"), figures,
+                               f"cost_per_step{suffix}.png")
+            if path:
+                written.append(path)
+        written += speed_and_cost_outputs(speed_dir, costs, tables, figures, suffix)
     for document in (paper / "paper.md", paper.parent / "README.md"):  # the README beside the paper folder
         if document.is_file() and embed_tables(document, tables):
             written.append(document)

@@ -19,6 +19,11 @@ THIS_CHECKOUT = "this checkout"  # the version column of this checkout's rows (e
 CONTROLLER_ALONE = "controller alone"  # the model column of the yardstick's rows
 
 
+def _has_baseline(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` has a baseline revision's rows (``mann-zoo speed --baseline``) beside this checkout's."""
+    return bool((frame["version"] != THIS_CHECKOUT).any())
+
+
 def _before_label(frame: pd.DataFrame) -> str:
     """The column label of the baseline revision's rows (this checkout's are "now")."""
     before = sorted(set(frame["version"]) - {THIS_CHECKOUT})
@@ -50,7 +55,7 @@ def reference_table(frame: pd.DataFrame) -> str:
     """The reference step (``mann-zoo speed`` without --task): one row per model and compilation, this
     checkout's and the baseline revision's side by side (where there is one), with x controller and the peer."""
     before_label = _before_label(frame)
-    baseline = (frame["version"] != THIS_CHECKOUT).any()
+    baseline = _has_baseline(frame)
     first = frame.iloc[0]
     header = ["model", *([f"ms/step {before_label}"] if baseline else []), "ms/step now",
               *([f"speed-up ({before_label} / now)"] if baseline else []), "x controller (now)", "activations MB",
@@ -79,7 +84,7 @@ def reference_table(frame: pd.DataFrame) -> str:
 def _variants(frame: pd.DataFrame) -> list[tuple[bool, bool]]:
     """The (compiled, now) variants that ``frame`` measured, in the order eager before, eager now, compiled
     before, compiled now (no "before" without a baseline revision's rows, no "compiled" without --compile)."""
-    baseline = (frame["version"] != THIS_CHECKOUT).any()
+    baseline = _has_baseline(frame)
     return [(compiled, now) for compiled in (False, True) for now in (False, True)
             if (now or baseline) and (frame["compiled"] == compiled).any()]
 
@@ -94,12 +99,13 @@ def tasks_table(frame: pd.DataFrame) -> str:
     (the variants measured), the baseline revision's and this checkout's (where there is one), and this
     checkout's x controller."""
     before_label = _before_label(frame)
-    baseline = (frame["version"] != THIS_CHECKOUT).any()
+    baseline = _has_baseline(frame)
     variants = _variants(frame)
     names = [_variant_name(variant, before_label) for variant in variants]
     header = ["task (batch, steps)", "model", *names,
               *([f"speed-up (best now / best {before_label})"] if baseline else []), "x controller (best now)"]
-    title = f"per core ({_where(frame)} per process)" if device_of(frame) == "cpu" else f"on {device_of(frame)}"
+    device = device_of(frame)
+    title = f"per core ({_where(frame)} per process)" if device == "cpu" else f"on {device}"
     lines = [f"# Training sequences per second {title}", "",
              "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for (task, batch), rows in frame.groupby(["task", "batch_size"], sort=False):
@@ -132,7 +138,8 @@ def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") 
     colours = {(False, False): "#bbbbbb", (False, True): "#6699cc", (True, False): "#888888", (True, True): "#1f4e99"}
     variants = _variants(frame)
     width = 0.8 / len(variants)
-    ylabel = "training sequences / s per core" if device_of(frame) == "cpu" else f"training sequences / s on {device_of(frame)}"
+    device = device_of(frame)
+    ylabel = "training sequences / s per core" if device == "cpu" else f"training sequences / s on {device}"
     for ax, task in zip(axes[0], tasks):
         rows = frame[frame.task == task]
         models = list(dict.fromkeys(rows.model))
