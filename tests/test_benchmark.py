@@ -129,6 +129,32 @@ def test_fresh_clone_keeps_the_committed_results(smoke_results, tmp_path, monkey
     assert not any(benchmark.is_finished(clone, spec, load_grid(SMOKE)) for spec in load_grid(SMOKE).runs)
 
 
+def test_a_retraining_stopped_early_keeps_the_committed_record(smoke_results, tmp_path, monkeypatch):
+    """In a fresh clone without --skip-recorded a run is trained again; stopped before it comes as far as
+    the committed record, the record (status, numbers, curve) stays and the next command goes on training."""
+    out, _ = smoke_results
+    clone = tmp_path / "smoke"
+    clone.mkdir()
+    for name in ("results.csv", "curves.csv"):
+        (clone / name).write_text((out / name).read_text())
+
+    def stopped_early(runs, env, jobs, threads, address, on_progress, on_done):
+        for run in runs:  # each attempt validated once at step 2 of 4, then was stopped
+            result = json.loads((out / "runs" / run.run_id / "result.json").read_text())
+            result["summary"].update(steps=2, sequences=8, status="stopped")
+            run.directory.mkdir(parents=True)
+            (run.directory / "result.json").write_text(json.dumps(result))
+            on_done(run, Outcome(0, 0.0))
+
+    monkeypatch.setattr(benchmark, "execute", stopped_early)
+    grid = load_grid(SMOKE)
+    rows = run_grid(grid, clone, jobs=2, threads=1)
+    pd.testing.assert_frame_equal(rows, load_results(out / "results.csv"))
+    pd.testing.assert_frame_equal(load_curves(clone / "curves.csv"), load_curves(out / "curves.csv"))
+    assert set(rows.status) == {"finished"}
+    assert not any(benchmark.is_finished(clone, spec, grid) for spec in grid.runs)  # the retraining goes on
+
+
 def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):
     out, _ = smoke_results
     grid = load_grid(SMOKE)

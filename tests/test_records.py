@@ -105,8 +105,9 @@ def test_stopping_bench_stops_its_runs_and_the_same_command_resumes_them(tmp_pat
         if "copy-lstm-seed0: step 4," in line:
             break
     bench.send_signal(signal.SIGTERM)
-    bench.communicate(timeout=120)
+    output, _ = bench.communicate(timeout=120)
     assert bench.returncode != 0
+    assert "stopping: waiting up to" in output  # says why it has not ended at once
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
     assert left == "", f"training processes left running: {left}"
     summary = json.loads((out / "runs/copy-lstm-seed0/result.json").read_text())["summary"]

@@ -19,7 +19,7 @@ Rerunning the same command skips finished runs and resumes unfinished ones from 
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
 atomically. ``runs/`` is not committed: in a fresh clone the committed ``results.csv`` and
 ``curves.csv`` stand for the runs whose folders are gone. Their rows stay in the tables until the run is
-trained again and replaces them; with ``--skip-recorded`` they count as finished, which continues a grid
+trained again as far and replaces them (a retraining stopped earlier loses nothing); with ``--skip-recorded`` they count as finished, which continues a grid
 begun in another clone instead of training it again.
 """
 
@@ -129,7 +129,8 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
     """The results table (``RESULT_COLUMNS``) and learning curves (``CURVE_COLUMNS``) of every run of
     ``specs`` that has a result, in the order of ``specs``.
 
-    A run's ``result.json`` wins; a run without one keeps its rows of the tables already in ``out``.
+    A run's ``result.json`` wins once it has come as far (in steps) as the run's rows in the tables
+    already in ``out``; until then, and for a run without one, those rows stay.
     """
     recorded_rows, recorded_curves = (dict(tuple(table.groupby("run_id", sort=False)))
                                       for table in recorded_results(out))
@@ -146,6 +147,12 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
             note = data["summary"].get("note")
             rows.append(recorded_rows[spec.run_id].assign(status=data["summary"].get("status", "failed"),
                                                           note=pd.array([note] * len(recorded_rows[spec.run_id]), dtype="string")))
+            curves.append(recorded_curves.get(spec.run_id))
+            continue
+        if spec.run_id in recorded_rows and data["summary"]["steps"] < recorded_rows[spec.run_id]["steps"].iloc[0]:
+            # Trained again (a fresh clone without --skip-recorded) and stopped before it came as far as the
+            # record: the record, and its curve, stay until the new run passes it.
+            rows.append(recorded_rows[spec.run_id])
             curves.append(recorded_curves.get(spec.run_id))
             continue
         # The grid's task and model names (e.g. repeat_copy_final, dnc_md), not the datamodule's and the

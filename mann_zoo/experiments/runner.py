@@ -291,6 +291,11 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
                 # with it, PR_SET_PDEATHSIG) before the process has written its result on SIGTERM, as the
                 # stopped runs of a session lost their result.json. Elsewhere (a cluster) ray.cancel does it.
                 runs_left = list(pending.values())
+                # A run stops at its next training step or validation (a first compiled step, or a
+                # validation at long lengths, can take a minute): say why the command has not ended yet.
+                print(f"stopping: waiting up to {STOP_GRACE_S} s for {len(runs_left)} run(s) to write their "
+                      "results; SIGTERM or Ctrl-C again stops at once (their last checkpoints stay)",
+                      file=sys.stderr, flush=True)
                 stop_training(runs_left)
                 wait_for_training(runs_left, deadline)
                 for ref in pending:
