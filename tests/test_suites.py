@@ -73,8 +73,15 @@ def test_mqar_figure_puts_accuracy_against_state_size_a_line_per_family():
                   val_set="len_64_pairs_4", token_accuracy=1.0)]
     fig = suites.mqar_figure(_typed(rows + _run("reverse_string", "ntm", 0, (1.0, 1.0, 1.0))))
     assert len(fig.axes) == 2
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
     assert sorted(lines) == ["lstm", "ntm"]
     assert list(lines["ntm"].get_xdata()) == [400, 1600] and list(lines["ntm"].get_ydata()) == [60.0, 90.0]
     assert lines["ntm"].get_color() == COLOURS["ntm"] and lines["lstm"].get_color() == COLOURS["lstm"]
+    assert all(len(line.get_xdata()) == 0 for line in fig.axes[0].get_lines() if line.get_label() == "_stopped")
+    # a run stopped before its budget: its point drawn hollow, and the legend says what that means
+    stopped = [{**row, "status": "stopped"} if row["run_id"] == "mqar-ntm_n64-seed1" else row for row in rows]
+    fig = suites.mqar_figure(_typed(stopped))
+    hollow = [line for line in fig.axes[0].get_lines() if line.get_label() == "_stopped" and len(line.get_xdata())]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [1600] and hollow[0].get_markerfacecolor() == "white"
+    assert "stopped before its budget" in [text.get_text() for text in fig.legends[0].get_texts()]
     assert suites.mqar_figure(results()) is None  # no MQAR runs

@@ -136,7 +136,9 @@ def model_family(model: str) -> str:
 def mqar_figure(results: pd.DataFrame) -> Figure | None:
     """MQAR accuracy at the query positions against state size (``models.state_size``, at each set's
     length: the Transformer's grows with it), a panel per validation setting (sequence length, pairs), a
-    point per model (median over seeds), the sizes of one family joined. None without MQAR runs that recorded a state size."""
+    point per model (median over seeds), the sizes of one family joined; a hollow point: a run of that
+    model stopped before its budget (its accuracy where it stopped). None without MQAR runs that recorded a
+    state size."""
     rows = results[(results["task"] == MQAR_TASK) & (results["status"] != "failed")].dropna(
         subset=["state_size", "token_accuracy"])
     if rows.empty:
@@ -145,21 +147,28 @@ def mqar_figure(results: pd.DataFrame) -> Figure | None:
     fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.0), squeeze=False, sharey=True,
                              layout="constrained")
     medians = (rows.groupby(["val_set", "model"], sort=False)
-               .agg(state_size=("state_size", "median"), accuracy=("token_accuracy", "median")).reset_index())
+               .agg(state_size=("state_size", "median"), accuracy=("token_accuracy", "median"),
+                    stopped=("status", lambda status: bool((status == "stopped").any()))).reset_index())
     medians = medians.assign(family=medians["model"].map(model_family))
     families = sorted(medians["family"].unique())
     colours = model_colours(families)
     for ax, setting in zip(axes[0], settings):
         for family, points in medians[medians["val_set"] == setting].groupby("family"):
             points = points.sort_values("state_size")
-            ax.plot(points["state_size"].astype(float), 100 * points["accuracy"].astype(float), marker="o", ms=4,
-                    color=colours[family], label=family)
+            x, y = points["state_size"].astype(float), 100 * points["accuracy"].astype(float)
+            ax.plot(x, y, marker="o", ms=4, color=colours[family], label=family)
+            stopped = points["stopped"].to_numpy(bool)
+            ax.plot(x[stopped], y[stopped], ls="", marker="o", ms=4, mfc="white", color=colours[family],
+                    label="_stopped")
         ax.set_xscale("log")
         ax.set_title(setting.replace("len_", "T = ").replace("_pairs_", ", pairs = "), fontsize=9)
         ax.set_xlabel("state size (numbers per example, log)")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("accuracy at the queries, %")
     handles = [plt.Line2D([], [], color=colours[f], marker="o", ms=4, label=f) for f in families]
+    if medians["stopped"].any():
+        handles.append(plt.Line2D([], [], ls="", color="0.3", marker="o", ms=4, mfc="white",
+                                  label="stopped before its budget"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(7, len(handles)), fontsize=8)
     fig.suptitle("MQAR: accuracy against state size (numbers carried from step to step, at the set's length); "
                  "median over seeds", fontsize=9)
