@@ -1,5 +1,5 @@
 """The report's Chomsky-hierarchy table and figure (issue 13): a run's score is its token accuracy averaged
-over the test sets (not the training distribution), medians and best over seeds, published scores beside."""
+over the test lengths (not the training distribution), medians and best over seeds, published scores beside."""
 
 from __future__ import annotations
 
@@ -30,22 +30,42 @@ def results() -> pd.DataFrame:
     return _typed(rows)
 
 
-def test_scores_average_the_test_sets_only_and_leave_failed_runs_out():
+def test_scores_average_every_test_length_and_leave_the_training_set_and_failed_runs_out():
+    """Trained to 40, tested at 50 and 100: the mean over lengths 41-100, each equally, of the accuracy
+    interpolated between 50 and 100 and held at its length-50 value for 41-49. By hand for 0.9 at 50 and
+    0.7 at 100: 41-50 give 10 x 0.9; 51-100 give sum(0.9 - 0.2 k / 50, k = 1..50) = 45 - 0.2 x 25.5 = 39.9;
+    (9 + 39.9) / 60 = 0.815. For 0.6 and 0.5: (6 + 30 - 0.1 x 25.5) / 60 = 0.5575."""
     scores = suites.chomsky_scores(results()).set_index("run_id")["score"]
-    assert scores.round(6).to_dict() == {"reverse_string-stack_rnn-seed0": 0.8, "reverse_string-stack_rnn-seed1": 1.0,
-                                         "reverse_string-stack_rnn-seed2": 0.5, "reverse_string-ntm-seed0": 0.55,
+    assert scores.round(6).to_dict() == {"reverse_string-stack_rnn-seed0": 0.815, "reverse_string-stack_rnn-seed1": 1.0,
+                                         "reverse_string-stack_rnn-seed2": 0.5, "reverse_string-ntm-seed0": 0.5575,
                                          "copy-ntm-seed0": 1.0}
+
+
+def test_the_length_weighted_mean_against_a_loop():
+    """An independent loop: every length of 41..500 takes the accuracy of the line between the tested
+    lengths around it (the first tested value below the first), each length weighing the same."""
+    lengths, accuracies = [200, 50, 500, 100], [0.97, 1.0, 0.66, 1.0]  # DNC-like: 100 % to 100, then falling
+    points = sorted(zip(lengths, accuracies))
+    total = 0.0
+    for length in range(41, 501):
+        if length <= points[0][0]:
+            total += points[0][1]
+            continue
+        (a, ya), (b, yb) = next((p, q) for p, q in zip(points, points[1:]) if p[0] <= length <= q[0])
+        total += ya + (yb - ya) * (length - a) / (b - a)
+    assert abs(suites.length_weighted_mean(lengths, accuracies, 41) - total / 460) < 1e-12
+    assert suites.length_weighted_mean(lengths, accuracies, 41) < sum(accuracies) / 4  # the long lengths weigh more
 
 
 def test_the_table_has_median_best_seeds_solved_and_the_published_score():
     table = suites.chomsky_table(results()[lambda r: r["task"].isin(list(suites.LEVELS))])
-    assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1 2 | yes | 100.0 |" in table
-    assert "| DCF | reverse_string | ntm | 55.0 (55.0) | 0 | no | - |" in table
+    assert "| DCF | reverse_string | stack_rnn | 81.5 (100.0) | 0 1 2 | yes | 100.0 |" in table
+    assert "| DCF | reverse_string | ntm | 55.8 (55.8) | 0 | no | - |" in table
     assert "parity_check" not in table  # its one run failed
     ended = results().assign(status=lambda r: r["status"].mask(r["run_id"] == "reverse_string-stack_rnn-seed1", "stopped")
                              .mask(r["run_id"] == "reverse_string-stack_rnn-seed2", "diverged"))
     table = suites.chomsky_table(ended[lambda r: r["task"].isin(list(suites.LEVELS))])
-    assert "| DCF | reverse_string | stack_rnn | 80.0 (100.0) | 0 1* 2x | yes | 100.0 |" in table  # stopped, diverged
+    assert "| DCF | reverse_string | stack_rnn | 81.5 (100.0) | 0 1* 2x | yes | 100.0 |" in table  # stopped, diverged
 
 
 def test_the_figure_has_a_panel_per_task_and_a_line_per_model():
