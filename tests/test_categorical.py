@@ -151,13 +151,16 @@ NEW_CORES = {  # the Chomsky-hierarchy suite's models, tiny (the Stack-RNN takes
                     "--model.core.init_args.heads", "2", "--model.core.init_args.positional", "randomised"],
     "tape_rnn": ["--model.core.init_args.controller_size", "8", "--model.core.init_args.memory_slots", "8",
                  "--model.core.init_args.word_size", "2"],
+    "stack_rnn": ["--model.core.init_args.controller_size", "8", "--model.core.init_args.memory_slots", "8",
+                  "--model.core.init_args.word_size", "2"],
 }
 
 
 @pytest.mark.parametrize("core", list(NEW_CORES))
 def test_the_suites_cores_train_on_a_categorical_task_and_reload(core, tmp_path, monkeypatch):
     """mann-zoo fit with each new core by its short name on reverse string (L outputs), and load_model
-    rebuilds it from the checkpoint with the same outputs."""
+    rebuilds it from the checkpoint: the trained weights as saved (not a fresh initialisation), the same
+    outputs at every load."""
     from mann_zoo import load_model
     from mann_zoo.cli import main
 
@@ -169,6 +172,9 @@ def test_the_suites_cores_train_on_a_categorical_task_and_reload(core, tmp_path,
           "--trainer.default_root_dir", str(tmp_path)])
     [checkpoint] = tmp_path.glob(f"reverse_string-{core}/seed0/checkpoints/last.ckpt")
     model = load_model(checkpoint)
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]
+    loaded = model.state_dict()
+    assert loaded and all(torch.equal(value, saved[f"core.{name}"]) for name, value in loaded.items())
     x = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 9)), 3).float()
     torch.testing.assert_close(model(x), load_model(checkpoint)(x))
     assert model(x).shape == (2, 9, 2)

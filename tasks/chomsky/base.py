@@ -22,8 +22,15 @@ per batch, as their training loop samples it; a validation set spreads its seque
 lengths (as many of each length, give or take one) and batches the sequences of each length together, so that no batch is padded (a non-causal
 model would attend over the padding). Validation: the training distribution (``len_1-40``), then
 one set per entry of ``val_lengths`` (``len_50``, ...): the paper tests every length from 41 to 500 and
-scores a model by the per-sequence token accuracy averaged over them (``token_accuracy`` here, averaged
-over the sets by the report); ``val_lengths`` is that grid, thinned to what a run can afford.
+scores a model by the token accuracy averaged over them; ``val_lengths`` is that grid, thinned to what a
+run can afford, and the report averages over every length 41-500 by interpolating between the sets
+(``mann_zoo.experiments.suites``). ``token_accuracy`` here is each sequence's share of right steps, averaged
+over sequences; their code pools the tokens of a batch (one length) instead, which differs only where
+answers of one length differ in length (stack manipulation, binary addition). The loss is the zoo's for
+every task, the cross-entropy summed over a sequence's scored steps and averaged over the batch; theirs
+averages over the output steps too (with their gradient-norm clip of 1, which the suite's model configs
+keep, our gradients are larger by the answer's length before clipping): our choice, kept for one training
+path across tasks.
 
 A task implements ``vocabulary``, ``classes``, ``output_length(L)`` and ``sample(generator, batch_size, L)``,
 which returns the input and output tokens, and ``answer(tokens)``, the output tokens of a given input (it
