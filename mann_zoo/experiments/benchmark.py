@@ -13,14 +13,18 @@ Everything lands in ``--out`` (default ``results/<grid name>`` in the current fo
 - ``results.csv``: the tidy results table, one row per run and validation set (``results.RESULT_COLUMNS``);
 - ``curves.csv``: the learning curves of every run (step, sequences, metric, value: ``results.CURVE_COLUMNS``);
 - ``models/<run id>.ckpt``: the weights (only) of every converged run, and of the runs the report's
-  figures use (the copy NTM and DNC, and what a grid's ``keep_models`` names).
+  figures use (the copy NTM and DNC, and what a grid's ``keep_models`` names);
+- ``resume/<run id>/``: a stopped run's last checkpoint, ``metrics.csv`` and ``result.json`` (see below).
 
 Rerunning the same command skips finished runs and resumes unfinished ones from their last
 checkpoint; raising ``--max-steps`` continues runs that have not converged. Tables are written
 atomically. ``runs/`` is not committed: in a fresh clone the committed ``results.csv`` and
 ``curves.csv`` stand for the runs whose folders are gone. Their rows stay in the tables until the run is
 trained again as far and replaces them (a retraining stopped earlier loses nothing); with ``--skip-recorded`` they count as finished, which continues a grid
-begun in another clone instead of training it again.
+begun in another clone instead of training it again. A run stopped before its end leaves what it needs
+to go on (last checkpoint, curve, result) in ``resume/<run id>/``, which is committed: the same command in
+a fresh clone puts it back into ``runs/`` and resumes the run there, its curve intact (a session ends,
+the grid goes on in the next one); a finished run's copy is removed.
 """
 
 from __future__ import annotations
@@ -105,6 +109,47 @@ def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | N
     if summary["status"] == "diverged":
         return True
     return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
+
+
+CARRIED = {"last.ckpt": "checkpoints/last.ckpt", "metrics.csv": "metrics.csv", "result.json": "result.json"}
+
+
+def carry_unfinished(out: Path, specs: list[RunSpec], grid: Grid) -> None:
+    """What an unfinished run of ``specs`` needs to go on in another clone, copied from its run folder to
+    ``out/resume/<run id>/`` (committed, unlike ``runs/``): its last checkpoint (weights, optimiser, data
+    stream and loop state), ``metrics.csv`` (its curve so far) and ``result.json``. A finished run's copy
+    is removed. Runs without a result here (not trained in this clone) are left as they are."""
+    import shutil
+
+    from ..training.atomic import atomic_write
+
+    for spec in specs:
+        folder, kept = spec.folder(out), out / "resume" / spec.run_id
+        if result_summary(folder) is None:
+            continue
+        if is_finished(out, spec, grid):
+            shutil.rmtree(kept, ignore_errors=True)
+        elif all((folder / source).is_file() for source in CARRIED.values()):
+            for name, source in CARRIED.items():
+                data = (folder / source).read_bytes()
+                atomic_write(kept / name, lambda f, data=data: f.write(data), binary=True)
+
+
+def restore_carried(out: Path, specs: list[RunSpec]) -> list[str]:
+    """Put back the carried state (:func:`carry_unfinished`) of every run of ``specs`` that has no checkpoint
+    in its run folder (a fresh clone): training then resumes from it, its curve intact. Returns their ids."""
+    import shutil
+
+    restored = []
+    for spec in specs:
+        folder, kept = spec.folder(out), out / "resume" / spec.run_id
+        if (folder / CARRIED["last.ckpt"]).is_file() or not all((kept / name).is_file() for name in CARRIED):
+            continue
+        for name, target in CARRIED.items():
+            (folder / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept / name, folder / target)
+        restored.append(spec.run_id)
+    return restored
 
 
 def training_run(out: Path, spec: RunSpec, grid: Grid) -> TrainingRun:
@@ -286,6 +331,9 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
 
     console = Console()
     specs = select(grid.runs, only)
+    restored = restore_carried(out, specs)
+    if restored:
+        console.print(f"resuming {len(restored)} run(s) from the state carried in {out / 'resume'}")
     recorded = recorded_results(out)[0] if skip_recorded else None
     todo = [s for s in specs if not is_finished(out, s, grid, recorded)]
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
@@ -307,6 +355,7 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
         else:
             progress.console.print(f"done {spec.run_id} in {outcome.seconds:.0f} s")
             keep_model(out, spec)
+            carry_unfinished(out, [spec], grid)  # finished: its carried state goes
         write_tables(out, table_runs)  # the whole grid: --only must not drop the other runs' rows
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -321,6 +370,7 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+        carry_unfinished(out, todo, grid)  # the stopped runs' state, to commit: another clone goes on from it
         results = write_tables(out, table_runs)  # also when stopped: the stopped runs' curves so far, to commit
     if show and not results.empty:
         for table in comparison_tables(results):

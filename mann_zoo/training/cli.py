@@ -139,7 +139,10 @@ class MannZooCLI(LightningCLI):
             # result.json in every run folder: what 'mann-zoo report --results <runs>' tabulates
             callbacks.append(RunSummary(dirpath=str(run_dir), run_id=run))
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True))
+            # No version counter: a run resumed from a checkpoint written elsewhere (a grid's carried state in
+            # a fresh clone, another path) overwrites last.ckpt instead of writing last-v1.ckpt beside it.
+            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True,
+                                             enable_version_counter=False))
         if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(StepProgressBar(leave=True))
