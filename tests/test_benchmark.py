@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from functools import partial
@@ -153,6 +154,45 @@ def test_a_retraining_stopped_early_keeps_the_committed_record(smoke_results, tm
     pd.testing.assert_frame_equal(load_curves(clone / "curves.csv"), load_curves(out / "curves.csv"))
     assert set(rows.status) == {"finished"}
     assert not any(benchmark.is_finished(clone, spec, grid) for spec in grid.runs)  # the retraining goes on
+
+
+def test_what_is_carried_to_another_clone(smoke_results, tmp_path):
+    """resume/<run id>/ gets a run killed before it wrote a result (checkpoint and curve), is restored from
+    it in a fresh clone, loses it when the run finishes, and never gets a retraining that is behind the
+    run's committed row."""
+    out, _ = smoke_results
+    grid = load_grid(SMOKE)
+    spec = next(s for s in grid.runs if s.run_id == "copy-lstm-seed0")
+    here = tmp_path / "here"
+    folder = spec.folder(here)
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": 3}, folder / "checkpoints/last.ckpt")
+    (folder / "metrics.csv").write_text("step,train/loss\n1,0.5\n")
+    benchmark.carry_unfinished(here, grid.runs, grid)  # killed before its result.json: carried all the same
+    kept = here / "resume" / spec.run_id
+    assert sorted(p.name for p in kept.iterdir()) == ["last.ckpt", "metrics.csv"]
+
+    clone = tmp_path / "clone"
+    (clone / "resume").mkdir(parents=True)
+    shutil.copytree(kept, clone / "resume" / spec.run_id)
+    assert benchmark.restore_carried(clone, grid.runs) == [spec.run_id]
+    assert (spec.folder(clone) / "metrics.csv").read_text() == "step,train/loss\n1,0.5\n"
+    assert torch.load(spec.folder(clone) / "checkpoints/last.ckpt", weights_only=True) == {"global_step": 3}
+    assert benchmark.restore_carried(clone, grid.runs) == []  # it has a checkpoint now: nothing to put back
+
+    finished = json.loads((spec.folder(out) / "result.json").read_text())  # 4 steps of 4
+    (folder / "result.json").write_text(json.dumps(finished))
+    benchmark.carry_unfinished(here, grid.runs, grid)
+    assert not kept.exists()  # finished: its copy goes
+
+    behind = tmp_path / "behind"  # a fresh clone with the committed 4-step rows, retrained to step 2
+    behind.mkdir()
+    (behind / "results.csv").write_text((out / "results.csv").read_text())
+    shutil.copytree(folder, spec.folder(behind))
+    finished["summary"].update(steps=2, status="stopped")
+    (spec.folder(behind) / "result.json").write_text(json.dumps(finished))
+    benchmark.carry_unfinished(behind, grid.runs, grid)
+    assert not (behind / "resume").exists()
 
 
 def test_only_runs_a_subset_in_order_and_keeps_the_other_rows(smoke_results, tmp_path, monkeypatch):

@@ -111,43 +111,72 @@ def is_finished(out: Path, spec: RunSpec, grid: Grid, recorded: pd.DataFrame | N
     return summary["steps"] >= spec.max_steps or (grid.stop_at_convergence and summary["converged"])
 
 
-CARRIED = {"last.ckpt": "checkpoints/last.ckpt", "metrics.csv": "metrics.csv", "result.json": "result.json"}
+# What a stopped run needs to go on elsewhere, in the order it is copied: the checkpoint last, so that a copy
+# cut short leaves an older checkpoint beside a newer curve (the logger drops the rows past the checkpoint),
+# never a newer checkpoint beside an older curve. result.json is missing where the run was killed before
+# writing it; it then goes on without one (the committed rows stand for it until its next result).
+CARRIED = {"result.json": "result.json", "metrics.csv": "metrics.csv", "last.ckpt": "checkpoints/last.ckpt"}
+NEEDED = ("metrics.csv", "last.ckpt")
+
+
+def _copy(source: Path, target: Path) -> None:
+    """``source``'s bytes to ``target``, atomically (``training.atomic``)."""
+    from ..training.atomic import atomic_write
+
+    data = source.read_bytes()
+    atomic_write(target, lambda f: f.write(data), binary=True)
+
+
+def _steps_done(folder: Path) -> int:
+    """The steps a run folder's training has done: its ``result.json``'s, else its last checkpoint's."""
+    summary = result_summary(folder)
+    if summary is not None:
+        return int(summary["steps"])
+    import torch
+
+    return int(torch.load(folder / CARRIED["last.ckpt"], map_location="cpu", weights_only=True)["global_step"])
 
 
 def carry_unfinished(out: Path, specs: list[RunSpec], grid: Grid) -> None:
     """What an unfinished run of ``specs`` needs to go on in another clone, copied from its run folder to
-    ``out/resume/<run id>/`` (committed, unlike ``runs/``): its last checkpoint (weights, optimiser, data
-    stream and loop state), ``metrics.csv`` (its curve so far) and ``result.json``. A finished run's copy
-    is removed. Runs without a result here (not trained in this clone) are left as they are."""
+    ``out/resume/<run id>/`` (committed where ``out`` is, unlike ``runs/``): its last checkpoint (weights,
+    optimiser, data stream and loop state), ``metrics.csv`` (its curve so far) and ``result.json``. That
+    holds for a stopped run, a failed one (retried from there) and one killed before it wrote a result.
+    A finished (or diverged) run's copy is removed. Left as they are: runs without a checkpoint here, and a
+    retraining that has not come as far as the run's committed row (a fresh clone without --skip-recorded:
+    the row, not the shorter retraining, is what the next clone goes on from)."""
     import shutil
 
-    from ..training.atomic import atomic_write
-
+    recorded = recorded_results(out)[0]
+    steps_recorded = recorded.groupby("run_id")["steps"].max() if not recorded.empty else pd.Series(dtype=int)
     for spec in specs:
         folder, kept = spec.folder(out), out / "resume" / spec.run_id
-        if result_summary(folder) is None:
+        if not (folder / CARRIED["last.ckpt"]).is_file():
             continue
-        if is_finished(out, spec, grid):
+        if result_summary(folder) is not None and is_finished(out, spec, grid):
             shutil.rmtree(kept, ignore_errors=True)
-        elif all((folder / source).is_file() for source in CARRIED.values()):
-            for name, source in CARRIED.items():
-                data = (folder / source).read_bytes()
-                atomic_write(kept / name, lambda f, data=data: f.write(data), binary=True)
+            continue
+        if not all((folder / CARRIED[name]).is_file() for name in NEEDED):
+            continue
+        if _steps_done(folder) < steps_recorded.get(spec.run_id, 0):
+            continue
+        (kept / "result.json").unlink(missing_ok=True)  # not one of an earlier stop beside this checkpoint
+        for name, source in CARRIED.items():
+            if (folder / source).is_file():
+                _copy(folder / source, kept / name)
 
 
 def restore_carried(out: Path, specs: list[RunSpec]) -> list[str]:
     """Put back the carried state (:func:`carry_unfinished`) of every run of ``specs`` that has no checkpoint
     in its run folder (a fresh clone): training then resumes from it, its curve intact. Returns their ids."""
-    import shutil
-
     restored = []
     for spec in specs:
         folder, kept = spec.folder(out), out / "resume" / spec.run_id
-        if (folder / CARRIED["last.ckpt"]).is_file() or not all((kept / name).is_file() for name in CARRIED):
+        if (folder / CARRIED["last.ckpt"]).is_file() or not all((kept / name).is_file() for name in NEEDED):
             continue
-        for name, target in CARRIED.items():
-            (folder / target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(kept / name, folder / target)
+        for name, target in CARRIED.items():  # the checkpoint last: a restore cut short is done again
+            if (kept / name).is_file():
+                _copy(kept / name, folder / target)
         restored.append(spec.run_id)
     return restored
 
@@ -370,7 +399,7 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
-        carry_unfinished(out, todo, grid)  # the stopped runs' state, to commit: another clone goes on from it
+        carry_unfinished(out, specs, grid)  # the stopped runs' state, to commit: another clone goes on from it
         results = write_tables(out, table_runs)  # also when stopped: the stopped runs' curves so far, to commit
     if show and not results.empty:
         for table in comparison_tables(results):
