@@ -124,6 +124,18 @@ def test_generalisation_is_against_the_length_on_a_numeric_axis_with_the_trainin
     assert any("training range" in patch.get_label() for patch in ax.patches)
 
 
+def test_a_run_stopped_before_it_validated_is_left_out_of_the_generalisation_figure():
+    sets = ["len_1-20", "len_10", "len_50"]
+    unvalidated = [{**row, "model": "dnc", "run_id": "copy-dnc-seed0", "bit_errors": None, "status": "stopped"}
+                   for row in results_rows("copy", "dnc", 0, sets)]
+    results, _ = tables([results_rows("copy", "ntm", 0, sets), unvalidated])
+    ax = report.generalisation_figure(results, "copy").axes[0]
+    assert list(line(ax, "ntm").get_xdata()) == [10, 50]
+    assert "dnc" not in [ln.get_label() for ln in ax.get_lines()]
+    only_unvalidated, _ = tables([unvalidated])
+    assert report.generalisation_figure(only_unvalidated, "copy") is None
+
+
 def test_repeat_copy_generalisation_is_against_length_with_a_line_per_repeat_count():
     sets = ["len_1-10_rep_1-10", "len_10_rep_10", "len_20_rep_10", "len_10_rep_20", "len_20_rep_20"]
     results, _ = tables([results_rows("repeat_copy", "dnc", 0, sets)])

@@ -241,10 +241,13 @@ def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
     None where the sets have no size to draw against.
 
     ``rows``: the results table's rows of one task (validation sets in the order the runs list them:
-    the training distribution first).
+    the training distribution first). A run stopped before it validated (no errors recorded) is left out.
     """
     sets = list(rows["val_set"].dropna().unique())
+    rows = rows.dropna(subset=["bit_errors"])
     layout = size_axes(sets)
+    if rows.empty:
+        return None
     if layout is None:
         return None
     x_name, line_name = layout
