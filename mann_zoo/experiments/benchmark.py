@@ -147,7 +147,7 @@ def carry_unfinished(out: Path, specs: list[RunSpec], grid: Grid) -> None:
     the row, not the shorter retraining, is what the next clone goes on from)."""
     import shutil
 
-    recorded = recorded_results(out)[0]
+    recorded = load_results(out / "results.csv")  # the rows only: not the curves, which can be large
     steps_recorded = recorded.groupby("run_id")["steps"].max() if not recorded.empty else pd.Series(dtype=int)
     for spec in specs:
         folder, kept = spec.folder(out), out / "resume" / spec.run_id

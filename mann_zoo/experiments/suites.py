@@ -54,6 +54,13 @@ def generalisation_rows(results: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(length=rows["val_set"].str.extract(r"^len_(\d+)$", expand=False).astype("Int64"))
 
 
+def training_edges(results: pd.DataFrame) -> pd.Series:
+    """Per run id, the longest training length (from its first validation set, ``len_<a>-<b>``: b); NaN
+    where that set is not a length range."""
+    first = results.groupby("run_id", sort=False)["val_set"].first()
+    return first.str.extract(r"^len_\d+-(\d+)$", expand=False).astype("Int64")
+
+
 def length_weighted_mean(lengths: list[int], accuracies: list[float], shortest: int) -> float:
     """The mean, over every length from ``shortest`` to the longest of ``lengths``, of the accuracy
     interpolated linearly between the tested ``lengths`` (held at the first tested value below it)."""
@@ -80,7 +87,7 @@ def chomsky_scores(results: pd.DataFrame) -> pd.DataFrame:
     """One row per run: task, model, seed, status (``results.py``: finished, stopped, diverged) and score
     (its token accuracy averaged over the test lengths: :func:`run_score`, the module docstring)."""
     tests = generalisation_rows(results)
-    trained = results.groupby("run_id", sort=False)["val_set"].first().str.extract(r"^len_\d+-(\d+)$", expand=False)
+    trained = training_edges(results)
     rows = []
     for (task, model, run_id), run in tests.groupby(["task", "model", "run_id"], sort=False):
         edge = trained.get(run_id)
@@ -129,8 +136,7 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True,
                              layout="constrained")
     colours = model_colours(sorted(tests["model"].unique()))
-    trained = results.groupby("run_id", sort=False)["val_set"].first()  # the training distribution's set
-    edges = trained.str.extract(r"^len_\d+-(\d+)$", expand=False).dropna().astype(int)
+    edges = training_edges(results).dropna().astype(int)
     for ax, task in zip(axes.flat, tasks):
         medians = (tests[tests["task"] == task].groupby(["model", "length"])["token_accuracy"].median()
                    .reset_index())
