@@ -70,6 +70,23 @@ def test_gradients_reach_every_parameter():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_learned_positions_add_one_trained_vector_per_position():
+    """The learned encoding adds row p of its table at step p (compared with the encoder's own layers fed
+    the sum by hand); its gradient reaches the rows of the steps seen and no other; too long a sequence
+    names max_positions."""
+    model = make("learned", max_positions=8).double().eval()
+    x = torch.rand(2, 5, 4, dtype=torch.float64)
+    h = model.embedding(x) * math.sqrt(model.embedding_size) + model.position_embedding.weight[:5]
+    for layer in model.layers:
+        h, _ = layer(h, model.positions(2, 5, x.device), False)
+    torch.testing.assert_close(model(x), model.readout(h), rtol=0, atol=1e-12)
+    model(x).square().sum().backward()
+    row_grads = model.position_embedding.weight.grad.abs().sum(dim=1)
+    assert (row_grads[:5] > 0).all() and (row_grads[5:] == 0).all()
+    with pytest.raises(ValueError, match="max_positions must be >= the sequence length 9, got 8"):
+        model(torch.rand(2, 9, 4, dtype=torch.float64))
+
+
 def test_sinusoidal_encoding_is_the_formula():
     """PE(p, 2i) = sin(p / 10000^(2i/E)), PE(p, 2i+1) = cos(p / 10000^(2i/E)), written out with loops."""
     E = 6
@@ -201,7 +218,7 @@ def test_defaults_and_shipped_config():
     "kwargs, message",
     [
         (dict(positional="rope"),
-         "positional must be one of none, sinusoidal, rotary, randomised, randomised_rotary, got 'rope'"),
+         "positional must be one of none, sinusoidal, rotary, randomised, randomised_rotary, learned, got 'rope'"),
         (dict(heads=3), r"heads must divide embedding_size \(16\), got 3"),
         (dict(heads=16, positional="rotary"), "embedding_size / heads must be even for rotary"),
         (dict(embedding_size=15, heads=5), "embedding_size must be even for sinusoidal"),

@@ -53,6 +53,12 @@ Positional encodings (``positional``):
   batch then averages over many draws); the examples stay independent. One draw per forward pass, shared by
   all layers (their rotary and relative variants draw again in every layer: an artefact of calling
   ``hk.next_rng_key()`` inside each attention module, we think; their sinusoidal variant draws once).
+- ``"learned"``: one learned vector per position 0 .. max_positions-1, added to the embedding (Vaswani et
+  al. 2017, section 3.5, found learned and sinusoidal encodings "nearly identical"); initialised N(0, 1)
+  (our choice, torch's ``nn.Embedding`` default, about the sinusoids' scale). A position never seen in
+  training keeps its random initial vector, so no length generalisation is expected. Not in Deletang et
+  al.'s comparison; here because on MQAR the sinusoidal encoder stays on the guessing plateau far longer
+  (paper section 11.2).
 - ``"none"``: no positional information (the encoder is then permutation-equivariant).
 
 Also our choices: dropout is off in eval mode (both DeepMind codes apply it at evaluation as well, having no
@@ -70,7 +76,7 @@ from torch.nn import functional as F
 
 from .base import check_positive
 
-POSITIONALS = ("none", "sinusoidal", "rotary", "randomised", "randomised_rotary")
+POSITIONALS = ("none", "sinusoidal", "rotary", "randomised", "randomised_rotary", "learned")
 BASE = 10_000.0  # the longest wavelength / 2 pi of the sinusoids (Vaswani et al.; ``max_time`` in both codes)
 EVAL_SEED = 0  # the generator of the randomised positions in eval mode is seeded with it at every call
 EMBEDDING_INIT_STD = 0.02  # ``emb_init_scale`` in both codes
@@ -171,9 +177,9 @@ class TransformerEncoder(nn.Module):
         widening_factor: the feed-forward hidden width is ``widening_factor * embedding_size`` (4).
         dropout: dropout probability, in [0, 1) (0.1); active in training mode only.
         positional: ``"sinusoidal"``, ``"rotary"``, ``"randomised"`` (sinusoidal at random sorted positions),
-            ``"randomised_rotary"`` or ``"none"``; see the module's docstring.
-        max_positions: the randomised encodings draw positions from [0, max_positions) (2048); sequences may
-            be at most this long.
+            ``"randomised_rotary"``, ``"learned"`` or ``"none"``; see the module's docstring.
+        max_positions: the randomised encodings draw positions from [0, max_positions) and the learned one
+            has a vector for each (2048); sequences may be at most this long.
         compile: accepted for a uniform interface; attention already runs as one fused kernel
             (``scaled_dot_product_attention``).
     """
@@ -199,6 +205,8 @@ class TransformerEncoder(nn.Module):
         self.input_size, self.output_size = input_size, output_size
         self.embedding_size, self.positional, self.max_positions = embedding_size, positional, max_positions
         self.embedding = nn.Linear(input_size, embedding_size, bias=False)
+        if positional == "learned":
+            self.position_embedding = nn.Embedding(max_positions, embedding_size)  # one vector per position
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(embedding_size, heads, widening_factor, dropout, rotary) for _ in range(layers))
@@ -214,8 +222,8 @@ class TransformerEncoder(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                module.reset_parameters()
+            elif isinstance(module, (nn.LayerNorm, nn.Embedding)):
+                module.reset_parameters()  # layer norms 1 and 0; learned positions N(0, 1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -241,6 +249,10 @@ class TransformerEncoder(nn.Module):
         if self.positional in ("sinusoidal", "randomised"):
             dtype = torch.promote_types(h.dtype, torch.float32)
             h = h + sinusoidal_encoding(positions, self.embedding_size, dtype).to(h.dtype)
+        elif self.positional == "learned":
+            if T > self.max_positions:
+                raise ValueError(f"max_positions must be >= the sequence length {T}, got {self.max_positions}")
+            h = h + self.position_embedding(positions)
         h = self.dropout(h)
         weights = []
         for layer in self.layers:
