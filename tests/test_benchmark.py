@@ -44,7 +44,7 @@ def read(path: Path) -> list[dict]:
 
 
 def test_presets_load():
-    for preset in ("default", "paper", "smoke", "ntm_diagnosis"):
+    for preset in ("default", "paper", "smoke", "ntm_diagnosis", "mqar_small"):
         grid = load_grid(PRESETS / f"{preset}.yaml")
         assert grid.runs and len({r.run_id for r in grid.runs}) == len(grid.runs)
     paper = load_grid(PRESETS / "paper.yaml")
