@@ -18,10 +18,10 @@ from mann_zoo.experiments.runner import TrainingRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Two tiny NTM runs, long enough (300 steps, a validation and a checkpoint every 20) to be killed mid-way.
+# Two tiny NTM runs, long enough (100 steps, a validation and a checkpoint every 20) to be killed mid-way.
 GRID = """name: kill
 seeds: [0, 1]
-max_steps: 300
+max_steps: 100
 val_check_interval: 20
 overrides: {data.batch_size: 4, data.num_val_sequences: 8}
 tasks:
@@ -58,7 +58,7 @@ def test_a_run_whose_worker_is_killed_is_retried_and_ends_as_an_uninterrupted_ru
     log = (killed_run / "stdout.log").read_text()
     assert "Restoring states from the checkpoint" in log  # the retry resumed, it did not start over
     summary = json.loads((killed_run / "result.json").read_text())["summary"]
-    assert summary["status"] == "finished" and summary["steps"] == 300
+    assert summary["status"] == "finished" and summary["steps"] == 100
     results = pd.read_csv(killed_out / "results.csv")
     assert set(results.run_id) == {"copy-ntm-seed0", "copy-ntm-seed1"} and set(results.status) == {"finished"}
 
@@ -66,7 +66,7 @@ def test_a_run_whose_worker_is_killed_is_retried_and_ends_as_an_uninterrupted_ru
     run_grid(load_grid(grid), once_out, jobs=1, threads=1, only=["seed0"])
     ckpt = lambda out: torch.load(out / "runs/copy-ntm-seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
     killed, once = ckpt(killed_out), ckpt(once_out)
-    assert killed["global_step"] == once["global_step"] == 300
+    assert killed["global_step"] == once["global_step"] == 100
     for key, value in once["state_dict"].items():
         torch.testing.assert_close(killed["state_dict"][key], value, rtol=0, atol=0, msg=key)
     logged = lambda out: pd.read_csv(out / "runs/copy-ntm-seed0/metrics.csv").step.dropna().tolist()  # noqa: E731
