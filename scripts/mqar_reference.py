@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mann_zoo.training.lightning_module import class_scores
+from mann_zoo.training.lightning_module import LN2, class_scores
 from tasks.mqar import MQARTask
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         batch = task.generate(generator, args.batch_size, args.length, args.pairs)
         scores = class_scores(model(batch.inputs.argmax(dim=-1)), batch.targets, batch.mask)
-        loss = scores["cost_bits"].mean() * torch.log(torch.tensor(2.0))  # nats, as the trainer's loss
+        loss = scores["cost_bits"].mean() * LN2  # nats, as the trainer's loss
         optimiser.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -246,9 +246,7 @@ def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
     sets = list(rows["val_set"].dropna().unique())
     rows = rows.dropna(subset=["bit_errors"])
     layout = size_axes(sets)
-    if rows.empty:
-        return None
-    if layout is None:
+    if rows.empty or layout is None:
         return None
     x_name, line_name = layout
     sizes = {name: set_sizes(name) for name in sets}

@@ -101,6 +101,12 @@ def rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
 
 
+def check_fits(steps: int, max_positions: int) -> None:
+    """The one-line error of a sequence longer than the positions an encoding has (randomised, learned)."""
+    if steps > max_positions:
+        raise ValueError(f"max_positions must be >= the sequence length {steps}, got {max_positions}")
+
+
 def random_positions(batch: int, steps: int, max_positions: int, device: torch.device,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Per example, ``steps`` distinct integers drawn uniformly from [0, max_positions), sorted: ``[B, T]``.
@@ -108,8 +114,7 @@ def random_positions(batch: int, steps: int, max_positions: int, device: torch.d
     The indices of the ``steps`` largest of ``max_positions`` i.i.d. uniforms are a uniform random subset.
     ``generator`` (a CPU generator) or, if None, torch's global RNG on ``device``.
     """
-    if steps > max_positions:
-        raise ValueError(f"max_positions must be >= the sequence length {steps}, got {max_positions}")
+    check_fits(steps, max_positions)
     noise = torch.rand(batch, max_positions, generator=generator,
                        device="cpu" if generator is not None else device)
     return noise.topk(steps, dim=-1).indices.sort(dim=-1).values.to(device)
@@ -236,6 +241,8 @@ class TransformerEncoder(nn.Module):
     def positions(self, batch: int, steps: int, device: torch.device) -> torch.Tensor:
         """The positions ``[B, T]`` of the steps: 0 .. T-1, or a sorted random draw (randomised encodings)."""
         if not self.positional.startswith("randomised"):
+            if self.positional == "learned":
+                check_fits(steps, self.max_positions)  # a row of the table per position
             return torch.arange(steps, device=device).expand(batch, steps)
         generator = None if self.training else torch.Generator().manual_seed(EVAL_SEED)
         return random_positions(batch, steps, self.max_positions, device, generator)
@@ -250,8 +257,6 @@ class TransformerEncoder(nn.Module):
             dtype = torch.promote_types(h.dtype, torch.float32)
             h = h + sinusoidal_encoding(positions, self.embedding_size, dtype).to(h.dtype)
         elif self.positional == "learned":
-            if T > self.max_positions:
-                raise ValueError(f"max_positions must be >= the sequence length {T}, got {self.max_positions}")
             h = h + self.position_embedding(positions)
         h = self.dropout(h)
         weights = []
