@@ -92,6 +92,19 @@ def test_load_model_returns_the_trained_core(tmp_path):
         mann_zoo.load_model(tmp_path / "missing.ckpt")
 
 
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``mann-zoo ARGS`` in this process (a subprocess costs ~8 s of imports): exit status, stdout, stderr
+    (``capsys``, or ``capfd`` for what is written to the file descriptors too)."""
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_info:
+        code = 0 if exit_info.code is None else exit_info.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240, pythonpath: Path | None = None
             ) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -192,15 +205,15 @@ def test_malformed_yaml_is_a_one_line_error(tmp_path):
     assert len(errors) == 1 and "bad.yaml" in errors[0], result.stderr
 
 
-def test_help_is_useful():
-    result = run_cli("--help")
-    assert result.returncode == 0 and "fit" in result.stdout and "configs/task/copy.yaml" in result.stdout
-    result = run_cli("fit", "--help")
-    assert result.returncode == 0 and "--model.core" in result.stdout and "--data" in result.stdout
+def test_help_is_useful(capsys):
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0 and "fit" in out and "configs/task/copy.yaml" in out
+    code, out, _ = cli(capsys, "fit", "--help")
+    assert code == 0 and "--model.core" in out and "--data" in out
     # A core's own arguments, documented, with their real defaults.
-    result = run_cli("fit", "--model.core.help", "mann_zoo.models.NTM")
-    assert result.returncode == 0 and "--model.core.memory_slots" in result.stdout, result.stderr
-    assert "default: 128" in result.stdout and "memory slots N" in result.stdout
+    code, out, err = cli(capsys, "fit", "--model.core.help", "mann_zoo.models.NTM")
+    assert code == 0 and "--model.core.memory_slots" in out, err
+    assert "default: 128" in out and "memory slots N" in " ".join(out.split())
 
 
 def test_a_validated_option_says_what_it_accepts_in_the_help(capsys):
@@ -295,11 +308,10 @@ class EchoCore(torch.nn.Module):
 def test_a_core_from_another_package_trains_by_class_path_and_loads(tmp_path, monkeypatch):
     """No registration: ``--model.core my_cores.EchoCore`` with its own argument, then ``load_model``."""
     (tmp_path / "my_cores.py").write_text(OUTSIDE_CORE)
-    result = run_cli("fit", "--config", "configs/task/copy.yaml", "--model.core", "my_cores.EchoCore",
-                     "--model.core.init_args.width", "7", *TINY_TASK["copy"], *QUICK,
-                     "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path, pythonpath=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", "configs/task/copy.yaml", "--model.core", "my_cores.EchoCore",
+          "--model.core.init_args.width", "7", *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path / "runs")])
     core = mann_zoo.load_model(tmp_path / "runs" / "copy-echocore" / "seed0" / "checkpoints" / "last.ckpt")
     assert type(core).__name__ == "EchoCore" and core.width == 7 and not core.training
 
@@ -315,17 +327,17 @@ def test_short_names_stand_for_a_class_path_and_its_defaults(tmp_path):
     assert init_args["memory_slots"] == 8
 
 
-def test_shipped_configs_are_found_from_any_folder(tmp_path):
+def test_shipped_configs_are_found_from_any_folder(tmp_path, monkeypatch, capsys):
     """From a folder without configs/, ``--config configs/task/copy.yaml`` and ``task/copy`` name the
     shipped files."""
-    result = run_cli("fit", "--config", "configs/task/copy.yaml", "--config", "model/lstm", *TINY_MODEL["lstm"],
-                     *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path,
-                     pythonpath=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "fit", "--config", "configs/task/copy.yaml", "--config", "model/lstm", *TINY_MODEL["lstm"],
+                       *TINY_TASK["copy"], *QUICK, "--trainer.default_root_dir", str(tmp_path / "runs"))
+    assert code == 0, err[-3000:]
     assert (tmp_path / "runs" / "copy-lstm" / "seed0" / "checkpoints" / "last.ckpt").is_file()
-    result = run_cli("fit", "--config", "task/nonesuch", cwd=tmp_path, pythonpath=tmp_path)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("mann-zoo: error:")]
-    assert result.returncode != 0 and len(errors) == 1 and "task/nonesuch" in errors[0], result.stderr
+    code, _, err = cli(capsys, "fit", "--config", "task/nonesuch")
+    errors = [line for line in err.splitlines() if line.startswith("mann-zoo: error:")]
+    assert code != 0 and len(errors) == 1 and "task/nonesuch" in errors[0], err
 
 
 @pytest.mark.parametrize("checkpoint", sorted((ROOT / "paper" / "results").glob("*/models/*.ckpt")),
@@ -347,7 +359,7 @@ def test_dnc_and_dnc_md_runs_have_folders_of_their_own(tmp_path):
     assert (tmp_path / "copy-dnc_md/seed0/checkpoints/last.ckpt").is_file()
 
 
-def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path):
+def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path, capsys):
     """validate writes its metrics in a folder of its own; a checkpoint file from before cores had class
     paths (hyperparameters: a short name and the core's arguments beside it) is read through them."""
     main(fit_args("copy", "ntm", tmp_path))
@@ -362,9 +374,9 @@ def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path):
                                       "extra": None, "lr": 1e-3}
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
-    result = run_cli("validate", "--config", str(ROOT / "configs/task/copy.yaml"), *TINY_TASK["copy"], *QUICK,
-                     "--trainer.default_root_dir", str(tmp_path / "old"), "--ckpt_path", str(old))
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, _, err = cli(capsys, "validate", "--config", str(ROOT / "configs/task/copy.yaml"), *TINY_TASK["copy"], *QUICK,
+                       "--trainer.default_root_dir", str(tmp_path / "old"), "--ckpt_path", str(old))
+    assert code == 0, err[-3000:]
 
 
 def test_map_option_changes_both_forms_of_an_option_and_nothing_else():
@@ -393,23 +405,24 @@ def test_a_memory_smaller_than_the_task_is_a_warning(capsys):
     assert err.count("\n") == 1 and "warning: copy: examples of up to 50 vectors" in err and "16 memory slots" in err
 
 
-def test_what_fit_and_validate_print(tmp_path):
+def test_what_fit_and_validate_print(tmp_path, capfd):
     """fit: the bar shows the training bit errors and cost, not v_num, and counts to max_steps across a resume;
     the run folder is named at the end; no litlogger tip, no W&B 'anonymous' warning. validate: our table
-    of scores per set. A closed pipe ends a command quietly."""
+    of scores per set. A closed pipe ends a command quietly. (The first fit and validate run in this process,
+    their output caught at the file descriptors; the resumed fit in a process of its own.)"""
     quick = fit_args("copy", "ntm", tmp_path)
     quick[quick.index("--trainer.enable_progress_bar") + 1] = "true"
-    first = run_cli(*quick)
-    assert first.returncode == 0, first.stderr[-2000:]
+    code, first_out, first_err = cli(capfd, *quick)
+    assert code == 0, first_err[-2000:]
     longer = list(quick)
     longer[longer.index("--trainer.max_steps") + 1] = "4"
     resumed = run_cli(*longer, "--ckpt_path", "last")
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0 and "4/4" in out and "bit errors" in out and "v_num" not in out, out[-2000:]
     assert f"run saved in {tmp_path / 'copy-ntm/seed0'}" in resumed.stderr
-    assert "litlogger" not in out + first.stdout + first.stderr and "anonymous" not in out
-    validated = run_cli("validate", *quick[1:], "--ckpt_path", "last")
-    assert validated.returncode == 0 and "bit errors/seq" in validated.stdout and "len_5" in validated.stdout
+    assert "litlogger" not in out + first_out + first_err and "anonymous" not in out + first_out + first_err
+    code, validated, _ = cli(capfd, "validate", *quick[1:], "--ckpt_path", "last")
+    assert code == 0 and "bit errors/seq" in validated and "len_5" in validated
     closed = subprocess.Popen([sys.executable, "-m", "mann_zoo.cli", "--help"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, cwd=ROOT)
     closed.stdout.close()
