@@ -36,6 +36,8 @@ from pathlib import Path
 
 RETRIES = 3  # attempts after the first, for a run whose worker or training process was killed
 STOP_GRACE_S = 120  # how long stopped runs get to write their results before Ray is shut down
+PROGRESS_PREFIX = "mann-zoo progress: "  # the line RunSummary prints per validation; bench shows these lines
+# (here, not beside RunSummary: a Ray worker reading the lines need not import Lightning, ~6 s)
 
 
 class RunKilled(RuntimeError):
@@ -126,14 +128,12 @@ def end_orphans(pid_file: Path) -> None:
 def run_process(cmd: list[str], log_path: Path, env: dict[str, str], cwd: str,
                 on_progress: Callable[[str], None], pid_file: Path | None = None) -> int:
     """Run one training command in ``cwd``, appending its output to ``log_path``; each line it prints with
-    :data:`~mann_zoo.training.callbacks.PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
+    :data:`PROGRESS_PREFIX` (one per validation) also goes to ``on_progress``,
     without the prefix. Returns the exit status (negative: killed by that signal).
 
     The output is read by a thread, and this one waits in short sleeps, so that an interrupt (a cancelled
     task: ``KeyboardInterrupt``) lands at once, not at the next line the run prints (one per validation,
     minutes apart): the training process then gets SIGTERM and is waited for, and writes its result."""
-    from ..training.callbacks import PROGRESS_PREFIX
-
     with log_path.open("a") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                    text=True, bufsize=1, preexec_fn=_dying_with(os.getpid()))

@@ -24,6 +24,7 @@ from ..experiments.results import (
     metric_key,
     sequences_seen,
 )
+from ..experiments.runner import PROGRESS_PREFIX
 from ..models.state_size import state_size
 from .atomic import atomic_write_text
 
@@ -143,7 +144,6 @@ def check_patience(patience: int) -> int:
     return patience
 
 
-PROGRESS_PREFIX = "mann-zoo progress: "  # RunSummary's line per validation; bench shows these lines
 
 
 class RunSummary(L.Callback):
