@@ -576,24 +576,6 @@ def test_cost_fit_drops_a_negative_term():
     assert fit["us_per_NW"] == 0.0 and fit["us_per_N2"] > 0 and fit["fixed_us"] > 0  # the N W term is negative here
 
 
-def test_a_core_from_another_package_joins_a_grid(tmp_path, monkeypatch):
-    """A model class defined outside mann-zoo, named by class path in its own model config, trains in a
-    grid beside the NTM and lands in the results table."""
-    from test_cli import OUTSIDE_CORE
-
-    (tmp_path / "my_cores.py").write_text(OUTSIDE_CORE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    (tmp_path / "echo.yaml").write_text("model:\n  core:\n    class_path: my_cores.EchoCore\n    init_args: {width: 6}\n")
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [ntm, echo]")
-                    + f"  echo: {{config: {tmp_path / 'echo.yaml'}}}\n")
-    rows = run_grid(load_grid(grid), tmp_path / "out", jobs=2, threads=1)
-    assert set(rows.loc[rows.model == "echo", "num_parameters"]) == {9 * 6 + 6 + 6 * 8 + 8}
-    assert set(rows.run_id) == {"copy-ntm-seed0", "copy-echo-seed0"}
-
-
 def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(tmp_path):
     """``pip install .`` (not editable), then from an empty folder ``mann-zoo bench --preset smoke``: the
     results land there and the source tree is untouched. (Dependencies come from this environment.)"""

@@ -76,23 +76,31 @@ def test_a_non_finite_loss_stops_the_run_with_the_last_good_parameters(tmp_path,
 
 
 def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    """Two cores from outside mann-zoo, each named by class path in its own model config: one trains and lands
+    in the results table, the other crashes, is recorded as failed, and the grid goes on."""
+    from test_cli import OUTSIDE_CORE
+
     _breaking_core(tmp_path, monkeypatch)
+    (tmp_path / "my_cores.py").write_text(OUTSIDE_CORE)
+    (tmp_path / "echo.yaml").write_text("model:\n  core:\n    class_path: my_cores.EchoCore\n    init_args: {width: 6}\n")
     (tmp_path / "breaks.yaml").write_text(
         "model:\n  core:\n    class_path: breaking.BreakingCore\n    init_args: {raise_at: 2}\n")
     grid = tmp_path / "grid.yaml"
-    grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [lstm, breaks]")
-                    + f"  breaks: {{config: {tmp_path / 'breaks.yaml'}}}\n")
-    rows = run_grid(load_grid(grid), tmp_path / "out", jobs=1, threads=1)
+    grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [echo, breaks]")
+                    + f"  echo: {{config: {tmp_path / 'echo.yaml'}}}\n  breaks: {{config: {tmp_path / 'breaks.yaml'}}}\n")
+    rows = run_grid(load_grid(grid), tmp_path / "out", jobs=2, threads=1)
+    assert set(rows.run_id) == {"copy-echo-seed0", "copy-breaks-seed0"}
     broken = rows[rows.model == "breaks"]
     assert list(broken.status) == ["failed"]
     assert str(tmp_path / "out" / "runs" / "copy-breaks-seed0" / "stdout.log") in broken.note.iloc[0]
     assert "broken on purpose" in (tmp_path / "out/runs/copy-breaks-seed0/stdout.log").read_text()
-    assert set(rows.loc[rows.model == "lstm", "status"]) == {"finished"}
+    echo = rows[rows.model == "echo"]
+    assert set(echo.status) == {"finished"} and set(echo.num_parameters) == {9 * 6 + 6 + 6 * 8 + 8}
     summary = summarise(rows).set_index("model")
-    assert summary.loc["breaks", "failed"] == 1 and summary.loc["lstm", "failed"] == 0
+    assert summary.loc["breaks", "failed"] == 1 and summary.loc["echo", "failed"] == 0
     # One line per validation of each run, as it happens (smoke: 4 steps, validation every 2).
     printed = capsys.readouterr().out
-    assert "copy-lstm-seed0: step 2," in printed and "copy-lstm-seed0: step 4," in printed
+    assert "copy-echo-seed0: step 2," in printed and "copy-echo-seed0: step 4," in printed
 
 
 def test_stopping_bench_stops_its_runs_and_the_same_command_resumes_them(tmp_path):
