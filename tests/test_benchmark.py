@@ -31,11 +31,31 @@ ROOT_RESULTS = Path(__file__).resolve().parents[1] / "paper" / "results"
 
 
 @pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    os.environ["WANDB_MODE"] = "offline"
-    rows = run_grid(load_grid(SMOKE), out, jobs=2, threads=1)
-    return out, rows
+def installed_bench(tmp_path_factory) -> dict:
+    """``pip install .`` (not editable) into a folder of its own, then from an empty folder ``mann-zoo bench
+    --preset smoke`` (the README's main command at the smoke size), once for the tests of this module that
+    read a grid's output. (Dependencies come from this environment.) Returns the folders, the finished
+    process and ``git status`` of the source tree before and after."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    site, work = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("empty")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(root)], check=True, capture_output=True, timeout=300)
+    status = lambda: subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root,  # noqa: E731
+                                    capture_output=True, text=True).stdout
+    before = status()
+    env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "mann_zoo.cli", "bench", "--preset", "smoke"], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(site=site, work=work, result=result, before=before, after=status())
+
+
+@pytest.fixture(scope="module")
+def smoke_results(installed_bench):
+    out = installed_bench["work"] / "results" / "smoke"
+    return out, load_results(out / "results.csv")
 
 
 def read(path: Path) -> list[dict]:
@@ -66,8 +86,7 @@ def test_bad_grid_names_the_problem(tmp_path):
 def test_results_table_schema(smoke_results):
     out, rows = smoke_results
     assert list(read(out / "results.csv")[0]) == list(RESULT_COLUMNS)
-    table = load_results(out / "results.csv")
-    pd.testing.assert_frame_equal(table, rows)  # run_grid returns the table as written
+    table = rows
     assert set(table.run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
     for row in table.itertuples():
         assert row.val_set in ("len_1-3", "len_6")
@@ -576,27 +595,14 @@ def test_cost_fit_drops_a_negative_term():
     assert fit["us_per_NW"] == 0.0 and fit["us_per_N2"] > 0 and fit["fixed_us"] > 0  # the N W term is negative here
 
 
-def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(tmp_path):
-    """``pip install .`` (not editable), then from an empty folder ``mann-zoo bench --preset smoke``: the
-    results land there and the source tree is untouched. (Dependencies come from this environment.)"""
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(root)], check=True, capture_output=True, timeout=300)
-    assert (target / "mann_zoo" / "configs" / "bench" / "smoke.yaml").is_file()
-    assert (target / "mann_zoo" / "configs" / "task" / "copy.yaml").is_file()
-    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root, capture_output=True, text=True).stdout
-    work = tmp_path / "empty"
-    work.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target), "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, "-m", "mann_zoo.cli", "bench", "--preset", "smoke"], cwd=work, env=env,
-                            capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(installed_bench):
+    """The installed package (not the source tree) has the configs; bench, run from an empty folder, wrote
+    its results there and left the source tree as it was."""
+    site, work = installed_bench["site"], installed_bench["work"]
+    assert (site / "mann_zoo" / "configs" / "bench" / "smoke.yaml").is_file()
+    assert (site / "mann_zoo" / "configs" / "task" / "copy.yaml").is_file()
     assert {r["run_id"] for r in read(work / "results" / "smoke" / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
-    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=root, capture_output=True, text=True).stdout
-    assert after == before
+    assert installed_bench["after"] == installed_bench["before"]
 
 
 def test_printed_tables_fit_80_columns_and_cut_nothing():

@@ -359,6 +359,7 @@ def test_dnc_and_dnc_md_runs_have_folders_of_their_own(tmp_path):
     assert (tmp_path / "copy-dnc_md/seed0/checkpoints/last.ckpt").is_file()
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # Lightning, on validating into another folder
 def test_validate_keeps_the_training_curve_and_reads_old_checkpoints(tmp_path, capsys):
     """validate writes its metrics in a folder of its own; a checkpoint file from before cores had class
     paths (hyperparameters: a short name and the core's arguments beside it) is read through them."""

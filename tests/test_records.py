@@ -18,7 +18,7 @@ import torch
 from mann_zoo.cli import main
 from mann_zoo.experiments.benchmark import run_grid
 from mann_zoo.experiments.grid import load_grid
-from mann_zoo.experiments.results import RESULT_COLUMNS, summarise, typed
+from mann_zoo.experiments.results import RESULT_COLUMNS, load_results, summarise, typed
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "bench" / "smoke.yaml"
@@ -89,6 +89,7 @@ def test_a_run_that_crashes_in_a_grid_is_recorded_as_failed_and_the_grid_goes_on
     grid.write_text(SMOKE.read_text().replace("models: [ntm, lstm]", "models: [echo, breaks]")
                     + f"  echo: {{config: {tmp_path / 'echo.yaml'}}}\n  breaks: {{config: {tmp_path / 'breaks.yaml'}}}\n")
     rows = run_grid(load_grid(grid), tmp_path / "out", jobs=2, threads=1)
+    pd.testing.assert_frame_equal(rows, load_results(tmp_path / "out" / "results.csv"))  # the table as written
     assert set(rows.run_id) == {"copy-echo-seed0", "copy-breaks-seed0"}
     broken = rows[rows.model == "breaks"]
     assert list(broken.status) == ["failed"]
