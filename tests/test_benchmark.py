@@ -33,8 +33,8 @@ ROOT_RESULTS = Path(__file__).resolve().parents[1] / "paper" / "results"
 @pytest.fixture(scope="module")
 def installed_bench(tmp_path_factory) -> dict:
     """``pip install .`` (not editable) into a folder of its own, then from an empty folder ``mann-zoo bench
-    --preset smoke`` (the README's main command at the smoke size), once for the tests of this module that
-    read a grid's output. (Dependencies come from this environment.) Returns the folders, the finished
+    --preset smoke --jobs 1`` (the README's main command at the smoke size, one run at a time), once for the
+    tests of this module that read a grid's output. (Dependencies come from this environment.) Returns the folders, the finished
     process and ``git status`` of the source tree before and after."""
     import sys
 
@@ -46,8 +46,8 @@ def installed_bench(tmp_path_factory) -> dict:
                                     capture_output=True, text=True).stdout
     before = status()
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, "-m", "mann_zoo.cli", "bench", "--preset", "smoke"], cwd=work, env=env,
-                            capture_output=True, text=True, timeout=400)
+    result = subprocess.run([sys.executable, "-m", "mann_zoo.cli", "bench", "--preset", "smoke", "--jobs", "1"],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(site=site, work=work, result=result, before=before, after=status())
 
@@ -603,6 +603,19 @@ def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(
     assert (site / "mann_zoo" / "configs" / "task" / "copy.yaml").is_file()
     assert {r["run_id"] for r in read(work / "results" / "smoke" / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
     assert installed_bench["after"] == installed_bench["before"]
+
+
+def test_one_job_trains_one_run_at_a_time_and_its_progress_reaches_the_driver(installed_bench):
+    """--jobs 1: the second run's task starts after the first run has written its result, although a run
+    reports its progress while it trains (a task that waited on Ray for that would hand its CPU to the next
+    run); each run's line per validation reaches bench's output."""
+    runs = installed_bench["work"] / "results" / "smoke" / "runs"
+    started = {run: (runs / run / "worker.pid").stat().st_mtime for run in ("copy-ntm-seed0", "copy-lstm-seed0")}
+    first, second = sorted(started, key=started.get)
+    assert (runs / first / "result.json").stat().st_mtime <= started[second]
+    printed = installed_bench["result"].stdout
+    for run in started:
+        assert f"{run}: step 2," in printed and f"{run}: step 4," in printed, printed[-2000:]
 
 
 def test_printed_tables_fit_80_columns_and_cut_nothing():

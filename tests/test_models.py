@@ -231,21 +231,20 @@ def test_overfits_a_small_copy_batch(key):
 
 @pytest.mark.parametrize("key", ["ntm", "dnc_improved", "dnc_custom_op", "dnc_sparse"])
 def test_compiled_step_matches_eager(key, monkeypatch):
-    """Values and gradients of the compiled step equal the eager ones; "dnc_custom_op": a compiled DNC
-    whose link update goes through the custom operator, as every link above COMPILER_FUSES_BELOW elements
-    does (the reference size's too), under inductor; "dnc_improved": the same DNC at this test's small size,
-    whose link update the compiler traces as plain formulas, through AOTAutograd with the eager backend
-    (the traced formulas' gradients; inductor's code for such elementwise and matmul steps is checked by the
-    other cases, and a second inductor compile of the DNC cost 40-80 s of the suite); "dnc_sparse": sparse
-    access (top-k, sorts, gathers and scatters traced by the compiler)."""
-    backend = None
+    """Values and gradients of the compiled step equal the eager ones. "ntm": under inductor, the default
+    backend, end to end. "dnc_sparse": sparse access, whose controller and interface are compiled (inductor)
+    and whose memory step runs eager. The dense DNCs through AOTAutograd with the eager backend (the graph
+    dynamo traces and AOTAutograd's forward and backward of it; a cold inductor compile of the DNC cost 90 s
+    of the suite): "dnc_custom_op", a DNC whose link update goes through the custom operator, as every link
+    above COMPILER_FUSES_BELOW elements does (the reference size's too; the operator under inductor is the
+    next test); "dnc_improved", the same DNC at this test's small size, whose link update the compiler traces
+    as plain formulas."""
+    backend = "aot_eager" if key.startswith("dnc_") and key != "dnc_sparse" else None
     if key == "dnc_custom_op":
         from mann_zoo.memory import linkage
 
         monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", 0)
         key = "dnc_improved"
-    elif key == "dnc_improved":
-        backend = "aot_eager"
     eager = make(key)
     compiled = make(key, compile=True)
     if backend is not None:
@@ -261,6 +260,34 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     graphs = counters["stats"]["unique_graphs"]
     compiled(torch.rand(2, 5, 4)).sum().backward()
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
+    """The custom link operator inside a graph that inductor compiles, with inductor's own kernels before and
+    after it: values and gradients equal the eager ones (the operator's fake kernel and autograd registration
+    as inductor uses them; torch.library.opcheck checks them one by one in test_memory)."""
+    from mann_zoo.memory import linkage, link_and_directional_read_weights
+
+    monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", 0)
+
+    def step(link, precedence, write, read):
+        new_link, forward, backward = link_and_directional_read_weights(link * 0.9, precedence.softmax(-1),
+                                                                        write.softmax(-1), read.softmax(-1))
+        return new_link.tanh(), (forward - backward).exp()
+
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(2, 1, 6, 6, generator=g) * (1 - torch.eye(6)), torch.randn(2, 1, 6, generator=g),
+              torch.randn(2, 1, 6, generator=g), torch.randn(2, 3, 6, generator=g)]
+    compiled = torch.compile(step, fullgraph=True, dynamic=False)  # inductor
+    results = []
+    for function in (step, compiled):
+        leaves = [x.clone().requires_grad_(True) for x in inputs]
+        outputs = function(*leaves)
+        grads = torch.autograd.grad(sum((o * torch.linspace(-1, 1, o.shape[-1])).sum() for o in outputs), leaves)
+        results.append((outputs, grads))
+    (eager_out, eager_grads), (compiled_out, compiled_grads) = results
+    for a, b in zip(compiled_out + compiled_grads, eager_out + eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mann_zoo.experiments.benchmark import load_grid
 from mann_zoo.experiments.runner import TrainingRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,23 +95,6 @@ def test_the_ray_task_reads_progress_lines_without_importing_lightning(tmp_path)
             "assert not heavy, heavy\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_one_job_trains_one_run_at_a_time_and_its_progress_reaches_the_driver(tmp_path):
-    """--jobs 1: the second run starts after the first ends, although a run reports its progress while it
-    trains (a task that waited on Ray for that would hand its CPU to the next run)."""
-    from mann_zoo.experiments.benchmark import PRESETS, training_run
-    from mann_zoo.experiments.runner import execute
-
-    grid = load_grid(PRESETS / "smoke.yaml")
-    runs = [training_run(tmp_path, spec, grid) for spec in grid.runs]
-    lines, outcomes = [], []
-    execute(runs, {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}, jobs=1, threads=1, address=None,
-            on_progress=lines.append, on_done=lambda run, outcome: outcomes.append(outcome))
-    assert [o.status for o in outcomes] == [0, 0]
-    first, second = sorted(outcomes, key=lambda o: o.started)
-    assert first.started + first.seconds <= second.started
-    assert {line.split(":")[0] for line in lines} == {run.run_id for run in runs}
 
 
 def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_path):

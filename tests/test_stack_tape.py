@@ -443,10 +443,13 @@ def test_stack_rnn_overfits_a_tiny_reversal_batch():
 @pytest.mark.parametrize("key", ["stack_rnn", "tape_rnn"])
 def test_compiled_step_matches_eager_and_compiles_once_for_every_length(key):
     """compile=True (as the chomsky grid runs them): values and gradients equal the eager ones, and
-    batches of other lengths (and the Tape-RNN's per-example jump lengths) reuse the compiled step."""
+    batches of other lengths (and the Tape-RNN's per-example jump lengths) reuse the compiled step. The
+    backend is AOTAutograd's eager one (the graph dynamo traces, and its forward and backward): a cold
+    inductor compile cost 15-20 s each; test_models compiles the NTM end to end with inductor."""
     from torch._dynamo.utils import counters
 
     eager, compiled = make(key), make(key, compile=True)
+    compiled._step = torch.compile(compiled.step, backend="aot_eager", dynamic=False)
     compiled.load_state_dict(eager.state_dict())
     x, lengths = torch.rand(2, 3, 4), torch.tensor([1, 2])
     extra = {"input_length": lengths} if key == "tape_rnn" else {}
