@@ -33,8 +33,8 @@ ROOT_RESULTS = Path(__file__).resolve().parents[1] / "paper" / "results"
 @pytest.fixture(scope="module")
 def installed_bench(tmp_path_factory) -> dict:
     """``pip install .`` (not editable) into a folder of its own, then from an empty folder ``mann-zoo bench
-    --preset smoke --jobs 1`` (the README's main command at the smoke size, one run at a time), once for the
-    tests of this module that read a grid's output. (Dependencies come from this environment.) Returns the folders, the finished
+    --preset smoke --jobs 1`` (the smoke grid, one run at a time), once for the tests of this module that
+    read a grid's output. (Dependencies come from this environment.) Returns the folders, the finished
     process and ``git status`` of the source tree before and after."""
     import sys
 

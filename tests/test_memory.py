@@ -977,13 +977,17 @@ def test_fused_link_and_directional_reads_equal_the_two_primitives():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("read_heads", [1, HR])
-def test_fused_link_custom_operator_passes_opcheck(read_heads):
+@pytest.mark.parametrize("read_heads, transposed", [(1, False), (HR, False), (HR, True)])
+def test_fused_link_custom_operator_passes_opcheck(read_heads, transposed):
     """The fused link update is a custom operator (so that torch.compile calls its kernels): its fake
-    kernel's shapes and strides, its autograd registration and its schema agree with the real kernels."""
+    kernel's shapes and strides, its autograd registration and its schema agree with the real kernels, also
+    for a link whose strides are not a fresh tensor's (a transposed one: the compiler may pass such)."""
     import mann_zoo.memory.linkage  # noqa: F401  registers the operators
 
-    args = tuple(a.clone().requires_grad_(True) for a in _fused_inputs(13, read_heads))
+    args = [a.clone() for a in _fused_inputs(13, read_heads)]
+    if transposed:
+        args[0] = args[0].transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, column-major
+    args = tuple(a.requires_grad_(True) for a in args)
     from mann_zoo.memory import linkage
 
     torch.library.opcheck(getattr(torch.ops, linkage.NAMESPACE).link_and_directional_reads.default, args)

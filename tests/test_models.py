@@ -271,8 +271,10 @@ def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", 0)
 
     def step(link, precedence, write, read):
-        new_link, forward, backward = link_and_directional_read_weights(link * 0.9, precedence.softmax(-1),
-                                                                        write.softmax(-1), read.softmax(-1))
+        # inputs made by inductor's kernels, the link one transposed (strides not those of a fresh tensor)
+        new_link, forward, backward = link_and_directional_read_weights(link.transpose(-1, -2) * 0.9,
+                                                                        precedence.softmax(-1), write.softmax(-1),
+                                                                        read.softmax(-1))
         return new_link.tanh(), (forward - backward).exp()
 
     g = torch.Generator().manual_seed(0)

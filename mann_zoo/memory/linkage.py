@@ -93,8 +93,9 @@ NAMESPACE = __name__.split(".")[0]
 def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                     read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
-    # One N x N allocation: the new link, then updated in place.
-    new_link = link * (1 - w_i)  # (1 - w_i) L_ij
+    # One N x N allocation: the new link, then updated in place. Contiguous whatever the input's strides
+    # (``link * (1 - w_i)`` would take a transposed link's), as the fake kernel promises.
+    new_link = torch.mul(link, 1 - w_i, out=link.new_empty(link.shape))  # (1 - w_i) L_ij
     new_link.addcmul_(link, w_j, value=-1)  # - w_j L_ij
     new_link.addcmul_(w_i, precedence.unsqueeze(-2))  # + w_i p_j
     new_link.diagonal(dim1=-2, dim2=-1).zero_()  # L_ii = 0

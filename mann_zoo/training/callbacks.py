@@ -144,8 +144,6 @@ def check_patience(patience: int) -> int:
     return patience
 
 
-
-
 class RunSummary(L.Callback):
     """Tracks what a benchmark reports for a run and writes it, when training ends, to
     ``<dirpath>/result.json`` (atomically) and into the W&B run's summary under the same names.
