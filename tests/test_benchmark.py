@@ -86,9 +86,8 @@ def test_bad_grid_names_the_problem(tmp_path):
 def test_results_table_schema(smoke_results):
     out, rows = smoke_results
     assert list(read(out / "results.csv")[0]) == list(RESULT_COLUMNS)
-    table = rows
-    assert set(table.run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
-    for row in table.itertuples():
+    assert set(rows.run_id) == {"copy-ntm-seed0", "copy-lstm-seed0"}
+    for row in rows.itertuples():
         assert row.val_set in ("len_1-3", "len_6")
         assert math.isfinite(row.cost_bits) and 0 <= row.seq_accuracy <= 1
         assert row.steps == 4 and row.sequences == 16
