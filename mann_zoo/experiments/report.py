@@ -606,7 +606,8 @@ LITERATURE = [
     ("copy", ("lstm",), "bit errors/seq at length 30", "degrades past 20", "Graves et al. 2014", "errors:len_30"),
     ("copy", NTMS, "parameters", "67,561", "Graves et al. 2014", "params"),
     ("copy", ("lstm",), "parameters", "1,352,969", "Graves et al. 2014", "params"),
-    ("repeat_copy", NTMS, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k)", "Graves et al. 2014", "convergence"),
+    ("repeat_copy", NTMS, "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)", "Graves et al. 2014",
+     "convergence"),
     (FOUND_TASK, (FOUND_MODEL,), "sequences to ~0 cost", "~0 by ~150k (~13 at 20k; no curriculum)",
      "Graves et al. 2014", "convergence"),
     ("repeat_copy", ("lstm",), "sequences to ~0 cost", "~0 by ~250-300k (~20 at 100k)", "Graves et al. 2014",
@@ -732,7 +733,9 @@ def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) 
              "error over the runs; 'budget' is the median of the sequences a run was trained on (runs stop at "
              "convergence; a run still going is counted where it stands)." + once + " Published set-ups differ "
              "('~': read off a published plot; the NTM paper does not state its batch size, so its sequences are "
-             "not our updates): see paper.md, section 7.", "",
+             "not our updates): see paper.md, section 7. Repeat copy: the paper and the `paper` and `paper_track` grids train "
+             "without a curriculum, the `matched` grid and ntm_diagnosis's repeat_copy_rmsprop with one "
+             "(configs/task/repeat_copy.yaml).", "",
              "| task | model | grid | quantity | published | source | ours | runs (seeds) | budget (median sequences) |",
              "|---|---|---|---|---|---|---|---|---|"]
     by_run = results.groupby(["task", "model", "grid"], sort=False)
