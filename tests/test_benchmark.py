@@ -288,6 +288,30 @@ def test_tables_name_runs_by_the_grid_task_not_the_datamodule(tmp_path):
     assert curves[["step", "sequences"]].values.tolist() == [[1, 32]]
 
 
+def test_a_run_stopped_before_its_first_step_has_no_row(tmp_path):
+    """Stopped at step 0 (its sets named, no value), it is not a result: no row, also not from an older table."""
+    from mann_zoo.experiments.benchmark import RunSpec, read_results
+    from mann_zoo.experiments.results import RESULT_COLUMNS, save_table, typed
+
+    started, stopped = RunSpec("copy", "ntm", 0), RunSpec("copy", "ntm", 1)
+    for spec, steps in ((started, 5), (stopped, 0)):
+        directory = spec.folder(tmp_path)
+        directory.mkdir(parents=True)
+        summary = {"run_id": spec.run_id, "task": "copy", "model": "ntm", "seed": spec.seed, "steps": steps,
+                   "sequences": 32 * steps, "converged": False, "status": "stopped"}
+        value = 1.0 if steps else None
+        (directory / "result.json").write_text(json.dumps({"summary": summary,
+                                                           "sets": [{"val_set": "a", "cost_bits": value}]}))
+    rows, _ = read_results(tmp_path, [started, stopped])
+    assert rows.run_id.tolist() == [started.run_id]
+    old = typed(pd.DataFrame([{"run_id": stopped.run_id, "task": "copy", "model": "ntm", "seed": 1, "steps": 0,
+                               "status": "stopped", "val_set": "a"}], columns=list(RESULT_COLUMNS)), RESULT_COLUMNS)
+    save_table(old, tmp_path / "results.csv", RESULT_COLUMNS)
+    (stopped.folder(tmp_path) / "result.json").unlink()
+    rows, _ = read_results(tmp_path, [started, stopped])
+    assert rows.run_id.tolist() == [started.run_id]
+
+
 def test_a_task_can_have_its_own_seeds(tmp_path):
     """A one-seed hypothesis beside a three-seed comparison in one grid; --seeds still overrides both."""
     spec = tmp_path / "grid.yaml"

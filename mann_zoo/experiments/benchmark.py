@@ -204,7 +204,8 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
     ``specs`` that has a result, in the order of ``specs``.
 
     A run's ``result.json`` wins once it has come as far (in steps) as the run's rows in the tables
-    already in ``out``; until then, and for a run without one, those rows stay.
+    already in ``out``; until then, and for a run without one, those rows stay. A run stopped before its
+    first step has no row.
     """
     recorded_rows, recorded_curves = (dict(tuple(table.groupby("run_id", sort=False)))
                                       for table in recorded_results(out))
@@ -235,7 +236,9 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
         run_rows, run_curves = run_tables(directory, data)
         rows.append(run_rows)
         curves.append(run_curves)
-    return stack(rows, RESULT_COLUMNS), stack(curves, CURVE_COLUMNS)
+    results = stack(rows, RESULT_COLUMNS)
+    # A run stopped before its first step has nothing to record (it starts from 0 next time): no row.
+    return results[~((results["steps"] == 0) & (results["status"] == "stopped"))], stack(curves, CURVE_COLUMNS)
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:
