@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (imported here, Lightning's log handler binds pytest's stderr, not a capsys one)
+import pandas as pd
 import pytest
 import torch
 
@@ -59,6 +60,41 @@ def test_short_fit_writes_checkpoint_csv_and_wandb(task, model, tmp_path):
     assert any(h.startswith("val/") and h.endswith("/cost_bits") for h in header)
     values = [float(v) for line in lines[1:] for v in line.split(",") if v not in ("",)]
     assert values and all(torch.isfinite(torch.tensor(values)))
+
+
+def test_a_run_stopped_by_sigterm_between_validations_resumes_at_the_step_it_stopped(tmp_path, monkeypatch):
+    """SIGTERM at step 13 (validations every 5 steps): the checkpoint is written at the stop, so no step is
+    lost, and the resumed run ends as the uninterrupted one, bit for bit."""
+    import signal
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from mann_zoo.training.lightning_module import SequenceModel
+
+    args = lambda root, *extra: fit_args("copy", "ntm", root, "--trainer.max_steps", "20",  # noqa: E731
+                                         "--trainer.val_check_interval", "5", *extra)
+    main(args(tmp_path / "once"))
+    train_batch_end = SequenceModel.on_train_batch_end
+
+    def stop_at_13(self, outputs, batch, batch_idx):
+        train_batch_end(self, outputs, batch, batch_idx)
+        if self.trainer.global_step == 13:
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler: would end pytest"
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SequenceModel, "on_train_batch_end", stop_at_13)
+        with pytest.raises((SIGTERMException, SystemExit)):
+            main(args(tmp_path / "twice"))
+    ckpt = lambda root: torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
+    assert ckpt(tmp_path / "twice")["global_step"] == 13
+    main(args(tmp_path / "twice", "--ckpt_path", "last"))
+    once, twice = ckpt(tmp_path / "once"), ckpt(tmp_path / "twice")
+    assert once["global_step"] == twice["global_step"] == 20
+    for key, value in once["state_dict"].items():
+        torch.testing.assert_close(twice["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    steps = lambda root: pd.read_csv(root / "copy-ntm/seed0/metrics.csv")["step"].tolist()  # noqa: E731
+    assert steps(tmp_path / "twice") == steps(tmp_path / "once")  # the curve, each step once
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..models import CoreSpec, core_spec
 from .atomic import atomic_write
@@ -20,6 +22,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         atomic_write(path, lambda f: torch.save(checkpoint, f), binary=True)
+
+
+class CheckpointOnStop(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that also writes the last checkpoint when SIGTERM stops training
+    (``mann-zoo bench`` passes its stop on as SIGTERM): the same command then resumes at the step where the
+    run stopped, not at its last validation, and loses no training. Lightning raises the stop between two
+    training steps, so the checkpoint is a whole step's state. A stop during a validation, and Ctrl-C (which
+    can land inside a step), keep the last checkpoint written before."""
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.training and self.save_last and self.dirpath:
+            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
 
 
 # Before cores were given by class path, the module took a short name and the cores' arguments itself.

@@ -31,7 +31,7 @@ from ..models import CoreSpec, core_spec, short_names
 from ..models.registry import import_object
 from .callbacks import RunSummary, StepProgressBar
 from .atomic import atomic_write_text
-from .checkpointing import AtomicCheckpointIO, checkpoint_core, read_checkpoint
+from .checkpointing import AtomicCheckpointIO, CheckpointOnStop, checkpoint_core, read_checkpoint
 from .lightning_module import SequenceModel
 from .loggers import QuietWandbLogger, ResumableCSVLogger
 
@@ -141,8 +141,9 @@ class MannZooCLI(LightningCLI):
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             # No version counter: a run resumed from a checkpoint written elsewhere (a grid's carried state in
             # a fresh clone, another path) overwrites last.ckpt instead of writing last-v1.ckpt beside it.
-            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True,
-                                             enable_version_counter=False))
+            # Written at every validation and when SIGTERM stops the run.
+            callbacks.append(CheckpointOnStop(dirpath=str(run_dir / "checkpoints"), save_last=True,
+                                              enable_version_counter=False))
         if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(StepProgressBar(leave=True))
