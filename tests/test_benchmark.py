@@ -302,8 +302,8 @@ def test_a_run_stopped_before_its_first_step_has_no_row(tmp_path):
         value = 1.0 if steps else None
         (directory / "result.json").write_text(json.dumps({"summary": summary,
                                                            "sets": [{"val_set": "a", "cost_bits": value}]}))
-    rows, _ = read_results(tmp_path, [started, stopped])
-    assert rows.run_id.tolist() == [started.run_id]
+    rows, _ = read_results(tmp_path, [stopped, started])
+    assert rows.run_id.tolist() == [started.run_id] and rows.index.tolist() == [0]
     old = typed(pd.DataFrame([{"run_id": stopped.run_id, "task": "copy", "model": "ntm", "seed": 1, "steps": 0,
                                "status": "stopped", "val_set": "a"}], columns=list(RESULT_COLUMNS)), RESULT_COLUMNS)
     save_table(old, tmp_path / "results.csv", RESULT_COLUMNS)

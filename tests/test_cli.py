@@ -62,9 +62,12 @@ def test_short_fit_writes_checkpoint_csv_and_wandb(task, model, tmp_path):
     assert values and all(torch.isfinite(torch.tensor(values)))
 
 
-def test_a_run_stopped_by_sigterm_between_validations_resumes_at_the_step_it_stopped(tmp_path, monkeypatch):
-    """SIGTERM at step 13 (validations every 5 steps): the checkpoint is written at the stop, so no step is
-    lost, and the resumed run ends as the uninterrupted one, bit for bit."""
+@pytest.mark.parametrize("hook, step", [("on_train_batch_end", 13), ("on_validation_end", 15)])
+def test_a_run_stopped_by_sigterm_resumes_at_the_step_it_stopped(tmp_path, monkeypatch, hook, step):
+    """SIGTERM at step 13, between validations (every 5 steps): the checkpoint is written at the stop, so no
+    step is lost. At the end of the validation at step 15: the validation's checkpoint stands (Lightning
+    counts it differently from one written after the step). Either way the resumed run ends as the
+    uninterrupted one, bit for bit, and logs every step once."""
     import signal
 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -74,20 +77,20 @@ def test_a_run_stopped_by_sigterm_between_validations_resumes_at_the_step_it_sto
     args = lambda root, *extra: fit_args("copy", "ntm", root, "--trainer.max_steps", "20",  # noqa: E731
                                          "--trainer.val_check_interval", "5", *extra)
     main(args(tmp_path / "once"))
-    train_batch_end = SequenceModel.on_train_batch_end
+    original = getattr(SequenceModel, hook)
 
-    def stop_at_13(self, outputs, batch, batch_idx):
-        train_batch_end(self, outputs, batch, batch_idx)
-        if self.trainer.global_step == 13:
+    def stop_at_step(self, *hook_args):
+        original(self, *hook_args)
+        if self.trainer.global_step == step and not self.trainer.sanity_checking:
             assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler: would end pytest"
             os.kill(os.getpid(), signal.SIGTERM)
 
     with monkeypatch.context() as patch:
-        patch.setattr(SequenceModel, "on_train_batch_end", stop_at_13)
+        patch.setattr(SequenceModel, hook, stop_at_step)
         with pytest.raises((SIGTERMException, SystemExit)):
             main(args(tmp_path / "twice"))
     ckpt = lambda root: torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
-    assert ckpt(tmp_path / "twice")["global_step"] == 13
+    assert ckpt(tmp_path / "twice")["global_step"] == step
     main(args(tmp_path / "twice", "--ckpt_path", "last"))
     once, twice = ckpt(tmp_path / "once"), ckpt(tmp_path / "twice")
     assert once["global_step"] == twice["global_step"] == 20

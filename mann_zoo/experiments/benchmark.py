@@ -56,6 +56,7 @@ from .results import (
     set_summary,
     stack,
     summarise,
+    without_unstarted,
 )
 
 PRESETS = CONFIGS / "bench"
@@ -236,9 +237,7 @@ def read_results(out: Path, specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.Data
         run_rows, run_curves = run_tables(directory, data)
         rows.append(run_rows)
         curves.append(run_curves)
-    results = stack(rows, RESULT_COLUMNS)
-    # A run stopped before its first step has nothing to record (it starts from 0 next time): no row.
-    return results[~((results["steps"] == 0) & (results["status"] == "stopped"))], stack(curves, CURVE_COLUMNS)
+    return without_unstarted(stack(rows, RESULT_COLUMNS)), stack(curves, CURVE_COLUMNS)
 
 
 def keep_model(out: Path, spec: RunSpec) -> Path | None:

@@ -295,9 +295,16 @@ def collect_runs(folder: Path, out: Path) -> Path:
         run_rows, run_curves = run_tables(result.parent, data)
         rows.append(run_rows)
         curves.append(run_curves)
-    save_table(stack(rows, RESULT_COLUMNS), out / "results.csv", RESULT_COLUMNS)
+    save_table(without_unstarted(stack(rows, RESULT_COLUMNS)), out / "results.csv", RESULT_COLUMNS)
     save_table(stack(curves, CURVE_COLUMNS), out / "curves.csv", CURVE_COLUMNS)
     return out
+
+
+def without_unstarted(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` minus the rows of runs stopped before their first step (nothing to record: such a run
+    starts from 0 next time); failed runs keep their rows, whatever their steps."""
+    unstarted = results["steps"].eq(0).fillna(False) & results["status"].eq("stopped").fillna(False)
+    return results[~unstarted].reset_index(drop=True)
 
 
 def stack(tables: list[pd.DataFrame | None], columns: dict[str, str]) -> pd.DataFrame:

@@ -27,13 +27,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class CheckpointOnStop(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` that also writes the last checkpoint when SIGTERM stops training
     (``mann-zoo bench`` passes its stop on as SIGTERM): the same command then resumes at the step where the
-    run stopped, not at its last validation, and loses no training. Lightning raises the stop between two
-    training steps, so the checkpoint is a whole step's state. A stop during a validation, and Ctrl-C (which
-    can land inside a step), keep the last checkpoint written before."""
+    run stopped, not at its last validation. Lightning raises the stop between two training steps, so the
+    checkpoint is a whole step's state.
+
+    Not written (the last checkpoint stays, as without this class): when the stop lands in a validation
+    (Lightning then stops the validation; the resumed run loses the steps since the checkpoint before
+    it), right after a validation that wrote one at this step (Lightning counts a checkpoint written
+    during a validation differently), on Ctrl-C (which can land inside a step), with several processes
+    (the others stop a step later) and with gradient accumulation (a stop mid-cycle would drop the
+    gradients accumulated so far)."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.training and self.save_last and self.dirpath:
-            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        super().on_exception(trainer, pl_module, exception)  # Lightning's save_on_exception, if set
+        if not (isinstance(exception, SIGTERMException) and trainer.training and self.save_last and self.dirpath):
+            return
+        if trainer.world_size != 1 or trainer.accumulate_grad_batches != 1:
+            return
+        if self._last_global_step_saved == trainer.global_step:  # a validation wrote it at this step
+            return
+        trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self._last_global_step_saved = trainer.global_step
 
 
 # Before cores were given by class path, the module took a short name and the cores' arguments itself.
