@@ -62,60 +62,77 @@ def test_short_fit_writes_checkpoint_csv_and_wandb(task, model, tmp_path):
     assert values and all(torch.isfinite(torch.tensor(values)))
 
 
-@pytest.mark.parametrize("hook, step", [("on_train_batch_end", 13), ("on_validation_end", 15)])
-def test_a_run_stopped_by_sigterm_resumes_at_the_step_it_stopped(tmp_path, monkeypatch, hook, step):
-    """SIGTERM at step 13, between validations (every 5 steps): the checkpoint is written at the stop, so no
-    step is lost. At the end of the validation at step 15: the validation's checkpoint stands (Lightning
-    counts it differently from one written after the step). Either way the resumed run ends as the
-    uninterrupted one, bit for bit, and logs every step once."""
+def resumable_args(root: Path, steps: int, *extra: str) -> list[str]:
+    """A copy NTM run of ``steps`` steps with a validation (and checkpoint) every 5."""
+    return fit_args("copy", "ntm", root, "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "5", *extra)
+
+
+def last_checkpoint(root: Path) -> dict:
+    return torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)
+
+
+def logged_steps(root: Path) -> list[int]:
+    return pd.read_csv(root / "copy-ntm/seed0/metrics.csv")["step"].tolist()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The 20-step run that the resumed runs below must end as, trained once for them all."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("WANDB_SILENT", "true")
+        main(resumable_args(root, 20))
+    return root
+
+
+def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
+    """Bit for bit the same parameters at step 20, and every step logged once, as in the uninterrupted run."""
+    once, again = last_checkpoint(uninterrupted), last_checkpoint(resumed)
+    assert once["global_step"] == again["global_step"] == 20
+    for key, value in once["state_dict"].items():
+        torch.testing.assert_close(again["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    assert logged_steps(resumed) == logged_steps(uninterrupted)
+    assert 4 in logged_steps(resumed) and 19 in logged_steps(resumed)
+
+
+def test_resume_continues_exactly(tmp_path, uninterrupted):
+    """Trained to step 10, then resumed to 20: the same run, and its CSV log keeps the curve from before."""
+    main(resumable_args(tmp_path, 10))
+    main(resumable_args(tmp_path, 20, "--ckpt_path", "last"))
+    assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_run_stopped_by_sigterm_resumes_at_the_step_it_stopped(tmp_path, monkeypatch, uninterrupted):
+    """SIGTERM at step 7, between validations (every 5 steps): the checkpoint is written at the stop, so no
+    step is lost. Resumed and stopped again at the end of the validation at step 15: that validation's
+    checkpoint stands (Lightning counts it differently from one written after a step). Resumed to 20, the
+    run ends as the uninterrupted one, bit for bit, each step logged once."""
     import signal
 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from mann_zoo.training.lightning_module import SequenceModel
 
-    args = lambda root, *extra: fit_args("copy", "ntm", root, "--trainer.max_steps", "20",  # noqa: E731
-                                         "--trainer.val_check_interval", "5", *extra)
-    main(args(tmp_path / "once"))
-    original = getattr(SequenceModel, hook)
+    def stop_at(hook: str, step: int, *extra: str) -> None:
+        original = getattr(SequenceModel, hook)
 
-    def stop_at_step(self, *hook_args):
-        original(self, *hook_args)
-        if self.trainer.global_step == step and not self.trainer.sanity_checking:
-            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler: would end pytest"
-            os.kill(os.getpid(), signal.SIGTERM)
+        def stopping(self, *hook_args):
+            original(self, *hook_args)
+            if self.trainer.global_step == step and not self.trainer.sanity_checking:
+                assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no handler: would end pytest"
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(SequenceModel, hook, stop_at_step)
-        with pytest.raises((SIGTERMException, SystemExit)):
-            main(args(tmp_path / "twice"))
-    ckpt = lambda root: torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
-    assert ckpt(tmp_path / "twice")["global_step"] == step
-    main(args(tmp_path / "twice", "--ckpt_path", "last"))
-    once, twice = ckpt(tmp_path / "once"), ckpt(tmp_path / "twice")
-    assert once["global_step"] == twice["global_step"] == 20
-    for key, value in once["state_dict"].items():
-        torch.testing.assert_close(twice["state_dict"][key], value, rtol=0, atol=0, msg=key)
-    steps = lambda root: pd.read_csv(root / "copy-ntm/seed0/metrics.csv")["step"].tolist()  # noqa: E731
-    assert steps(tmp_path / "twice") == steps(tmp_path / "once")  # the curve, each step once
+        with monkeypatch.context() as patch:
+            patch.setattr(SequenceModel, hook, stopping)
+            with pytest.raises((SIGTERMException, SystemExit)):
+                main(resumable_args(tmp_path, 20, *extra))
+        assert last_checkpoint(tmp_path)["global_step"] == step
 
-
-def test_resume_continues_exactly(tmp_path):
-    args = lambda root, steps, *extra: fit_args("copy", "ntm", root, "--trainer.max_steps", str(steps),  # noqa: E731
-                                               "--trainer.val_check_interval", "5", *extra)
-    main(args(tmp_path / "once", 20))
-    main(args(tmp_path / "twice", 10))
-    main(args(tmp_path / "twice", 20, "--ckpt_path", "last"))
-    ckpt = lambda root: torch.load(root / "copy-ntm/seed0/checkpoints/last.ckpt", weights_only=True)  # noqa: E731
-    once, twice = ckpt(tmp_path / "once"), ckpt(tmp_path / "twice")
-    assert once["global_step"] == twice["global_step"] == 20
-    for key, value in once["state_dict"].items():
-        torch.testing.assert_close(twice["state_dict"][key], value, rtol=0, atol=0, msg=key)
-    # The resumed run's CSV log keeps the curve from before the checkpoint, each step once.
-    metrics = lambda root: [line.split(",") for line in (root / "copy-ntm/seed0/metrics.csv").read_text().splitlines()]  # noqa: E731
-    log_once, log_twice = metrics(tmp_path / "once"), metrics(tmp_path / "twice")
-    steps = lambda log: [row[log[0].index("step")] for row in log[1:]]  # noqa: E731
-    assert steps(log_twice) == steps(log_once) and "4" in steps(log_twice) and "19" in steps(log_twice)
+    stop_at("on_train_batch_end", 7)
+    stop_at("on_validation_end", 15, "--ckpt_path", "last")
+    main(resumable_args(tmp_path, 20, "--ckpt_path", "last"))
+    assert_same_run(tmp_path, uninterrupted)
 
 
 def test_load_model_returns_the_trained_core(tmp_path):
