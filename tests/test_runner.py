@@ -177,3 +177,23 @@ def test_a_stop_sends_sigterm_to_the_runs_training_processes_and_waits_for_their
     stop_training([run])
     wait_for_training([run], deadline=time.monotonic() + 30)
     assert child.wait(timeout=5) == 0 and result.read_text() == "stopped"
+
+
+def test_a_stop_cancels_the_queued_runs_before_stopping_the_running_ones(tmp_path):
+    """A run that ends on the stop frees its CPUs: the queued runs (no training process here) are cancelled
+    first, or Ray starts one of them during the grace only to cancel it; the running one is left to SIGTERM."""
+    from mann_zoo.experiments.runner import cancel_unstarted
+
+    running, queued = (TrainingRun(f"copy-ntm-seed{seed}", tmp_path / f"copy-ntm-seed{seed}", ()) for seed in (5, 6))
+    running.directory.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)",
+                              "--run_name", running.run_id], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        (running.directory / "training.pid").write_text(f"{child.pid}\n")
+        cancelled = []
+        cancel_unstarted({"task-5": running, "task-6": queued}, cancelled.append)
+        assert cancelled == ["task-6"]
+    finally:
+        child.kill()
+        child.wait()

@@ -232,6 +232,17 @@ def stop_training(runs: Sequence[TrainingRun]) -> None:
                 pass
 
 
+def cancel_unstarted(pending: dict, cancel: Callable) -> None:
+    """On a stop, ``cancel`` (``ray.cancel``) the tasks of ``pending`` ({task: run}) whose run has no training
+    process on this machine (:func:`training_alive`): the queued ones, before the running ones are stopped.
+    A stopped run frees its CPUs, and Ray would otherwise start a queued run in them during the grace, only
+    for it to be cancelled without writing its result. (On a cluster, where no run is alive here, every
+    task is cancelled, as after the grace.)"""
+    for task, run in pending.items():
+        if not training_alive(run):
+            cancel(task)
+
+
 def wait_for_training(runs: Sequence[TrainingRun], deadline: float) -> None:
     """Wait until the training processes of ``runs`` have exited (:func:`training_alive`), at most until
     ``deadline`` (``time.monotonic()``)."""
@@ -296,6 +307,7 @@ def execute(runs: Sequence[TrainingRun], env: dict[str, str], jobs: int, threads
                 print(f"stopping: waiting up to {STOP_GRACE_S} s for {len(runs_left)} run(s) to write their "
                       "results; SIGTERM or Ctrl-C again stops at once (their last checkpoints stay)",
                       file=sys.stderr, flush=True)
+                cancel_unstarted(pending, ray.cancel)
                 stop_training(runs_left)
                 wait_for_training(runs_left, deadline)
                 for ref in pending:
