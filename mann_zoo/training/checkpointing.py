@@ -39,14 +39,14 @@ class CheckpointOnStop(ModelCheckpoint):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)  # Lightning's save_on_exception, if set
-        if not (isinstance(exception, SIGTERMException) and trainer.training and self.save_last and self.dirpath):
+        if not (isinstance(exception, SIGTERMException) and trainer.training):
             return
         if trainer.world_size != 1 or trainer.accumulate_grad_batches != 1:
             return
         if self._last_global_step_saved == trainer.global_step:  # a validation wrote it at this step
             return
-        trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-        self._last_global_step_saved = trainer.global_step
+        # ModelCheckpoint's own last-checkpoint writer: its file name, last_model_path and step bookkeeping
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 # Before cores were given by class path, the module took a short name and the cores' arguments itself.
