@@ -97,10 +97,13 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
 
 
 def test_resume_continues_exactly(tmp_path, uninterrupted):
-    """Trained to step 10, then resumed to 20: the same run, and its CSV log keeps the curve from before."""
+    """Trained to step 10, then resumed to 20: the same run, and its CSV log keeps the curve from before.
+    It resumes with another compile_steps, which changes how the step runs, not what it computes: that
+    one comes from the command line, not from the checkpoint (unlike the core's other arguments)."""
     main(resumable_args(tmp_path, 10))
-    main(resumable_args(tmp_path, 20, "--ckpt_path", "last"))
+    main(resumable_args(tmp_path, 20, "--ckpt_path", "last", "--model.core.init_args.compile_steps", "3"))
     assert_same_run(tmp_path, uninterrupted)
+    assert last_checkpoint(tmp_path)["hyper_parameters"]["core"]["init_args"]["compile_steps"] == 3
 
 
 def test_a_run_stopped_by_sigterm_resumes_at_the_step_it_stopped(tmp_path, monkeypatch, uninterrupted):

@@ -262,6 +262,47 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     assert counters["stats"]["unique_graphs"] == graphs
 
 
+@pytest.mark.parametrize("key", ["ntm", "dnc_improved"])
+def test_chunks_of_steps_give_the_values_and_gradients_of_single_steps(key):
+    """compile_steps = 3 (eager here: the chunking itself) on T = 7 (two chunks and one step), T = 2 (no
+    chunk): the one-step loop's values and gradients. Without gradient or with record=True, one step a call."""
+    single, chunked = make(key), make(key, compile_steps=3)
+    chunked.load_state_dict(single.state_dict())
+    calls = []
+    step_chunk = chunked._step_chunk
+    chunked._step_chunk = lambda xs, state: calls.append(xs.shape[1]) or step_chunk(xs, state)
+    for steps, chunks in ((7, [3, 3]), (2, [])):
+        calls.clear()
+        x = torch.rand(2, steps, 4)
+        outputs = [m(x) for m in (single, chunked)]
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=1e-6)
+        assert calls == chunks
+        grads = [torch.autograd.grad(out.sum(), list(m.parameters())) for m, out in zip((single, chunked), outputs)]
+        for g_single, g_chunked in zip(*grads):
+            torch.testing.assert_close(g_chunked, g_single, rtol=1e-5, atol=1e-6)
+    calls.clear()
+    with torch.no_grad():
+        chunked(torch.rand(2, 7, 4))
+    chunked(torch.rand(2, 7, 4), record=True)
+    assert calls == []
+
+
+def test_compiled_chunks_match_eager_and_compile_once_for_every_length():
+    """The NTM with compile_steps = 2 under inductor: the eager values and gradients, and a sequence of
+    another length (a whole number of chunks: no one-step compile in this test) reuses the compiled chunk."""
+    eager, compiled = make("ntm"), make("ntm", compile=True, compile_steps=2)
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.rand(2, 4, 4)
+    outputs = [m(x) for m in (eager, compiled)]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    grads = [torch.autograd.grad(out.sum(), list(m.parameters())) for m, out in zip((eager, compiled), outputs)]
+    for g_eager, g_compiled in zip(*grads):
+        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-5)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled(torch.rand(2, 6, 4)).sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
     """The custom link operator inside a graph that inductor compiles, with inductor's own kernels before and
     after it: values and gradients equal the eager ones (the operator's fake kernel and autograd registration
@@ -344,6 +385,8 @@ def test_num_parameters_counts_every_parameter():
         ("dnc", dict(read_heads=0), "read_heads"),
         ("lstm", dict(controller_layers=0), "controller_layers"),
         ("ntm", dict(memory_size=3), "memory_size"),
+        ("ntm", dict(compile_steps=0), "compile_steps"),
+        ("dnc", dict(sparse_k=4, compile_steps=2), "compile_steps must be 1 with sparse_k"),
         ("gru", dict(), "core must be a class path or one of"),
         ("no_such_pkg.Core", dict(), "no_such_pkg.Core"),
     ],

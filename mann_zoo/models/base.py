@@ -21,11 +21,18 @@ class MemoryCore(nn.Module):
     step and recording of traces live here. ``model(x[B, T, I]) -> logits[B, T, O]``; memory is fresh
     for every sequence. ``model(x, record=True)`` also returns a dict of per-step tensors ``[B, T, ...]``
     (weightings, gates, usage) for plots; the default path stores nothing.
+
+    With ``compile_steps = k > 1``, training (with gradient, no traces) runs k time steps per call of the
+    compiled cell (``step_chunk``): a third of a compiled NTM step is the call's fixed cost (guards,
+    wrapper, autograd), and k steps in one graph also fuse across steps. Validation, inference and
+    recording step one at a time (fewer compiled variants: each chunk's takes ~k times as long).
     """
 
-    def __init__(self, compile: bool = False):
+    def __init__(self, compile: bool = False, compile_steps: int = 1):
+        check_positive(compile_steps=compile_steps)
         super().__init__()
         self.compiled = bool(compile)
+        self.compile_steps = compile_steps
         if compile:
             # One compiled variant per batch size x {first step, later steps} x {grad, no_grad,
             # inference_mode}: training plus validation at another batch size already needs 8,
@@ -33,6 +40,10 @@ class MemoryCore(nn.Module):
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # The per-step cell is compiled, not the unrolled sequence: the first compile stays short.
         self._step = torch.compile(self.step, dynamic=False) if compile else self.step
+        # k steps per call (``compile_steps``): compiled once per batch size, whatever T (the chunks' strides
+        # do not depend on it); T mod k steps are left to the one-step cell.
+        chunked = compile and compile_steps > 1
+        self._step_chunk = torch.compile(self.step_chunk, dynamic=False) if chunked else self.step_chunk
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -53,16 +64,34 @@ class MemoryCore(nn.Module):
 
     def unroll(self, x: torch.Tensor, state, record: bool = False):
         """Step through ``x[B, T, I]`` from ``state``: ``logits[B, T, O]`` (and the traces if ``record``)."""
-        features, traces = [], []
-        for t in range(x.shape[1]):  # the only Python loop: over time
-            # a copy with T-free strides (.contiguous() keeps a batch of one's): x[:, t]'s strides depend
-            # on T, and the compiled step (dynamic=False) would compile again for every sequence length
-            x_t = x[:, t].clone(memory_format=torch.contiguous_format)
-            feature, state, trace = self._step(x_t, state, record)
-            features.append(feature)
+        T = x.shape[1]
+        chunk = self.compile_steps if torch.is_grad_enabled() and not record else 1
+        blocks, traces = [], []  # features [B, k or 1, F] per call
+        t = 0
+        while chunk > 1 and t + chunk <= T:  # the only Python loop: over time (k steps per call)
+            block, state = self._step_chunk(_time_slice(x, t, t + chunk), state)
+            blocks.append(block)
+            t += chunk
+        for t in range(t, T):  # the rest, one step per call
+            feature, state, trace = self._step(_time_slice(x, t, t + 1)[:, 0], state, record)
+            blocks.append(feature.unsqueeze(1))
             if record:
                 traces.append(trace)
-        logits = self.readout(torch.stack(features, dim=1))  # one matmul for all steps
+        logits = self.readout(torch.cat(blocks, dim=1))  # one matmul for all steps
         if not record:
             return logits
         return logits, {key: torch.stack([tr[key] for tr in traces], dim=1) for key in traces[0]}
+
+    def step_chunk(self, xs: torch.Tensor, state):
+        """``step`` over ``xs[B, k, I]`` in one call (compiled as one graph): ``(features [B, k, F], state)``."""
+        features = []
+        for t in range(xs.shape[1]):
+            feature, state, _ = self.step(xs[:, t], state, False)
+            features.append(feature)
+        return torch.stack(features, dim=1), state
+
+
+def _time_slice(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """``x[:, start:stop]`` as a copy with T-free strides (``.contiguous()`` keeps a batch of one's): the
+    view's strides depend on T, and a compiled cell (dynamic=False) would compile again for every length."""
+    return x[:, start:stop].clone(memory_format=torch.contiguous_format)

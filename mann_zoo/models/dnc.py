@@ -74,6 +74,8 @@ class DNC(MemoryCore):
         clip: the interface vector is clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile`` (with ``sparse_k``: the controller and
             interface only).
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile). Dense only (``sparse_k`` None).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class DNC(MemoryCore):
         sparse_k: int | None = None,
         clip: float = 20.0,
         compile: bool = False,
+        compile_steps: int = 1,
     ):
         check_positive(
             input_size=input_size, output_size=output_size, controller_size=controller_size,
@@ -112,7 +115,9 @@ class DNC(MemoryCore):
         if link_sharpness_norm == "renormalise" and sparse_k is not None:
             raise ValueError("link_sharpness_norm 'renormalise' needs the dense link (sparse_k None): a renormalised "
                              "empty link row is uniform over all N slots, which a sparse weighting cannot hold")
-        super().__init__(compile=compile)
+        if sparse_k is not None and compile_steps > 1:
+            raise ValueError(f"compile_steps must be 1 with sparse_k (its step runs eager), got {compile_steps}")
+        super().__init__(compile=compile, compile_steps=compile_steps)
         self.sparse_k = None if sparse_k is None else min(sparse_k, memory_slots)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width = memory_slots, word_size

@@ -50,6 +50,8 @@ class NTM(MemoryCore):
             starting from N(0, 0.1^2); ``"random"``: a fixed random matrix drawn at construction.
         clip: the head parameters emitted by the controller are clipped to [-clip, clip].
         compile: compile the per-step cell with ``torch.compile``.
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class NTM(MemoryCore):
         memory_init: str = "constant",
         clip: float = 20.0,
         compile: bool = False,
+        compile_steps: int = 1,
     ):
         check_positive(
             input_size=input_size, output_size=output_size, controller_size=controller_size,
@@ -79,7 +82,7 @@ class NTM(MemoryCore):
             raise ValueError(f"memory_init must be one of {', '.join(MEMORY_INITS)}, got {memory_init!r}")
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip}")
-        super().__init__(compile=compile)
+        super().__init__(compile=compile, compile_steps=compile_steps)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width = memory_slots, word_size
         self.read_heads, self.write_heads, self.shift_range = read_heads, write_heads, shift_range

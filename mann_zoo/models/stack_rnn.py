@@ -61,6 +61,8 @@ class StackRNN(MemoryCore):
 
     ``model(x, record=True)`` also returns per-step ``actions [B, T, 3]`` (push, pop, no-op),
     ``push_values [B, T, W]`` and ``stack [B, T, N, W]`` (after the step).
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile).
     """
 
     def __init__(
@@ -73,10 +75,11 @@ class StackRNN(MemoryCore):
         memory_slots: int = 128,
         word_size: int = 8,
         compile: bool = False,
+        compile_steps: int = 1,
     ):
         check_positive(input_size=input_size, output_size=output_size, controller_size=controller_size,
                        controller_layers=controller_layers, memory_slots=memory_slots, word_size=word_size)
-        super().__init__(compile=compile)
+        super().__init__(compile=compile, compile_steps=compile_steps)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width = memory_slots, word_size
         self.controller = make_controller(controller, input_size + word_size, controller_size, controller_layers)

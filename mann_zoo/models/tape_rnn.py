@@ -83,6 +83,8 @@ class TapeRNN(MemoryCore):
 
     ``model(x, record=True)`` also returns per-step ``actions [B, T, K, 5]`` (``mem.TAPE_ACTIONS``),
     ``write_values [B, T, K, W]`` and ``tape [B, T, K, N, W]`` (after the step).
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile).
     """
 
     def __init__(
@@ -99,13 +101,14 @@ class TapeRNN(MemoryCore):
         write_mlp_layers: int = 2,
         jump_writes: bool = True,
         compile: bool = False,
+        compile_steps: int = 1,
     ):
         check_positive(input_size=input_size, output_size=output_size, controller_size=controller_size,
                        controller_layers=controller_layers, memory_slots=memory_slots, word_size=word_size,
                        tapes=tapes, write_mlp_size=write_mlp_size)
         if not isinstance(write_mlp_layers, int) or isinstance(write_mlp_layers, bool) or write_mlp_layers < 0:
             raise ValueError(f"write_mlp_layers must be an integer >= 0, got {write_mlp_layers!r}")
-        super().__init__(compile=compile)
+        super().__init__(compile=compile, compile_steps=compile_steps)
         self.input_size, self.output_size = input_size, output_size
         self.slots, self.width, self.tapes = memory_slots, word_size, tapes
         self.jump_writes = bool(jump_writes)

@@ -35,6 +35,8 @@ from .checkpointing import AtomicCheckpointIO, CheckpointOnStop, checkpoint_core
 from .lightning_module import SequenceModel
 from .loggers import QuietWandbLogger, ResumableCSVLogger
 
+EXECUTION_ARGS = ("compile", "compile_steps")  # a core's arguments that change its speed, not its function
+
 
 class _NoAdvertisement(logging.Filter):
     """Drops Lightning's tip to install its cloud logger (an info line on every run, no category to filter)."""
@@ -91,7 +93,9 @@ class MannZooCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning reads a checkpoint file's hyperparameters into the config; ours are ``core``, the widths
         and ``lr``, and a checkpoint from before cores had class paths (``name`` plus the core's arguments)
-        is translated first (:func:`checkpoint_core`). Overrides Lightning's private hook of that name."""
+        is translated first (:func:`checkpoint_core`). The core's ``EXECUTION_ARGS`` (how its step runs, not
+        what it computes) stay as this command gives them: a run resumes compiled, or eager, as asked.
+        Overrides Lightning's private hook of that name."""
         if not self.config.get("subcommand"):
             return
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
@@ -104,8 +108,12 @@ class MannZooCLI(LightningCLI):
         hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         if not hparams:
             return
-        model = {"core": checkpoint_core(hparams).as_dict(),
-                 **{key: hparams[key] for key in ("input_size", "output_size", "lr") if key in hparams}}
+        core = checkpoint_core(hparams).as_dict()
+        given = self.config[self.config.subcommand].get("model", {}).get("core")
+        if given is not None and given.get("class_path") == core["class_path"]:  # how to run it: as given now
+            given_args = given.get("init_args") or {}
+            core["init_args"].update({key: given_args[key] for key in EXECUTION_ARGS if key in given_args})
+        model = {"core": core, **{key: hparams[key] for key in ("input_size", "output_size", "lr") if key in hparams}}
         self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
 
     def instantiate_trainer(self, **kwargs):
