@@ -101,9 +101,24 @@ def test_resume_continues_exactly(tmp_path, uninterrupted):
     It resumes with another compile_steps, which changes how the step runs, not what it computes: that
     one comes from the command line, not from the checkpoint (unlike the core's other arguments)."""
     main(resumable_args(tmp_path, 10))
-    main(resumable_args(tmp_path, 20, "--ckpt_path", "last", "--model.core.init_args.compile_steps", "3"))
+    checkpoint = tmp_path / "copy-ntm/seed0/checkpoints/last.ckpt"  # a file: its hyperparameters are read
+    main(resumable_args(tmp_path, 20, "--ckpt_path", str(checkpoint), "--model.core.init_args.compile_steps", "3"))
     assert_same_run(tmp_path, uninterrupted)
     assert last_checkpoint(tmp_path)["hyper_parameters"]["core"]["init_args"]["compile_steps"] == 3
+
+
+def test_the_core_a_command_names_is_read_from_a_short_name_or_a_class_path():
+    """What decides whether a resumed core takes the command's compile settings (``_parse_ckpt_path``)."""
+    from jsonargparse import Namespace
+
+    from mann_zoo.models import CoreSpec
+    from mann_zoo.training.cli import _core_given, _same_class
+
+    by_name = _core_given("ntm")
+    by_path = _core_given(Namespace(class_path="mann_zoo.models.ntm.NTM", init_args=Namespace(compile_steps=2)))
+    assert by_path.init_args == {"compile_steps": 2}
+    assert _same_class(by_name, by_path) and _same_class(by_path, CoreSpec("mann_zoo.models.NTM"))
+    assert not _same_class(by_name, _core_given("dnc")) and not _same_class(by_name, CoreSpec("no_such.Core"))
 
 
 def test_a_run_stopped_by_sigterm_resumes_at_the_step_it_stopped(tmp_path, monkeypatch, uninterrupted):

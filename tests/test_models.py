@@ -262,11 +262,17 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     assert counters["stats"]["unique_graphs"] == graphs
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc_improved"])
+@pytest.mark.parametrize("key", ["ntm", "dnc_improved", "stack_rnn", "tape_rnn"])
 def test_chunks_of_steps_give_the_values_and_gradients_of_single_steps(key):
     """compile_steps = 3 (eager here: the chunking itself) on T = 7 (two chunks and one step), T = 2 (no
-    chunk): the one-step loop's values and gradients. Without gradient or with record=True, one step a call."""
-    single, chunked = make(key), make(key, compile_steps=3)
+    chunk): the one-step loop's values and gradients. Without gradient, in eval mode or with record=True,
+    one step a call."""
+    if key in SMALL:
+        single, chunked = make(key), make(key, compile_steps=3)
+    else:
+        torch.manual_seed(0)
+        small = dict(controller_size=16, memory_slots=8, word_size=4)
+        single, chunked = build(key, 4, 3, **small), build(key, 4, 3, **small, compile_steps=3)
     chunked.load_state_dict(single.state_dict())
     calls = []
     step_chunk = chunked._step_chunk
@@ -284,6 +290,7 @@ def test_chunks_of_steps_give_the_values_and_gradients_of_single_steps(key):
     with torch.no_grad():
         chunked(torch.rand(2, 7, 4))
     chunked(torch.rand(2, 7, 4), record=True)
+    chunked.eval()(torch.rand(2, 7, 4))
     assert calls == []
 
 

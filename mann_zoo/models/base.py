@@ -22,10 +22,11 @@ class MemoryCore(nn.Module):
     for every sequence. ``model(x, record=True)`` also returns a dict of per-step tensors ``[B, T, ...]``
     (weightings, gates, usage) for plots; the default path stores nothing.
 
-    With ``compile_steps = k > 1``, training (with gradient, no traces) runs k time steps per call of the
-    compiled cell (``step_chunk``): a third of a compiled NTM step is the call's fixed cost (guards,
-    wrapper, autograd), and k steps in one graph also fuse across steps. Validation, inference and
-    recording step one at a time (fewer compiled variants: each chunk's takes ~k times as long).
+    With ``compile_steps = k > 1``, training (train mode, gradient enabled, no traces) runs k time steps
+    per call of the compiled cell (``step_chunk``): a third of a compiled NTM step is the call's fixed cost
+    (guards, wrapper, autograd), and k steps in one graph also fuse across steps, to the same values up to
+    rounding. Everything else steps one at a time: a chunk's compile takes ~k times as long as a step's,
+    so only training pays it.
     """
 
     def __init__(self, compile: bool = False, compile_steps: int = 1):
@@ -65,7 +66,7 @@ class MemoryCore(nn.Module):
     def unroll(self, x: torch.Tensor, state, record: bool = False):
         """Step through ``x[B, T, I]`` from ``state``: ``logits[B, T, O]`` (and the traces if ``record``)."""
         T = x.shape[1]
-        chunk = self.compile_steps if torch.is_grad_enabled() and not record else 1
+        chunk = self.compile_steps if self.training and torch.is_grad_enabled() and not record else 1
         blocks, traces = [], []  # features [B, k or 1, F] per call
         t = 0
         while chunk > 1 and t + chunk <= T:  # the only Python loop: over time (k steps per call)

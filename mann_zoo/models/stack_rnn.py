@@ -58,11 +58,11 @@ class StackRNN(MemoryCore):
         memory_slots: N, the number of stack cells (128 in Deletang et al.'s training).
         word_size: W, the width of a stack cell (8 in Deletang et al.).
         compile: compile the per-step cell with ``torch.compile``.
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile).
 
     ``model(x, record=True)`` also returns per-step ``actions [B, T, 3]`` (push, pop, no-op),
     ``push_values [B, T, W]`` and ``stack [B, T, N, W]`` (after the step).
-        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
-            calls' fixed costs, for a longer compile).
     """
 
     def __init__(

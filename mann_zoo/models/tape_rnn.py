@@ -80,11 +80,11 @@ class TapeRNN(MemoryCore):
         jump_writes: whether the jumps write before they move (the reference code: True) or only move
             (the paper's text: False).
         compile: compile the per-step cell with ``torch.compile``.
+        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
+            calls' fixed costs, for a longer compile).
 
     ``model(x, record=True)`` also returns per-step ``actions [B, T, K, 5]`` (``mem.TAPE_ACTIONS``),
     ``write_values [B, T, K, W]`` and ``tape [B, T, K, N, W]`` (after the step).
-        compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
-            calls' fixed costs, for a longer compile).
     """
 
     def __init__(

@@ -38,6 +38,24 @@ from .loggers import QuietWandbLogger, ResumableCSVLogger
 EXECUTION_ARGS = ("compile", "compile_steps")  # a core's arguments that change its speed, not its function
 
 
+def _core_given(value) -> CoreSpec | None:
+    """The command's ``model.core`` (a short name, or a class path with its arguments) as a ``CoreSpec``."""
+    if isinstance(value, str):
+        return core_spec(value)
+    if value is None or not value.get("class_path"):
+        return None
+    init_args = value.get("init_args")
+    return CoreSpec(value["class_path"], init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {}))
+
+
+def _same_class(a: CoreSpec, b: CoreSpec) -> bool:
+    """Whether two specs name the same class (``mann_zoo.models.NTM`` and ``mann_zoo.models.ntm.NTM`` do)."""
+    try:
+        return a.load() is b.load()
+    except ValueError:
+        return False
+
+
 class _NoAdvertisement(logging.Filter):
     """Drops Lightning's tip to install its cloud logger (an info line on every run, no category to filter)."""
 
@@ -94,8 +112,9 @@ class MannZooCLI(LightningCLI):
         """Lightning reads a checkpoint file's hyperparameters into the config; ours are ``core``, the widths
         and ``lr``, and a checkpoint from before cores had class paths (``name`` plus the core's arguments)
         is translated first (:func:`checkpoint_core`). The core's ``EXECUTION_ARGS`` (how its step runs, not
-        what it computes) stay as this command gives them: a run resumes compiled, or eager, as asked.
-        Overrides Lightning's private hook of that name."""
+        what it computes) stay as this command gives them, defaults included, when it names the same class:
+        a run resumes compiled, or eager, as asked. (``--ckpt_path last`` never gets here: Lightning resolves
+        it later, and the command's config stands whole.) Overrides Lightning's private hook of that name."""
         if not self.config.get("subcommand"):
             return
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
@@ -108,12 +127,12 @@ class MannZooCLI(LightningCLI):
         hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         if not hparams:
             return
-        core = checkpoint_core(hparams).as_dict()
-        given = self.config[self.config.subcommand].get("model", {}).get("core")
-        if given is not None and given.get("class_path") == core["class_path"]:  # how to run it: as given now
-            given_args = given.get("init_args") or {}
-            core["init_args"].update({key: given_args[key] for key in EXECUTION_ARGS if key in given_args})
-        model = {"core": core, **{key: hparams[key] for key in ("input_size", "output_size", "lr") if key in hparams}}
+        core = checkpoint_core(hparams)
+        given = _core_given(self.config[self.config.subcommand].get("model", {}).get("core"))
+        if given is not None and _same_class(given, core):  # how to run it: as this command says
+            core = core._replace(init_args={**core.init_args, **{key: given.init_args[key] for key in EXECUTION_ARGS
+                                                                 if key in given.init_args}})
+        model = {"core": core.as_dict(), **{key: hparams[key] for key in ("input_size", "output_size", "lr") if key in hparams}}
         self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
 
     def instantiate_trainer(self, **kwargs):
