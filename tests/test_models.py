@@ -295,9 +295,12 @@ def test_chunks_of_steps_give_the_values_and_gradients_of_single_steps(key):
 
 
 def test_compiled_chunks_match_eager_and_compile_once_for_every_length():
-    """The NTM with compile_steps = 2 under inductor: the eager values and gradients, and a sequence of
-    another length (a whole number of chunks: no one-step compile in this test) reuses the compiled chunk."""
+    """The NTM with compile_steps = 2, traced by dynamo and AOTAutograd as one graph (the eager backend:
+    inductor's code for the NTM's step is the test above, and a cold inductor compile of a chunk is long):
+    the eager values and gradients, and a sequence of another length (a whole number of chunks: no
+    one-step compile here) reuses the compiled chunk."""
     eager, compiled = make("ntm"), make("ntm", compile=True, compile_steps=2)
+    compiled._step_chunk = torch.compile(compiled.step_chunk, backend="aot_eager", dynamic=False)
     compiled.load_state_dict(eager.state_dict())
     x = torch.rand(2, 4, 4)
     outputs = [m(x) for m in (eager, compiled)]
