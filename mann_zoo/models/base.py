@@ -23,10 +23,10 @@ class MemoryCore(nn.Module):
     (weightings, gates, usage) for plots; the default path stores nothing.
 
     With ``compile_steps = k > 1``, training (train mode, gradient enabled, no traces) runs k time steps
-    per call of the compiled cell (``step_chunk``): a third of a compiled NTM step is the call's fixed cost
-    (guards, wrapper, autograd), and k steps in one graph also fuse across steps, to the same values up to
-    rounding. Everything else steps one at a time: a chunk's compile takes ~k times as long as a step's,
-    so only training pays it.
+    per call of the compiled cell (``step_chunk``): much of a compiled NTM step at small batches is the
+    call's fixed cost (guards, wrapper, autograd), and k steps in one graph also fuse across steps, to the
+    same values up to rounding. Everything else steps one at a time: a chunk compiles for much longer than
+    a step, so only training pays it.
     """
 
     def __init__(self, compile: bool = False, compile_steps: int = 1):
