@@ -39,13 +39,12 @@ EXECUTION_ARGS = ("compile", "compile_steps")  # a core's arguments that change 
 
 
 def _core_given(value) -> CoreSpec | None:
-    """The command's ``model.core`` (a short name, or a class path with its arguments) as a ``CoreSpec``."""
-    if isinstance(value, str):
-        return core_spec(value)
-    if value is None or not value.get("class_path"):
+    """The command's ``model.core`` (a short name, or a class path with its arguments, as jsonargparse's
+    Namespace) as a ``CoreSpec`` (:func:`core_spec`); None where it names no core."""
+    try:
+        return core_spec(value.as_dict() if hasattr(value, "as_dict") else value)
+    except ValueError:
         return None
-    init_args = value.get("init_args")
-    return CoreSpec(value["class_path"], init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {}))
 
 
 def _same_class(a: CoreSpec, b: CoreSpec) -> bool:
