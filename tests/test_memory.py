@@ -943,12 +943,18 @@ def _fused_inputs(seed: int, read_heads: int):
             _softmax(g, B, read_heads, N))
 
 
+@pytest.mark.parametrize("kernels", ["native", "torch"])
 @pytest.mark.parametrize("read_heads", [1, HR])
-def test_fused_link_and_directional_reads_gradcheck_from_a_generic_state(read_heads):
+def test_fused_link_and_directional_reads_gradcheck_from_a_generic_state(read_heads, kernels, monkeypatch):
     """Random link, precedence, write and previous read weightings, two write heads, one and several read
-    heads: every term of the backward is non-zero (from the zero state most of them vanish)."""
-    from mann_zoo.memory import link_and_directional_read_weights
+    heads: every term of the backward is non-zero (from the zero state most of them vanish). With the C
+    kernels (``link_kernel.c``) and with the torch kernels that stand in for them without a compiler."""
+    from mann_zoo.memory import link_and_directional_read_weights, native
 
+    if kernels == "torch":
+        monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    else:
+        assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
     args = tuple(a.clone().requires_grad_(True) for a in _fused_inputs(7, read_heads))
     assert all(a.abs().sum() > 0 for a in args)
     assert torch.autograd.gradcheck(link_and_directional_read_weights, args, eps=1e-6, atol=1e-6, rtol=1e-4)
@@ -1012,6 +1018,62 @@ def test_fused_link_gradients_when_some_outputs_feed_nothing(used):
         (outputs[which] * projection).sum().backward()
     for a, b in zip(fused_in, plain_in):  # no gradient (None) through the plain formulas: zeros here
         torch.testing.assert_close(a.grad, torch.zeros_like(a) if b.grad is None else b.grad, rtol=1e-10, atol=1e-12)
+
+
+GRADIENTS_GIVEN = {"all": (True, True, True), "no link": (False, True, True), "no forward": (True, False, True),
+                   "no backward": (True, True, False), "backward only": (False, False, True)}
+
+
+@pytest.mark.parametrize("given", list(GRADIENTS_GIVEN))
+@pytest.mark.parametrize("read_heads", [1, HR])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_link_kernels_equal_the_torch_kernels(dtype, read_heads, given):
+    """The C kernels (forward and backward, one pass over the link each) against the operator's torch
+    kernels, in float64 and float32, two write heads, with each output's gradient given or not (None); a
+    transposed (non-contiguous) link; and no example of the batch changes another's values."""
+    from mann_zoo.memory import linkage, native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    L, p, w, r = (a.to(dtype) for a in _fused_inputs(23, read_heads))
+    L = L.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, column-major
+    ours, theirs = native.link_reads_forward(L, p, w, r), linkage._torch_link_and_reads(L, p, w, r)
+    tolerance = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours, theirs):
+        assert a.is_contiguous()
+        torch.testing.assert_close(a, b, **tolerance)
+    g = _gen(24)
+    grads = [_randn(g, *out.shape).to(dtype) if present else None for out, present in zip(ours, GRADIENTS_GIVEN[given])]
+    reference_link_grad = grads[0] if grads[0] is not None else torch.zeros_like(L)
+    ours_grad = native.link_reads_backward(L, p, w, r, *grads)
+    theirs_grad = linkage._torch_link_and_reads_grad(L, p, w, r, theirs[0], reference_link_grad, *grads[1:])
+    for a, b in zip(ours_grad, theirs_grad):
+        torch.testing.assert_close(a, b, **tolerance)
+    # batch independence: other inputs for example 1 leave example 0's values and gradients as they were
+    L2, p2, w2, r2 = (a.clone() for a in (L, p, w, r))
+    for a, b in zip((L2, p2, w2, r2), (a.to(dtype) for a in _fused_inputs(25, read_heads))):
+        a[1] = b[1]
+    moved = native.link_reads_forward(L2, p2, w2, r2), native.link_reads_backward(L2, p2, w2, r2, *grads)
+    for a, b in zip((*moved[0], *moved[1]), (*ours, *ours_grad)):
+        assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+
+
+def test_native_link_kernels_are_off_without_a_compiler_and_when_switched_off(monkeypatch):
+    """No C compiler (or a build that fails), or MANN_ZOO_NATIVE=0: no kernels, and the operator runs its
+    torch kernels, with the same values."""
+    from mann_zoo.memory import link_and_directional_read_weights, native
+
+    inputs = _fused_inputs(29, HR)
+    with_kernels = link_and_directional_read_weights(*inputs)
+    try:
+        for variable, value in (("CC", "/nonexistent/cc"), ("CC", "false"), ("MANN_ZOO_NATIVE", "0")):
+            with monkeypatch.context() as patch:
+                patch.setenv(variable, value)
+                native.kernels.cache_clear()
+                assert native.kernels() is None and not native.usable(*inputs)
+                for a, b in zip(link_and_directional_read_weights(*inputs), with_kernels):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    finally:
+        native.kernels.cache_clear()  # built again, with the environment restored, at the next use
 
 
 def test_fused_link_backward_operator_passes_opcheck():

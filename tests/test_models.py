@@ -244,6 +244,7 @@ def test_compiled_step_matches_eager(key, monkeypatch):
         from mann_zoo.memory import linkage
 
         monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", 0)
+        monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW_NATIVE", 0)
         key = "dnc_improved"
     eager = make(key)
     compiled = make(key, compile=True)
@@ -320,6 +321,7 @@ def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
     from mann_zoo.memory import linkage, link_and_directional_read_weights
 
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", 0)
+    monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW_NATIVE", 0)
 
     def step(link, precedence, write, read):
         # inputs made by inductor's kernels, the link one transposed (strides not those of a fresh tensor)
@@ -346,10 +348,12 @@ def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
 @pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])
 def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshold, operator_in_graph, monkeypatch):
     """Under torch.compile the DNC's link update is the custom operator (one opaque call in the graph) for
-    links above COMPILER_FUSES_BELOW elements, and the traced plain formulas below it; one graph, no break."""
+    links above COMPILER_FUSES_BELOW elements (COMPILER_FUSES_BELOW_NATIVE with the C kernels), and the traced
+    plain formulas below it; one graph, no break (deciding whether the C kernels are there does not break it)."""
     from mann_zoo.memory import linkage
 
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", threshold)
+    monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW_NATIVE", threshold)
     graphs = []
 
     def recording_backend(graph_module, example_inputs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from . import native
 from ._checks import check_shape
 
 
@@ -56,10 +57,13 @@ def link_and_directional_read_weights(
     The same values as the two primitives, at a fraction of the cost: the DNC's step is dominated by
     O(N^2) passes over the link matrix, and autograd would keep about ten N x N temporaries per step alive
     for the backward pass. Here the forward allocates one N x N tensor (the new link, which the next step
-    needs anyway) and the hand-written backward two. It is a custom operator
+    needs anyway) and the hand-written backward one. On the CPU (float32, float64) both are C kernels
+    (``link_kernel.c``, built at first use: ``native.py``) that pass over the link once per step each way;
+    elsewhere, or without a C compiler, torch kernels (about eleven passes). It is a custom operator
     (``torch.ops.mann_zoo.link_and_directional_reads``), so ``torch.compile`` calls these kernels
     instead of tracing the formulas (measured: faster than what the compiler makes of them on the CPU),
-    except for link tensors small enough to stay in the cache (``COMPILER_FUSES_BELOW``).
+    except for link tensors small enough to stay in the cache (``COMPILER_FUSES_BELOW``,
+    ``COMPILER_FUSES_BELOW_NATIVE``).
 
     Args:
         link: ``[B, Hw, N, N]`` L_{t-1}.  precedence: ``[B, Hw, N]`` p_{t-1}.
@@ -71,17 +75,26 @@ def link_and_directional_read_weights(
     check_shape("link", link, (batch, heads, slots, slots))
     check_shape("precedence", precedence, (batch, heads, slots))
     check_shape("read_weights", read_weights, (batch, None, slots))
-    if torch.compiler.is_compiling() and link.numel() <= COMPILER_FUSES_BELOW:
+    fuses_below = COMPILER_FUSES_BELOW_NATIVE if native.usable(link, precedence, write_weights, read_weights) else COMPILER_FUSES_BELOW
+    if torch.compiler.is_compiling() and link.numel() <= fuses_below:
         new_link = _link_formula(link, precedence, write_weights)  # the plain formulas, for inductor to fuse
         return (new_link, *directional_read_weights(new_link, read_weights))
     return _link_and_reads(link, precedence, write_weights, read_weights)
 
 
 COMPILER_FUSES_BELOW = 2**18
-"""Link tensors of at most this many elements (1 MiB in float32: batch 16 at N = 128) are left to the
-compiler, which fuses the plain formulas into fewer passes that stay in the cache; larger ones go through
-the custom operator, whose passes the compiler's code could not beat. Measured with ``mann-zoo speed``
-(README): compiled DNC at batch 8 (repeat copy) and batch 32 (copy)."""
+"""Where the C kernels are not available (``native.py``): link tensors of at most this many elements
+(1 MiB in float32: batch 16 at N = 128) are left to the compiler, which fuses the plain formulas into
+fewer passes that stay in the cache; larger ones go through the custom operator's torch kernels, whose
+passes the compiler's code could not beat. Measured with ``mann-zoo speed`` (README): compiled DNC at
+batch 8 (repeat copy) and batch 32 (copy)."""
+
+COMPILER_FUSES_BELOW_NATIVE = 2**14
+"""The same with the C kernels (``link_kernel.c``, one pass over the link forward and one backward): only
+links of at most 16,384 elements are left to the compiler (batch 16 at N = 32). Measured by timing the
+compiled DNC's training step both ways in one process: the compiler's code 7 % faster at 4,096 elements
+(batch 16, N = 16), the kernels 1.2 times faster at 32,768 (batch 8, N = 64) and 2.2 times at 131,072
+(batch 8, N = 128)."""
 
 
 # The operators' namespace is the package's name: another revision of this package imported beside it
@@ -92,6 +105,14 @@ NAMESPACE = __name__.split(".")[0]
 @torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads", mutates_args=())
 def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                     read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if native.usable(link, precedence, write_weights, read_weights):  # one pass over the link (link_kernel.c)
+        return native.link_reads_forward(link, precedence, write_weights, read_weights)
+    return _torch_link_and_reads(link, precedence, write_weights, read_weights)
+
+
+def _torch_link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                          read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The operator's forward in torch kernels (any device; on the CPU where the C kernels are missing)."""
     w_i, w_j = write_weights.unsqueeze(-1), write_weights.unsqueeze(-2)
     # One N x N allocation: the new link, then updated in place. Contiguous whatever the input's strides
     # (``link * (1 - w_i)`` would take a transposed link's), as the fake kernel promises.
@@ -136,6 +157,18 @@ def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_wei
                          grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients with respect to (link, precedence, write_weights, read_weights)."""
+    if native.usable(link, precedence, write_weights, read_weights, grad_new_link, grad_forward, grad_backward):
+        return native.link_reads_backward(link, precedence, write_weights, read_weights, grad_new_link,
+                                          grad_forward, grad_backward)
+    return _torch_link_and_reads_grad(link, precedence, write_weights, read_weights, new_link, grad_new_link,
+                                      grad_forward, grad_backward)
+
+
+def _torch_link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                               read_weights: torch.Tensor, new_link: torch.Tensor, grad_new_link: torch.Tensor,
+                               grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The operator's backward in torch kernels (any device; on the CPU where the C kernels are missing)."""
     B, Hw, N, _ = link.shape
     w_r = read_weights.unsqueeze(1).expand(-1, Hw, -1, -1)  # [B, Hw, Hr, N]
     grad_read = torch.zeros_like(read_weights)
