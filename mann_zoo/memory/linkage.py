@@ -91,10 +91,10 @@ batch 8 (repeat copy) and batch 32 (copy)."""
 
 COMPILER_FUSES_BELOW_NATIVE = 2**14
 """The same with the C kernels (``link_kernel.c``, one pass over the link forward and one backward): only
-links of at most 16,384 elements are left to the compiler (batch 16 at N = 32). Measured by timing the
-compiled DNC's training step both ways in one process: the compiler's code 7 % faster at 4,096 elements
-(batch 16, N = 16), the kernels 1.2 times faster at 32,768 (batch 8, N = 64) and 2.2 times at 131,072
-(batch 8, N = 128)."""
+links of at most 16,384 elements are left to the compiler (batch 16 at N = 32). Chosen from probes (the
+compiled DNC's training step timed both ways in one process, on a machine busy with two training runs;
+not committed): the compiler's code 7 % faster at 4,096 elements (batch 16, N = 16), the kernels 1.2
+times faster at 32,768 (batch 8, N = 64) and 2.2 times at 131,072 (batch 8, N = 128)."""
 
 
 # The operators' namespace is the package's name: another revision of this package imported beside it
