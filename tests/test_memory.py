@@ -1057,23 +1057,55 @@ def test_native_link_kernels_equal_the_torch_kernels(dtype, read_heads, given):
         assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
 
 
-def test_native_link_kernels_are_off_without_a_compiler_and_when_switched_off(monkeypatch):
-    """No C compiler (or a build that fails), or MANN_ZOO_NATIVE=0: no kernels, and the operator runs its
-    torch kernels, with the same values."""
+def test_native_link_kernels_are_off_without_a_compiler_and_when_switched_off(monkeypatch, tmp_path):
+    """No C compiler, a build that fails (a compiler that exits 1, a CC that does not parse, one whose library
+    lacks the functions), or MANN_ZOO_NATIVE=0: no kernels (a warning says why, except when switched off), and
+    the operator runs its torch kernels, with the same values. A build leaves no temporary folder behind."""
+    import warnings
+
     from mann_zoo.memory import link_and_directional_read_weights, native
 
     inputs = _fused_inputs(29, HR)
     with_kernels = link_and_directional_read_weights(*inputs)
+    cases = [("CC", "/nonexistent/cc", True), ("CC", "false", True), ("CC", '"cc', True),
+             ("CC", "cc -fvisibility=hidden", True), ("MANN_ZOO_NATIVE", "0", False), ("MANN_ZOO_NATIVE", "off", False)]
     try:
-        for variable, value in (("CC", "/nonexistent/cc"), ("CC", "false"), ("MANN_ZOO_NATIVE", "0")):
-            with monkeypatch.context() as patch:
+        for variable, value, warned in cases:
+            with monkeypatch.context() as patch, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 patch.setenv(variable, value)
                 native.kernels.cache_clear()
-                assert native.kernels() is None and not native.usable(*inputs)
+                assert native.kernels() is None and not native.usable(*inputs), (variable, value)
                 for a, b in zip(link_and_directional_read_weights(*inputs), with_kernels):
                     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+            said = [str(w.message) for w in caught if "C kernels did not build" in str(w.message)]
+            assert len(said) == warned, (variable, value, said)
+        monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+        native.kernels.cache_clear()
+        assert native.kernels() is not None and list(tmp_path.iterdir()) == []
     finally:
         native.kernels.cache_clear()  # built again, with the environment restored, at the next use
+
+
+@pytest.mark.parametrize("diagonal", [1e6, math.inf])
+def test_native_link_backward_ignores_the_old_links_diagonal(diagonal):
+    """The new link's diagonal is 0 whatever the old one holds: a large or infinite old diagonal changes none
+    of the values and no gradient but its own (whose entries are 0), as with the torch kernels."""
+    from mann_zoo.memory import linkage, native
+
+    L, p, w, r = (a.to(torch.float32) for a in _fused_inputs(31, HR))
+    big = L.clone()
+    big.diagonal(dim1=-2, dim2=-1).fill_(diagonal)
+    g = _gen(32)
+    grads = [_randn(g, *shape).to(torch.float32) for shape in (L.shape, (B, HR, HW, N), (B, HR, HW, N))]
+    reference = native.link_reads_forward(L, p, w, r), native.link_reads_backward(L, p, w, r, *grads)
+    for ours, theirs in ((native.link_reads_forward(big, p, w, r), reference[0]),
+                         (native.link_reads_backward(big, p, w, r, *grads)[1:], reference[1][1:])):
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert torch.equal(native.link_reads_backward(big, p, w, r, *grads)[0], reference[1][0])
+    torch_grads = linkage._torch_link_and_reads_grad(L, p, w, r, reference[0][0], *grads)
+    torch.testing.assert_close(reference[1][3], torch_grads[3], rtol=1e-5, atol=1e-6)
 
 
 def test_fused_link_backward_operator_passes_opcheck():

@@ -12,38 +12,39 @@
  *   f[i] = sum_j L_t[i, j] r[j],   b[j] = sum_i L_t[i, j] r[i]
  */
 
-#include <stddef.h>
+#include <stddef.h>  /* ptrdiff_t: sizes and offsets, 64-bit wherever pointers are */
+#include <stdlib.h>  /* malloc, free */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define NAME(name) CAT(name, SUFFIX)
 
-/* Forward. forward and backward are written (zeroed here first). */
+/* Forward. Writes new_link, forward and backward (backward is zeroed here first: it is accumulated). */
 void NAME(link_reads_forward)(const REAL *link, const REAL *prec, const REAL *w, const REAL *r,
                               REAL *new_link, REAL *forward, REAL *backward,
-                              long B, long Hw, long Hr, long N) {
-    for (long b = 0; b < B; b++) {
-        for (long h = 0; h < Hw; h++) {
+                              ptrdiff_t B, ptrdiff_t Hw, ptrdiff_t Hr, ptrdiff_t N) {
+    for (ptrdiff_t b = 0; b < B; b++) {
+        for (ptrdiff_t h = 0; h < Hw; h++) {
             const REAL *L = link + (b * Hw + h) * N * N, *p = prec + (b * Hw + h) * N, *wh = w + (b * Hw + h) * N;
             REAL *Lt = new_link + (b * Hw + h) * N * N;
-            for (long k = 0; k < Hr; k++) {
+            for (ptrdiff_t k = 0; k < Hr; k++) {
                 REAL *bk = backward + ((b * Hr + k) * Hw + h) * N;
-                for (long j = 0; j < N; j++) bk[j] = 0;
+                for (ptrdiff_t j = 0; j < N; j++) bk[j] = 0;
             }
-            for (long i = 0; i < N; i++) {
+            for (ptrdiff_t i = 0; i < N; i++) {
                 const REAL *Li = L + i * N;
                 REAL *Lti = Lt + i * N;
                 const REAL keep_i = 1 - wh[i], wi = wh[i];
 #pragma omp simd
-                for (long j = 0; j < N; j++) Lti[j] = (keep_i - wh[j]) * Li[j] + wi * p[j];  /* L_t[i, j] */
+                for (ptrdiff_t j = 0; j < N; j++) Lti[j] = (keep_i - wh[j]) * Li[j] + wi * p[j];  /* L_t[i, j] */
                 Lti[i] = 0;
-                for (long k = 0; k < Hr; k++) {
+                for (ptrdiff_t k = 0; k < Hr; k++) {
                     const REAL *rk = r + (b * Hr + k) * N;
                     REAL *bk = backward + ((b * Hr + k) * Hw + h) * N;
                     const REAL rki = rk[i];
                     REAL fi = 0;
 #pragma omp simd reduction(+ : fi)
-                    for (long j = 0; j < N; j++) {
+                    for (ptrdiff_t j = 0; j < N; j++) {
                         fi += Lti[j] * rk[j];    /* f[i] += L_t[i, j] r[j] */
                         bk[j] += Lti[j] * rki;   /* b[j] += L_t[i, j] r[i] */
                     }
@@ -61,29 +62,37 @@ void NAME(link_reads_forward)(const REAL *link, const REAL *prec, const REAL *w,
  *   dL_{t-1}[i, j] = G[i, j] (1 - w_i - w_j)
  *   dw_i += sum_j G[i, j] (p_j - L_{t-1}[i, j]),   dw_j -= sum_i G[i, j] L_{t-1}[i, j]
  *   dp_j += sum_i G[i, j] w_i
- *   dr_j += sum_i L_t[i, j] gf[i],   dr_i += sum_j L_t[i, j] gb[j]                                     */
-void NAME(link_reads_backward)(const REAL *link, const REAL *prec, const REAL *w, const REAL *r,
-                               const REAL *grad_new_link, const REAL *grad_forward, const REAL *grad_backward,
-                               REAL *grad_link, REAL *grad_prec, REAL *grad_w, REAL *grad_r,
-                               long B, long Hw, long Hr, long N) {
-    for (long x = 0; x < B * Hw * N; x++) grad_prec[x] = grad_w[x] = 0;
-    for (long x = 0; x < B * Hr * N; x++) grad_r[x] = 0;
-    for (long b = 0; b < B; b++) {
-        for (long h = 0; h < Hw; h++) {
-            const long bh = b * Hw + h;
+ *   dr_j += sum_i L_t[i, j] gf[i],   dr_i += sum_j L_t[i, j] gb[j]
+ * Each row of L_{t-1} is copied (it stays in the cache) with its diagonal entry set to 0, which the new
+ * link does not depend on: the loops run over whole rows (a test for j == i would stop vectorisation) and
+ * the diagonal's terms, then finite, are taken back after them, whatever L_{t-1}[i, i] holds.
+ * Returns 0, or 1 where the row buffer could not be allocated (nothing written then). */
+int NAME(link_reads_backward)(const REAL *link, const REAL *prec, const REAL *w, const REAL *r,
+                              const REAL *grad_new_link, const REAL *grad_forward, const REAL *grad_backward,
+                              REAL *grad_link, REAL *grad_prec, REAL *grad_w, REAL *grad_r,
+                              ptrdiff_t B, ptrdiff_t Hw, ptrdiff_t Hr, ptrdiff_t N) {
+    REAL *row = malloc((N > 0 ? N : 1) * sizeof(REAL));
+    if (!row) return 1;
+    for (ptrdiff_t x = 0; x < B * Hw * N; x++) grad_prec[x] = grad_w[x] = 0;
+    for (ptrdiff_t x = 0; x < B * Hr * N; x++) grad_r[x] = 0;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        for (ptrdiff_t h = 0; h < Hw; h++) {
+            const ptrdiff_t bh = b * Hw + h;
             const REAL *L = link + bh * N * N, *p = prec + bh * N, *wh = w + bh * N;
             const REAL *Gn = grad_new_link ? grad_new_link + bh * N * N : NULL;
             REAL *dL = grad_link + bh * N * N, *dp = grad_prec + bh * N, *dw = grad_w + bh * N;
-            for (long i = 0; i < N; i++) {
-                const REAL *Li = L + i * N;
+            for (ptrdiff_t i = 0; i < N; i++) {
                 REAL *G = dL + i * N;  /* G's row i is built in dL's row i, then scaled in place */
                 const REAL keep_i = 1 - wh[i], wi = wh[i];
+                const REAL Ltii = wi * p[i];  /* what the loops below take for L_t[i, i] (0 in truth) */
+                for (ptrdiff_t j = 0; j < N; j++) row[j] = L[i * N + j];
+                row[i] = 0;
                 if (Gn) {
-                    for (long j = 0; j < N; j++) G[j] = Gn[i * N + j];
+                    for (ptrdiff_t j = 0; j < N; j++) G[j] = Gn[i * N + j];
                 } else {
-                    for (long j = 0; j < N; j++) G[j] = 0;
+                    for (ptrdiff_t j = 0; j < N; j++) G[j] = 0;
                 }
-                for (long k = 0; k < Hr; k++) {
+                for (ptrdiff_t k = 0; k < Hr; k++) {
                     const REAL *rk = r + (b * Hr + k) * N;
                     const REAL gfi = grad_forward ? grad_forward[((b * Hr + k) * Hw + h) * N + i] : 0;
                     const REAL *gbk = grad_backward ? grad_backward + ((b * Hr + k) * Hw + h) * N : NULL;
@@ -92,37 +101,37 @@ void NAME(link_reads_backward)(const REAL *link, const REAL *prec, const REAL *w
                     REAL dri = 0;
                     if (gbk) {
 #pragma omp simd reduction(+ : dri)
-                        for (long j = 0; j < N; j++) {
-                            const REAL Ltij = (keep_i - wh[j]) * Li[j] + wi * p[j];
-                            G[j] += gfi * rk[j] + rki * gbk[j];
-                            drk[j] += Ltij * gfi;
-                            dri += Ltij * gbk[j];
+                        for (ptrdiff_t j = 0; j < N; j++) {
+                            const REAL Ltij = (keep_i - wh[j]) * row[j] + wi * p[j];
+                            G[j] += gfi * rk[j] + rki * gbk[j];  /* G[i, j] += gf[i] r[j] + r[i] gb[j] */
+                            drk[j] += Ltij * gfi;                 /* dr_j += L_t[i, j] gf[i] */
+                            dri += Ltij * gbk[j];                 /* dr_i += L_t[i, j] gb[j] */
                         }
-                        /* the diagonal of L_t is 0: take back its terms */
-                        dri -= ((keep_i - wi) * Li[i] + wi * p[i]) * gbk[i];
+                        dri -= Ltii * gbk[i];
                     } else {
 #pragma omp simd
-                        for (long j = 0; j < N; j++) {
-                            const REAL Ltij = (keep_i - wh[j]) * Li[j] + wi * p[j];
+                        for (ptrdiff_t j = 0; j < N; j++) {
+                            const REAL Ltij = (keep_i - wh[j]) * row[j] + wi * p[j];
                             G[j] += gfi * rk[j];
                             drk[j] += Ltij * gfi;
                         }
                     }
-                    drk[i] -= ((keep_i - wi) * Li[i] + wi * p[i]) * gfi;
-                    drk[i] += dri;
+                    drk[i] += dri - Ltii * gfi;
                 }
                 G[i] = 0;
                 REAL dwi = 0;
 #pragma omp simd reduction(+ : dwi)
-                for (long j = 0; j < N; j++) {
-                    const REAL g = G[j], gl = g * Li[j];
-                    dwi += g * p[j] - gl;
-                    dw[j] -= gl;
-                    dp[j] += g * wi;
-                    G[j] = g * (keep_i - wh[j]);  /* dL_{t-1}[i, j] */
+                for (ptrdiff_t j = 0; j < N; j++) {
+                    const REAL g = G[j], gl = g * row[j];
+                    dwi += g * p[j] - gl;         /* dw_i += G[i, j] (p_j - L_{t-1}[i, j]) */
+                    dw[j] -= gl;                  /* dw_j -= G[i, j] L_{t-1}[i, j] */
+                    dp[j] += g * wi;              /* dp_j += G[i, j] w_i */
+                    G[j] = g * (keep_i - wh[j]);  /* dL_{t-1}[i, j] = G[i, j] (1 - w_i - w_j) */
                 }
                 dw[i] += dwi;
             }
         }
     }
+    free(row);
+    return 0;
 }

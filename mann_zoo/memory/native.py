@@ -2,15 +2,15 @@
 through ctypes: the DNC's link update and directional reads in one pass over the link per step, forward
 and backward (``linkage.py`` uses them for contiguous float32 and float64 CPU tensors).
 
-The library is built once per process into a temporary folder (a fraction of a second: plain C, no Python
-or torch headers), for this machine's CPU (``-march=native``). Without a compiler, or where the build
-fails, :func:`kernels` is None and ``linkage.py`` runs its torch formulas instead (same values to
-rounding). ``MANN_ZOO_NATIVE=0`` switches the kernels off.
+The library is built once per process in a temporary folder, removed once the library is loaded (under a
+second: plain C, no Python or torch headers), for this machine's CPU (``-march=native``). Without a
+compiler, or where the build fails (a warning says why), :func:`kernels` is None and ``linkage.py`` runs its
+torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` switches the kernels off.
+The kernels run on one thread (as the benchmark grids train); the torch kernels use torch's threads.
 """
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import functools
 import os
@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,25 +38,36 @@ class LinkKernels(NamedTuple):
 
 @functools.cache
 def kernels() -> LinkKernels | None:
-    """The compiled kernels, or None where they cannot be built (no compiler, a failed build) or are
-    switched off (``MANN_ZOO_NATIVE=0``)."""
-    if os.environ.get("MANN_ZOO_NATIVE", "1") == "0":
+    """The compiled kernels, or None where they cannot be built (no compiler, a failed build: said once, as a
+    warning) or are switched off (``MANN_ZOO_NATIVE=0``)."""
+    if os.environ.get("MANN_ZOO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
-    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
-    if compiler[0] is None:
+    try:
+        return _build()
+    except Exception as error:  # noqa: BLE001 - whatever stops the build, the torch kernels stand in
+        warnings.warn(f"mann_zoo: the DNC link's C kernels did not build ({type(error).__name__}: "
+                      f"{str(error).strip().splitlines()[-1] if str(error).strip() else 'no message'}); "
+                      "its torch kernels run instead (same values, slower)", RuntimeWarning, stacklevel=2)
         return None
+
+
+def _build() -> LinkKernels:
+    """Compile ``link_kernel.c`` (float and double) into a temporary folder, load it, remove the folder (the
+    library stays loaded) and declare the functions' arguments."""
+    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or "cc"]
     program = "".join(f'#define REAL {real}\n#define SUFFIX {suffix}\n#include "{SOURCE}"\n#undef REAL\n#undef SUFFIX\n'
                       for real, suffix in SUFFIXES.values())
+    folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
     try:
-        folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
-        atexit.register(shutil.rmtree, folder, True)
         library = Path(folder) / "link_kernel.so"
-        subprocess.run([*compiler, *FLAGS, "-x", "c", "-", "-o", str(library)], input=program, text=True,
-                       capture_output=True, check=True, timeout=120)
+        build = subprocess.run([*compiler, *FLAGS, "-x", "c", "-", "-o", str(library)], input=program, text=True,
+                               capture_output=True, timeout=120)
+        if build.returncode != 0:
+            raise OSError(f"{compiler[0]} exited with {build.returncode}: {build.stderr.strip() or 'no message'}")
         lib = ctypes.CDLL(str(library))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    pointer, size = ctypes.c_void_p, ctypes.c_long
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    pointer, size = ctypes.c_void_p, ctypes.c_ssize_t  # ptrdiff_t
     forward, backward = {}, {}
     for dtype, (_, suffix) in SUFFIXES.items():
         forward[dtype] = getattr(lib, f"link_reads_forward{suffix}")
@@ -63,7 +75,7 @@ def kernels() -> LinkKernels | None:
         forward[dtype].restype = None
         backward[dtype] = getattr(lib, f"link_reads_backward{suffix}")
         backward[dtype].argtypes = [pointer] * 11 + [size] * 4
-        backward[dtype].restype = None
+        backward[dtype].restype = ctypes.c_int  # 1: its row buffer could not be allocated
     return LinkKernels(forward, backward)
 
 
@@ -88,7 +100,7 @@ def _address(tensor: torch.Tensor | None) -> int | None:
 def link_reads_forward(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                        read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(L_t [B, Hw, N, N], forward, backward [B, Hr, Hw, N])``, contiguous (``linkage.link_and_directional_read_weights``)."""
-    link, precedence, write_weights, read_weights = (t.contiguous() for t in (link, precedence, write_weights, read_weights))
+    link, precedence, write_weights, read_weights = (t.resolve_neg().contiguous() for t in (link, precedence, write_weights, read_weights))
     B, Hw, N = write_weights.shape
     Hr = read_weights.shape[1]
     new_link = torch.empty_like(link)
@@ -104,13 +116,14 @@ def link_reads_backward(link: torch.Tensor, precedence: torch.Tensor, write_weig
                         grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients with respect to (link, precedence, write_weights, read_weights); a None gradient is zeros."""
-    link, precedence, write_weights, read_weights = (t.contiguous() for t in (link, precedence, write_weights, read_weights))
-    grad_new_link, grad_forward, grad_backward = (None if t is None else t.contiguous()
+    link, precedence, write_weights, read_weights = (t.resolve_neg().contiguous() for t in (link, precedence, write_weights, read_weights))
+    grad_new_link, grad_forward, grad_backward = (None if t is None else t.resolve_neg().contiguous()
                                                   for t in (grad_new_link, grad_forward, grad_backward))
     B, Hw, N = write_weights.shape
     Hr = read_weights.shape[1]
     grads = (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
              torch.empty_like(read_weights))
-    kernels().backward[link.dtype](*map(_address, (link, precedence, write_weights, read_weights, grad_new_link,
-                                                    grad_forward, grad_backward, *grads)), B, Hw, Hr, N)
+    if kernels().backward[link.dtype](*map(_address, (link, precedence, write_weights, read_weights, grad_new_link,
+                                                       grad_forward, grad_backward, *grads)), B, Hw, Hr, N):
+        raise MemoryError(f"link_kernel.c: no memory for a row of {N} slots")
     return grads
