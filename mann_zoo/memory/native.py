@@ -3,7 +3,7 @@ through ctypes: the DNC's link update and directional reads in one pass over the
 and backward (``linkage.py`` uses them for contiguous float32 and float64 CPU tensors).
 
 The library is built once per process in a temporary folder, removed once the library is loaded (under a
-second: plain C, no Python or torch headers), for this machine's CPU (``-march=native``). Without a
+second: plain C, no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead). Without a
 compiler, or where the build fails (a warning says why), :func:`kernels` is None and ``linkage.py`` runs its
 torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` switches the kernels off.
 The kernels run on one thread (as the benchmark grids train); the torch kernels use torch's threads.
@@ -26,7 +26,8 @@ import torch
 
 SOURCE = Path(__file__).with_name("link_kernel.c")
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC")
+FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC")
+TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers differ (clang on arm64: -mcpu)
 
 
 class LinkKernels(NamedTuple):
@@ -60,8 +61,11 @@ def _build() -> LinkKernels:
     folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
     try:
         library = Path(folder) / "link_kernel.so"
-        build = subprocess.run([*compiler, *FLAGS, "-x", "c", "-", "-o", str(library)], input=program, text=True,
-                               capture_output=True, timeout=120)
+        for tuning in TUNING:
+            build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library)], input=program,
+                                   text=True, capture_output=True, timeout=120)
+            if build.returncode == 0:
+                break
         if build.returncode != 0:
             raise OSError(f"{compiler[0]} exited with {build.returncode}: {build.stderr.strip() or 'no message'}")
         lib = ctypes.CDLL(str(library))
