@@ -57,9 +57,10 @@ def link_and_directional_read_weights(
     The same values as the two primitives, at a fraction of the cost: the DNC's step is dominated by
     O(N^2) passes over the link matrix, and autograd would keep about ten N x N temporaries per step alive
     for the backward pass. Here the forward allocates one N x N tensor (the new link, which the next step
-    needs anyway) and the hand-written backward one (two with the torch kernels). On the CPU (float32, float64) both are C kernels
-    (``link_kernel.c``, built at first use: ``native.py``) that pass over the link once per step each way;
-    elsewhere, or without a C compiler, torch kernels (about eleven passes). It is a custom operator
+    needs anyway) and the hand-written backward one (two with the torch kernels). On the CPU (float32,
+    float64) both are C kernels (``link_kernel.c``, built at first use: ``native.py``) that pass over the
+    link once per step each way; elsewhere, or without a C compiler, torch kernels (about eleven passes).
+    It is a custom operator
     (``torch.ops.mann_zoo.link_and_directional_reads``), so ``torch.compile`` calls these kernels
     instead of tracing the formulas (measured: faster than what the compiler makes of them on the CPU),
     except for link tensors small enough to stay in the cache (``COMPILER_FUSES_BELOW``,
@@ -76,7 +77,8 @@ def link_and_directional_read_weights(
     check_shape("precedence", precedence, (batch, heads, slots))
     check_shape("read_weights", read_weights, (batch, None, slots))
     # (the device alone decides: under autocast the operator casts its inputs to float32 for the kernels)
-    fuses_below = COMPILER_FUSES_BELOW_NATIVE if link.device.type == "cpu" and native.available() else COMPILER_FUSES_BELOW
+    native_kernels = link.device.type == "cpu" and native.available()
+    fuses_below = COMPILER_FUSES_BELOW_NATIVE if native_kernels else COMPILER_FUSES_BELOW
     if torch.compiler.is_compiling() and link.numel() <= fuses_below:
         new_link = _link_formula(link, precedence, write_weights)  # the plain formulas, for inductor to fuse
         return (new_link, *directional_read_weights(new_link, read_weights))

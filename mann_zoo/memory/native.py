@@ -2,10 +2,11 @@
 through ctypes: the DNC's link update and directional reads in one pass over the link per step, forward
 and backward (``linkage.py`` uses them for contiguous float32 and float64 CPU tensors).
 
-The library is built once per process in a temporary folder, removed once the library is loaded (under a
-second: plain C, no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead). Without a
-compiler, or where the build fails (a warning says why), :func:`kernels` is None and ``linkage.py`` runs its
-torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` switches the kernels off.
+The library is built once per process in a temporary folder, removed once the library is loaded (plain C,
+no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead).
+Without a compiler, or where the build fails (a warning says why), :func:`kernels` is None and
+``linkage.py`` runs its torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` (or
+``off``, ``false``, ``no``) switches the kernels off.
 The kernels run on one thread (as the benchmark grids train); the torch kernels use torch's threads.
 """
 
@@ -34,7 +35,6 @@ class LinkKernels(NamedTuple):
     """The compiled functions, per dtype: ``forward[dtype]``, ``backward[dtype]``."""
     forward: dict
     backward: dict
-
 
 
 @functools.cache
@@ -97,21 +97,28 @@ def usable(*tensors: torch.Tensor | None) -> bool:
             and available())
 
 
+def _prepared(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The tensors as the kernels read them: contiguous, negation views resolved (``data_ptr`` ignores the
+    neg bit); None stays None (no gradient)."""
+    return [None if t is None else t.resolve_neg().contiguous() for t in tensors]
+
+
 def _address(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
 def link_reads_forward(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
                        read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(L_t [B, Hw, N, N], forward, backward [B, Hr, Hw, N])``, contiguous (``linkage.link_and_directional_read_weights``)."""
-    link, precedence, write_weights, read_weights = (t.resolve_neg().contiguous() for t in (link, precedence, write_weights, read_weights))
+    """``(L_t [B, Hw, N, N], forward, backward [B, Hr, Hw, N])``, contiguous
+    (``linkage.link_and_directional_read_weights``)."""
+    link, precedence, write_weights, read_weights = _prepared(link, precedence, write_weights, read_weights)
     B, Hw, N = write_weights.shape
     Hr = read_weights.shape[1]
     new_link = torch.empty_like(link)
     forward = link.new_empty(B, Hr, Hw, N)
     backward = torch.empty_like(forward)
-    kernels().forward[link.dtype](*map(_address, (link, precedence, write_weights, read_weights, new_link, forward, backward)),
-                                  B, Hw, Hr, N)
+    kernels().forward[link.dtype](*map(_address, (link, precedence, write_weights, read_weights, new_link, forward,
+                                                   backward)), B, Hw, Hr, N)
     return new_link, forward, backward
 
 
@@ -120,9 +127,8 @@ def link_reads_backward(link: torch.Tensor, precedence: torch.Tensor, write_weig
                         grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients with respect to (link, precedence, write_weights, read_weights); a None gradient is zeros."""
-    link, precedence, write_weights, read_weights = (t.resolve_neg().contiguous() for t in (link, precedence, write_weights, read_weights))
-    grad_new_link, grad_forward, grad_backward = (None if t is None else t.resolve_neg().contiguous()
-                                                  for t in (grad_new_link, grad_forward, grad_backward))
+    link, precedence, write_weights, read_weights, grad_new_link, grad_forward, grad_backward = _prepared(
+        link, precedence, write_weights, read_weights, grad_new_link, grad_forward, grad_backward)
     B, Hw, N = write_weights.shape
     Hr = read_weights.shape[1]
     grads = (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
