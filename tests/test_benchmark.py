@@ -864,3 +864,27 @@ def test_reference_step_builds_every_short_name_at_the_reference_memory():
             assert "memory_slots" not in spec.init_args
         else:
             assert core.memory_slots == 64 and spec.init_args["word_size"] == 12, name
+
+
+def test_results_name_the_git_revision_that_ran(tmp_path):
+    """The results' ``versions`` field names the commit of the checkout the run's code came from, and says
+    when its mann_zoo/ had changes not committed; outside a git checkout (an installed wheel) it names none."""
+    from mann_zoo.experiments.baseline import checkout_revision
+
+    assert checkout_revision.__wrapped__(tmp_path) is None  # not a checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git")
+    (tmp_path / "mann_zoo").mkdir()
+    (tmp_path / "mann_zoo" / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    revision = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert checkout_revision.__wrapped__(tmp_path) == revision
+    (tmp_path / "mann_zoo" / "a.py").write_text("x = 2\n")
+    assert checkout_revision.__wrapped__(tmp_path) == f"{revision} + local changes"
+    (tmp_path / "notes.md").write_text("outside the package: not the code that ran\n")
+    (tmp_path / "mann_zoo" / "a.py").write_text("x = 1\n")
+    assert checkout_revision.__wrapped__(tmp_path) == revision

@@ -1118,3 +1118,155 @@ def test_fused_link_backward_operator_passes_opcheck():
     op = getattr(torch.ops, linkage.NAMESPACE).link_and_directional_reads_backward.default
     torch.library.opcheck(op, (L, p, w, r, new_link, _randn(g, *L.shape), _randn(g, *forward.shape), None),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+# --- the NTM's fused step: address_read_write (ntm_access.py, ntm_kernel.c) ---------------------------------
+
+
+def _ntm_access_inputs(seed: int, read_heads: int, write_heads: int, width: int, shifts: int, batch: int = 3,
+                       slots: int = 9):
+    """A generic state: random memory, previous weightings, keys, strengths, gates, shift weights, gammas,
+    erase and add vectors (every term of the backward non-zero)."""
+    g, heads = _gen(seed), read_heads + write_heads
+    return (_randn(g, batch, slots, width), _softmax(g, batch, heads, slots), _randn(g, batch, heads, width),
+            _rand(g, batch, heads, lo=0.5, hi=5.0), _rand(g, batch, heads, lo=0.1, hi=0.9),
+            _softmax(g, batch, heads, shifts), _rand(g, batch, heads, lo=1.0, hi=4.0),
+            _rand(g, batch, write_heads, width, lo=0.1, hi=0.9), torch.tanh(_randn(g, batch, write_heads, width)))
+
+
+# (read heads, write heads, word size, shift range): W = 20 with 1 + 1 heads and with several heads are the
+# kernel's copies compiled for those constants; the others its generic loops.
+NTM_ACCESS_CASES = [(1, 1, 20, 3), (2, 3, 20, 5), (1, 1, 7, 3), (3, 2, 5, 1), (1, 2, 4, 9)]
+
+
+@pytest.mark.parametrize("given", ["all", "no weights", "no memory", "reads only"])
+@pytest.mark.parametrize("read_heads, write_heads, width, shifts", NTM_ACCESS_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ntm_access_equals_the_composed_primitives(dtype, read_heads, write_heads, width, shifts, given):
+    """``address_read_write`` (the C kernels on the CPU) against content_weights -> interpolate -> shift ->
+    sharpen -> read, write composed and differentiated by autograd: values and the gradients of all nine
+    inputs, in float64 and float32, with some outputs' gradients absent (None: the last step's weights and
+    memory feed nothing)."""
+    from mann_zoo.memory import native, ntm_access
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    inputs = [a.to(dtype) for a in _ntm_access_inputs(31, read_heads, write_heads, width, shifts)]
+    ours_in = [a.clone().requires_grad_(True) for a in inputs]
+    theirs_in = [a.clone().requires_grad_(True) for a in inputs]
+    ours = ntm_access.address_read_write(*ours_in, read_heads)
+    theirs = ntm_access._composed(*theirs_in, read_heads)
+    tolerance = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, **tolerance)
+    used = {"all": (0, 1, 2), "no weights": (1, 2), "no memory": (0, 1), "reads only": (1,)}[given]
+    g = _gen(32)
+    projections = [_randn(g, *out.shape).to(dtype) for out in theirs]
+    for outputs in (ours, theirs):
+        sum((outputs[k] * projections[k]).sum() for k in used).backward()
+    for name, a, b in zip(("memory", "previous", "keys", "strengths", "gates", "shifts", "gammas", "erase", "add"),
+                          ours_in, theirs_in):
+        expected = torch.zeros_like(a) if b.grad is None else b.grad  # no path through the primitives: zeros
+        torch.testing.assert_close(a.grad, expected, **tolerance, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("read_heads, write_heads, width, shifts", [(1, 1, 20, 3), (2, 2, 5, 5)])
+def test_ntm_access_gradcheck_from_a_generic_state(read_heads, write_heads, width, shifts):
+    """The hand-written backward (``ntm_kernel.c``) against finite differences, float64, all nine inputs."""
+    from mann_zoo.memory import address_read_write
+
+    args = tuple(a.requires_grad_(True) for a in _ntm_access_inputs(37, read_heads, write_heads, width, shifts,
+                                                                    batch=2, slots=6))
+    assert torch.autograd.gradcheck(lambda *a: address_read_write(*a, read_heads), args, eps=1e-6, atol=1e-6,
+                                    rtol=1e-4)
+
+
+def test_ntm_access_examples_do_not_interact():
+    """Other inputs for example 1 leave example 0's outputs and gradients exactly as they were."""
+    from mann_zoo.memory import address_read_write
+
+    def run(inputs):
+        leaves = [a.clone().requires_grad_(True) for a in inputs]
+        outputs = address_read_write(*leaves, 1)
+        sum((o * (k + 1.5)).sum() for k, o in enumerate(outputs)).backward()
+        return [o.detach() for o in outputs] + [a.grad for a in leaves]
+
+    inputs = _ntm_access_inputs(41, 1, 1, 20, 3)
+    moved = [a.clone() for a in inputs]
+    for a, b in zip(moved, _ntm_access_inputs(42, 1, 1, 20, 3)):
+        a[1] = b[1]
+    for a, b in zip(run(inputs), run(moved)):
+        assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("case", ["zero memory", "zero keys", "one-hot weights", "large strengths",
+                                  "large gammas", "one-hot shifts"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ntm_access_is_finite_and_equal_to_the_primitives_in_degenerate_states(case, dtype):
+    """Zero memory, zero keys, one-hot previous weightings, strengths of 1e4, gammas of 60 and one-hot shift
+    weights: finite values and gradients, the same as the composed primitives' (in float32, as close to the
+    float64 result as they are: a gamma of 60 multiplies rounding errors of the logarithm)."""
+    from mann_zoo.memory import native, ntm_access
+
+    memory, previous, keys, strengths, gates, shifts, gammas, erase, add = (
+        a.to(dtype) for a in _ntm_access_inputs(43, 1, 1, 20, 3))
+    if case == "zero memory":
+        memory = torch.zeros_like(memory)
+    elif case == "zero keys":
+        keys = torch.zeros_like(keys)
+    elif case == "one-hot weights":
+        previous = torch.nn.functional.one_hot(torch.tensor([[0, 4], [8, 8], [3, 1]]), memory.shape[1]).to(dtype)
+    elif case == "large strengths":
+        strengths = torch.full_like(strengths, 1e4)
+    elif case == "large gammas":
+        gammas = torch.full_like(gammas, 60.0)
+    else:
+        shifts = torch.nn.functional.one_hot(torch.tensor([[0, 2], [1, 1], [2, 0]]), 3).to(dtype)
+    inputs = (memory, previous, keys, strengths, gates, shifts, gammas, erase, add)
+    assert native.usable(*inputs)
+    results = []
+    for function, dtype_run in ((ntm_access.address_read_write, dtype), (ntm_access._composed, dtype),
+                                (ntm_access._composed, torch.float64)):
+        leaves = [a.clone().to(dtype_run).requires_grad_(True) for a in inputs]
+        outputs = function(*leaves, 1)
+        sum((o * (k + 1.5)).sum() for k, o in enumerate(outputs)).backward()
+        results.append([o.detach() for o in outputs] + [a.grad for a in leaves])
+    for ours, theirs, exact in zip(*results):
+        assert torch.isfinite(ours).all()
+        if dtype == torch.float64:
+            torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-10)
+        else:
+            theirs_error = (theirs.double() - exact).abs().max().item()
+            assert (ours.double() - exact).abs().max().item() <= 2 * theirs_error + 1e-5 * (1 + exact.abs().max().item())
+
+
+def test_ntm_access_operator_passes_opcheck():
+    """The fused NTM step is an operator (so that torch.compile calls its kernels): its fake kernels' shapes,
+    its autograd registration and its schema agree with the real kernels, forward and backward."""
+    from mann_zoo.memory import ntm_access
+
+    args = tuple(a.float().requires_grad_(True) for a in _ntm_access_inputs(47, 1, 1, 20, 3))
+    torch.library.opcheck(ntm_access._ntm_access, (*args, 1))
+    outputs = ntm_access._ntm_access(*(a.detach() for a in args), 1)
+    grads = [torch.randn_like(o) for o in outputs[:3]]
+    torch.library.opcheck(ntm_access._ntm_access_grad, (*(a.detach() for a in args), outputs[0], outputs[3],
+                                                         *grads, 1))
+
+
+def test_ntm_access_without_the_kernels_is_the_composed_primitives(monkeypatch):
+    """Where the kernels do not apply (no compiler, switched off, another device or dtype) the function is the
+    primitives composed, with the same values; bad arguments are one-line errors naming the argument."""
+    from mann_zoo.memory import address_read_write, native, ntm_access
+
+    inputs = _ntm_access_inputs(53, 2, 1, 6, 3)
+    with_kernels = address_read_write(*inputs, 2)
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    for a, b in zip(address_read_write(*inputs, 2), with_kernels):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    for a, b in zip(address_read_write(*inputs, 2), ntm_access._composed(*inputs, 2)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="read_heads must be in \\[1, 2\\]"):
+        address_read_write(*inputs, 3)
+    with pytest.raises(ValueError, match="shift_weights must have an odd size"):
+        address_read_write(*inputs[:5], inputs[5][..., :2], *inputs[6:], 2)
+    with pytest.raises(ValueError, match="erase must have shape"):
+        address_read_write(*inputs[:7], inputs[7][:, :0], inputs[8], 2)

@@ -367,6 +367,28 @@ def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshol
     assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
 
 
+@pytest.mark.parametrize("native_kernels", [True, False])
+def test_compiled_ntm_step_calls_the_fused_access_operator_where_the_kernels_are(native_kernels, monkeypatch):
+    """Under torch.compile the NTM's addressing, read and write are one opaque call of the ``ntm_access``
+    operator (``memory/ntm_access.py``: the C kernels) where they apply, and the traced primitives elsewhere;
+    one graph, no break, either way."""
+    from mann_zoo.memory import native
+
+    if not native_kernels:
+        monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    model = make("ntm")
+    model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
+    model(torch.rand(2, 3, 4))
+    targets = {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("ntm_access" in target for target in targets) == native_kernels
+
+
 @pytest.mark.parametrize("key", [k for k in MODELS if k != "lstm"])
 def test_mixed_precision_forward_and_backward(key):
     """Under bfloat16 autocast (CPU) a training step runs and its gradients are finite: the DNC's link

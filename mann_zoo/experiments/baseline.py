@@ -12,6 +12,7 @@ measured on the same data.
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -26,6 +27,22 @@ from pathlib import Path
 from ..models.registry import CoreSpec
 
 PACKAGE = "mann_zoo"
+
+
+@functools.cache
+def checkout_revision(repository: Path | None = None) -> str | None:
+    """``"<short hash>"`` of the git checkout this package runs from (default), with ``" + local changes"``
+    where its ``mann_zoo/`` differs from that commit; None outside a git checkout (an installed wheel)."""
+    repository = repository or Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(repository)]
+    try:
+        revision = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  check=True, timeout=30).stdout.strip()
+        changes = subprocess.run([*git, "status", "--porcelain", "--", PACKAGE], capture_output=True, text=True,
+                                 check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return revision + (" + local changes" if changes else "")
 
 
 def load_revision(ref: str, repository: Path | None = None):

@@ -10,6 +10,7 @@ from .access import read, write
 from .allocation import allocation_weights, usage
 from .content import content_weights, cosine_similarity
 from .interpolation import interpolate
+from .ntm_access import address_read_write
 from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
 from .sharpen import sharpen, sharpen_links
 from .rows import RowMemory, gather_rows, replace_rows
@@ -20,6 +21,7 @@ from .tape import TAPE_ACTIONS, move_tape, tape_offsets, write_at_head
 
 __all__ = [
     "EPS",
+    "address_read_write",
     "STACK_ACTIONS",
     "TAPE_ACTIONS",
     "allocation_weights",

@@ -1,6 +1,7 @@
-"""The link kernels of ``link_kernel.c``, compiled at first use with the system's C compiler and called
-through ctypes: the DNC's link update and directional reads in one pass over the link per step, forward
-and backward (``linkage.py`` uses them for contiguous float32 and float64 CPU tensors).
+"""The C kernels, compiled at first use with the system's C compiler and called through ctypes, for
+contiguous float32 and float64 CPU tensors: ``link_kernel.c``, the DNC's link update and directional reads
+in one pass over the link per step, forward and backward (``linkage.py``); ``ntm_kernel.c``, the NTM's
+addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``).
 
 The library is built once per process in a temporary folder, removed once the library is loaded (plain C,
 no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead).
@@ -25,20 +26,25 @@ from typing import NamedTuple
 
 import torch
 
-SOURCE = Path(__file__).with_name("link_kernel.c")
+from ._checks import EPS
+
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("link_kernel.c", "ntm_kernel.c"))
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
-FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC")
+FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers differ (clang on arm64: -mcpu)
 
 
-class LinkKernels(NamedTuple):
-    """The compiled functions, per dtype: ``forward[dtype]``, ``backward[dtype]``."""
+class Kernels(NamedTuple):
+    """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
+    (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``)."""
     forward: dict
     backward: dict
+    ntm_forward: dict
+    ntm_backward: dict
 
 
 @functools.cache
-def kernels() -> LinkKernels | None:
+def kernels() -> Kernels | None:
     """The compiled kernels, or None where they cannot be built (no compiler, a failed build: said once, as a
     warning) or are switched off (``MANN_ZOO_NATIVE=0``)."""
     if os.environ.get("MANN_ZOO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -46,24 +52,26 @@ def kernels() -> LinkKernels | None:
     try:
         return _build()
     except Exception as error:  # noqa: BLE001 - whatever stops the build, the torch kernels stand in
-        warnings.warn(f"mann_zoo: the DNC link's C kernels did not build ({type(error).__name__}: "
-                      f"{str(error).strip().splitlines()[-1] if str(error).strip() else 'no message'}); "
-                      "its torch kernels run instead (same values, slower)", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"mann_zoo: the C kernels did not build ({type(error).__name__}: "
+                      f"{str(error).strip().splitlines()[-1] if str(error).strip() else 'no message'}); the DNC's "
+                      "link and the NTM's step run torch kernels instead (same values, slower)", RuntimeWarning,
+                      stacklevel=2)
         return None
 
 
-def _build() -> LinkKernels:
-    """Compile ``link_kernel.c`` (float and double) into a temporary folder, load it, remove the folder (the
-    library stays loaded) and declare the functions' arguments."""
+def _build() -> Kernels:
+    """Compile ``SOURCES`` (float and double) into one library in a temporary folder, load it, remove the
+    folder (the library stays loaded) and declare the functions' arguments."""
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or "cc"]
-    program = "".join(f'#define REAL {real}\n#define SUFFIX {suffix}\n#include "{SOURCE}"\n#undef REAL\n#undef SUFFIX\n'
-                      for real, suffix in SUFFIXES.values())
+    program = f"#define EPS ((REAL){EPS!r})\n" + "".join(
+        f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(f'#include "{source}"\n' for source in SOURCES)
+        + "#undef REAL\n#undef SUFFIX\n" for real, suffix in SUFFIXES.values())
     folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
     try:
         library = Path(folder) / "link_kernel.so"
         for tuning in TUNING:
-            build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library)], input=program,
-                                   text=True, capture_output=True, timeout=120)
+            build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library), "-lm"],
+                                   input=program, text=True, capture_output=True, timeout=120)
             if build.returncode == 0:
                 break
         if build.returncode != 0:
@@ -72,15 +80,16 @@ def _build() -> LinkKernels:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     pointer, size = ctypes.c_void_p, ctypes.c_ssize_t  # ptrdiff_t
-    forward, backward = {}, {}
-    for dtype, (_, suffix) in SUFFIXES.items():
-        forward[dtype] = getattr(lib, f"link_reads_forward{suffix}")
-        forward[dtype].argtypes = [pointer] * 7 + [size] * 4
-        forward[dtype].restype = None
-        backward[dtype] = getattr(lib, f"link_reads_backward{suffix}")
-        backward[dtype].argtypes = [pointer] * 11 + [size] * 4
-        backward[dtype].restype = ctypes.c_int  # 1: its row buffer could not be allocated
-    return LinkKernels(forward, backward)
+    # name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)
+    signatures = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
+                  "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int)}
+    functions = {name: {} for name in signatures}
+    for name, (pointers, sizes, result) in signatures.items():
+        for dtype, (_, suffix) in SUFFIXES.items():
+            function = getattr(lib, f"{name}{suffix}")
+            function.argtypes, function.restype = [pointer] * pointers + [size] * sizes, result
+            functions[name][dtype] = function
+    return Kernels(*functions.values())
 
 
 @torch.compiler.assume_constant_result  # a constant to torch.compile, which does not trace the build
@@ -136,4 +145,52 @@ def link_reads_backward(link: torch.Tensor, precedence: torch.Tensor, write_weig
     if kernels().backward[link.dtype](*map(_address, (link, precedence, write_weights, read_weights, grad_new_link,
                                                        grad_forward, grad_backward, *grads)), B, Hw, Hr, N):
         raise MemoryError(f"link_kernel.c: no memory for a row of {N} slots")
+    return grads
+
+
+def ntm_access_forward(memory: torch.Tensor, previous: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor,
+                       gates: torch.Tensor, shift_weights: torch.Tensor, gammas: torch.Tensor, erase: torch.Tensor,
+                       add: torch.Tensor, read_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(weights [B, H, N], reads [B, Hr, W], new memory [B, N, W], saved)`` (``ntm_access.address_read_write``);
+    ``saved`` holds what the backward reuses, one after the other (one allocation): content, shifted,
+    log(shifted + EPS) and cosine ``[B, H, N]``, the memory's row norms ``[B, N]`` and the keys' ``[B, H]``
+    (norms as 1 / sqrt(|x|^2 + EPS))."""
+    inputs = _prepared(memory, previous, keys, strengths, gates, shift_weights, gammas, erase, add)
+    memory, previous = inputs[:2]
+    (B, N, W), H, S = memory.shape, previous.shape[1], shift_weights.shape[-1]
+    weights, saved = previous.new_empty(B, H, N), memory.new_empty(saved_size(B, N, H))
+    outputs = (weights, memory.new_empty(B, read_heads, W), torch.empty_like(memory))
+    if kernels().ntm_forward[memory.dtype](*map(_address, (*inputs, *outputs)), *_saved_addresses(saved, B, N, H),
+                                           B, N, W, read_heads, H - read_heads, S):
+        raise MemoryError(f"ntm_kernel.c: no memory for a weighting of {N} slots")
+    return (*outputs, saved)
+
+
+def saved_size(B: int, N: int, H: int) -> int:
+    """Elements of :func:`ntm_access_forward`'s ``saved``: four ``[B, H, N]``, one ``[B, N]``, one ``[B, H]``."""
+    return B * (4 * H * N + N + H)
+
+
+def _saved_addresses(saved: torch.Tensor, B: int, N: int, H: int) -> list[int]:
+    """The addresses of the six arrays in ``saved``."""
+    sizes = (B * H * N,) * 4 + (B * N,)
+    offsets = [sum(sizes[:k]) for k in range(6)]
+    return [saved.data_ptr() + offset * saved.element_size() for offset in offsets]
+
+
+def ntm_access_backward(inputs: tuple[torch.Tensor, ...], weights: torch.Tensor, saved: torch.Tensor,
+                        grad_weights: torch.Tensor | None, grad_reads: torch.Tensor | None,
+                        grad_new_memory: torch.Tensor | None, read_heads: int) -> tuple[torch.Tensor, ...]:
+    """Gradients with respect to the nine ``inputs`` of :func:`ntm_access_forward`, given its ``weights`` and
+    ``saved``; a None gradient is zeros."""
+    inputs = _prepared(*inputs)
+    weights, saved, grad_weights, grad_reads, grad_new_memory = _prepared(weights, saved, grad_weights, grad_reads,
+                                                                          grad_new_memory)
+    memory, previous, shift_weights = inputs[0], inputs[1], inputs[5]
+    (B, N, W), H, S = memory.shape, previous.shape[1], shift_weights.shape[-1]
+    grads = tuple(torch.empty_like(t) for t in inputs)
+    if kernels().ntm_backward[memory.dtype](*map(_address, (*inputs, weights)), *_saved_addresses(saved, B, N, H),
+                                            *map(_address, (grad_weights, grad_reads, grad_new_memory, *grads)),
+                                            B, N, W, read_heads, H - read_heads, S):
+        raise MemoryError(f"ntm_kernel.c: no memory for a weighting of {N} slots")
     return grads

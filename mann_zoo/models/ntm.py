@@ -138,18 +138,21 @@ class NTM(MemoryCore):
         erase = torch.sigmoid(erase_add[..., :W])  # e_t in (0, 1)
         add = torch.tanh(erase_add[..., W:])  # a_t
 
-        # Addressing, all heads at once (NTM eq. 5-9), on the memory of the previous step.
-        content = mem.content_weights(state.memory, key, strength)
-        gated = mem.interpolate(content, state.weights, gate)
-        weights = mem.sharpen(mem.shift(gated, shift_weights), gamma)
-
-        read_vectors = mem.read(state.memory, weights[:, :Hr])  # NTM eq. 2
-        memory = mem.write(state.memory, weights[:, Hr:], erase, add)  # NTM eq. 3-4
-
-        features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
+        # Addressing, all heads at once (NTM eq. 5-9), on the memory of the previous step; the read heads
+        # read (eq. 2), the write heads erase and add (eq. 3-4). Fused (memory/ntm_access.py: one C kernel
+        # each way on the CPU); with record=True the primitives one by one, for the trace's intermediates.
         trace = None
-        if record:
+        if not record:
+            weights, read_vectors, memory = mem.address_read_write(
+                state.memory, state.weights, key, strength, gate, shift_weights, gamma, erase, add, Hr)
+        else:
+            content = mem.content_weights(state.memory, key, strength)
+            gated = mem.interpolate(content, state.weights, gate)
+            weights = mem.sharpen(mem.shift(gated, shift_weights), gamma)
+            read_vectors = mem.read(state.memory, weights[:, :Hr])
+            memory = mem.write(state.memory, weights[:, Hr:], erase, add)
             trace = {"read_weights": weights[:, :Hr], "write_weights": weights[:, Hr:],
                      "content_weights": content, "strengths": strength, "gates": gate,
                      "shift_weights": shift_weights, "gammas": gamma}
+        features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
         return features, NTMState(memory, weights, read_vectors, controller), trace

@@ -24,6 +24,7 @@ from ..experiments.results import (
     metric_key,
     sequences_seen,
 )
+from ..experiments.baseline import checkout_revision
 from ..experiments.runner import PROGRESS_PREFIX
 from ..models.state_size import state_size
 from .atomic import atomic_write_text
@@ -241,6 +242,8 @@ class RunSummary(L.Callback):
         converged = self.converged_at or {}
         diverged_at = getattr(pl_module, "diverged_at", None)
         cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
+        revision = checkout_revision()  # the code that ran (its last segment, for a resumed run)
+        revision = f" (git {revision})" if revision else ""
         summary = {
             "run_id": self.run_id, "task": task.name, "model": pl_module.core_name, "seed": task.seed,
             "steps": trainer.global_step, "sequences": self._sequences(trainer),
@@ -253,7 +256,7 @@ class RunSummary(L.Callback):
                                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "num_parameters": pl_module.num_parameters,
             "batch_size": task.batch_size, "world_size": trainer.world_size,
-            "versions": f"mann_zoo {__import__('mann_zoo').__version__}, torch {torch.__version__}, "
+            "versions": f"mann_zoo {__import__('mann_zoo').__version__}{revision}, torch {torch.__version__}, "
                         f"lightning {L.__version__}, python {platform.python_version()}",
             "hardware": (torch.cuda.get_device_name() if cuda else
                          f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"),

@@ -1,0 +1,135 @@
+"""The NTM's memory access of one time step, fused: addressing (content, interpolation, shift, sharpening),
+read and write (Graves et al. 2014, eq. 2-9)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import native
+from ._checks import check_memory, check_shape
+from .access import read, write
+from .content import content_weights
+from .interpolation import interpolate
+from .sharpen import sharpen
+from .shift import shift
+
+
+def address_read_write(
+    memory: torch.Tensor,
+    previous_weights: torch.Tensor,
+    keys: torch.Tensor,
+    strengths: torch.Tensor,
+    gates: torch.Tensor,
+    shift_weights: torch.Tensor,
+    gammas: torch.Tensor,
+    erase: torch.Tensor,
+    add: torch.Tensor,
+    read_heads: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every head addressed on the previous memory, then the read heads read and the write heads write:
+
+        w = sharpen(shift(interpolate(content_weights(M, k, beta), w_prev, g), s), gamma)   (NTM eq. 5-9)
+        r = read(M, w[:, :Hr]),   M' = write(M, w[:, Hr:], e, a)                           (NTM eq. 2-4)
+
+    The same values as those primitives composed, at a fraction of the cost: on the CPU (float32, float64)
+    one C kernel each way (``ntm_kernel.c``, built at first use by ``native.py``) passes over the memory
+    twice, where the primitives and their backward take a dozen kernels each way (also under
+    ``torch.compile``, which calls it as the custom operator ``torch.ops.mann_zoo.ntm_access``).
+    Elsewhere, or without a C compiler, the primitives themselves.
+
+    Args:
+        memory: ``[B, N, W]`` M_{t-1}.
+        previous_weights: ``[B, H, N]`` w_{t-1} of every head, the ``read_heads`` read heads first.
+        keys: ``[B, H, W]``.  strengths: ``[B, H]`` beta >= 0.  gates: ``[B, H]`` g in [0, 1].
+        shift_weights: ``[B, H, S]``, S odd and at most N.  gammas: ``[B, H]`` gamma >= 1.
+        erase, add: ``[B, H - read_heads, W]``, one per write head.
+        read_heads: Hr, at least 1 and less than H.
+    Returns:
+        ``(weights [B, H, N], read_vectors [B, Hr, W], new_memory [B, N, W])``.
+    """
+    batch, slots, width = check_memory(memory)
+    check_shape("previous_weights", previous_weights, (batch, None, slots))
+    heads = previous_weights.shape[1]
+    if not 0 < read_heads < heads:
+        raise ValueError(f"read_heads must be in [1, {heads - 1}] (H = {heads} heads in previous_weights), "
+                         f"got {read_heads}")
+    check_shape("keys", keys, (batch, heads, width))
+    for name, tensor in (("strengths", strengths), ("gates", gates), ("gammas", gammas)):
+        check_shape(name, tensor, (batch, heads))
+    check_shape("shift_weights", shift_weights, (batch, heads, None))
+    size = shift_weights.shape[-1]
+    if size % 2 == 0 or size > slots:
+        raise ValueError(f"shift_weights must have an odd size S <= N={slots} along the last dim, got S={size}")
+    check_shape("erase", erase, (batch, heads - read_heads, width))
+    check_shape("add", add, (batch, heads - read_heads, width))
+    inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
+    if native.usable(*inputs):
+        return _ntm_access(*inputs, read_heads)[:3]
+    return _composed(*inputs, read_heads)
+
+
+def _composed(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
+    """The primitives, composed: the reference, and the path without the C kernels."""
+    content = content_weights(memory, keys, strengths)
+    weights = sharpen(shift(interpolate(content, previous_weights, gates), shift_weights), gammas)
+    return weights, read(memory, weights[:, :read_heads]), write(memory, weights[:, read_heads:], erase, add)
+
+
+# The operators' namespace is the package's name (as in ``linkage.py``). They are declared with
+# ``torch.library.Library`` rather than ``torch.library.custom_op``, whose Python layers cost ~40 us a call
+# (measured), more than the forward kernel itself at batch 32.
+NAMESPACE = __name__.split(".")[0]
+_LIBRARY = torch.library.Library(NAMESPACE, "FRAGMENT")
+_INPUTS = ("Tensor memory, Tensor previous_weights, Tensor keys, Tensor strengths, Tensor gates, "
+           "Tensor shift_weights, Tensor gammas, Tensor erase, Tensor add")
+_LIBRARY.define(f"ntm_access({_INPUTS}, int read_heads) -> (Tensor, Tensor, Tensor, Tensor)")
+_LIBRARY.define(f"ntm_access_backward({_INPUTS}, Tensor weights, Tensor saved, Tensor? grad_weights, "
+                "Tensor? grad_reads, Tensor? grad_new_memory, int read_heads) "
+                "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+
+
+def _forward(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
+    """``(weights, reads, new_memory, saved)``: ``saved`` is what the backward reuses (``native.py``)."""
+    return native.ntm_access_forward(memory, previous_weights, keys, strengths, gates, shift_weights, gammas,
+                                     erase, add, read_heads)
+
+
+def _backward_kernel(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, weights,
+                     saved, grad_weights, grad_reads, grad_new_memory, read_heads):
+    """Gradients with respect to the nine tensor inputs of ``ntm_access``."""
+    inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
+    return native.ntm_access_backward(inputs, weights, saved, grad_weights, grad_reads, grad_new_memory, read_heads)
+
+
+_LIBRARY.impl("ntm_access", _forward, "CPU")
+_LIBRARY.impl("ntm_access_backward", _backward_kernel, "CPU")
+_ntm_access = getattr(torch.ops, NAMESPACE).ntm_access.default
+_ntm_access_grad = getattr(torch.ops, NAMESPACE).ntm_access_backward.default
+
+
+@torch.library.register_fake(f"{NAMESPACE}::ntm_access", lib=_LIBRARY)
+def _(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
+    (batch, slots, width), heads = memory.shape, previous_weights.shape[1]
+    return (memory.new_empty(batch, heads, slots), memory.new_empty(batch, read_heads, width),
+            memory.new_empty(memory.shape), memory.new_empty(native.saved_size(batch, slots, heads)))
+
+
+@torch.library.register_fake(f"{NAMESPACE}::ntm_access_backward", lib=_LIBRARY)
+def _(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, *_rest):
+    return tuple(t.new_empty(t.shape) for t in (memory, previous_weights, keys, strengths, gates, shift_weights,
+                                                 gammas, erase, add))
+
+
+def _save_for_backward(ctx, inputs, output):
+    ctx.read_heads = inputs[-1]
+    ctx.save_for_backward(*inputs[:-1], output[0], output[3])
+    ctx.set_materialize_grads(False)  # an output without gradient arrives as None, not as zeros
+
+
+def _backward(ctx, grad_weights, grad_reads, grad_new_memory, _grad_saved):
+    # ``saved`` is not part of address_read_write's result: no gradient reaches it.
+    return (*_ntm_access_grad(*ctx.saved_tensors, grad_weights, grad_reads, grad_new_memory, ctx.read_heads), None)
+
+
+torch.library.register_autograd(f"{NAMESPACE}::ntm_access", _backward, setup_context=_save_for_backward,
+                                lib=_LIBRARY)
