@@ -101,13 +101,20 @@ times faster at 32,768 (batch 8, N = 64) and 2.2 times at 131,072 (batch 8, N = 
 
 
 # The operators' namespace is the package's name: another revision of this package imported beside it
-# (``mann-zoo speed --baseline``) registers its own operators instead of replacing these.
+# (``mann-zoo speed --baseline``) registers its own operators instead of replacing these. They are declared
+# with ``torch.library.Library`` rather than ``torch.library.custom_op``, whose Python layers cost ~40 us a
+# call (measured; ``ntm_access.py``).
 NAMESPACE = __name__.split(".")[0]
+_LIBRARY = torch.library.Library(NAMESPACE, "FRAGMENT")
+_LIBRARY.define("link_and_directional_reads(Tensor link, Tensor precedence, Tensor write_weights, "
+                "Tensor read_weights) -> (Tensor, Tensor, Tensor)")
+_LIBRARY.define("link_and_directional_reads_backward(Tensor link, Tensor precedence, Tensor write_weights, "
+                "Tensor read_weights, Tensor new_link, Tensor grad_new_link, Tensor? grad_forward, "
+                "Tensor? grad_backward) -> (Tensor, Tensor, Tensor, Tensor)")
 
 
-@torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads", mutates_args=())
-def _link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
-                    read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _link_and_reads_kernel(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                           read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if native.usable(link, precedence, write_weights, read_weights):  # one pass over the link (link_kernel.c)
         return native.link_reads_forward(link, precedence, write_weights, read_weights)
     return _torch_link_and_reads(link, precedence, write_weights, read_weights)
@@ -127,38 +134,10 @@ def _torch_link_and_reads(link: torch.Tensor, precedence: torch.Tensor, write_we
     return new_link, forward.contiguous(), backward.contiguous()  # the strides the fake kernel promises
 
 
-@_link_and_reads.register_fake
-def _(link, precedence, write_weights, read_weights):
-    batch, heads, slots = write_weights.shape
-    directional = link.new_empty(batch, read_weights.shape[1], heads, slots)
-    return link.new_empty(link.shape), directional, torch.empty_like(directional)
-
-
-def _save_for_backward(ctx, inputs, output):
-    ctx.save_for_backward(*inputs, output[0])
-    ctx.set_materialize_grads(False)  # an output without gradient arrives as None, not as zeros
-
-
-def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
-    link, precedence, write_weights, read_weights, new_link = ctx.saved_tensors
-    if grad_new_link is None:  # the last step's link feeds nothing
-        grad_new_link = torch.zeros_like(new_link)
-    return _link_and_reads_grad(link, precedence, write_weights, read_weights, new_link, grad_new_link,
-                                grad_forward, grad_backward)
-
-
-_link_and_reads.register_autograd(_link_and_reads_backward, setup_context=_save_for_backward)
-# Under autocast (bf16/fp16 matmuls), the link and its reads stay in float32: their inputs are cast up, as
-# autocast does for the reductions it keeps in float32, so forward and backward see one dtype.
-for _device in ("cpu", "cuda"):
-    torch.library.register_autocast(f"{NAMESPACE}::link_and_directional_reads", _device, torch.float32)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::link_and_directional_reads_backward", mutates_args=())
-def _link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
-                         read_weights: torch.Tensor, new_link: torch.Tensor, grad_new_link: torch.Tensor,
-                         grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _link_and_reads_grad_kernel(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor,
+                                read_weights: torch.Tensor, new_link: torch.Tensor, grad_new_link: torch.Tensor,
+                                grad_forward: torch.Tensor | None, grad_backward: torch.Tensor | None,
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients with respect to (link, precedence, write_weights, read_weights)."""
     if native.usable(link, precedence, write_weights, read_weights, grad_new_link, grad_forward, grad_backward):
         return native.link_reads_backward(link, precedence, write_weights, read_weights, grad_new_link,
@@ -203,9 +182,45 @@ def _torch_link_and_reads_grad(link: torch.Tensor, precedence: torch.Tensor, wri
     return grad, grad_precedence.contiguous(), grad_w.contiguous(), grad_read.contiguous()  # as the fake promises
 
 
-@_link_and_reads_grad.register_fake
+# Any device: the C kernels where they apply, the torch kernels elsewhere.
+_LIBRARY.impl("link_and_directional_reads", _link_and_reads_kernel, "CompositeExplicitAutograd")
+_LIBRARY.impl("link_and_directional_reads_backward", _link_and_reads_grad_kernel, "CompositeExplicitAutograd")
+_link_and_reads = getattr(torch.ops, NAMESPACE).link_and_directional_reads.default
+_link_and_reads_grad = getattr(torch.ops, NAMESPACE).link_and_directional_reads_backward.default
+
+
+@torch.library.register_fake(f"{NAMESPACE}::link_and_directional_reads", lib=_LIBRARY)
+def _(link, precedence, write_weights, read_weights):
+    batch, heads, slots = write_weights.shape
+    directional = link.new_empty(batch, read_weights.shape[1], heads, slots)
+    return link.new_empty(link.shape), directional, torch.empty_like(directional)
+
+
+@torch.library.register_fake(f"{NAMESPACE}::link_and_directional_reads_backward", lib=_LIBRARY)
 def _(link, precedence, write_weights, read_weights, new_link, grad_new_link, grad_forward, grad_backward):
     return tuple(t.new_empty(t.shape) for t in (link, precedence, write_weights, read_weights))
+
+
+def _save_for_backward(ctx, inputs, output):
+    ctx.save_for_backward(*inputs, output[0])
+    ctx.set_materialize_grads(False)  # an output without gradient arrives as None, not as zeros
+
+
+def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
+    link, precedence, write_weights, read_weights, new_link = ctx.saved_tensors
+    if grad_new_link is None:  # the last step's link feeds nothing
+        grad_new_link = torch.zeros_like(new_link)
+    return _link_and_reads_grad(link, precedence, write_weights, read_weights, new_link, grad_new_link,
+                                grad_forward, grad_backward)
+
+
+torch.library.register_autograd(f"{NAMESPACE}::link_and_directional_reads", _link_and_reads_backward,
+                                setup_context=_save_for_backward, lib=_LIBRARY)
+# Under autocast (bf16/fp16 matmuls), the link and its reads stay in float32: their inputs are cast up, as
+# autocast does for the reductions it keeps in float32, so forward and backward see one dtype.
+for _device in ("cpu", "cuda"):
+    torch.library.register_autocast(f"{NAMESPACE}::link_and_directional_reads", _device, torch.float32,
+                                    lib=_LIBRARY)
 
 
 def _matvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
