@@ -229,7 +229,7 @@ def test_overfits_a_small_copy_batch(key):
     assert bit_errors < 0.5, f"{key}: {bit_errors:.2f} bit errors per sequence after 300 steps"
 
 
-@pytest.mark.parametrize("key", ["ntm", "dnc_improved", "dnc_custom_op", "dnc_sparse"])
+@pytest.mark.parametrize("key", ["ntm", "ntm_access_op", "dnc_improved", "dnc_custom_op", "dnc_sparse"])
 def test_compiled_step_matches_eager(key, monkeypatch):
     """Values and gradients of the compiled step equal the eager ones. "ntm": under inductor, the default
     backend, end to end. "dnc_sparse": sparse access, whose controller and interface are compiled (inductor)
@@ -238,8 +238,14 @@ def test_compiled_step_matches_eager(key, monkeypatch):
     of the suite): "dnc_custom_op", a DNC whose link update goes through the custom operator, as every link
     above COMPILER_FUSES_BELOW elements does (the reference size's too; the operator under inductor is the
     next test); "dnc_improved", the same DNC at this test's small size, whose link update the compiler traces
-    as plain formulas."""
-    backend = "aot_eager" if key.startswith("dnc_") and key != "dnc_sparse" else None
+    as plain formulas. "ntm_access_op": the NTM whose step goes through the ``ntm_access`` operator (the C
+    kernels), as memories above its COMPILER_FUSES_BELOW elements do, through AOTAutograd (eager backend)."""
+    backend = "aot_eager" if key.startswith("dnc_") and key != "dnc_sparse" or key == "ntm_access_op" else None
+    if key == "ntm_access_op":
+        from mann_zoo.memory import ntm_access
+
+        monkeypatch.setattr(ntm_access, "COMPILER_FUSES_BELOW", 0)
+        key = "ntm"
     if key == "dnc_custom_op":
         from mann_zoo.memory import linkage
 
@@ -367,13 +373,15 @@ def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshol
     assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
 
 
-@pytest.mark.parametrize("native_kernels", [True, False])
-def test_compiled_ntm_step_calls_the_fused_access_operator_where_the_kernels_are(native_kernels, monkeypatch):
+@pytest.mark.parametrize("native_kernels, threshold", [(True, 0), (False, 0), (True, 2**40)])
+def test_compiled_ntm_step_calls_the_fused_access_operator_where_the_kernels_are(native_kernels, threshold,
+                                                                                 monkeypatch):
     """Under torch.compile the NTM's addressing, read and write are one opaque call of the ``ntm_access``
-    operator (``memory/ntm_access.py``: the C kernels) where they apply, and the traced primitives elsewhere;
-    one graph, no break, either way."""
-    from mann_zoo.memory import native
+    operator (``memory/ntm_access.py``: the C kernels) where they apply and the memory is above
+    COMPILER_FUSES_BELOW elements, and the traced primitives elsewhere; one graph, no break."""
+    from mann_zoo.memory import native, ntm_access
 
+    monkeypatch.setattr(ntm_access, "COMPILER_FUSES_BELOW", threshold)
     if not native_kernels:
         monkeypatch.setattr(native, "usable", lambda *tensors: False)
     graphs = []
@@ -386,7 +394,7 @@ def test_compiled_ntm_step_calls_the_fused_access_operator_where_the_kernels_are
     model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
     model(torch.rand(2, 3, 4))
     targets = {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
-    assert any("ntm_access" in target for target in targets) == native_kernels
+    assert any("ntm_access" in target for target in targets) == (native_kernels and threshold == 0)
 
 
 @pytest.mark.parametrize("key", [k for k in MODELS if k != "lstm"])

@@ -33,9 +33,10 @@ def address_read_write(
 
     The same values as those primitives composed, at a fraction of the cost: on the CPU (float32, float64)
     one C kernel each way (``ntm_kernel.c``, built at first use by ``native.py``) passes over the memory
-    twice, where the primitives and their backward take a dozen kernels each way (also under
-    ``torch.compile``, which calls it as the custom operator ``torch.ops.mann_zoo.ntm_access``).
-    Elsewhere, or without a C compiler, the primitives themselves.
+    twice, where the primitives and their backward take a dozen kernels each way. Under ``torch.compile``
+    the compiler calls it as the operator ``torch.ops.mann_zoo.ntm_access`` for memories above
+    ``COMPILER_FUSES_BELOW`` elements, and fuses the traced primitives below. Elsewhere, or without a C
+    compiler, the primitives themselves.
 
     Args:
         memory: ``[B, N, W]`` M_{t-1}.
@@ -63,9 +64,19 @@ def address_read_write(
     check_shape("erase", erase, (batch, heads - read_heads, width))
     check_shape("add", add, (batch, heads - read_heads, width))
     inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
-    if native.usable(*inputs):
+    fused_by_compiler = torch.compiler.is_compiling() and memory.numel() <= COMPILER_FUSES_BELOW
+    if native.usable(*inputs) and not fused_by_compiler:
         return _ntm_access(*inputs, read_heads)[:3]
     return _composed(*inputs, read_heads)
+
+
+COMPILER_FUSES_BELOW = 2**16
+"""Under ``torch.compile``, memories of at most this many elements (B N W) are left to the compiler, which
+fuses the traced primitives into the step's own code; larger ones go through the operator (the C kernels).
+From ``mann-zoo speed`` (``paper/results/speed/tasks_ntm.csv``, ``reference_ntm_kernels.csv``), the
+compiled NTM with the kernels against the compiler's code: 0.87 times as fast at 20,480 elements (repeat
+copy, batch 8), 0.97-1.13 at 81,920 (copy, n-grams and the reference step, batch 32). Eager steps always
+take the kernels (1.7-1.9 times faster there)."""
 
 
 def _composed(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
