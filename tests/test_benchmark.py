@@ -889,3 +889,6 @@ def test_results_name_the_git_revision_that_ran(tmp_path):
     (tmp_path / "notes.md").write_text("outside the package: not the code that ran\n")
     (tmp_path / "mann_zoo" / "a.py").write_text("x = 1\n")
     assert checkout_revision.__wrapped__(tmp_path) == revision
+    # an installed copy inside the checkout (a virtual environment there) is not the checkout's code
+    (tmp_path / ".venv" / "site-packages" / "mann_zoo").mkdir(parents=True)
+    assert checkout_revision.__wrapped__(tmp_path / ".venv" / "site-packages") is None

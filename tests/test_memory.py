@@ -1139,7 +1139,7 @@ def _ntm_access_inputs(seed: int, read_heads: int, write_heads: int, width: int,
 NTM_ACCESS_CASES = [(1, 1, 20, 3), (2, 3, 20, 5), (1, 1, 7, 3), (3, 2, 5, 1), (1, 2, 4, 9)]
 
 
-@pytest.mark.parametrize("given", ["all", "no weights", "no memory", "reads only"])
+@pytest.mark.parametrize("given", ["all", "no weights", "no memory", "reads only", "weights only", "memory only"])
 @pytest.mark.parametrize("read_heads, write_heads, width, shifts", NTM_ACCESS_CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ntm_access_equals_the_composed_primitives(dtype, read_heads, write_heads, width, shifts, given):
@@ -1158,7 +1158,8 @@ def test_ntm_access_equals_the_composed_primitives(dtype, read_heads, write_head
     tolerance = dict(rtol=1e-11, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, **tolerance)
-    used = {"all": (0, 1, 2), "no weights": (1, 2), "no memory": (0, 1), "reads only": (1,)}[given]
+    used = {"all": (0, 1, 2), "no weights": (1, 2), "no memory": (0, 1), "reads only": (1,), "weights only": (0,),
+            "memory only": (2,)}[given]
     g = _gen(32)
     projections = [_randn(g, *out.shape).to(dtype) for out in theirs]
     for outputs in (ours, theirs):
@@ -1200,34 +1201,38 @@ def test_ntm_access_examples_do_not_interact():
 
 @pytest.mark.parametrize("case", ["zero memory", "zero keys", "one-hot weights", "large strengths",
                                   "large gammas", "one-hot shifts"])
+@pytest.mark.parametrize("heads, width", [((1, 1), 20), ((2, 2), 7)])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ntm_access_is_finite_and_equal_to_the_primitives_in_degenerate_states(case, dtype):
+def test_ntm_access_is_finite_and_equal_to_the_primitives_in_degenerate_states(case, dtype, heads, width):
     """Zero memory, zero keys, one-hot previous weightings, strengths of 1e4, gammas of 60 and one-hot shift
     weights: finite values and gradients, the same as the composed primitives' (in float32, as close to the
     float64 result as they are: a gamma of 60 multiplies rounding errors of the logarithm)."""
     from mann_zoo.memory import native, ntm_access
 
+    read_heads = heads[0]
     memory, previous, keys, strengths, gates, shifts, gammas, erase, add = (
-        a.to(dtype) for a in _ntm_access_inputs(43, 1, 1, 20, 3))
+        a.to(dtype) for a in _ntm_access_inputs(43, *heads, width, 3))
     if case == "zero memory":
         memory = torch.zeros_like(memory)
     elif case == "zero keys":
         keys = torch.zeros_like(keys)
     elif case == "one-hot weights":
-        previous = torch.nn.functional.one_hot(torch.tensor([[0, 4], [8, 8], [3, 1]]), memory.shape[1]).to(dtype)
+        slots = torch.tensor([[0, 4, 2, 7], [8, 8, 0, 1], [3, 1, 1, 5]])[:, :previous.shape[1]]
+        previous = torch.nn.functional.one_hot(slots, memory.shape[1]).to(dtype)
     elif case == "large strengths":
         strengths = torch.full_like(strengths, 1e4)
     elif case == "large gammas":
         gammas = torch.full_like(gammas, 60.0)
     else:
-        shifts = torch.nn.functional.one_hot(torch.tensor([[0, 2], [1, 1], [2, 0]]), 3).to(dtype)
+        offsets = torch.tensor([[0, 2, 1, 0], [1, 1, 2, 2], [2, 0, 0, 1]])[:, :previous.shape[1]]
+        shifts = torch.nn.functional.one_hot(offsets, 3).to(dtype)
     inputs = (memory, previous, keys, strengths, gates, shifts, gammas, erase, add)
     assert native.usable(*inputs)
     results = []
     for function, dtype_run in ((ntm_access.address_read_write, dtype), (ntm_access._composed, dtype),
                                 (ntm_access._composed, torch.float64)):
         leaves = [a.clone().to(dtype_run).requires_grad_(True) for a in inputs]
-        outputs = function(*leaves, 1)
+        outputs = function(*leaves, read_heads)
         sum((o * (k + 1.5)).sum() for k, o in enumerate(outputs)).backward()
         results.append([o.detach() for o in outputs] + [a.grad for a in leaves])
     for ours, theirs, exact in zip(*results):
@@ -1270,3 +1275,37 @@ def test_ntm_access_without_the_kernels_is_the_composed_primitives(monkeypatch):
         address_read_write(*inputs[:5], inputs[5][..., :2], *inputs[6:], 2)
     with pytest.raises(ValueError, match="erase must have shape"):
         address_read_write(*inputs[:7], inputs[7][:, :0], inputs[8], 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ntm_access_passes_a_nan_on_as_the_primitives_do(dtype):
+    """A NaN in one example's read key gives NaN weights and read vector for that example, as the composed
+    primitives do (the float32 kernels' own exp and log keep NaN), and leaves the other examples finite."""
+    from mann_zoo.memory import address_read_write, ntm_access
+
+    inputs = [a.to(dtype) for a in _ntm_access_inputs(59, 1, 1, 20, 3)]
+    inputs[2][0, 0, 0] = math.nan
+    ours, theirs = address_read_write(*inputs, 1), ntm_access._composed(*inputs, 1)
+    assert ours[0][0, 0].isnan().all() and ours[1][0].isnan().all()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.isnan(), b.isnan())
+        assert torch.isfinite(a[1:]).all()
+
+
+def test_ntm_access_operators_refuse_what_their_kernels_cannot_take():
+    """Called directly, the operators check what their kernels trust (shapes, one CPU dtype): a one-line
+    error, no read or write past a tensor; and they have no second derivative (a clear error, not zeros)."""
+    from mann_zoo.memory import address_read_write, ntm_access
+
+    inputs = [a.float() for a in _ntm_access_inputs(61, 1, 1, 4, 3, slots=5)]
+    with pytest.raises(ValueError, match="shift_weights must have an odd size S <= N=5"):
+        ntm_access._ntm_access(*inputs[:5], torch.softmax(torch.randn(3, 2, 9), -1), *inputs[6:], 1)
+    with pytest.raises(ValueError, match="C kernels take float32 or float64 CPU tensors, all of one dtype"):
+        ntm_access._ntm_access(*inputs[:8], inputs[8].double(), 1)
+    outputs = ntm_access._ntm_access(*inputs, 1)
+    with pytest.raises(ValueError, match="saved must have shape"):
+        ntm_access._ntm_access_grad(*inputs, outputs[0], outputs[3][:-1], None, None, None, 1)
+    leaves = [a.requires_grad_(True) for a in inputs]
+    first = torch.autograd.grad(address_read_write(*leaves, 1)[1].sum(), leaves, create_graph=True)
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(first[0].sum(), leaves[0])

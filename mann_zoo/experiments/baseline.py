@@ -32,10 +32,15 @@ PACKAGE = "mann_zoo"
 @functools.cache
 def checkout_revision(repository: Path | None = None) -> str | None:
     """``"<short hash>"`` of the git checkout this package runs from (default), with ``" + local changes"``
-    where its ``mann_zoo/`` differs from that commit; None outside a git checkout (an installed wheel)."""
-    repository = repository or Path(__file__).resolve().parents[2]
+    where its ``mann_zoo/`` differs from that commit; None outside a git checkout (an installed copy, also
+    one in a virtual environment inside a checkout: the checkout's top must be ``repository`` itself)."""
+    repository = (repository or Path(__file__).resolve().parents[2]).resolve()
     git = ["git", "-C", str(repository)]
     try:
+        top = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
+                             timeout=30).stdout.strip()
+        if Path(top).resolve() != repository:
+            return None
         revision = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                   check=True, timeout=30).stdout.strip()
         changes = subprocess.run([*git, "status", "--porcelain", "--", PACKAGE], capture_output=True, text=True,

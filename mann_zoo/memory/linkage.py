@@ -216,6 +216,15 @@ def _link_and_reads_backward(ctx, grad_new_link, grad_forward, grad_backward):
 
 torch.library.register_autograd(f"{NAMESPACE}::link_and_directional_reads", _link_and_reads_backward,
                                 setup_context=_save_for_backward, lib=_LIBRARY)
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError("link_and_directional_reads: no second derivative (its backward is a hand-written "
+                       "kernel); differentiate link and directional_read_weights instead")
+
+
+torch.library.register_autograd(f"{NAMESPACE}::link_and_directional_reads_backward", _no_double_backward,
+                                lib=_LIBRARY)
 # Under autocast (bf16/fp16 matmuls), the link and its reads stay in float32: their inputs are cast up, as
 # autocast does for the reductions it keeps in float32, so forward and backward see one dtype.
 for _device in ("cpu", "cuda"):

@@ -48,6 +48,27 @@ def address_read_write(
     Returns:
         ``(weights [B, H, N], read_vectors [B, Hr, W], new_memory [B, N, W])``.
     """
+    _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads)
+    inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
+    fused_by_compiler = torch.compiler.is_compiling() and memory.numel() <= COMPILER_FUSES_BELOW
+    if native.usable(*inputs) and not fused_by_compiler:
+        return _ntm_access(*inputs, read_heads)[:3]
+    return _composed(*inputs, read_heads)
+
+
+COMPILER_FUSES_BELOW = 2**16
+"""Under ``torch.compile``, memories of at most this many elements (B N W) are left to the compiler, which
+fuses the traced primitives into the step's own code; larger ones go through the operator (the C kernels).
+From ``mann-zoo speed`` (``paper/results/speed/tasks_ntm.csv``, ``reference_ntm_kernels.csv``), the
+compiled NTM with the kernels against the compiler's code: 0.87 times as fast at 20,480 elements (repeat
+copy, batch 8), 0.97-1.13 at 81,920 (copy, n-grams and the reference step, batch 32). Eager steps always
+take the kernels (1.7-1.9 times faster there)."""
+
+
+def _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add,
+                     read_heads) -> None:
+    """One-line ``ValueError`` naming the first argument whose shape does not fit (the kernels read by these
+    shapes: a wrong one would read or write past a tensor's end)."""
     batch, slots, width = check_memory(memory)
     check_shape("previous_weights", previous_weights, (batch, None, slots))
     heads = previous_weights.shape[1]
@@ -63,20 +84,6 @@ def address_read_write(
         raise ValueError(f"shift_weights must have an odd size S <= N={slots} along the last dim, got S={size}")
     check_shape("erase", erase, (batch, heads - read_heads, width))
     check_shape("add", add, (batch, heads - read_heads, width))
-    inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
-    fused_by_compiler = torch.compiler.is_compiling() and memory.numel() <= COMPILER_FUSES_BELOW
-    if native.usable(*inputs) and not fused_by_compiler:
-        return _ntm_access(*inputs, read_heads)[:3]
-    return _composed(*inputs, read_heads)
-
-
-COMPILER_FUSES_BELOW = 2**16
-"""Under ``torch.compile``, memories of at most this many elements (B N W) are left to the compiler, which
-fuses the traced primitives into the step's own code; larger ones go through the operator (the C kernels).
-From ``mann-zoo speed`` (``paper/results/speed/tasks_ntm.csv``, ``reference_ntm_kernels.csv``), the
-compiled NTM with the kernels against the compiler's code: 0.87 times as fast at 20,480 elements (repeat
-copy, batch 8), 0.97-1.13 at 81,920 (copy, n-grams and the reference step, batch 32). Eager steps always
-take the kernels (1.7-1.9 times faster there)."""
 
 
 def _composed(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
@@ -101,6 +108,9 @@ _LIBRARY.define(f"ntm_access_backward({_INPUTS}, Tensor weights, Tensor saved, T
 
 def _forward(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads):
     """``(weights, reads, new_memory, saved)``: ``saved`` is what the backward reuses (``native.py``)."""
+    # (checked again here: the operator can be called directly, and its kernels trust the shapes and dtypes)
+    _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads)
+    _check_kernels_take(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
     return native.ntm_access_forward(memory, previous_weights, keys, strengths, gates, shift_weights, gammas,
                                      erase, add, read_heads)
 
@@ -108,8 +118,27 @@ def _forward(memory, previous_weights, keys, strengths, gates, shift_weights, ga
 def _backward_kernel(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, weights,
                      saved, grad_weights, grad_reads, grad_new_memory, read_heads):
     """Gradients with respect to the nine tensor inputs of ``ntm_access``."""
+    _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads)
+    batch, slots, width = memory.shape
+    heads = previous_weights.shape[1]
+    check_shape("weights", weights, (batch, heads, slots))
+    check_shape("saved", saved, (native.saved_size(batch, slots, heads),))
+    for name, grad, shape in (("grad_weights", grad_weights, (batch, heads, slots)),
+                              ("grad_reads", grad_reads, (batch, read_heads, width)),
+                              ("grad_new_memory", grad_new_memory, (batch, slots, width))):
+        if grad is not None:
+            check_shape(name, grad, shape)
     inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
+    _check_kernels_take(*inputs, weights, saved, grad_weights, grad_reads, grad_new_memory)
     return native.ntm_access_backward(inputs, weights, saved, grad_weights, grad_reads, grad_new_memory, read_heads)
+
+
+def _check_kernels_take(*tensors: torch.Tensor | None) -> None:
+    if not native.usable(*tensors):
+        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
+        raise ValueError(f"ntm_access: its C kernels take float32 or float64 CPU tensors, all of one dtype, and a "
+                         f"C compiler (native.kernels()); got {', '.join(kinds)}"
+                         f"{'' if native.available() else ', without the kernels'}")
 
 
 _LIBRARY.impl("ntm_access", _forward, "CPU")
@@ -144,3 +173,11 @@ def _backward(ctx, grad_weights, grad_reads, grad_new_memory, _grad_saved):
 
 torch.library.register_autograd(f"{NAMESPACE}::ntm_access", _backward, setup_context=_save_for_backward,
                                 lib=_LIBRARY)
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError("ntm_access: no second derivative (its backward is a hand-written kernel); differentiate "
+                       "the primitives instead (address_read_write with native.usable False, or record=True)")
+
+
+torch.library.register_autograd(f"{NAMESPACE}::ntm_access_backward", _no_double_backward, lib=_LIBRARY)

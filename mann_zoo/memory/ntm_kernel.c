@@ -34,21 +34,26 @@
 /* expf and logf as inline polynomials (Cephes' coefficients, about 1 ulp), so that the loops that call
  * them vectorise: the library's scalar calls were 40 % of the forward. The double versions are libm's. */
 static inline float fast_expf(float x) {
-    x = x < -87.5f ? -87.5f : (x > 88.5f ? 88.5f : x);  /* exp(-87.5) is below FLT_MIN: 0 after the scale */
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  /* x - n ln 2, ln 2 in two parts */
+    float c = x < -87.33f ? -87.33f : (x > 88.3f ? 88.3f : x);  /* 2^n stays a normal float: -126 <= n <= 127 */
+    c = x != x ? 0.0f : c;  /* NaN: no conversion of NaN to an integer below (its result is x itself) */
+    const float n = floorf(c * 1.44269504088896341f + 0.5f);
+    const float r = c - n * 0.693359375f + n * 2.12194440e-4f;  /* c - n ln 2, ln 2 in two parts */
     const float p = ((((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
                       + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * r * r) + r + 1;
-    int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n; n + 127 <= 0 below exp(-87.3): 0 */
-    bits = (int32_t)n + 127 <= 0 ? 0 : bits;
+    const int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    float result = p * scale;
+    result = x < -87.33f ? 0.0f : result;  /* about FLT_MIN (exp(-87.3365)) and below: 0, not a subnormal */
+    result = x > 88.72f ? INFINITY : result;  /* past FLT_MAX */
+    return x != x ? x : result;
 }
-static inline float fast_logf(float x) {  /* x > 0, normal */
+static inline float fast_logf(float x) {
+    const int tiny = x < 1.17549435e-38f;  /* below FLT_MIN: subnormal (scaled up by 2^23 first), 0 or negative */
+    const float xs = tiny ? x * 8388608.0f : x;
     int32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    float e = (float)((bits >> 23) - 126);
+    memcpy(&bits, &xs, sizeof bits);
+    float e = (float)((bits >> 23) - 126) - (tiny ? 23.0f : 0.0f);
     bits = (bits & 0x007fffff) | 0x3f000000;  /* the mantissa m in [0.5, 1) */
     float m;
     memcpy(&m, &bits, sizeof m);
@@ -60,7 +65,10 @@ static inline float fast_logf(float x) {  /* x > 0, normal */
                    - 1.2420140846e-1f) * m + 1.4249322787e-1f) * m - 1.6668057665e-1f) * m
                  + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
     y += -2.12194440e-4f * e - 0.5f * z;
-    return m + y + 0.693359375f * e;
+    float result = m + y + 0.693359375f * e;
+    result = x == INFINITY ? INFINITY : result;
+    result = x == 0 ? -INFINITY : result;
+    return x < 0 || x != x ? NAN : result;  /* as logf: NaN for a negative number or NaN */
 }
 #define EXP(x) _Generic((x), float: fast_expf, default: exp)(x)
 #define LOG(x) _Generic((x), float: fast_logf, default: log)(x)

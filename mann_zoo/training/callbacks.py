@@ -166,6 +166,7 @@ class RunSummary(L.Callback):
         self._start = None
         self._val_start = None
         self.written = False  # whether this process wrote result.json (a fit resumed at its budget does not)
+        self.revision = checkout_revision()  # the code this process loaded: read now, not when a commit may have landed
 
     def state_dict(self) -> dict:
         return {"train_seconds": self.train_seconds, "val_seconds": self.val_seconds,
@@ -242,8 +243,8 @@ class RunSummary(L.Callback):
         converged = self.converged_at or {}
         diverged_at = getattr(pl_module, "diverged_at", None)
         cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
-        revision = checkout_revision()  # the code that ran (its last segment, for a resumed run)
-        revision = f" (git {revision})" if revision else ""
+        # the code that ran (its last segment, for a resumed run)
+        revision = f" (git {self.revision})" if self.revision else ""
         summary = {
             "run_id": self.run_id, "task": task.name, "model": pl_module.core_name, "seed": task.seed,
             "steps": trainer.global_step, "sequences": self._sequences(trainer),
