@@ -360,17 +360,21 @@ def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshol
 
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", threshold)
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW_NATIVE", threshold)
+    targets = compiled_step_calls(make("dnc"))
+    assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
+
+
+def compiled_step_calls(model) -> set[str]:
+    """The functions the model's step calls as dynamo traces it (one graph: fullgraph), on a short sequence."""
     graphs = []
 
     def recording_backend(graph_module, example_inputs):
         graphs.append(graph_module)
         return graph_module.forward
 
-    model = make("dnc")
     model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
     model(torch.rand(2, 3, 4))
-    targets = {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
-    assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
+    return {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
 
 
 @pytest.mark.parametrize("native_kernels, threshold", [(True, 0), (False, 0), (True, 2**40)])
@@ -384,16 +388,7 @@ def test_compiled_ntm_step_calls_the_fused_access_operator_where_the_kernels_are
     monkeypatch.setattr(ntm_access, "COMPILER_FUSES_BELOW", threshold)
     if not native_kernels:
         monkeypatch.setattr(native, "usable", lambda *tensors: False)
-    graphs = []
-
-    def recording_backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    model = make("ntm")
-    model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
-    model(torch.rand(2, 3, 4))
-    targets = {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
+    targets = compiled_step_calls(make("ntm"))
     assert any("ntm_access" in target for target in targets) == (native_kernels and threshold == 0)
 
 
