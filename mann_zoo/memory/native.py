@@ -68,7 +68,7 @@ def _build() -> Kernels:
         + "#undef REAL\n#undef SUFFIX\n" for real, suffix in SUFFIXES.values())
     folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
     try:
-        library = Path(folder) / "link_kernel.so"
+        library = Path(folder) / "kernels.so"
         for tuning in TUNING:
             build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library), "-lm"],
                                    input=program, text=True, capture_output=True, timeout=120)

@@ -48,11 +48,11 @@ def address_read_write(
     Returns:
         ``(weights [B, H, N], read_vectors [B, Hr, W], new_memory [B, N, W])``.
     """
-    _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads)
     inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
     fused_by_compiler = torch.compiler.is_compiling() and memory.numel() <= COMPILER_FUSES_BELOW
     if native.usable(*inputs) and not fused_by_compiler:
-        return _ntm_access(*inputs, read_heads)[:3]
+        return _ntm_access(*inputs, read_heads)[:3]  # the operator checks its arguments
+    _check_arguments(*inputs, read_heads)
     return _composed(*inputs, read_heads)
 
 
