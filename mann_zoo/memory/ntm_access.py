@@ -61,8 +61,10 @@ COMPILER_FUSES_BELOW = 2**16
 fuses the traced primitives into the step's own code; larger ones go through the operator (the C kernels).
 From ``mann-zoo speed`` (``paper/results/speed/tasks_ntm.csv``, ``reference_ntm_kernels.csv``), the
 compiled NTM with the kernels against the compiler's code: 0.87 times as fast at 20,480 elements (repeat
-copy, batch 8), 0.97-1.13 at 81,920 (copy, n-grams and the reference step, batch 32). Eager steps always
-take the kernels (1.7-1.9 times faster there)."""
+copy, batch 8), 0.97-1.13 at 81,920 (copy, n-grams and the reference step, batch 32). Against the compiler's
+fused code for the same formulas (``paper/results/speed/ntm_fusion_threshold.csv``, the reference NTM): 0.88
+times as fast at 20,480 elements, even at 81,920 and 163,840, 1.15 times faster at 327,680. Eager steps
+always take the kernels (1.7-1.9 times faster there)."""
 
 
 def _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add,
