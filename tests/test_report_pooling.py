@@ -72,6 +72,18 @@ def test_a_run_recorded_by_two_grids_counts_once():
     assert "| priority_sort | ntm / ntm_rmsprop / ntm_adam | - | cost, bits/seq |" in table
 
 
+def test_a_run_stopped_part_way_is_pooled_only_where_no_run_has_finished():
+    """b/seed1 was stopped part-way (to be resumed, not converged): beside b's finished seed 0 it is left
+    out of the pooled numbers; e's only run is stopped part-way: shown where it stands, its seed marked *."""
+    stopped = lambda rows: [dict(row, status="stopped", converged=False, sequences_to_convergence=None)  # noqa: E731
+                            for row in rows]
+    rows = _run("b/copy-ntm-seed0", 0, 1.0) + stopped(_run("b/copy-ntm-seed1", 1, 50.0)) + stopped(_run("e/copy-ntm-seed3", 3, 70.0))
+    results = typed(pd.DataFrame(rows), {**RESULT_COLUMNS, "grid": "string"})
+    table = literature_table(results)
+    assert _row(table, "length 120", "b") == ["1.00", "1 (0)"]
+    assert _row(table, "length 120", "e") == ["70.00", "1 (3*)"]
+
+
 def test_the_default_benchmark_is_the_paper_grids_seed_0(tmp_path, monkeypatch):
     """On the committed results the default benchmark's three runs on copy are the paper grid's seed-0 runs
     (bit-identical training curves), so the literature table's NTM on copy has three runs, all the paper
@@ -94,17 +106,20 @@ def test_the_default_benchmark_is_the_paper_grids_seed_0(tmp_path, monkeypatch):
 
 def test_the_statistics_table_gives_rates_medians_and_quartiles_per_model():
     """tables/statistics_<grid>.md: converged and diverged counts over the seeds, median [IQR] over the
-    converged runs, the best run; a model that never converged shows dashes."""
+    converged runs, the best run; a model that never converged shows dashes; an unfinished run counts in
+    neither count."""
     from mann_zoo.experiments.report import statistics_table
 
     runs = [_run("copy-ntm-seed10", 10, 1.0), _run("copy-ntm-seed11", 11, 2.0), _run("copy-ntm-seed12", 12, 3.0)]
     rows = [dict(row, sequences_to_convergence=to_conv) for rows_, to_conv in zip(runs, (1600, 3200, 6400)) for row in rows_]
     lstm = [dict(row, run_id="copy-lstm-seed10", model="lstm", converged=False, sequences_to_convergence=None,
                  wall_time_to_convergence_s=None) for row in _run("x", 10, 9.0)]
-    table = typed(pd.DataFrame(rows + lstm), RESULT_COLUMNS)
+    unfinished = [dict(row, run_id="copy-lstm-seed11", seed=11, status="stopped") for row in lstm]
+    table = typed(pd.DataFrame(rows + lstm + unfinished), RESULT_COLUMNS)
     text = statistics_table(table, "matched")
     assert "| copy | ntm | 10 11 12 | 3/3 | 0/3 | 3,200 [2,400-4,800] | 1 [1-1] | copy-ntm-seed10 (1,600) |" in text
-    assert "| copy | lstm | 10 | 0/1 | 0/1 | - | - | - |" in text
+    # a run stopped part-way (to be resumed) is in neither count: its seed is marked
+    assert "| copy | lstm | 10 11* | 0/1 | 0/1 | - | - | - |" in text
 
 
 def test_a_failed_run_shows_as_failed_in_the_results_table():

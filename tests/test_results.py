@@ -161,8 +161,9 @@ def test_no_experiments_module_imports_one_that_imports_it_back():
 
 def test_convergence_statistics_against_a_hand_worked_table():
     """Five NTM seeds: three converged (at 1000, 2000, 4000 sequences), one did not, one diverged; a
-    failed run is left out. Success 3/5, divergence 1/5, median 2000, quartiles 1500 and 3000 (linear
-    interpolation over 1000, 2000, 4000), best run the one at 1000; the LSTM never converged."""
+    failed run is left out, and so is one stopped part-way (unfinished, its seed marked *). Success 3/5,
+    divergence 1/5, median 2000, quartiles 1500 and 3000 (linear interpolation over 1000, 2000, 4000), best
+    run the one at 1000; the LSTM never converged; the DNC's only run is unfinished: no rate at all."""
     from mann_zoo.experiments.results import convergence_statistics, typed
 
     def one(run_id, seed, converged, to_conv, status="finished", model="ntm"):
@@ -172,11 +173,14 @@ def test_convergence_statistics_against_a_hand_worked_table():
 
     rows = [one("a", 10, True, 2000), one("b", 11, True, 1000), one("c", 12, True, 4000), one("d", 13, False, None),
             one("e", 14, False, None, "diverged"), one("f", 15, False, None, "failed"),
-            one("g", 10, False, None, model="lstm")]
+            one("g", 10, False, None, model="lstm"), one("h", 16, False, None, "stopped"),
+            one("i", 10, False, None, "stopped", model="dnc")]
     table = typed(pd.DataFrame(rows), RESULT_COLUMNS)
     stats = convergence_statistics(table).set_index("model")
-    ntm, lstm = stats.loc["ntm"], stats.loc["lstm"]
-    assert (ntm["runs"], ntm["seeds"], ntm["success_rate"], ntm["divergence_rate"]) == (5, "10 11 12 13 14", 0.6, 0.2)
+    ntm, lstm, dnc = stats.loc["ntm"], stats.loc["lstm"], stats.loc["dnc"]
+    assert (ntm["runs"], ntm["unfinished"], ntm["seeds"], ntm["success_rate"], ntm["divergence_rate"]) == (
+        5, 1, "10 11 12 13 14 16*", 0.6, 0.2)
+    assert (dnc["runs"], dnc["unfinished"], dnc["seeds"]) == (0, 1, "10*") and pd.isna(dnc["success_rate"])
     assert (ntm["sequences_median"], ntm["sequences_q25"], ntm["sequences_q75"]) == (2000, 1500, 3000)
     assert (ntm["best_run"], ntm["best_sequences"]) == ("b", 1000)
     assert ntm["wall_time_median_s"] == 2000 / 64  # run() gives wall time = sequences / 64

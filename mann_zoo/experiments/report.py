@@ -571,11 +571,12 @@ def statistics_table(results: pd.DataFrame, grid: str) -> str:
 
     lines = [f"# Convergence over seeds: {grid}", "",
              "Converged: < threshold bit errors per sequence on the training distribution (the grid's rule). Median "
-             "[25th-75th percentile] over the converged runs; rates over all runs that did not fail.", "",
+             "[25th-75th percentile] over the converged runs; rates over all runs that did not fail and have finished "
+             "(a seed marked * is a run stopped part-way, to be resumed: counted in neither).", "",
              "| task | model | seeds | converged | diverged | sequences to convergence | wall time to convergence, s | "
              "best run (sequences) |", "|---|---|---|---|---|---|---|---|"]
     for s in convergence_statistics(results).itertuples():
-        converged, diverged = round(s.success_rate * s.runs), round(s.divergence_rate * s.runs)
+        converged, diverged = (0, 0) if s.runs == 0 else (round(s.success_rate * s.runs), round(s.divergence_rate * s.runs))
         best = "-" if pd.isna(s.best_run) else f"{s.best_run} ({s.best_sequences:,.0f})"
         lines.append(f"| {s.task} | {s.model} | {s.seeds} | {converged}/{s.runs} | {diverged}/{s.runs} | "
                      f"{spread(s.sequences_median, s.sequences_q25, s.sequences_q75, '{:,.0f}')} | "
@@ -654,7 +655,7 @@ def ours(rows: pd.DataFrame, measure: str) -> str:
     per_run = rows.drop_duplicates("run_id")
     if measure == "convergence":
         s = convergence_statistics(rows).iloc[0]
-        converged = round(s.success_rate * s.runs)
+        converged = 0 if s.runs == 0 else round(s.success_rate * s.runs)
         if pd.isna(s.sequences_median):
             return f"- ({converged}/{s.runs} converged)"
         spread = "" if converged == 1 else f" [{s.sequences_q25:,.0f}-{s.sequences_q75:,.0f}]"
@@ -731,7 +732,8 @@ def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) 
              "Adam 1e-3). Ours: the median over the grid's distinct runs that did not fail, with [25th-75th "
              "percentile] of the sequences to convergence over the runs that converged, or [min-max] of a cost or "
              "error over the runs; 'budget' is the median of the sequences a run was trained on (runs stop at "
-             "convergence; a run still going is counted where it stands)." + once + " Published set-ups differ "
+             "convergence; a run stopped part-way, to be resumed, is counted where it stands, its seed marked *, only "
+             "where no run of its line has finished)." + once + " Published set-ups differ "
              "('~': read off a published plot; the NTM paper does not state its batch size, so its sequences are "
              "not our updates): see paper.md, section 7. Repeat copy: the paper and the `paper` and `paper_track` grids train "
              "without a curriculum, the `matched` grid and ntm_diagnosis's repeat_copy_rmsprop with one "
@@ -746,8 +748,13 @@ def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) 
                          "0 | - |")
         for model, grid in sorted(found, key=lambda pair: models.index(pair[0])):
             rows = by_run.get_group((task, model, grid))
-            per_run = rows.drop_duplicates("run_id")
-            seeds = " ".join(str(seed) for seed in sorted(per_run["seed"].dropna().astype(int)))
+            unfinished = rows["status"].eq("stopped") & ~rows["converged"].fillna(False).astype(bool)
+            if not unfinished.all():  # runs stopped part-way count only where none has finished
+                rows, unfinished = rows[~unfinished], unfinished[~unfinished]
+            per_run = rows.assign(unfinished=unfinished).drop_duplicates("run_id")
+            pairs = sorted((int(seed), bool(open_)) for seed, open_ in zip(per_run["seed"], per_run["unfinished"])
+                           if pd.notna(seed))
+            seeds = " ".join(f"{seed}{'*' if open_ else ''}" for seed, open_ in pairs)
             lines.append(f"| {task} | {model} | {grid} | {quantity} | {published} | {source} | {ours(rows, measure)} | "
                          f"{len(per_run)} ({seeds}) | {format_value(per_run['sequences'].median(), '{:,.0f}')} |")
     return "\n".join(lines) + "\n"

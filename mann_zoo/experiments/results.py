@@ -224,26 +224,34 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 def convergence_statistics(results: pd.DataFrame) -> pd.DataFrame:
     """Per task and model (in the order first seen), what the reference suites report over seeds (issue 12):
 
-    runs (failed runs left out), seeds (sorted, joined by spaces), success_rate (converged / runs),
-    divergence_rate (a non-finite loss stopped them / runs), the median and interquartile range (25th and
+    runs (failed runs and unfinished ones left out), unfinished (runs stopped before they converged or
+    reached their budget: carried to be resumed, neither a success nor a failure yet), seeds (sorted,
+    joined by spaces; an unfinished run's seed marked ``*``), success_rate (converged / runs; NaN without
+    runs), divergence_rate (a non-finite loss stopped them / runs), the median and interquartile range (25th and
     75th percentiles, linear interpolation) of sequences_to_convergence and of wall_time_to_convergence_s
     over the converged runs (``<NA>`` if none converged), and the best run (fewest sequences to
     convergence: best_run, best_sequences). ``results``: the results table (``RESULT_COLUMNS``).
     """
-    columns = ["task", "model", "runs", "seeds", "success_rate", "divergence_rate", "sequences_median", "sequences_q25",
-               "sequences_q75", "wall_time_median_s", "wall_time_q25_s", "wall_time_q75_s", "best_run", "best_sequences"]
+    columns = ["task", "model", "runs", "unfinished", "seeds", "success_rate", "divergence_rate", "sequences_median",
+               "sequences_q25", "sequences_q75", "wall_time_median_s", "wall_time_q25_s", "wall_time_q75_s", "best_run",
+               "best_sequences"]
     rows = []
     per_run = results[results["status"] != "failed"].drop_duplicates(["task", "model", "run_id"])
-    for (task, model), runs in per_run.groupby(["task", "model"], sort=False):
-        converged = runs[runs["converged"].fillna(False).astype(bool)]
+    for (task, model), every_run in per_run.groupby(["task", "model"], sort=False):
+        done = every_run["converged"].fillna(False).astype(bool)
+        unfinished = (every_run["status"] == "stopped") & ~done
+        runs = every_run[~unfinished]
+        converged = runs[done[~unfinished]]
         sequences = converged["sequences_to_convergence"].astype("Float64").dropna()
         wall = converged["wall_time_to_convergence_s"].astype("Float64").dropna()
         best = converged.loc[converged["sequences_to_convergence"].idxmin()] if not sequences.empty else None
         quantiles = lambda values, q: values.quantile(q) if not values.empty else pd.NA  # noqa: E731
-        rows.append({"task": task, "model": model, "runs": len(runs),
-                     "seeds": " ".join(str(seed) for seed in sorted(runs["seed"].dropna().astype(int))),
-                     "success_rate": len(converged) / len(runs),
-                     "divergence_rate": float((runs["status"] == "diverged").sum()) / len(runs),
+        seeds = sorted((int(seed), bool(open_)) for seed, open_ in zip(every_run["seed"], unfinished) if pd.notna(seed))
+        share = lambda count: count / len(runs) if len(runs) else float("nan")  # noqa: E731
+        rows.append({"task": task, "model": model, "runs": len(runs), "unfinished": int(unfinished.sum()),
+                     "seeds": " ".join(f"{seed}{'*' if open_ else ''}" for seed, open_ in seeds),
+                     "success_rate": share(len(converged)),
+                     "divergence_rate": share(float((runs["status"] == "diverged").sum())),
                      "sequences_median": quantiles(sequences, 0.5), "sequences_q25": quantiles(sequences, 0.25),
                      "sequences_q75": quantiles(sequences, 0.75), "wall_time_median_s": quantiles(wall, 0.5),
                      "wall_time_q25_s": quantiles(wall, 0.25), "wall_time_q75_s": quantiles(wall, 0.75),
