@@ -134,3 +134,20 @@ def test_a_failed_run_shows_as_failed_in_the_results_table():
     assert "| copy | lstm | 1 | 0/1 (1 failed) | - | - | - | - | - | - |" in table
     assert "| copy | lstm | 1 | 0/1 (1 failed) | - | - | - | - | - |" in table
     assert "| copy | ntm | 1 | 1/1 | 1,600 | 1,600 | 1.0 | 0.05 (len_1-20) | 1.00 (len_120) | 50 |" in table
+
+
+def test_a_run_stopped_part_way_is_left_out_of_the_results_table_beside_a_finished_one():
+    """The LSTM's seed 11 was stopped part-way (bit errors 50 at length 120): beside the finished seed 10 it
+    is in neither count nor median, and the line says so; the DNC's only run, stopped part-way, is shown where
+    it stands."""
+    from mann_zoo.experiments.report import results_table
+
+    def lstm(run_id, seed, errors, **changes):
+        return [dict(row, run_id=run_id, seed=seed, model="lstm", converged=False, sequences_to_convergence=None,
+                     wall_time_to_convergence_s=None, **changes) for row in _run("x", seed, errors)]
+
+    rows = lstm("copy-lstm-seed10", 10, 9.0) + lstm("copy-lstm-seed11", 11, 50.0, status="stopped") + [
+        dict(row, model="dnc") for row in lstm("copy-dnc-seed10", 10, 70.0, status="stopped")]
+    table = results_table(typed(pd.DataFrame(rows), RESULT_COLUMNS), "matched")
+    assert "| copy | lstm | 1 | 0/1 (+1 unfinished) | 1,600 | - | 1.0 | 0.05 (len_1-20) | 9.00 (len_120) | 50 |" in table
+    assert "| copy | dnc | 1 | 0/1 (1 unfinished) | 1,600 | - | 1.0 | 0.05 (len_1-20) | 70.00 (len_120) | 50 |" in table

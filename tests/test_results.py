@@ -114,7 +114,8 @@ def test_summarise_takes_medians_over_seeds():
     assert ntm_row == {  # sequences and wall time to convergence: over the two runs that converged
         "task": "copy", "model": "ntm", "runs": 3, "diverged": 0, "failed": 0, "converged": 2, "sequences": 800.0, "sequences_to_convergence": 480.0,
         "wall_time_to_convergence_s": 7.5, "cost": 10.0, "optimal_cost": 1.5, "first_set": "len_1-20",
-        "longest_set": "len_120", "first_errors": 1.0, "longest_errors": 101.0, "step_ms": 20.0, "params": 100.0}
+        "longest_set": "len_120", "first_errors": 1.0, "longest_errors": 101.0, "step_ms": 20.0, "params": 100.0,
+        "unfinished": 0, "unfinished_left_out": 0}
     assert lstm_row["runs"] == 2 and lstm_row["converged"] == 0 and pd.isna(lstm_row["sequences_to_convergence"])
     assert lstm_row["sequences"] == 1500.0 and lstm_row["first_errors"] == 3.5  # even count: mean of the middle two
     assert lstm_row["longest_errors"] == 103.5 and lstm_row["step_ms"] == 5.0

@@ -65,6 +65,7 @@ from .results import (  # noqa: E402
     load_curves,
     load_results,
     metric_key,
+    pooled,
     set_summary,
     summarise,
 )
@@ -517,9 +518,12 @@ def addressing_figures(checkpoints: list[Path], out: Path, length: int = 20) -> 
 
 
 def converged_count(s) -> str:
-    """``converged/runs`` of a ``results.summarise`` row, and how many runs failed (they count in neither)."""
+    """``converged/runs`` of a ``results.summarise`` row, and how many runs failed (they count in neither) or
+    are unfinished ("+k": left out beside finished runs)."""
     converged = 0 if pd.isna(s.converged) else int(s.converged)
-    return f"{converged}/{s.runs}" + (f" ({s.failed} failed)" if s.failed else "")
+    notes = [f"{s.failed} failed"] * bool(s.failed) + [
+        f"{'+' if s.unfinished_left_out else ''}{s.unfinished} unfinished"] * bool(s.unfinished)
+    return f"{converged}/{s.runs}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def summary_lines(summary: pd.DataFrame) -> list[str]:
@@ -543,7 +547,7 @@ def results_table(results: pd.DataFrame, grid: str) -> str:
 
     ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
     """
-    summary, sets = summarise(results), set_summary(results[results["status"] != "failed"])
+    summary, sets = summarise(results), set_summary(pooled(results[results["status"] != "failed"]))
     lines = [f"# Results: {grid}", "", *summary_lines(summary), "",
              "| task | model | runs | converged | sequences to convergence (median) | train time to convergence, s | "
              "bit errors per validation set (median over seeds) | ms/step | params |",

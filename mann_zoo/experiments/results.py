@@ -183,6 +183,20 @@ def set_summary(results: pd.DataFrame) -> pd.DataFrame:
             .agg(val_steps=("val_steps", "max"), **medians).reset_index())
 
 
+def unfinished(results: pd.DataFrame) -> pd.Series:
+    """Rows of runs stopped part-way (status ``stopped``, not converged): carried to be resumed, neither a
+    success nor a failure yet."""
+    return results["status"].eq("stopped").fillna(False) & ~results["converged"].fillna(False).astype(bool)
+
+
+def pooled(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` without the unfinished runs of each task and model that has a finished run: medians pool
+    runs where they ended, and a run stopped part-way counts where it stands only while it is the only kind."""
+    open_ = unfinished(results)
+    has_finished = (~open_).groupby([results["task"], results["model"]], sort=False).transform("any")
+    return results[~(open_ & has_finished)]
+
+
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Per task and model (in the order first seen), medians over seeds.
 
@@ -191,14 +205,22 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     that converged; ``<NA>`` if none did), cost (on the first set, the training distribution) and
     optimal_cost (its Bayes-optimal reference), first_set and longest_set (the set of the longest
     sequences), first_errors and longest_errors (bit errors per sequence on them), step_ms, params,
-    diverged and failed (runs with that status; the medians leave failed runs out).
+    diverged and failed (runs with that status; the medians leave failed runs out), unfinished (runs stopped
+    part-way, left out of every count and median where the task and model has a finished run: ``pooled``)
+    and unfinished_left_out.
     """
     columns = ["task", "model", "runs", "diverged", "failed", "converged", "sequences", "sequences_to_convergence",
                "wall_time_to_convergence_s", "cost", "optimal_cost", "first_set", "longest_set", "first_errors",
-               "longest_errors", "step_ms", "params"]
+               "longest_errors", "step_ms", "params", "unfinished", "unfinished_left_out"]
     if results.empty:
         return pd.DataFrame(columns=columns)
+    every_run = results.drop_duplicates(["task", "model", "run_id"])
+    results = pooled(results)
     per_run = results.drop_duplicates(["task", "model", "run_id"])
+    open_counts = pd.DataFrame({
+        "unfinished": unfinished(every_run).groupby([every_run["task"], every_run["model"]], sort=False).sum(),
+        "unfinished_left_out": every_run.groupby(["task", "model"], sort=False).size()
+        - per_run.groupby(["task", "model"], sort=False).size()}).astype(int)
     counts = per_run.groupby(["task", "model"], sort=False).agg(
         runs=("run_id", "size"), diverged=("status", lambda s: int((s == "diverged").sum())),
         failed=("status", lambda s: int((s == "failed").sum())))
@@ -218,7 +240,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     picks = pd.DataFrame({"cost": first["cost_bits"], "optimal_cost": first["reference_bits"],
                           "first_set": first["val_set"], "longest_set": longest["val_set"],
                           "first_errors": first["bit_errors"], "longest_errors": longest["bit_errors"]})
-    return counts.join(runs).join(picks).reset_index()[columns]
+    return counts.join(runs).join(picks).join(open_counts).reset_index()[columns]
 
 
 def convergence_statistics(results: pd.DataFrame) -> pd.DataFrame:
