@@ -66,7 +66,9 @@ from .results import (  # noqa: E402
     load_results,
     metric_key,
     pooled,
+    seed_list,
     set_summary,
+    unfinished,
     summarise,
 )
 
@@ -580,7 +582,7 @@ def statistics_table(results: pd.DataFrame, grid: str) -> str:
              "| task | model | seeds | converged | diverged | sequences to convergence | wall time to convergence, s | "
              "best run (sequences) |", "|---|---|---|---|---|---|---|---|"]
     for s in convergence_statistics(results).itertuples():
-        converged, diverged = (0, 0) if s.runs == 0 else (round(s.success_rate * s.runs), round(s.divergence_rate * s.runs))
+        converged, diverged = s.converged, s.diverged
         best = "-" if pd.isna(s.best_run) else f"{s.best_run} ({s.best_sequences:,.0f})"
         lines.append(f"| {s.task} | {s.model} | {s.seeds} | {converged}/{s.runs} | {diverged}/{s.runs} | "
                      f"{spread(s.sequences_median, s.sequences_q25, s.sequences_q75, '{:,.0f}')} | "
@@ -659,7 +661,7 @@ def ours(rows: pd.DataFrame, measure: str) -> str:
     per_run = rows.drop_duplicates("run_id")
     if measure == "convergence":
         s = convergence_statistics(rows).iloc[0]
-        converged = 0 if s.runs == 0 else round(s.success_rate * s.runs)
+        converged = s.converged
         if pd.isna(s.sequences_median):
             return f"- ({converged}/{s.runs} converged)"
         spread = "" if converged == 1 else f" [{s.sequences_q25:,.0f}-{s.sequences_q75:,.0f}]"
@@ -752,13 +754,9 @@ def literature_table(results: pd.DataFrame, curves: pd.DataFrame | None = None) 
                          "0 | - |")
         for model, grid in sorted(found, key=lambda pair: models.index(pair[0])):
             rows = by_run.get_group((task, model, grid))
-            unfinished = rows["status"].eq("stopped") & ~rows["converged"].fillna(False).astype(bool)
-            if not unfinished.all():  # runs stopped part-way count only where none has finished
-                rows, unfinished = rows[~unfinished], unfinished[~unfinished]
-            per_run = rows.assign(unfinished=unfinished).drop_duplicates("run_id")
-            pairs = sorted((int(seed), bool(open_)) for seed, open_ in zip(per_run["seed"], per_run["unfinished"])
-                           if pd.notna(seed))
-            seeds = " ".join(f"{seed}{'*' if open_ else ''}" for seed, open_ in pairs)
+            rows = pooled(rows)  # runs stopped part-way count only where none of the line's runs has finished
+            per_run = rows.drop_duplicates("run_id")
+            seeds = seed_list(per_run["seed"], unfinished(per_run))
             lines.append(f"| {task} | {model} | {grid} | {quantity} | {published} | {source} | {ours(rows, measure)} | "
                          f"{len(per_run)} ({seeds}) | {format_value(per_run['sequences'].median(), '{:,.0f}')} |")
     return "\n".join(lines) + "\n"

@@ -189,6 +189,12 @@ def unfinished(results: pd.DataFrame) -> pd.Series:
     return results["status"].eq("stopped").fillna(False) & ~results["converged"].fillna(False).astype(bool)
 
 
+def seed_list(seeds: pd.Series, open_: pd.Series) -> str:
+    """The seeds sorted and joined by spaces, an unfinished run's (``open_``) marked ``*``; missing seeds left out."""
+    pairs = sorted((int(seed), bool(o)) for seed, o in zip(seeds, open_) if pd.notna(seed))
+    return " ".join(f"{seed}{'*' if o else ''}" for seed, o in pairs)
+
+
 def pooled(results: pd.DataFrame) -> pd.DataFrame:
     """``results`` without the unfinished runs of each task and model that has a finished run: medians pool
     runs where they ended, and a run stopped part-way counts where it stands only while it is the only kind."""
@@ -248,32 +254,30 @@ def convergence_statistics(results: pd.DataFrame) -> pd.DataFrame:
 
     runs (failed runs and unfinished ones left out), unfinished (runs stopped before they converged or
     reached their budget: carried to be resumed, neither a success nor a failure yet), seeds (sorted,
-    joined by spaces; an unfinished run's seed marked ``*``), success_rate (converged / runs; NaN without
-    runs), divergence_rate (a non-finite loss stopped them / runs), the median and interquartile range (25th and
+    joined by spaces; an unfinished run's seed marked ``*``), converged and diverged (counts of runs),
+    success_rate (converged / runs; NaN without runs), divergence_rate (a non-finite loss stopped them / runs), the median and interquartile range (25th and
     75th percentiles, linear interpolation) of sequences_to_convergence and of wall_time_to_convergence_s
     over the converged runs (``<NA>`` if none converged), and the best run (fewest sequences to
     convergence: best_run, best_sequences). ``results``: the results table (``RESULT_COLUMNS``).
     """
-    columns = ["task", "model", "runs", "unfinished", "seeds", "success_rate", "divergence_rate", "sequences_median",
-               "sequences_q25", "sequences_q75", "wall_time_median_s", "wall_time_q25_s", "wall_time_q75_s", "best_run",
-               "best_sequences"]
+    columns = ["task", "model", "runs", "unfinished", "seeds", "converged", "diverged", "success_rate", "divergence_rate",
+               "sequences_median", "sequences_q25", "sequences_q75", "wall_time_median_s", "wall_time_q25_s",
+               "wall_time_q75_s", "best_run", "best_sequences"]
     rows = []
     per_run = results[results["status"] != "failed"].drop_duplicates(["task", "model", "run_id"])
     for (task, model), every_run in per_run.groupby(["task", "model"], sort=False):
-        done = every_run["converged"].fillna(False).astype(bool)
-        unfinished = (every_run["status"] == "stopped") & ~done
-        runs = every_run[~unfinished]
-        converged = runs[done[~unfinished]]
+        open_ = unfinished(every_run)
+        runs = every_run[~open_]
+        converged = runs[runs["converged"].fillna(False).astype(bool)]
+        diverged = int((runs["status"] == "diverged").sum())
         sequences = converged["sequences_to_convergence"].astype("Float64").dropna()
         wall = converged["wall_time_to_convergence_s"].astype("Float64").dropna()
         best = converged.loc[converged["sequences_to_convergence"].idxmin()] if not sequences.empty else None
         quantiles = lambda values, q: values.quantile(q) if not values.empty else pd.NA  # noqa: E731
-        seeds = sorted((int(seed), bool(open_)) for seed, open_ in zip(every_run["seed"], unfinished) if pd.notna(seed))
         share = lambda count: count / len(runs) if len(runs) else float("nan")  # noqa: E731
-        rows.append({"task": task, "model": model, "runs": len(runs), "unfinished": int(unfinished.sum()),
-                     "seeds": " ".join(f"{seed}{'*' if open_ else ''}" for seed, open_ in seeds),
-                     "success_rate": share(len(converged)),
-                     "divergence_rate": share(float((runs["status"] == "diverged").sum())),
+        rows.append({"task": task, "model": model, "runs": len(runs), "unfinished": int(open_.sum()),
+                     "seeds": seed_list(every_run["seed"], open_), "converged": len(converged), "diverged": diverged,
+                     "success_rate": share(len(converged)), "divergence_rate": share(float(diverged)),
                      "sequences_median": quantiles(sequences, 0.5), "sequences_q25": quantiles(sequences, 0.25),
                      "sequences_q75": quantiles(sequences, 0.75), "wall_time_median_s": quantiles(wall, 0.5),
                      "wall_time_q25_s": quantiles(wall, 0.25), "wall_time_q75_s": quantiles(wall, 0.75),
