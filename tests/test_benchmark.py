@@ -624,7 +624,7 @@ def test_pip_install_ships_the_configs_and_bench_writes_only_the_current_folder(
     site, work = installed_bench["site"], installed_bench["work"]
     assert (site / "mann_zoo" / "configs" / "bench" / "smoke.yaml").is_file()
     assert (site / "mann_zoo" / "configs" / "task" / "copy.yaml").is_file()
-    for kernel in ("link_kernel.c", "ntm_kernel.c"):  # the C kernels of the DNC link and the NTM step (native.py)
+    for kernel in ("link_kernel.c", "ntm_kernel.c", "sparse_kernel.c"):  # the C kernels (native.py)
         assert (site / "mann_zoo" / "memory" / kernel).is_file()
     assert {r["run_id"] for r in read(work / "results" / "smoke" / "results.csv")} == {"copy-ntm-seed0", "copy-lstm-seed0"}
     assert installed_bench["after"] == installed_bench["before"]

@@ -194,16 +194,51 @@ def test_content_weights_by_hand_and_at_k_equal_to_n():
         torch.testing.assert_close(ours, dense.content_weights(m, k, s, msk), rtol=0, atol=1e-14)
 
 
-def test_rescore_equals_fresh_scores_after_a_write():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_content_candidates_kernel_ranks_as_scores_and_top_k(dtype, monkeypatch):
+    """The C kernel (sparse_kernel.c) against the torch path (content_scores, then top-k): the same slots in
+    the same order where the cosines are distinct; the lower slot first among equal cosines (zero memory);
+    m distinct slots below N with NaN keys; m is capped at N."""
+    from mann_zoo.memory import native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
     g = _gen(3)
-    m = RowMemory.from_tensor(_with_empty_row(torch.randn(B, N, W, generator=g, **F64)))
-    keys, mask = torch.randn(B, 2, W, generator=g, **F64), torch.rand(B, 2, W, generator=g, **F64)
-    for msk in (None, mask):
-        scores = sp.content_scores(m, keys, msk)
-        slots = torch.tensor([[1, N], [0, 4], [5, 5]])  # the empty slot N and a repeat are allowed
-        m = replace_rows(m, slots, torch.randn(B, 2, W, generator=g, **F64).index_put(
-            (torch.tensor([2]), torch.tensor([1])), torch.zeros(W, **F64)) * (slots != 5).unsqueeze(-1))
-        torch.testing.assert_close(sp.rescore(m, scores, keys, slots, msk), sp.content_scores(m, keys, msk))
+    slots, width, heads = 5000, 7, 3  # more slots than the kernel's block of 2,048: blocks passed over, and not
+    memory = RowMemory.from_tensor(_with_empty_row(torch.randn(B, slots, width, generator=g, dtype=dtype)))
+    keys = torch.randn(B, heads, width, generator=g, dtype=dtype)
+    ours = sp.content_candidates(memory, keys, 20)
+    torch.testing.assert_close(ours, sp.content_scores(memory, keys).topk(20, dim=-1).indices, rtol=0, atol=0)
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    torch.testing.assert_close(sp.content_candidates(memory, keys, 20), ours, rtol=0, atol=0)
+    monkeypatch.undo()
+
+    zero = RowMemory.zeros(B, slots + 1, width, keys)
+    assert sp.content_candidates(zero, keys, 5).tolist() == [[[0, 1, 2, 3, 4]] * heads] * B
+    nan = sp.content_candidates(memory, torch.full_like(keys, torch.nan), 5)
+    assert nan.tolist() == [[[0, 1, 2, 3, 4]] * heads] * B
+    assert sp.content_candidates(memory, keys, slots + 10).shape == (B, heads, slots)  # all N, never slot N
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_requery_after_a_write_is_the_look_up_over_all_slots(masked):
+    """Candidates before a write (K + R of them) and the rows written give the K best slots after it, as a
+    fresh look-up over all N: written rows that move up into the K best, and out of them, and padding."""
+    g = _gen(3)
+    slots, k = 40, 4
+    memory = RowMemory.from_tensor(_with_empty_row(torch.randn(B, slots, W, generator=g, **F64)))
+    keys = torch.randn(B, 2, W, generator=g, **F64)
+    mask = torch.rand(B, 2, W, generator=g, **F64) if masked else None
+    best = sp.content_candidates(memory, keys, 1, mask)[:, :, 0]  # [B, 2]: each key's best slot
+    written = torch.tensor([[1, slots], [best[1, 0], 4], [best[2, 1], 7]])  # R = 2; slot N: padding
+    candidates = sp.content_candidates(memory, keys, k + written.shape[1], mask)
+    zero = torch.zeros(W, **F64)
+    rows = torch.stack([torch.stack([-keys[0, 0], zero]),  # slot 1 turned away from key 0
+                        torch.stack([-keys[1, 0], 3 * keys[1, 1]]),  # key 0's best leaves; slot 4 comes first for key 1
+                        torch.stack([keys[2, 1], keys[2, 0]])])  # key 1's best stays; slot 7 comes first for key 0
+    memory = replace_rows(memory, written, rows * (written != slots).unsqueeze(-1))
+    ours = sp.requery(memory, candidates, keys, written, k, mask)
+    torch.testing.assert_close(ours, sp.content_candidates(memory, keys, k, mask), rtol=0, atol=0)
+    assert (ours < slots).all()
 
 
 def test_usage_allocation_precedence_read_write_at_k_equal_to_n_are_the_dense_ones():

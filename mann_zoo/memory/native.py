@@ -1,7 +1,8 @@
 """The C kernels, compiled at first use with the system's C compiler and called through ctypes, for
 contiguous float32 and float64 CPU tensors: ``link_kernel.c``, the DNC's link update and directional reads
 in one pass over the link per step, forward and backward (``linkage.py``); ``ntm_kernel.c``, the NTM's
-addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``).
+addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``);
+``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``).
 
 The library is built once per process in a temporary folder, removed once the library is loaded (plain C,
 no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead).
@@ -28,7 +29,7 @@ import torch
 
 from ._checks import EPS
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("link_kernel.c", "ntm_kernel.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("link_kernel.c", "ntm_kernel.c", "sparse_kernel.c"))
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers differ (clang on arm64: -mcpu)
@@ -36,11 +37,13 @@ TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers
 
 class Kernels(NamedTuple):
     """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
-    (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``)."""
+    (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the sparse
+    DNC's ``content_candidates`` (``sparse_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
     ntm_backward: dict
+    content_candidates: dict
 
 
 @functools.cache
@@ -82,7 +85,8 @@ def _build() -> Kernels:
     pointer, size = ctypes.c_void_p, ctypes.c_ssize_t  # ptrdiff_t
     # name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)
     signatures = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
-                  "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int)}
+                  "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
+                  "content_candidates": (4, 5, ctypes.c_int)}
     functions = {name: {} for name in signatures}
     for name, (pointers, sizes, result) in signatures.items():
         for dtype, (_, suffix) in SUFFIXES.items():
@@ -194,3 +198,22 @@ def ntm_access_backward(inputs: tuple[torch.Tensor, ...], weights: torch.Tensor,
                                             B, N, W, read_heads, H - read_heads, S):
         raise MemoryError(f"ntm_kernel.c: no memory for a weighting of {N} slots")
     return grads
+
+
+MAX_KEYS = 16
+"""``content_candidates`` takes at most this many keys per call (``sparse_kernel.c``'s SPARSE_MAX_HEADS)."""
+
+
+def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index [B, H, m] int64, score [B, H, m])``: for each key ``[B, H, W]``, the ``m`` slots of the N = N1 - 1
+    with the largest cosine to it, best first (``sparse.content_candidates``), from ``units [B, W, N1]``, the
+    memory's normalised rows as columns (``RowMemory.units``). ``m <= N``, at most ``MAX_KEYS`` keys."""
+    units, keys = _prepared(units, keys)
+    (B, W, N1), H = units.shape, keys.shape[1]
+    index, score = torch.empty(B, H, m, dtype=torch.int64), keys.new_empty(B, H, m)
+    status = kernels().content_candidates[units.dtype](*map(_address, (units, keys, index, score)), B, W, N1, H, m)
+    if status == 1:
+        raise MemoryError(f"sparse_kernel.c: no memory for the scores of {H} keys")
+    if status:
+        raise ValueError(f"content_candidates: at most {MAX_KEYS} keys, got {H}")
+    return index, score

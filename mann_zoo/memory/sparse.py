@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import native
 from ._checks import EPS, check_shape
 from .allocation import allocation_in_order
 from .content import cosine_similarity
@@ -99,28 +100,59 @@ def content_scores(memory: RowMemory, keys: torch.Tensor, mask: torch.Tensor | N
         return scores
 
 
-def rescore(memory: RowMemory, scores: torch.Tensor, keys: torch.Tensor, slots: torch.Tensor,
-            mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``scores [B, H, N + 1]`` (``content_scores``) brought up to date at the rows ``slots [B, R]``
-    rewritten since (the empty slot N allowed, and left at -inf): O(R W), in place. Returns ``scores``."""
+def content_candidates(memory: RowMemory, keys: torch.Tensor, m: int, mask: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """The ``m`` slots most similar to each key by cosine (``cosine_similarity``, under ``mask`` if given),
+    best first, without gradient: ``[B, H, min(m, N)]`` int64. One pass over the memory: on the CPU without a
+    mask, a C kernel that ranks as it scores (``sparse_kernel.c``: no ``[B, H, N]`` table of scores; ties
+    broken by the lower slot); elsewhere ``content_scores`` and a top-k.
+
+    Args: memory ``RowMemory [B, N + 1, W]`` (row N: the empty slot, never chosen), keys ``[B, H, W]``,
+    mask ``[B, H, W]``.
+    """
+    batch, rows, width = memory.shape
+    check_shape("keys", keys, (batch, None, width))
+    m = min(m, rows - 1)
     with torch.no_grad():
-        new = cosine_similarity(take_rows(memory.values, slots), keys, mask)  # [B, H, R]
-        new = torch.where((slots == scores.shape[-1] - 1).unsqueeze(1), -torch.inf, new)  # the empty slot
-        return scores.scatter_(-1, slots.unsqueeze(1).expand_as(new), new.to(scores.dtype))
+        keys = keys.detach()
+        if mask is None and keys.shape[1] <= native.MAX_KEYS and native.usable(memory.units, keys):
+            return native.content_candidates(memory.units, keys, m)[0]
+        return content_scores(memory, keys, mask).topk(m, dim=-1).indices
+
+
+def requery(memory: RowMemory, candidates: torch.Tensor, keys: torch.Tensor, written: torch.Tensor, k: int,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``k`` slots most similar to each key after a write, best first, without gradient: ``[B, H, k]``.
+
+    From ``candidates [B, H, M]``, ``content_candidates`` of the memory before the write with M >= k + R (or
+    M = N), and the rows ``written [B, R]`` since (distinct, or slot N: padding): a slot in neither list is
+    outranked by at least k unwritten candidates, whose cosines did not change, so the result is the
+    look-up over all N slots (up to rounding between near-equal cosines). O((M + R) W).
+    """
+    batch, heads, _ = candidates.shape
+    none, width = memory.shape[1] - 1, memory.shape[2]
+    with torch.no_grad():
+        stale = (candidates.unsqueeze(-1) == written.view(batch, 1, 1, -1)).any(-1)  # rewritten since  [B,H,M]
+        pool = torch.cat([candidates.masked_fill(stale, none), written.unsqueeze(1).expand(-1, heads, -1)], dim=-1)
+        rows = take_rows(memory.values, pool.flatten(1)).view(batch * heads, -1, width)  # [B H, M + R, W]
+        per_head = lambda t: t.detach().reshape(batch * heads, 1, width)  # noqa: E731
+        cosine = cosine_similarity(rows, per_head(keys), None if mask is None else per_head(mask))
+        cosine = cosine.view(batch, heads, -1).masked_fill(pool == none, -torch.inf)
+        return pool.gather(-1, cosine.topk(min(k, pool.shape[-1]), dim=-1).indices)
 
 
 def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tensor, k: int,
-                    mask: torch.Tensor | None = None, scores: torch.Tensor | None = None) -> SparseWeights:
+                    mask: torch.Tensor | None = None, index: torch.Tensor | None = None) -> SparseWeights:
     """The DNC's content weighting over the ``k`` slots most similar to each key: softmax of strength x
     cosine over those slots (``memory.content_weights`` when k >= N).
 
-    The slots are the ``k`` best ``scores`` (``content_scores``, computed here if not given); cosine and
-    softmax are recomputed with gradient on the k rows gathered.
+    The slots are ``index`` if given (``content_candidates``, ``requery``), else chosen here
+    (``content_candidates``); cosine and softmax are recomputed with gradient on the k rows gathered.
 
     Args:
         memory: ``RowMemory [B, N + 1, W]`` (row N: the empty slot).
         keys: ``[B, H, W]``.  strengths: ``[B, H]``.  mask: optional ``[B, H, W]`` in [0, 1].
-        scores: optional ``[B, H, N + 1]`` from ``content_scores`` (and ``rescore``) for this memory.
+        index: optional ``[B, H, k]`` int64, the slots (distinct, below N).
     Returns:
         ``SparseWeights [B, H, k]``, each summing to 1.
     """
@@ -129,13 +161,12 @@ def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tens
     check_shape("keys", keys, (batch, None, width))
     heads = keys.shape[1]
     check_shape("strengths", strengths, (batch, heads))
-    if k >= slots:  # all of them, in slot order (the dense look-up's order: the same rounding)
+    if index is not None:
+        check_shape("index", index, (batch, heads, None))
+    elif k >= slots:  # all of them, in slot order (the dense look-up's order: the same rounding)
         index = torch.arange(slots, device=keys.device).expand(batch, heads, slots)
     else:
-        if scores is None:
-            scores = content_scores(memory, keys, mask)
-        check_shape("scores", scores, (batch, heads, rows))
-        index = scores.topk(k, dim=-1).indices  # [B,H,K]
+        index = content_candidates(memory, keys, k, mask)  # [B,H,K]
     rows = gather_rows(memory, index)  # [B,H,K,W]
     per_head = lambda t: t.reshape(batch * heads, 1, width)  # noqa: E731  each head its own memory of K rows
     cosine = cosine_similarity(rows.flatten(0, 1), per_head(keys), None if mask is None else per_head(mask))

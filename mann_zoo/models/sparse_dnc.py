@@ -61,14 +61,15 @@ def sparse_step(core, x: torch.Tensor, state: SparseDNCState, record: bool = Fal
         memory = sp.retain(memory, state.read_weights, free_gates)
 
     # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w), its K largest slots. The read heads' content
-    # scores come from the same pass over the memory (updated at the rows written below).
+    # candidates come from the same pass over the memory: their K + R best slots, R = Hw K the rows the write
+    # below may change (``sp.requery`` then finds their K best after it).
     write_keys, read_keys = parts["write_keys"].view(B, Hw, W), parts["read_keys"].view(B, Hr, W)
-    scores = None
+    candidates = None
     if K < N:
         masks = None if write_mask is None else torch.cat([write_mask, read_mask], dim=1)
-        scores = sp.content_scores(memory, torch.cat([write_keys, read_keys], dim=1), masks)
+        candidates = sp.content_candidates(memory, torch.cat([write_keys, read_keys], dim=1), K + Hw * K, masks)
     write_content = sp.content_weights(memory, write_keys, parts["write_strengths"], K, write_mask,
-                                       None if scores is None else scores[:, :Hw])
+                                       None if candidates is None else candidates[:, :Hw, :K])
     allocations = []
     for h in range(Hw):  # each write head allocates after the earlier heads' claims
         claimed = [(a, parts["write_gates"][:, g : g + 1]) for g, a in enumerate(allocations)]
@@ -90,9 +91,10 @@ def sparse_step(core, x: torch.Tensor, state: SparseDNCState, record: bool = Fal
         forward, backward = (_sharpen(weights, sharpness[:, i], N) for i, weights in enumerate((forward, backward)))
 
     # Read weighting: w^r = pi_b b + pi_c c + pi_f f, its K largest slots.
-    if scores is not None:
-        scores = sp.rescore(memory, scores[:, Hw:], read_keys, write_weights.index.flatten(1), read_mask)
-    read_content = sp.content_weights(memory, read_keys, parts["read_strengths"], K, read_mask, scores)
+    read_index = None
+    if candidates is not None:
+        read_index = sp.requery(memory, candidates[:, Hw:], read_keys, write_weights.index.flatten(1), K, read_mask)
+    read_content = sp.content_weights(memory, read_keys, parts["read_strengths"], K, read_mask, read_index)
     modes_backward, modes_content, modes_forward = read_modes.split([Hw, 1, Hw], dim=-1)
     read_weights = sp.merge(
         torch.cat([backward.index.flatten(2), read_content.index, forward.index.flatten(2)], dim=-1),
