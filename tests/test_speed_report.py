@@ -68,3 +68,17 @@ def test_tables_of_a_run_with_no_baseline_on_a_gpu_have_no_empty_before_columns(
     frame.to_csv(tmp_path / "batches_copy.csv", index=False)
     written = speed_and_cost_outputs(tmp_path, tmp_path, tmp_path / "tables", tmp_path, suffix="_gpu")
     assert [path.name for path in written] == ["speed_batches_copy_gpu.md"]
+
+
+def test_time_steps_times_every_closure_each_round_in_a_new_order():
+    """Every closure runs warmup + repeats times; the rounds do not all run them in one order (a fixed
+    order would charge a step's aftermath, such as memory handed back, to the same closure each round)."""
+    from mann_zoo.experiments.speed import time_steps
+
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    timed = time_steps(steps, repeats=6, warmup=2)
+    assert set(timed) == set("abcd") and all(ms >= 0 and first >= 0 for ms, first in timed.values())
+    assert calls[:8] == ["a", "a", "b", "b", "c", "c", "d", "d"]  # first call (timed alone) and warm-up
+    rounds = [tuple(calls[8 + 4 * r : 12 + 4 * r]) for r in range(6)]
+    assert all(sorted(r) == list("abcd") for r in rounds) and len(set(rounds)) > 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import random
 import statistics
 import time
 from pathlib import Path
@@ -90,7 +91,9 @@ def time_steps(steps: dict[str, callable], repeats: int = 10, warmup: int = 2) -
     """Median seconds per step of each closure, and the time of its first call (compilation included).
 
     The closures are timed in interleaved rounds, so that a change in the machine's load over the run
-    touches every model alike and the ratios stay meaningful on a shared, noisy machine."""
+    touches every model alike and the ratios stay meaningful on a shared, noisy machine. Each round runs
+    them in a new order (shuffled, seeded): a step that follows one that frees much memory pays for the
+    memory handed back to the system, and a fixed order would charge that to the same closure every round."""
     first = {}
     for name, step in steps.items():
         start = time.perf_counter()
@@ -99,8 +102,10 @@ def time_steps(steps: dict[str, callable], repeats: int = 10, warmup: int = 2) -
         for _ in range(warmup - 1):
             step()
     times = {name: [] for name in steps}
+    order, shuffle = list(steps.items()), random.Random(0).shuffle
     for _ in range(repeats):
-        for name, step in steps.items():
+        shuffle(order)
+        for name, step in order:
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
