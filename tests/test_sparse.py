@@ -330,6 +330,40 @@ def test_sparse_link_with_k_equal_to_n_is_the_dense_link():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_link_column_lists_by_the_kernel_equal_the_tensor_operations(dtype, monkeypatch):
+    """The column-list bookkeeping in C (sparse_kernel.c) against the tensor operations it replaces, over a
+    sequence of writes with K < N (rows and columns over capacity: entries dropped): the same columns, lists
+    and places (where a list names a row) and the same link."""
+    from mann_zoo.memory import native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    g = _gen(8)
+    slots, k = 12, 3
+
+    def step():
+        index = torch.stack([torch.randperm(slots + 1, generator=g)[:k] for _ in range(B)])  # slot N: padding
+        value = torch.where(index == slots, 0.0, torch.rand(B, k, generator=g, dtype=dtype) / k)
+        return SparseWeights(index, value)
+
+    steps = [(step(), step()) for _ in range(12)]
+    links = []
+    for kernels in (True, False):
+        if not kernels:
+            monkeypatch.setattr(native, "usable", lambda *tensors: False)
+        link = sparse_link.SparseLink.empty(B, slots, k, torch.zeros((), dtype=dtype))
+        for w, p in steps:
+            link = sparse_link.update(link, p, w)
+        links.append(link)
+    ours, theirs = links
+    assert (theirs.rows != slots).sum() > B * k and (theirs.columns == slots).any()  # lists filled, entries dropped
+    torch.testing.assert_close(ours.columns, theirs.columns, rtol=0, atol=0)
+    torch.testing.assert_close(ours.rows, theirs.rows, rtol=0, atol=0)
+    listed = theirs.rows != slots
+    torch.testing.assert_close(ours.places[listed], theirs.places[listed], rtol=0, atol=0)
+    torch.testing.assert_close(ours.dense(), theirs.dense(), rtol=0, atol=0)
+
+
 def test_sparse_link_by_hand():
     """N = 4, K = 2: write slot 0, then slot 1 (precedence on 0), then slot 2 with weight 0.5 (precedence
     0.9 on 1, 0.1 on 0): the dense formula's entries, and the column lists name the rows of each column."""

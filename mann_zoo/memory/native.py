@@ -38,12 +38,13 @@ TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers
 class Kernels(NamedTuple):
     """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
     (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the sparse
-    DNC's ``content_candidates`` (``sparse_kernel.c``)."""
+    DNC's ``content_candidates`` and ``link_columns_update`` (``sparse_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
     ntm_backward: dict
     content_candidates: dict
+    link_columns_update: dict
 
 
 @functools.cache
@@ -86,7 +87,7 @@ def _build() -> Kernels:
     # name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)
     signatures = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
                   "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
-                  "content_candidates": (4, 5, ctypes.c_int)}
+                  "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int)}
     functions = {name: {} for name in signatures}
     for name, (pointers, sizes, result) in signatures.items():
         for dtype, (_, suffix) in SUFFIXES.items():
@@ -217,3 +218,23 @@ def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int) -> tuple
     if status:
         raise ValueError(f"content_candidates: at most {MAX_KEYS} keys, got {H}")
     return index, score
+
+
+def link_columns_update(columns: torch.Tensor, rows: torch.Tensor, places: torch.Tensor, values: torch.Tensor,
+                        written: torch.Tensor, old_columns: torch.Tensor, new_columns: torch.Tensor,
+                        new_values: torch.Tensor) -> None:
+    """The sparse link's column lists after the rows ``written [G, K]`` were rewritten, in place
+    (``sparse_link._leave_columns`` then ``_join_columns``): ``columns``, ``rows``, ``places`` ``[G, N + 1, C]``
+    int64 (contiguous: changed in place), ``values [G, N + 1, C]``, ``old_columns``, ``new_columns``,
+    ``new_values [G, K, C]``."""
+    if not all(t.is_contiguous() for t in (columns, rows, places)):
+        raise ValueError("link_columns_update: columns, rows and places must be contiguous (changed in place)")
+    values, written, old_columns, new_columns, new_values = _prepared(values, written, old_columns, new_columns,
+                                                                      new_values)
+    (G, N1, C), K = columns.shape, written.shape[1]
+    status = kernels().link_columns_update[values.dtype](
+        *map(_address, (columns, rows, places, values, written, old_columns, new_columns, new_values)), G, N1, C, K)
+    if status == 1:
+        raise MemoryError("sparse_kernel.c: no memory for the dropped entries' list")
+    if status:
+        raise ValueError(f"link_columns_update: at most 256 candidates per column (C + K), got {C + K}")

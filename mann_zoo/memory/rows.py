@@ -24,6 +24,7 @@ the next batch example's rows), as the sparse DNC only makes valid ones.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -128,8 +129,13 @@ def put_rows(table: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> No
 
 def _flat(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Row numbers of ``index [B, R]`` in ``table.flatten(0, 1)``."""
-    rows = table.shape[1]
-    return (index + torch.arange(0, index.shape[0] * rows, rows, device=index.device).unsqueeze(1)).flatten()
+    return (index + _row_offsets(index.shape[0], table.shape[1], index.device)).flatten()
+
+
+@functools.lru_cache(maxsize=64)
+def _row_offsets(batch: int, rows: int, device: torch.device) -> torch.Tensor:
+    """``[B, 1]``: 0, N, 2 N, ... (made once per shape: a sparse DNC step needs them some forty times)."""
+    return torch.arange(0, batch * rows, rows, device=device).unsqueeze(1)
 
 
 def _check_index(memory: RowMemory, index: torch.Tensor, heads: bool) -> None:

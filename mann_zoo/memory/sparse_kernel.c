@@ -102,3 +102,101 @@ int NAME(content_candidates)(const REAL *units, const REAL *keys, int64_t *index
     free(scores);
     return 0;
 }
+
+/* The sparse link's column lists after the rows `written` were rewritten (memory/sparse_link.py's
+ * _leave_columns and _join_columns, one loop per link head instead of some forty tensor operations).
+ *
+ * Shapes (row-major, contiguous), for G link heads, N1 = N + 1 rows (N: none) and C entries per row and
+ * column: columns, rows, places [G, N1, C] int64, changed in place; values [G, N1, C] the entries' values
+ * (after the write); written [G, K] int64 the rows rewritten (distinct, or N); old_columns [G, K, C] their
+ * columns before; new_columns [G, K, C] and new_values [G, K, C] their entries now (columns[written] is
+ * new_columns already).
+ *
+ * 1. Each written row leaves the lists of its old columns.
+ * 2. Each column of a written row's new entries (each once) keeps the C largest of its listed rows whose
+ *    entry is still there and the written rows with an entry in it, best first (equal values: listed rows
+ *    first, then written rows, each in list order); the rest of the list is none. A row that loses its
+ *    place loses its entry: its column becomes none in its row (after every list is made).
+ * Returns 0, 1 where a buffer could not be allocated, 2 where C + K is above SPARSE_MAX_CANDIDATES
+ * (nothing written then). */
+#ifndef SPARSE_MAX_CANDIDATES
+#define SPARSE_MAX_CANDIDATES 256
+#endif
+int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, const REAL *values,
+                              const int64_t *written, const int64_t *old_columns, const int64_t *new_columns,
+                              const REAL *new_values, ptrdiff_t G, ptrdiff_t N1, ptrdiff_t C, ptrdiff_t K) {
+    if (C + K > SPARSE_MAX_CANDIDATES) return 2;
+    const int64_t none = N1 - 1;
+    /* entries that lose their place, at most K per column changed: (row, place) pairs */
+    int64_t *dropped_at = malloc((K * C * K > 0 ? 2 * K * C * K : 2) * sizeof(int64_t));
+    if (!dropped_at) return 1;
+    for (ptrdiff_t g = 0; g < G; g++) {
+        int64_t *col_g = columns + g * N1 * C, *rows_g = rows + g * N1 * C, *places_g = places + g * N1 * C;
+        const REAL *val_g = values + g * N1 * C;
+        const int64_t *wr = written + g * K, *old = old_columns + g * K * C, *nc = new_columns + g * K * C;
+        const REAL *nv = new_values + g * K * C;
+        for (ptrdiff_t k = 0; k < K; k++) {  /* 1: leave the old columns' lists */
+            for (ptrdiff_t c = 0; c < C; c++) {
+                const int64_t j = old[k * C + c];
+                if (j == none) continue;
+                for (ptrdiff_t p = 0; p < C; p++)
+                    if (rows_g[j * C + p] == wr[k]) rows_g[j * C + p] = none;
+            }
+        }
+        ptrdiff_t dropped = 0;
+        for (ptrdiff_t a = 0; a < K * C; a++) {  /* 2: join the new columns' lists */
+            const int64_t j = nc[a];
+            int seen = 0;
+            for (ptrdiff_t b = 0; b < a && !seen; b++) seen = nc[b] == j;
+            if (seen) continue;
+            int64_t *list = rows_g + j * C, *list_place = places_g + j * C;
+            if (j == none) {
+                for (ptrdiff_t p = 0; p < C; p++) list[p] = none;
+                continue;
+            }
+            int64_t cand[SPARSE_MAX_CANDIDATES], cand_place[SPARSE_MAX_CANDIDATES];
+            REAL rank[SPARSE_MAX_CANDIDATES];
+            int valid[SPARSE_MAX_CANDIDATES];
+            ptrdiff_t n = 0;
+            for (ptrdiff_t p = 0; p < C; p++, n++) {  /* the listed rows whose entry is still in column j */
+                const int64_t x = list[p], at = list_place[p];
+                cand[n] = x;
+                cand_place[n] = at;
+                valid[n] = x != none && col_g[x * C + at] == j;
+                rank[n] = valid[n] ? val_g[x * C + at] : -1;
+            }
+            for (ptrdiff_t k = 0; k < K; k++, n++) {  /* the written rows with an entry in column j */
+                ptrdiff_t at = -1;
+                for (ptrdiff_t c = 0; c < C && at < 0; c++) if (nc[k * C + c] == j) at = c;
+                cand[n] = wr[k];
+                cand_place[n] = at < 0 ? 0 : at;
+                valid[n] = at >= 0 && wr[k] != none;
+                rank[n] = valid[n] ? nv[k * C + at] : -1;
+            }
+            ptrdiff_t order[SPARSE_MAX_CANDIDATES];
+            for (ptrdiff_t m = 0; m < n; m++) {  /* candidates by rank, best first; ties in candidate order */
+                ptrdiff_t at = m;
+                while (at > 0 && rank[order[at - 1]] < rank[m]) {
+                    order[at] = order[at - 1];
+                    at--;
+                }
+                order[at] = m;
+            }
+            for (ptrdiff_t p = 0; p < C; p++) {
+                const ptrdiff_t m = order[p];
+                list[p] = valid[m] ? cand[m] : none;
+                list_place[p] = cand_place[m];
+            }
+            for (ptrdiff_t p = C; p < n; p++) {
+                const ptrdiff_t m = order[p];
+                if (valid[m]) {  /* at most K of the C + K candidates are past the first C */
+                    dropped_at[2 * dropped] = cand[m];
+                    dropped_at[2 * dropped++ + 1] = cand_place[m];
+                }
+            }
+        }
+        for (ptrdiff_t d = 0; d < dropped; d++) col_g[dropped_at[2 * d] * C + dropped_at[2 * d + 1]] = none;
+    }
+    free(dropped_at);
+    return 0;
+}

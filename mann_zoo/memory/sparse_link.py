@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import native
 from .rows import RowMemory, gather_entries, gather_rows, put_rows, replace_entries, replace_rows, take_rows
 from .sparse import SparseWeights, lookup, merge
 
@@ -91,10 +92,15 @@ def update(link: SparseLink, precedence: SparseWeights, write_weights: SparseWei
     values = replace_rows(values, written, new_rows.value)  # after: a written row's entries are replaced
     put_rows(link.columns, written, new_rows.index)
 
-    # Column lists: the written rows leave the lists of their old columns and join those of their new ones.
+    # Column lists: the written rows leave the lists of their old columns and join those of their new ones
+    # (on the CPU one C loop per head, sparse_kernel.c; else the tensor operations below).
     with torch.no_grad():
-        _leave_columns(link, written, old_columns)
-        _join_columns(link, values.values, written, new_rows)
+        if native.usable(values.values) and link.columns.device.type == "cpu":
+            native.link_columns_update(link.columns, link.rows, link.places, values.values, written, old_columns,
+                                       new_rows.index, new_rows.value)
+        else:
+            _leave_columns(link, written, old_columns)
+            _join_columns(link, values.values, written, new_rows)
     return SparseLink(values, link.columns, link.rows, link.places)
 
 
