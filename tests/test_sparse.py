@@ -161,7 +161,19 @@ def test_row_memory_units_follow_the_rows():
 # --------------------------------------------------------------------------- #
 # K-sparse weightings
 # --------------------------------------------------------------------------- #
-def test_merge_sums_repeated_slots_and_keeps_the_largest():
+@pytest.fixture(params=["kernel", "torch"])
+def merge_path(request, monkeypatch):
+    """merge's two paths: the C kernel's plan and one scatter-add (sparse_kernel.c), the tensor operations."""
+    from mann_zoo.memory import native
+
+    if request.param == "kernel":
+        assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    else:
+        monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    return request.param
+
+
+def test_merge_sums_repeated_slots_and_keeps_the_largest(merge_path):
     index = torch.tensor([[4, 1, 4, 6, 2, 6]])  # 6: the empty slot (N = 6)
     value = torch.tensor([[0.1, 0.3, 0.25, 0.9, 0.05, 0.2]])
     merged = sp.merge(index, value, 2, none=6)
@@ -171,6 +183,30 @@ def test_merge_sums_repeated_slots_and_keeps_the_largest():
     assert padded.index.tolist() == [[1, 6, 6]]
     torch.testing.assert_close(padded.value, torch.tensor([[0.5, 0.0, 0.0]]))
     torch.testing.assert_close(merged.dense(6), torch.tensor([[0.0, 0.3, 0.0, 0.0, 0.35, 0.0]]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_merge_kernel_equals_the_tensor_operations_and_passes_gradcheck(dtype, monkeypatch):
+    """The C kernel's merge against the tensor operations: the same slots in the same order and the same sums
+    (repeated slots, the empty slot, fewer slots than k, rows of several leading dimensions); its gradient
+    (one scatter-add) passes gradcheck."""
+    from mann_zoo.memory import native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    g = _gen(9)
+    index = torch.randint(0, 9, (4, 3, 24), generator=g)  # slots 0-7, 8: the empty slot; many repeats
+    index[0, 0] = torch.tensor([1, 8] * 12)  # one slot only: the rest padding
+    value = torch.rand(4, 3, 24, generator=g, dtype=dtype)
+    ours = [sp.merge(index, value, k, none=8) for k in (5, 30)]
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    theirs = [sp.merge(index, value, k, none=8) for k in (5, 30)]
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.index, b.index, rtol=0, atol=0)
+        torch.testing.assert_close(a.value, b.value, rtol=0, atol=0)
+    assert ours[0].index[0, 0].tolist() == [1, 8, 8, 8, 8]
+    monkeypatch.undo()
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(lambda v: sp.merge(index, v, 5, none=8).value, (value.requires_grad_(),))
 
 
 def test_lookup_by_hand():

@@ -38,13 +38,14 @@ TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers
 class Kernels(NamedTuple):
     """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
     (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the sparse
-    DNC's ``content_candidates`` and ``link_columns_update`` (``sparse_kernel.c``)."""
+    DNC's ``content_candidates``, ``link_columns_update`` and ``merge_plan`` (``sparse_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
     ntm_backward: dict
     content_candidates: dict
     link_columns_update: dict
+    merge_plan: dict
 
 
 @functools.cache
@@ -87,7 +88,8 @@ def _build() -> Kernels:
     # name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)
     signatures = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
                   "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
-                  "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int)}
+                  "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
+                  "merge_plan": (4, 4, ctypes.c_int)}
     functions = {name: {} for name in signatures}
     for name, (pointers, sizes, result) in signatures.items():
         for dtype, (_, suffix) in SUFFIXES.items():
@@ -238,3 +240,16 @@ def link_columns_update(columns: torch.Tensor, rows: torch.Tensor, places: torch
         raise MemoryError("sparse_kernel.c: no memory for the dropped entries' list")
     if status:
         raise ValueError(f"link_columns_update: at most 256 candidates per column (C + K), got {C + K}")
+
+
+def merge_plan(index: torch.Tensor, value: torch.Tensor, k: int, none: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kept [..., k], position [..., M])`` int64 for ``sparse.merge`` of ``index``, ``value [..., M]``: the slots
+    kept, best first (``none``: padding), and where each entry's value goes (``k``: dropped). ``1 <= k <= M``."""
+    index, value = _prepared(index, value.detach())
+    M = index.shape[-1]
+    kept = index.new_empty(*index.shape[:-1], k)
+    position = torch.empty_like(index)
+    if kernels().merge_plan[value.dtype](*map(_address, (index, value, kept, position)), index.numel() // max(M, 1),
+                                         M, k, none):
+        raise MemoryError(f"sparse_kernel.c: no memory to merge {M} entries")
+    return kept, position

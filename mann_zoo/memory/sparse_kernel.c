@@ -200,3 +200,68 @@ int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, 
     free(dropped_at);
     return 0;
 }
+
+/* The plan of sparse.py's merge (sum the entries that share a slot, keep the k largest sums), without the
+ * sums themselves: kept [R, k] the slots kept, best first (N: padding), and position [R, M] where each
+ * entry's value goes (0..k-1, or k: dropped), so that the kept values are one differentiable scatter-add.
+ *
+ * Shapes (row-major, contiguous), for R rows of M entries: index [R, M] int64 (slot N: no entry),
+ * value [R, M]. Order as merge's: the largest sums first, equal sums by ascending slot; the sums are
+ * added in entry order. Returns 0, or 1 where a buffer could not be allocated (nothing valid written). */
+int NAME(merge_plan)(const int64_t *index, const REAL *value, int64_t *kept, int64_t *position,
+                     ptrdiff_t R, ptrdiff_t M, ptrdiff_t k, ptrdiff_t N) {
+    /* per row: entries by slot (order), each group's first entry and sum, the groups ranked */
+    ptrdiff_t *order = malloc((M > 0 ? 4 * M : 4) * sizeof(ptrdiff_t));
+    REAL *sums = malloc((M > 0 ? M : 1) * sizeof(REAL));
+    if (!order || !sums) {
+        free(order);
+        free(sums);
+        return 1;
+    }
+    ptrdiff_t *group_of = order + M, *ranked = order + 2 * M, *place = order + 3 * M;
+    for (ptrdiff_t r = 0; r < R; r++) {
+        const int64_t *x = index + r * M;
+        const REAL *v = value + r * M;
+        int64_t *out = kept + r * k, *pos = position + r * M;
+        for (ptrdiff_t m = 0; m < M; m++) {  /* entries by slot, stable */
+            ptrdiff_t at = m;
+            while (at > 0 && x[order[at - 1]] > x[m]) {
+                order[at] = order[at - 1];
+                at--;
+            }
+            order[at] = m;
+        }
+        ptrdiff_t groups = 0;  /* group g: the g-th distinct slot (below N), its sum in entry order */
+        for (ptrdiff_t a = 0; a < M; a++) {
+            const ptrdiff_t m = order[a];
+            if (x[m] == N) {
+                group_of[m] = -1;
+                continue;
+            }
+            if (a == 0 || x[order[a - 1]] != x[m]) sums[groups++] = 0;
+            group_of[m] = groups - 1;
+        }
+        for (ptrdiff_t m = 0; m < M; m++) if (group_of[m] >= 0) sums[group_of[m]] += v[m];
+        ptrdiff_t n = 0;  /* the best k groups: larger sum first, then the lower slot (the lower group) */
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            if (n == k && !(sums[g] > sums[ranked[k - 1]])) continue;
+            ptrdiff_t at = n < k ? n++ : k - 1;
+            while (at > 0 && sums[ranked[at - 1]] < sums[g]) {
+                ranked[at] = ranked[at - 1];
+                at--;
+            }
+            ranked[at] = g;
+        }
+        for (ptrdiff_t g = 0; g < groups; g++) place[g] = k;  /* each group's place (k: dropped) */
+        for (ptrdiff_t p = 0; p < n; p++) place[ranked[p]] = p;
+        for (ptrdiff_t p = 0; p < k; p++) out[p] = N;
+        for (ptrdiff_t m = 0; m < M; m++) {
+            const ptrdiff_t g = group_of[m];
+            pos[m] = g < 0 ? k : place[g];
+            if (g >= 0 && pos[m] < k) out[pos[m]] = x[m];
+        }
+    }
+    free(order);
+    free(sums);
+    return 0;
+}
