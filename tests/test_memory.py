@@ -1087,6 +1087,48 @@ def test_native_link_kernels_are_off_without_a_compiler_and_when_switched_off(mo
         native.kernels.cache_clear()  # built again, with the environment restored, at the next use
 
 
+def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(monkeypatch, tmp_path):
+    """A build leaves its library in the cache folder (under a name that hashes the program, compiler, flags
+    and CPU) and no temporary folder; a cached library that does not load (truncated) is built again and
+    replaced; the next build loads the cached one without calling the compiler; with the cache off nothing is
+    kept. Built at -O0 here, for speed (the flags are in the name, so the suite's own cache is not touched)."""
+    import subprocess
+
+    from mann_zoo.memory import native
+
+    cache, scratch = tmp_path / "cache", tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("MANN_ZOO_CACHE_DIR", str(cache))
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    monkeypatch.setattr(native, "FLAGS", (*(flag for flag in native.FLAGS if flag != "-O3"), "-O0"))
+    assert isinstance(native._build(), native.Kernels)
+    [library] = list(cache.iterdir())
+    assert library.name.startswith("kernels-") and library.suffix == ".so" and list(scratch.iterdir()) == []
+    size = library.stat().st_size
+    library.write_bytes(library.read_bytes()[:100])  # a broken cache entry: built again, replaced whole
+    assert isinstance(native._build(), native.Kernels) and library.stat().st_size == size
+    assert list(cache.iterdir()) == [library]
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the compiler ran although the library was in the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "run", no_compiler)
+        assert isinstance(native._build(), native.Kernels)
+        patch.setattr(native, "FLAGS", (*native.FLAGS, "-g"))  # other flags: another library, so it compiles
+        with pytest.raises(AssertionError, match="the compiler ran"):
+            native._build()
+
+    for off in ("0", "off", "false", "no"):
+        monkeypatch.setenv("MANN_ZOO_CACHE_DIR", off)
+        assert native.cache_folder() is None
+    library.unlink()
+    assert isinstance(native._build(), native.Kernels) and list(cache.iterdir()) == [] and list(scratch.iterdir()) == []
+    monkeypatch.delenv("MANN_ZOO_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert native.cache_folder() == tmp_path / "xdg" / "mann_zoo"
+
+
 @pytest.mark.parametrize("diagonal", [1e6, math.inf])
 def test_native_link_backward_ignores_the_old_links_diagonal(diagonal):
     """The new link's diagonal is 0 whatever the old one holds: a large or infinite old diagonal changes none

@@ -4,8 +4,12 @@ in one pass over the link per step, forward and backward (``linkage.py``); ``ntm
 addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``);
 ``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``).
 
-The library is built once per process in a temporary folder, removed once the library is loaded (plain C,
-no Python or torch headers), for this machine's CPU (``-march=native``, or what the compiler takes instead).
+The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
+headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
+folder (``MANN_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/mann_zoo``, else ``~/.cache/mann_zoo``; ``0``, ``off``,
+``false`` or ``no`` keep nothing) under a name that hashes everything the build depends on (the program, the
+compiler and its flags, this machine's CPU), so that the next process loads it instead of compiling again
+(about 14 s of one core). A cached library that does not load is built again and replaced.
 Without a compiler, or where the build fails (a warning says why), :func:`kernels` is None and
 ``linkage.py`` runs its torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` (or
 ``off``, ``false``, ``no``) switches the kernels off.
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -64,40 +70,111 @@ def kernels() -> Kernels | None:
         return None
 
 
+def cache_folder() -> Path | None:
+    """Where built libraries are kept: ``MANN_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/mann_zoo``, else
+    ``~/.cache/mann_zoo``; None where ``MANN_ZOO_CACHE_DIR`` is ``0``, ``off``, ``false`` or ``no``."""
+    chosen = os.environ.get("MANN_ZOO_CACHE_DIR", "").strip()
+    if chosen.lower() in ("0", "false", "no", "off"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache") / "mann_zoo"
+
+
+def _fingerprint(program: str, compiler: list[str]) -> str:
+    """A hash of what the library depends on: the program (the sources included by path, so their text too),
+    the compiler's command and executable (its path, size and time), the flags and this machine's CPU."""
+    parts = [program, *(Path(source).read_text() for source in SOURCES), repr(compiler), repr(FLAGS),
+             repr(TUNING), platform.machine(), platform.processor()]
+    executable = shutil.which(compiler[0]) if compiler else None
+    if executable:
+        stat = os.stat(executable)
+        parts.append(f"{os.path.realpath(executable)} {stat.st_size} {stat.st_mtime_ns}")
+    try:  # the first CPU's model and feature flags: -march=native builds for them
+        cpuinfo = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        parts += [line for line in cpuinfo.splitlines() if line.split(":")[0].strip() in
+                  ("model name", "flags", "Features", "CPU part", "CPU implementer")]
+    except OSError:
+        pass
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _compile(compiler: list[str], program: str, library: Path) -> None:
+    """Compile ``program`` into the shared library ``library``, trying the ``TUNING`` flags in turn."""
+    for tuning in TUNING:
+        build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library), "-lm"],
+                               input=program, text=True, capture_output=True, timeout=120)
+        if build.returncode == 0:
+            return
+    raise OSError(f"{compiler[0]} exited with {build.returncode}: {build.stderr.strip() or 'no message'}")
+
+
+def _keep(library: Path, cached: Path) -> None:
+    """Copy the built library into the cache under its final name in one step (a copy beside it, then
+    ``os.replace``), so that another process never loads half a file; a cache that cannot be written is
+    passed over."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        shutil.copyfile(library, partial)
+        os.replace(partial, cached)
+    except OSError:
+        pass
+
+
+def _load(compiler: list[str], program: str) -> ctypes.CDLL:
+    """The library from the cache where it is there and loads; else compiled in a temporary folder (removed
+    once loaded: the library stays loaded) and kept in the cache."""
+    folder = cache_folder()
+    cached = None if folder is None else folder / f"kernels-{_fingerprint(program, compiler)}.so"
+    if cached is not None and cached.is_file():
+        try:
+            return _declared(ctypes.CDLL(str(cached)))
+        except (OSError, AttributeError):  # unreadable, truncated, or lacking a function: built again below
+            pass
+    build = tempfile.mkdtemp(prefix="mann_zoo_native_")
+    try:
+        library = Path(build) / "kernels.so"
+        _compile(compiler, program, library)
+        lib = _declared(ctypes.CDLL(str(library)))
+        if cached is not None:
+            _keep(library, cached)
+        return lib
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
 def _build() -> Kernels:
-    """Compile ``SOURCES`` (float and double) into one library in a temporary folder, load it, remove the
-    folder (the library stays loaded) and declare the functions' arguments."""
+    """Compile ``SOURCES`` (float and double) into one library, or load it from the cache, and declare the
+    functions' arguments."""
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or "cc"]
     program = f"#define EPS ((REAL){EPS!r})\n" + "".join(
         f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(f'#include "{source}"\n' for source in SOURCES)
         + "#undef REAL\n#undef SUFFIX\n" for real, suffix in SUFFIXES.values())
-    folder = tempfile.mkdtemp(prefix="mann_zoo_native_")
-    try:
-        library = Path(folder) / "kernels.so"
-        for tuning in TUNING:
-            build = subprocess.run([*compiler, *FLAGS, *tuning, "-x", "c", "-", "-o", str(library), "-lm"],
-                                   input=program, text=True, capture_output=True, timeout=120)
-            if build.returncode == 0:
-                break
-        if build.returncode != 0:
-            raise OSError(f"{compiler[0]} exited with {build.returncode}: {build.stderr.strip() or 'no message'}")
-        lib = ctypes.CDLL(str(library))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return _functions(_load(compiler, program))
+
+
+SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
+              "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
+              "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
+              "merge_plan": (4, 4, ctypes.c_int)}
+"""name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
+
+
+def _declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` with every function of ``SIGNATURES`` declared (AttributeError where one is missing)."""
     pointer, size = ctypes.c_void_p, ctypes.c_ssize_t  # ptrdiff_t
-    # name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)
-    signatures = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
-                  "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
-                  "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
-                  "merge_plan": (4, 4, ctypes.c_int)}
-    functions = {name: {} for name in signatures}
-    for name, (pointers, sizes, result) in signatures.items():
-        for dtype, (_, suffix) in SUFFIXES.items():
+    for name, (pointers, sizes, result) in SIGNATURES.items():
+        for _, suffix in SUFFIXES.values():
             function = getattr(lib, f"{name}{suffix}")
             function.argtypes, function.restype = [pointer] * pointers + [size] * sizes, result
-            functions[name][dtype] = function
-    return Kernels(*functions.values())
+    return lib
 
+
+def _functions(lib: ctypes.CDLL) -> Kernels:
+    """The declared functions of ``lib`` as :class:`Kernels`."""
+    return Kernels(*({dtype: getattr(lib, f"{name}{suffix}") for dtype, (_, suffix) in SUFFIXES.items()}
+                     for name in SIGNATURES))
 
 @torch.compiler.assume_constant_result  # a constant to torch.compile, which does not trace the build
 def available() -> bool:
