@@ -1081,6 +1081,7 @@ def test_native_link_kernels_are_off_without_a_compiler_and_when_switched_off(mo
             said = [str(w.message) for w in caught if "C kernels did not build" in str(w.message)]
             assert len(said) == warned, (variable, value, said)
         monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+        monkeypatch.setenv("MANN_ZOO_CACHE_DIR", "0")  # built here, not loaded from the cache
         native.kernels.cache_clear()
         assert native.kernels() is not None and list(tmp_path.iterdir()) == []
     finally:
@@ -1091,7 +1092,7 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
     """A build leaves its library in the cache folder (under a name that hashes the program, compiler, flags
     and CPU) and no temporary folder; a cached library that does not load (truncated) is built again and
     replaced; the next build loads the cached one without calling the compiler; with the cache off nothing is
-    kept. Built at -O0 here, for speed (the flags are in the name, so the suite's own cache is not touched)."""
+    kept, and a cache folder that cannot be made is passed over. Built at -O0 here, for speed (the flags are in the name, so the suite's own cache is not touched)."""
     import subprocess
 
     from mann_zoo.memory import native
@@ -1119,6 +1120,9 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
         with pytest.raises(AssertionError, match="the compiler ran"):
             native._build()
 
+    (tmp_path / "a_file").write_text("")  # a cache folder that cannot be made: built, nothing kept, no error
+    monkeypatch.setenv("MANN_ZOO_CACHE_DIR", str(tmp_path / "a_file" / "cache"))
+    assert isinstance(native._build(), native.Kernels) and list(scratch.iterdir()) == []
     for off in ("0", "off", "false", "no"):
         monkeypatch.setenv("MANN_ZOO_CACHE_DIR", off)
         assert native.cache_folder() is None

@@ -113,25 +113,32 @@ def _keep(library: Path, cached: Path) -> None:
     """Copy the built library into the cache under its final name in one step (a copy beside it, then
     ``os.replace``), so that another process never loads half a file; a cache that cannot be written is
     passed over."""
+    partial = None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        handle, partial = tempfile.mkstemp(prefix=f"{cached.name}.", suffix=".partial", dir=cached.parent)
+        os.close(handle)
         shutil.copyfile(library, partial)
         os.replace(partial, cached)
+        partial = None
     except OSError:
         pass
+    finally:
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
 
 
 def _load(compiler: list[str], program: str) -> ctypes.CDLL:
     """The library from the cache where it is there and loads; else compiled in a temporary folder (removed
     once loaded: the library stays loaded) and kept in the cache."""
-    folder = cache_folder()
-    cached = None if folder is None else folder / f"kernels-{_fingerprint(program, compiler)}.so"
-    if cached is not None and cached.is_file():
-        try:
+    cached = None
+    try:  # the cache is a shortcut: whatever goes wrong with it (no home, a folder not ours), build instead
+        folder = cache_folder()
+        cached = None if folder is None else folder / f"kernels-{_fingerprint(program, compiler)}.so"
+        if cached is not None and cached.is_file():
             return _declared(ctypes.CDLL(str(cached)))
-        except (OSError, AttributeError):  # unreadable, truncated, or lacking a function: built again below
-            pass
+    except (OSError, RuntimeError, AttributeError):  # also a truncated library, or one lacking a function
+        pass
     build = tempfile.mkdtemp(prefix="mann_zoo_native_")
     try:
         library = Path(build) / "kernels.so"
