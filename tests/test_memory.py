@@ -1092,7 +1092,8 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
     """A build leaves its library in the cache folder (under a name that hashes the program, compiler, flags
     and CPU) and no temporary folder; a cached library that does not load (truncated) is built again and
     replaced; the next build loads the cached one without calling the compiler; with the cache off nothing is
-    kept, and a cache folder that cannot be made is passed over. Built at -O0 here, for speed (the flags are in the name, so the suite's own cache is not touched)."""
+    kept, and a cache folder that cannot be made is passed over. Built at -O0 here, for speed (the flags are
+    in the name, so the suite's own cache is not touched)."""
     import subprocess
 
     from mann_zoo.memory import native
