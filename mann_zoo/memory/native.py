@@ -36,6 +36,7 @@ import torch
 from ._checks import EPS
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("link_kernel.c", "ntm_kernel.c", "sparse_kernel.c"))
+SWITCHED_OFF = ("0", "false", "no", "off")  # what MANN_ZOO_NATIVE and MANN_ZOO_CACHE_DIR take for "none"
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers differ (clang on arm64: -mcpu)
@@ -58,7 +59,7 @@ class Kernels(NamedTuple):
 def kernels() -> Kernels | None:
     """The compiled kernels, or None where they cannot be built (no compiler, a failed build: said once, as a
     warning) or are switched off (``MANN_ZOO_NATIVE=0``)."""
-    if os.environ.get("MANN_ZOO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("MANN_ZOO_NATIVE", "1").strip().lower() in SWITCHED_OFF:
         return None
     try:
         return _build()
@@ -74,7 +75,7 @@ def cache_folder() -> Path | None:
     """Where built libraries are kept: ``MANN_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/mann_zoo``, else
     ``~/.cache/mann_zoo``; None where ``MANN_ZOO_CACHE_DIR`` is ``0``, ``off``, ``false`` or ``no``."""
     chosen = os.environ.get("MANN_ZOO_CACHE_DIR", "").strip()
-    if chosen.lower() in ("0", "false", "no", "off"):
+    if chosen.lower() in SWITCHED_OFF:
         return None
     if chosen:
         return Path(chosen).expanduser()
@@ -82,8 +83,11 @@ def cache_folder() -> Path | None:
 
 
 def _fingerprint(program: str, compiler: list[str]) -> str:
-    """A hash of what the library depends on: the program (the sources included by path, so their text too),
-    the compiler's command and executable (its path, size and time), the flags and this machine's CPU."""
+    """A hash of what the library depends on: the program and the sources' text (not their folder: every copy
+    of the same sources shares one library), the compiler's command and executable (its path, size and time),
+    the flags and this machine's CPU."""
+    for source in SOURCES:  # the sources by name and text, not by where this copy of the package lies
+        program = program.replace(f'"{source}"', f'"{source.name}"')
     parts = [program, *(Path(source).read_text() for source in SOURCES), repr(compiler), repr(FLAGS),
              repr(TUNING), platform.machine(), platform.processor()]
     executable = shutil.which(compiler[0]) if compiler else None
@@ -182,6 +186,7 @@ def _functions(lib: ctypes.CDLL) -> Kernels:
     """The declared functions of ``lib`` as :class:`Kernels`."""
     return Kernels(*({dtype: getattr(lib, f"{name}{suffix}") for dtype, (_, suffix) in SUFFIXES.items()}
                      for name in SIGNATURES))
+
 
 @torch.compiler.assume_constant_result  # a constant to torch.compile, which does not trace the build
 def available() -> bool:
