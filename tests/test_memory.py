@@ -1111,9 +1111,12 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
     assert isinstance(native._build(), native.Kernels) and library.stat().st_size == size
     assert list(cache.iterdir()) == [library]
 
-    def no_compiler(*args, **kwargs):
+    def no_compiler(command, *args, **kwargs):  # the preprocessor may run (native._target), a build may not
+        if "-E" in command:
+            return real_run(command, *args, **kwargs)
         raise AssertionError("the compiler ran although the library was in the cache")
 
+    real_run = subprocess.run
     with monkeypatch.context() as patch:
         patch.setattr(subprocess, "run", no_compiler)
         assert isinstance(native._build(), native.Kernels)
@@ -1132,6 +1135,26 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
     monkeypatch.delenv("MANN_ZOO_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert native.cache_folder() == tmp_path / "xdg" / "mann_zoo"
+
+
+def test_native_kernels_fingerprint_names_what_the_compiler_targets(monkeypatch):
+    """The cache's key holds the compiler's predefined macros under -march=native (its version and instruction
+    sets), so that a cache copied to a machine the compiler targets differently (no /proc/cpuinfo there, or a
+    compiler behind a wrapper) builds its own library instead of loading one that may not run there; a
+    compiler that does not run gives an empty target, not an error."""
+    import shutil
+
+    from mann_zoo.memory import native
+
+    assert native._target(["/nonexistent/cc"]) == ""
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is not None:
+        assert "__VERSION__" in native._target([compiler])
+    keys = set()
+    for target in ("#define __AVX2__ 1", "#define __AVX512F__ 1"):
+        monkeypatch.setattr(native, "_target", lambda compiler, target=target: target)
+        keys.add(native._fingerprint("int f(void);", ["cc"]))
+    assert len(keys) == 2
 
 
 @pytest.mark.parametrize("diagonal", [1e6, math.inf])

@@ -8,8 +8,9 @@ The library is built in a temporary folder, removed once the library is loaded (
 headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
 folder (``MANN_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/mann_zoo``, else ``~/.cache/mann_zoo``; ``0``, ``off``,
 ``false`` or ``no`` keep nothing) under a name that hashes everything the build depends on (the program, the
-compiler and its flags, this machine's CPU), so that the next process loads it instead of compiling again
-(about 14 s of one core). A cached library that does not load is built again and replaced.
+compiler, its flags and the instruction sets it targets here, this machine's CPU), so that the next process
+loads it instead of compiling again (about 14 s of one core). A cached library that does not load is built
+again and replaced.
 Without a compiler, or where the build fails (a warning says why), :func:`kernels` is None and
 ``linkage.py`` runs its torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` (or
 ``off``, ``false``, ``no``) switches the kernels off.
@@ -85,7 +86,7 @@ def cache_folder() -> Path | None:
 def _fingerprint(program: str, compiler: list[str]) -> str:
     """A hash of what the library depends on: the program and the sources' text (not their folder: every copy
     of the same sources shares one library), the compiler's command and executable (its path, size and time),
-    the flags and this machine's CPU."""
+    the flags, this machine's CPU and what the compiler targets on it (:func:`_target`)."""
     for source in SOURCES:  # the sources by name and text, not by where this copy of the package lies
         program = program.replace(f'"{source}"', f'"{source.name}"')
     parts = [program, *(Path(source).read_text() for source in SOURCES), repr(compiler), repr(FLAGS),
@@ -100,7 +101,24 @@ def _fingerprint(program: str, compiler: list[str]) -> str:
                   ("model name", "flags", "Features", "CPU part", "CPU implementer")]
     except OSError:
         pass
+    parts.append(_target(compiler))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _target(compiler: list[str]) -> str:
+    """What the compiler builds for here: its predefined macros under the first ``TUNING`` it takes (its
+    version and the instruction sets ``-march=native`` enables: ``__AVX2__``, ``__ARM_FEATURE_SVE``...).
+    This covers what ``/proc/cpuinfo`` cannot: a machine without it (macOS) and a compiler behind a wrapper
+    (ccache), whose executable says nothing of the compiler it calls. Empty where the compiler does not run."""
+    for tuning in TUNING:
+        try:
+            macros = subprocess.run([*compiler, *tuning, "-dM", "-E", "-x", "c", "-"], input="", text=True,
+                                    capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        if macros.returncode == 0:
+            return "\n".join(sorted(macros.stdout.splitlines()))
+    return ""
 
 
 def _compile(compiler: list[str], program: str, library: Path) -> None:
