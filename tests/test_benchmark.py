@@ -22,7 +22,7 @@ from mann_zoo.experiments.benchmark import PRESETS, load_grid, run_grid
 from mann_zoo.experiments.cost import activation_megabytes
 from mann_zoo.experiments.cost_model import Sweep, fit_cost_model, formula, predict, sweep_of
 from mann_zoo.experiments.report import make_report
-from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results
+from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results, save_table
 from mann_zoo.experiments.runner import Outcome
 from mann_zoo.training.atomic import atomic_write, atomic_write_text
 
@@ -807,9 +807,28 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     assert table.loc[("repeat_copy", "ntm"), "sequences"] == 500 * 32
     assert table.loc[("total", ""), "runs"] == 8
     assert table.loc[("total", ""), "hours"] == pytest.approx(table["hours"].iloc[:-1].sum())
+    assert table.loc[("copy", "ntm"), "finished"] == 0 and pd.isna(table.loc[("copy", "ntm"), "measured_hours_per_run"])
+    assert table.loc[("copy", "ntm"), "hours_left"] == pytest.approx(0.12)  # nothing finished: the upper bound
     text = plan.write_plan(table.reset_index(), tmp_path / "out", threads=1, jobs=2)
-    assert "| copy | ntm | 2 | 1,000 / 32,000 | 36 | 18.0 | 0.06 | 0.1 |" in text
+    assert "| copy | ntm | 2 | 1,000 / 32,000 | 36 | 18.0 | 0.06 | 0.1 | 0 | - | 0.1 |" in text
+    # what is left: the unfinished runs at the median measured time of the finished ones of their (task, model)
+    left = plan.plan_table(grid, plan.read_probes(tmp_path / "out", grid, probes),
+                           {"copy-ntm-seed3": 0.02, "copy-lstm-seed3": 0.5, "copy-lstm-seed4": 0.3}).set_index(["task", "model"])
+    assert left.loc[("copy", "ntm"), "finished"] == 1 and left.loc[("copy", "ntm"), "hours_left"] == pytest.approx(0.02)
+    assert left.loc[("copy", "lstm"), "measured_hours_per_run"] == pytest.approx(0.4)
+    assert left.loc[("copy", "lstm"), "hours_left"] == 0
+    assert left.loc[("total", ""), "finished"] == 3
+    assert left.loc[("total", ""), "hours_left"] == pytest.approx(left["hours_left"].iloc[:-1].sum())
+    assert "Left: 5 runs" in plan.markdown(left.reset_index(), threads=1, jobs=2)
     assert (tmp_path / "out/plan.csv").is_file() and (tmp_path / "out/plan.md").read_text() == text
+    # a fresh clone: no probe folders, their committed rows stand in
+    recorded = pd.DataFrame([{"run_id": s.run_id, "step_time_ms": 36.0, "val_time_s": 54.0, "batch_size": 32}
+                             for s in probes.runs]).reindex(columns=list(RESULT_COLUMNS))
+    save_table(recorded, tmp_path / "clone/results.csv", RESULT_COLUMNS)
+    again = plan.plan_table(grid, plan.read_probes(tmp_path / "clone", grid, probes)).set_index(["task", "model"])
+    assert again.loc[("copy", "ntm"), "hours_per_run"] == pytest.approx(0.06)
+    with pytest.raises(RuntimeError, match="probe copy-ntm-seed3: no timing"):
+        plan.read_probes(tmp_path / "nowhere", grid, probes)
     spec.write_text("tasks:\n  ngrams: {config: configs/task/ngrams.yaml}\nmodels:\n  ntm: {config: configs/model/ntm.yaml}\n")
     [probe] = plan.probe_grid(load_grid(spec, check=False)).runs
     assert "data.curriculum_max_length" not in probe.overrides  # n-grams has no curriculum to switch off

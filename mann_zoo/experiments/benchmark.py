@@ -436,8 +436,9 @@ def main(argv: list[str] | None = None) -> None:
                              "folder (to continue a grid begun in another clone instead of training it again)")
     parser.add_argument("--plan", action="store_true",
                         help="do not train: time each (task, model) of the grid (of the runs --only names) for a "
-                             "few steps and write the compute plan (runs x hours, an upper bound) to --out as "
-                             "plan.md and plan.csv")
+                             "few steps and write the compute plan (runs x hours, an upper bound; and what is left, "
+                             "at the measured time of the finished runs) to --out as plan.md and plan.csv; probes "
+                             "timed before are reused (delete --out/plan to time again)")
     parser.add_argument("--report", type=Path, metavar="PAPER",
                         help="afterwards regenerate the figures and tables of this paper folder (e.g. paper)")
     args = parser.parse_args(argv)
@@ -462,8 +463,12 @@ def main(argv: list[str] | None = None) -> None:
 
         planned = replace(grid, runs=chosen)
         probes = plan.probe_grid(planned)
-        run_grid(probes, out / "plan", args.jobs, args.threads, address=args.address, show=False)
-        table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes))
+        run_grid(probes, out / "plan", args.jobs, args.threads, skip_recorded=True, address=args.address,
+                 show=False)  # the probes timed before (their folders, or their committed rows) are reused
+        recorded = recorded_results(out)[0]
+        finished = {spec.run_id for spec in planned.runs if is_finished(out, spec, grid, recorded)}
+        table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes),
+                                plan.measured_hours(recorded, finished))
         print(plan.write_plan(table, out, args.threads, args.jobs, args.only))
         return
     declared = load_grid(path, None, args.max_steps, check=False).runs if args.seeds is not None else None

@@ -9,13 +9,18 @@ The plan is then, per (task, model), the runs times their budget:
 
     hours per run = (max_steps x step time + max_steps / val_check_interval x validation time) / 3600
 
-an upper bound (a run that converges stops earlier). The probes go to ``<out>/plan/`` (a rerun reuses
-them); the plan is written as ``<out>/plan.csv`` and as a Markdown table, ``<out>/plan.md``.
+an upper bound (a run that converges stops earlier). Once runs have finished, the plan also says what is
+left: per (task, model), the runs not yet finished times the median measured time (training and
+validation) of those that have, or the upper bound where none has. The probes go to ``<out>/plan/``
+(a rerun reuses them, from their folders or, in a fresh clone, from ``<out>/plan/results.csv``: delete
+that folder to time again); the plan is written as ``<out>/plan.csv`` and as a Markdown table,
+``<out>/plan.md``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +29,7 @@ import yaml
 
 from ..training.atomic import atomic_write_text
 from .grid import Grid, RunSpec
-from .results import result_summary, save_table
+from .results import load_results, result_summary, save_table
 
 PROBE_STEPS = 20  # training steps between the probe's validations (the first steps compile: they fall out of the median)
 PROBE_VALIDATIONS = 3  # validations per probe; the plan takes their mean
@@ -32,6 +37,7 @@ UNTIMED = ("model.lr",)  # overrides that do not change the time of a step: runs
 PLAN_COLUMNS = {
     "task": "string", "model": "string", "runs": "Int64", "max_steps": "Int64", "sequences": "Int64",
     "step_ms": "Float64", "validation_s": "Float64", "hours_per_run": "Float64", "hours": "Float64",
+    "finished": "Int64", "measured_hours_per_run": "Float64", "hours_left": "Float64",
 }
 
 
@@ -67,52 +73,85 @@ def probe_grid(grid: Grid, steps: int = PROBE_STEPS) -> Grid:
     return replace(grid, name=f"{grid.name}-plan", runs=runs, val_check_interval=steps, stop_at_convergence=False)
 
 
-def plan_table(grid: Grid, probes: dict[tuple, dict]) -> pd.DataFrame:
+def plan_table(grid: Grid, probes: dict[tuple, dict], measured: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The plan (``PLAN_COLUMNS``, one row per (task, model) in grid order, then a total row) from the
-    probes' ``result.json`` summaries, keyed by :func:`timing_key`."""
-    rows = {}
+    probes' ``result.json`` summaries, keyed by :func:`timing_key`.
+
+    ``measured``: the hours (training and validation) of each finished run of the grid, by run id. A
+    (task, model)'s ``hours_left`` is its unfinished runs times the median of its finished runs' hours,
+    or times the upper bound ``hours_per_run`` where none has finished (a run stopped part-way counts as
+    unfinished, whole)."""
+    measured = measured or {}
+    rows, spent = {}, {}
     for spec in grid.runs:
         key = (spec.task, spec.model)
-        if key in rows:
-            rows[key]["runs"] += 1
-            continue
-        probe = probes[timing_key(spec)]
-        step_s, validation_s = probe["step_time_ms"] / 1e3, probe["val_time_s"] / PROBE_VALIDATIONS
-        per_run = (spec.max_steps * step_s + spec.max_steps / grid.val_check_interval * validation_s) / 3600
-        rows[key] = {"task": spec.task, "model": spec.model, "runs": 1, "max_steps": spec.max_steps,
-                     "sequences": spec.max_steps * probe["batch_size"], "step_ms": 1e3 * step_s,
-                     "validation_s": validation_s, "hours_per_run": per_run}
+        if key not in rows:
+            probe = probes[timing_key(spec)]
+            step_s, validation_s = probe["step_time_ms"] / 1e3, probe["val_time_s"] / PROBE_VALIDATIONS
+            per_run = (spec.max_steps * step_s + spec.max_steps / grid.val_check_interval * validation_s) / 3600
+            rows[key] = {"task": spec.task, "model": spec.model, "runs": 0, "max_steps": spec.max_steps,
+                         "sequences": spec.max_steps * probe["batch_size"], "step_ms": 1e3 * step_s,
+                         "validation_s": validation_s, "hours_per_run": per_run, "finished": 0}
+            spent[key] = []
+        rows[key]["runs"] += 1
+        if spec.run_id in measured:
+            rows[key]["finished"] += 1
+            spent[key].append(measured[spec.run_id])
+    for key, row in rows.items():
+        row["measured_hours_per_run"] = pd.Series(spent[key]).median() if spent[key] else None
+        row["hours_left"] = (row["runs"] - row["finished"]) * (row["measured_hours_per_run"] or row["hours_per_run"])
     table = pd.DataFrame(list(rows.values()))
     table["hours"] = table["runs"] * table["hours_per_run"]
-    total = {"task": "total", "model": "", "runs": table["runs"].sum(), "hours": table["hours"].sum()}
+    total = {"task": "total", "model": "", "runs": table["runs"].sum(), "hours": table["hours"].sum(),
+             "finished": table["finished"].sum(), "hours_left": table["hours_left"].sum()}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype(PLAN_COLUMNS)
+
+
+def measured_hours(recorded: pd.DataFrame, finished: set[str]) -> dict[str, float]:
+    """The hours each run of ``finished`` (run ids) took, training and validation, from its rows of the
+    ``recorded`` results table."""
+    runs = recorded.drop_duplicates("run_id").set_index("run_id")
+    runs = runs[runs.index.isin(finished)]
+    return ((runs["train_time_s"].astype(float) + runs["val_time_s"].astype(float).fillna(0)) / 3600).dropna().to_dict()
 
 
 def markdown(table: pd.DataFrame, threads: int, jobs: int, only: list[str] | None = None) -> str:
     """The plan as a Markdown table, with the wall time at ``jobs`` runs side by side; ``only``: the
     ``bench --only`` patterns that chose its runs (said under the table; None: the whole grid)."""
-    lines = ["| task | model | runs | budget (steps / sequences) | ms/step | s/validation | hours/run | hours |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | model | runs | budget (steps / sequences) | ms/step | s/validation | hours/run | hours "
+             "| finished | measured hours/run (median) | hours left |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         if r.task == "total":
             continue
+        measured = "-" if pd.isna(r.measured_hours_per_run) else f"{r.measured_hours_per_run:.2f}"
         lines.append(f"| {r.task} | {r.model} | {r.runs} | {r.max_steps:,} / {r.sequences:,} | {r.step_ms:.0f} | "
-                     f"{r.validation_s:.1f} | {r.hours_per_run:.2f} | {r.hours:.1f} |")
+                     f"{r.validation_s:.1f} | {r.hours_per_run:.2f} | {r.hours:.1f} | {r.finished} | {measured} | "
+                     f"{r.hours_left:.1f} |")
     total = table.iloc[-1]
-    lines.append(f"| **total** | | {total['runs']} | | | | | **{total['hours']:.1f}** |")
+    lines.append(f"| **total** | | {total['runs']} | | | | | **{total['hours']:.1f}** | {total['finished']} | | "
+                 f"**{total['hours_left']:.1f}** |")
     return ("\n".join(lines) + f"\n\nUpper bound (every run to its budget): {total['hours']:.1f} core-hours at {threads} "
             f"thread(s) per run, {total['hours'] / jobs:.1f} hours of wall time with {jobs} runs side by "
-            f"side.\n" + ("" if only is None else f"\nOnly the runs that `--only {' '.join(only)}` names.\n"))
+            f"side. Left: {total['runs'] - total['finished']} runs, about {total['hours_left']:.1f} core-hours "
+            f"({total['hours_left'] / jobs:.1f} wall hours), at the median measured time of each (task, model)'s "
+            "finished runs, or the upper bound where none has finished.\n"
+            + ("" if only is None else f"\nOnly the runs that `--only {' '.join(only)}` names.\n"))
 
 
 def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
-    """The ``result.json`` summaries of the probe runs ``probes_grid`` (:func:`probe_grid` of ``grid``) in
-    ``out``, keyed by the :func:`timing_key` of the runs they stand for."""
+    """The summaries of the probe runs ``probes_grid`` (:func:`probe_grid` of ``grid``) in ``out``, keyed by
+    the :func:`timing_key` of the runs they stand for: a probe's ``result.json``, else its row of
+    ``out/results.csv`` (a fresh clone has the committed table, not the run folders)."""
     stands_for = {(spec.task, spec.model, spec.seed): timing_key(spec) for spec in grid.runs}
+    recorded = load_results(out / "results.csv").drop_duplicates("run_id").set_index("run_id")
     probes = {}
     for spec in probes_grid.runs:
-        summary = result_summary(spec.folder(out)) or {}
-        if summary.get("step_time_ms") is None or summary.get("val_time_s") is None:
+        summary = result_summary(spec.folder(out))
+        if summary is None and spec.run_id in recorded.index:
+            summary = recorded.loc[spec.run_id].to_dict()
+        summary = summary or {}
+        if any(summary.get(key) is None or pd.isna(summary.get(key)) for key in ("step_time_ms", "val_time_s")):
             raise RuntimeError(f"probe {spec.run_id}: no timing in its result (see {spec.folder(out) / 'stdout.log'})")
         probes[stands_for[(spec.task, spec.model, spec.seed)]] = summary
     return probes
