@@ -98,8 +98,9 @@ def plan_table(grid: Grid, probes: dict[tuple, dict], measured: Mapping[str, flo
             rows[key]["finished"] += 1
             spent[key].append(measured[spec.run_id])
     for key, row in rows.items():
-        row["measured_hours_per_run"] = pd.Series(spent[key]).median() if spent[key] else None
-        row["hours_left"] = (row["runs"] - row["finished"]) * (row["measured_hours_per_run"] or row["hours_per_run"])
+        median = float(pd.Series(spent[key]).median()) if spent[key] else None
+        row["measured_hours_per_run"] = median
+        row["hours_left"] = (row["runs"] - row["finished"]) * (row["hours_per_run"] if median is None else median)
     table = pd.DataFrame(list(rows.values()))
     table["hours"] = table["runs"] * table["hours_per_run"]
     total = {"task": "total", "model": "", "runs": table["runs"].sum(), "hours": table["hours"].sum(),
