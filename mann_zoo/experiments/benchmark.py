@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         probes = plan.probe_grid(planned)
         run_grid(probes, out / "plan", args.jobs, args.threads, skip_recorded=True, address=args.address,
                  show=False)  # the probes timed before (their folders, or their committed rows) are reused
-        recorded = recorded_results(out)[0]
+        recorded = load_results(out / "results.csv")  # the rows only: not the curves, which can be large
         finished = {spec.run_id for spec in planned.runs if is_finished(out, spec, grid, recorded)}
         table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes),
                                 plan.measured_hours(recorded, finished))
