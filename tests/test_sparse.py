@@ -255,6 +255,65 @@ def test_content_candidates_kernel_ranks_as_scores_and_top_k(dtype, monkeypatch)
     assert sp.content_candidates(memory, keys, slots + 10).shape == (B, heads, slots)  # all N, never slot N
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_content_candidates_among_the_written_rows_equal_the_full_pass(dtype):
+    """While few rows were written since the memory was zeros, the kernel scores only those and the m lowest
+    others (sparse_kernel.c): the same slots and scores as the full pass over a copy that does not know which
+    rows were written (``RowMemory.from_tensor``), with rows written back to zero, keys that prefer the zero
+    rows (all-negative cosines), a NaN key, more candidates asked than rows written, none written."""
+    from mann_zoo.memory import native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    g = _gen(31)
+    slots, width, heads = 3000, 7, 3
+    for written in (40, 0):
+        memory = RowMemory.zeros(B, slots + 1, width, torch.zeros((), dtype=dtype))
+        index = torch.stack([torch.randperm(slots, generator=g)[:written] for _ in range(B)])
+        rows = torch.randn(B, written, width, generator=g, dtype=dtype)
+        rows[:, :3] = 0  # written, but zero again
+        memory = replace_rows(memory, index, rows)
+        assert memory.written[:, :slots].sum(-1).tolist() == [written] * B
+        full = RowMemory.from_tensor(memory.values.clone())
+        assert full.written is None
+        keys = torch.randn(B, heads, width, generator=g, dtype=dtype)
+        keys[0, 0] = -rows[0].abs().sum(0) - 1  # below zero on every non-zero written row: the zero rows win
+        keys[1, 1, 2] = torch.nan
+        for m in (5, 24, 60):
+            ours = native.content_candidates(memory.units, keys, m, memory.written)
+            theirs = native.content_candidates(full.units, keys, m)
+            for a, b in zip(ours, theirs):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+            torch.testing.assert_close(sp.content_candidates(memory, keys, m), ours[0], rtol=0, atol=0)
+        if written:
+            assert sp.content_candidates(memory, keys, 4)[1, 1].tolist() == [0, 1, 2, 3]  # NaN: the lowest slots
+    with pytest.raises(ValueError, match="written must be bool"):
+        native.content_candidates(memory.units, keys, 5, memory.written.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_least_used_kernel_equals_top_k_and_breaks_ties_by_slot(dtype, monkeypatch):
+    """The allocation's k least used slots in one pass (sparse_kernel.c's least_used) against ``topk(largest=
+    False)``: the same slots in the same order for distinct usage, on the usage buffer's strided rows; the lower
+    slot first among equal usage; NaN usage last; and the same allocation either way."""
+    from mann_zoo.memory import native
+
+    assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
+    g = _gen(32)
+    usage = torch.rand(B, 5001, 1, generator=g, dtype=dtype)[..., 0][:, :5000]  # row stride 5,001
+    for k in (1, 8, 70):
+        torch.testing.assert_close(native.least_used(usage, k), usage.topk(k, dim=-1, largest=False).indices,
+                                   rtol=0, atol=0)
+    ties = torch.tensor([[0.5, 0.2, 0.5, 0.2, 0.0, 0.2, torch.nan, 0.0]], dtype=dtype)
+    assert native.least_used(ties, 8).tolist() == [[4, 7, 1, 3, 5, 0, 2, 6]]
+    assert native.least_used(torch.zeros(2, 300, dtype=dtype), 3).tolist() == [[0, 1, 2]] * 2
+    memory = RowMemory.from_tensor(usage.contiguous().unsqueeze(-1))
+    ours = sp.allocation_weights(memory, 8)
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    theirs = sp.allocation_weights(memory, 8)
+    torch.testing.assert_close(ours.index, theirs.index, rtol=0, atol=0)
+    torch.testing.assert_close(ours.value, theirs.value, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_requery_after_a_write_is_the_look_up_over_all_slots(masked):
     """Candidates before a write (K + R of them) and the rows written give the K best slots after it, as a

@@ -46,7 +46,8 @@ TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers
 class Kernels(NamedTuple):
     """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
     (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the sparse
-    DNC's ``content_candidates``, ``link_columns_update`` and ``merge_plan`` (``sparse_kernel.c``)."""
+    DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
+    (``sparse_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
@@ -54,6 +55,7 @@ class Kernels(NamedTuple):
     content_candidates: dict
     link_columns_update: dict
     merge_plan: dict
+    least_used: dict
 
 
 @functools.cache
@@ -185,8 +187,8 @@ def _build() -> Kernels:
 
 SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
               "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
-              "content_candidates": (4, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
-              "merge_plan": (4, 4, ctypes.c_int)}
+              "content_candidates": (5, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
+              "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 
@@ -314,14 +316,21 @@ MAX_KEYS = 16
 """``content_candidates`` takes at most this many keys per call (``sparse_kernel.c``'s SPARSE_MAX_HEADS)."""
 
 
-def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int, written: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(index [B, H, m] int64, score [B, H, m])``: for each key ``[B, H, W]``, the ``m`` slots of the N = N1 - 1
     with the largest cosine to it, best first (``sparse.content_candidates``), from ``units [B, W, N1]``, the
-    memory's normalised rows as columns (``RowMemory.units``). ``m <= N``, at most ``MAX_KEYS`` keys."""
+    memory's normalised rows as columns (``RowMemory.units``). ``m <= N``, at most ``MAX_KEYS`` keys.
+    ``written [B, N1]`` bool, if given: the slots written since the memory was all zeros (the rest are zero
+    columns of ``units``); where they are few, only they and the ``m`` lowest others are scored (the same result)."""
     units, keys = _prepared(units, keys)
     (B, W, N1), H = units.shape, keys.shape[1]
+    if written is not None and (written.shape != (B, N1) or written.dtype != torch.bool):
+        raise ValueError(f"content_candidates: written must be bool [{B}, {N1}], got {written.dtype} {list(written.shape)}")
+    written = None if written is None else written.contiguous()
     index, score = torch.empty(B, H, m, dtype=torch.int64), keys.new_empty(B, H, m)
-    status = kernels().content_candidates[units.dtype](*map(_address, (units, keys, index, score)), B, W, N1, H, m)
+    status = kernels().content_candidates[units.dtype](*map(_address, (units, keys, written, index, score)),
+                                                       B, W, N1, H, m)
     if status == 1:
         raise MemoryError(f"sparse_kernel.c: no memory for the scores of {H} keys")
     if status:
@@ -360,3 +369,16 @@ def merge_plan(index: torch.Tensor, value: torch.Tensor, k: int, none: int) -> t
                                          M, k, none):
         raise MemoryError(f"sparse_kernel.c: no memory to merge {M} entries")
     return kept, position
+
+
+def least_used(usage: torch.Tensor, k: int) -> torch.Tensor:
+    """``index [B, k]`` int64: for each row of ``usage [B, N]`` (rows may be strided, as the first N columns of
+    the usage buffer), the ``k`` least used slots, least used first, ties: the lower slot first
+    (``sparse.allocation_weights``; ``usage.topk(k, largest=False)`` up to the order of ties). ``1 <= k <= N``."""
+    if usage.stride(-1) != 1 or usage.is_neg():
+        usage = usage.resolve_neg().contiguous()
+    B, N = usage.shape
+    index = torch.empty(B, k, dtype=torch.int64)
+    if kernels().least_used[usage.dtype](usage.data_ptr(), index.data_ptr(), B, N, usage.stride(0), k):
+        raise MemoryError(f"sparse_kernel.c: no memory for {k} usage values")
+    return index

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import pool
 from ._checks import EPS, check_memory, check_shape
 
 
@@ -46,7 +47,7 @@ class _Gradient:
         """dL/dM for the running backward pass: zeros at the first call of each pass."""
         task = torch._C._current_graph_task_id()
         if self.grad is None or self.task != task:
-            self.grad = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+            self.grad = pool.full(self.shape, 0, self.dtype, self.device)  # a kept buffer where one is free
             self.task = task
         return self.grad
 
@@ -59,7 +60,11 @@ class _Buffer:
         self.units = None
         if norms:  # (M(i) / |M(i)|)^T [B, W, N], kept in step with the values: keys @ units over all N
             # (the content look-ups' cosine order) is one pass over the memory in this layout
-            self.units = values.new_zeros(values.transpose(1, 2).shape) if zeros else _units(values).transpose(1, 2).contiguous()
+            self.units = (pool.zeros(values.transpose(1, 2).shape, values) if zeros
+                          else _units(values).transpose(1, 2).contiguous())
+        # the rows written since the memory was all zeros ([B, N] bool; None: unknown, all of them may be
+        # non-zero): the rest are zero, which lets a content look-up pass them over (``sparse.content_candidates``)
+        self.written = values.new_zeros(values.shape[:2], dtype=torch.bool) if norms and zeros else None
         self.version = 0
         self.pending = []  # the tokens of the gathers made from the current version
         self.gradient = _Gradient(values)
@@ -78,7 +83,8 @@ class RowMemory(NamedTuple):
         (``units``, for content look-ups); without them, single entries can be replaced."""
         if slots < 1 or width < 1:
             raise ValueError(f"memory must have at least 1 slot and width 1, got N={slots}, W={width}")
-        return RowMemory(_Buffer(like.new_zeros(batch, slots, width), norms, zeros=True), like.new_empty(0), 0)
+        values = pool.zeros((batch, slots, width), like)  # a kept buffer where one is free (``memory.pool``)
+        return RowMemory(_Buffer(values, norms, zeros=True), like.new_empty(0), 0)
 
     @staticmethod
     def from_tensor(values: torch.Tensor) -> RowMemory:
@@ -104,6 +110,13 @@ class RowMemory(NamedTuple):
         """(M(i) / sqrt(|M(i)|^2 + EPS))^T ``[B, W, N]`` as of this version (read-only; ``norms=True``)."""
         self._check_current()
         return self.buffer.units
+
+    @property
+    def written(self) -> torch.Tensor | None:
+        """``[B, N]`` bool, the rows written since the memory was all zeros (the others are zero), as of this
+        version; None where not kept (a memory made from a tensor, or without ``norms``). Read-only."""
+        self._check_current()
+        return self.buffer.written
 
     @property
     def shape(self) -> torch.Size:
@@ -195,6 +208,8 @@ class _Replace(torch.autograd.Function):
             put_rows(_rows(buffer.values, entries), index, rows)
             if buffer.units is not None:
                 buffer.units.scatter_(2, index.unsqueeze(1).expand(-1, rows.shape[-1], -1), _units(rows).transpose(1, 2))
+            if buffer.written is not None:
+                buffer.written.scatter_(1, index, True)
         return rows.new_empty(0)
 
     @staticmethod

@@ -111,7 +111,9 @@ def content_candidates(memory: RowMemory, keys: torch.Tensor, m: int, mask: torc
     """The ``m`` slots most similar to each key by cosine (``cosine_similarity``, under ``mask`` if given),
     best first, without gradient: ``[B, H, min(m, N)]`` int64. One pass over the memory: on the CPU without a
     mask, a C kernel that ranks as it scores (``sparse_kernel.c``: no ``[B, H, N]`` table of scores; ties
-    broken by the lower slot); elsewhere ``content_scores`` and a top-k.
+    broken by the lower slot) and, while few rows were written since the memory was zeros (``RowMemory.
+    written``), scores only those and the ``m`` lowest others (all zero: the same result); elsewhere
+    ``content_scores`` and a top-k.
 
     Args: memory ``RowMemory [B, N + 1, W]`` (row N: the empty slot, never chosen), keys ``[B, H, W]``,
     mask ``[B, H, W]``.
@@ -122,7 +124,7 @@ def content_candidates(memory: RowMemory, keys: torch.Tensor, m: int, mask: torc
     with torch.no_grad():
         keys = keys.detach()
         if mask is None and keys.shape[1] <= native.MAX_KEYS and native.usable(memory.units, keys):
-            return native.content_candidates(memory.units, keys, m)[0]
+            return native.content_candidates(memory.units, keys, m, memory.written)[0]
         return content_scores(memory, keys, mask).topk(m, dim=-1).indices
 
 
@@ -235,7 +237,9 @@ def usage(usage: RowMemory, write_weights: SparseWeights, read_weights: SparseWe
 def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeights, torch.Tensor]] = ()
                        ) -> SparseWeights:
     """a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i] for the ``k`` least used slots phi (``memory.
-    allocation_weights``'s first k sorted entries, its largest: the rest is dropped).
+    allocation_weights``'s first k sorted entries, its largest: the rest is dropped). On the CPU the slots
+    come from one pass over the usage (``sparse_kernel.c``'s ``least_used``; equal usage: the lower slot
+    first), elsewhere from a top-k.
 
     Args:
         usage: ``RowMemory [B, N + 1, 1]``.
@@ -255,6 +259,8 @@ def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeigh
         values = values[:, :-1]  # the N slots
         if k >= values.shape[-1]:  # every slot: the dense sort (the same order among ties)
             index = torch.sort(EPS + (1 - EPS) * values, dim=-1).indices
+        elif k >= 1 and native.usable(values) and values.device.type == "cpu":  # one pass, no sort (C kernel)
+            index = native.least_used(values, k)  # ascending usage, ties: the lower slot first
         else:
             index = values.topk(k, dim=-1, largest=False).indices  # ascending usage
     u = gather_rows(usage, index.unsqueeze(1)).squeeze(1).squeeze(-1)  # [B,K]

@@ -6,18 +6,25 @@
  * EPS is memory/_checks.py's) and called through ctypes on contiguous CPU tensors.
  *
  * Shapes (row-major, contiguous): units U [B, W, N1], the memory's rows M(i) / sqrt(|M(i)|^2 + EPS) as
- * columns, N1 = N + 1 (column N: the empty slot, never chosen); keys k [B, H, W]; out: index [B, H, M]
- * (int64) and score [B, H, M], each row best first (ties: the lower slot first). M <= N.
+ * columns, N1 = N + 1 (column N: the empty slot, never chosen); keys k [B, H, W]; written [B, N1] (bytes 0 or
+ * 1, or NULL): the slots written since the memory was all zeros; out: index [B, H, M] (int64) and score
+ * [B, H, M], each row best first (ties: the lower slot first). M <= N.
  *
  *   score_i = (k / sqrt(|k|^2 + EPS)) . U[:, i]                                            (DNC content look-up)
  *
  * A NaN score counts as the lowest (the M slots are then still M distinct slots in 0..N-1).
+ *
+ * Where few slots were written (a sequence's first steps: at most K a step), the others' columns of U are
+ * zero and all score the same (0, or NaN for a key with a NaN or an infinity): of them only the M lowest can
+ * be among the M best, so only the written slots and those M are scored, in slot order, with the same
+ * arithmetic; the result is the full pass's. Else (or written NULL) the full pass.
  */
 
 #include <stddef.h>  /* ptrdiff_t */
 #include <stdint.h>  /* int64_t: torch's int64 index */
 #include <math.h>    /* sqrt, INFINITY */
 #include <stdlib.h>  /* malloc, free */
+#include <string.h>  /* memcpy */
 
 #ifndef SPARSE_BLOCK
 #define SPARSE_BLOCK 2048  /* slots scored at a time: long runs of each row of U (the hardware prefetcher's
@@ -41,8 +48,32 @@ static ptrdiff_t NAME(insert_ranked)(REAL *value, int64_t *index, ptrdiff_t n, p
 
 /* Returns 0, 1 where the block's buffer could not be allocated, 2 where H is above SPARSE_MAX_HEADS
  * (nothing valid written then). */
-int NAME(content_candidates)(const REAL *units, const REAL *keys, int64_t *index, REAL *score,
-                             ptrdiff_t B, ptrdiff_t W, ptrdiff_t N1, ptrdiff_t H, ptrdiff_t M) {
+/* s = k . U[:, i], summed as the full pass sums it (four rows of U at a time). */
+static REAL NAME(score_column)(const REAL *k, const REAL *U, ptrdiff_t W, ptrdiff_t N1, ptrdiff_t i) {
+    REAL s = 0;
+    ptrdiff_t j = 0;
+    for (; j + 4 <= W; j += 4)
+        s += k[j] * U[j * N1 + i] + k[j + 1] * U[(j + 1) * N1 + i] + k[j + 2] * U[(j + 2) * N1 + i]
+             + k[j + 3] * U[(j + 3) * N1 + i];
+    for (; j < W; j++) s += k[j] * U[j * N1 + i];
+    return s;
+}
+
+/* The number of written slots among the first N bytes of written (8 at a time where a word is all zero). */
+static ptrdiff_t NAME(count_written)(const unsigned char *written, ptrdiff_t N) {
+    ptrdiff_t count = 0, i = 0;
+    for (; i + 8 <= N; i += 8) {
+        uint64_t word;
+        memcpy(&word, written + i, 8);
+        if (word)
+            for (ptrdiff_t j = i; j < i + 8; j++) count += written[j] != 0;
+    }
+    for (; i < N; i++) count += written[i] != 0;
+    return count;
+}
+
+int NAME(content_candidates)(const REAL *units, const REAL *keys, const unsigned char *written, int64_t *index,
+                             REAL *score, ptrdiff_t B, ptrdiff_t W, ptrdiff_t N1, ptrdiff_t H, ptrdiff_t M) {
     if (H > SPARSE_MAX_HEADS) return 2;
     const ptrdiff_t N = N1 - 1;
     REAL *scores = malloc(H * SPARSE_BLOCK * sizeof(REAL));
@@ -56,6 +87,29 @@ int NAME(content_candidates)(const REAL *units, const REAL *keys, int64_t *index
             for (ptrdiff_t j = 0; j < W; j++) kk += k[h * W + j] * k[h * W + j];
             unit_key[h] = 1 / sqrt(kk + EPS);
             count[h] = 0;
+        }
+        const unsigned char *w = written ? written + b * N1 : NULL;
+        if (w && NAME(count_written)(w, N) + M <= N / 8) {  /* few written: those and the M lowest others */
+            ptrdiff_t others = 0;
+            for (ptrdiff_t i = 0; i < N; i++) {
+                if (!w[i]) {
+                    if (others == M) {  /* past the M lowest unwritten: to the next written slot */
+                        uint64_t word;
+                        while (i + 8 <= N && (memcpy(&word, w + i, 8), word == 0)) i += 8;
+                        if (i >= N || !w[i]) continue;
+                    } else {
+                        others++;
+                    }
+                }
+                for (ptrdiff_t h = 0; h < H; h++) {
+                    REAL si = NAME(score_column)(k + h * W, U, W, N1, i) * unit_key[h];
+                    si = si != si ? -INFINITY : si;
+                    REAL *v = score + (b * H + h) * M;
+                    if (count[h] < M || si > v[M - 1])
+                        count[h] = NAME(insert_ranked)(v, index + (b * H + h) * M, count[h], M, si, i);
+                }
+            }
+            continue;
         }
         for (ptrdiff_t start = 0; start < N; start += SPARSE_BLOCK) {
             const ptrdiff_t n = N - start < SPARSE_BLOCK ? N - start : SPARSE_BLOCK;
@@ -263,5 +317,48 @@ int NAME(merge_plan)(const int64_t *index, const REAL *value, int64_t *kept, int
     }
     free(order);
     free(sums);
+    return 0;
+}
+
+/* The sparse DNC's allocation slots (memory/sparse.py, allocation_weights): for each batch row, the k least
+ * used of the N slots, least used first (ties: the lower slot first), in one pass over the usage and without
+ * a sort (torch: a top-k over [B, N]).
+ *
+ * Shapes: usage u [B, N] with row stride `stride` (>= N; the usage buffer [B, N + 1, 1] is read as its first
+ * N columns); out: index [B, k] int64 (contiguous). 1 <= k <= N. A NaN usage counts as the highest.
+ * Returns 0, or 1 where the list of k values could not be allocated. */
+#define LEAST_USED_BLOCK 64  /* slots compared at a time with the k-th least before any is ranked */
+int NAME(least_used)(const REAL *usage, int64_t *index, ptrdiff_t B, ptrdiff_t N, ptrdiff_t stride, ptrdiff_t k) {
+    REAL *value = malloc(k * sizeof(REAL));  /* the k least so far, ascending */
+    if (!value) return 1;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *u = usage + b * stride;
+        int64_t *x = index + b * k;
+        ptrdiff_t count = 0;
+        for (ptrdiff_t start = 0; start < N; start += LEAST_USED_BLOCK) {
+            const ptrdiff_t n = N - start < LEAST_USED_BLOCK ? N - start : LEAST_USED_BLOCK;
+            if (count == k) {  /* full: a block whose least is not below the k-th is passed over */
+                REAL least = INFINITY;
+#pragma omp simd reduction(min : least)
+                for (ptrdiff_t i = 0; i < n; i++) least = u[start + i] < least ? u[start + i] : least;
+                if (!(least < value[k - 1])) continue;
+            }
+            for (ptrdiff_t i = start; i < start + n; i++) {
+                const REAL ui = u[i] != u[i] ? INFINITY : u[i];  /* NaN: the highest */
+                if (count < k || ui < value[k - 1]) {  /* insert, kept ascending; equal: scan order */
+                    ptrdiff_t at = count < k ? count : k - 1;
+                    while (at > 0 && value[at - 1] > ui) {
+                        value[at] = value[at - 1];
+                        x[at] = x[at - 1];
+                        at--;
+                    }
+                    value[at] = ui;
+                    x[at] = i;
+                    count += count < k;
+                }
+            }
+        }
+    }
+    free(value);
     return 0;
 }

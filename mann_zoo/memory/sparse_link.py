@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import native
+from . import native, pool
 from .rows import RowMemory, gather_entries, gather_rows, put_rows, replace_entries, replace_rows, take_rows
 from .sparse import SparseWeights, lookup, merge
 
@@ -41,9 +41,10 @@ class SparseLink(NamedTuple):
     @staticmethod
     def empty(groups: int, slots: int, k: int, like: torch.Tensor) -> SparseLink:
         """No entries: ``groups`` link heads of ``slots`` slots, ``k`` entries per row and column."""
-        none = torch.full((groups, slots + 1, k), slots, dtype=torch.int64, device=like.device)
-        return SparseLink(RowMemory.zeros(groups, slots + 1, k, like, norms=False), none, none.clone(),
-                          torch.zeros_like(none))
+        shape = (groups, slots + 1, k)  # kept buffers where they are free (``memory.pool``)
+        return SparseLink(RowMemory.zeros(groups, slots + 1, k, like, norms=False),
+                          pool.full(shape, slots, torch.int64, like.device),
+                          pool.full(shape, slots, torch.int64, like.device), pool.full(shape, 0, torch.int64, like.device))
 
     @property
     def slots(self) -> int:

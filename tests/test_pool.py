@@ -1,0 +1,110 @@
+"""Tests for the kept per-sequence buffers (``memory.pool``): a buffer is handed out again only when nothing
+else uses it, refilled; and a sparse DNC trained over several sequences on kept buffers computes what it
+computes on fresh ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mann_zoo.memory import pool
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """Every buffer kept, whatever its size; the pool empty before and after."""
+    monkeypatch.setattr(pool, "MIN_BYTES", 0)
+    pool.clear()
+    yield
+    pool.clear()
+
+
+def test_a_free_buffer_is_handed_out_again_refilled(kept):
+    first = pool.full((3, 4), 7, torch.float32, torch.device("cpu"))
+    address = first.data_ptr()
+    first.add_(1)
+    del first
+    again = pool.full((3, 4), 2, torch.float32, "cpu")
+    assert again.data_ptr() == address
+    assert again.tolist() == [[2.0] * 4] * 3
+    other = pool.zeros((3, 4), torch.ones((), dtype=torch.float64))  # another dtype: another buffer
+    assert other.dtype == torch.float64 and other.abs().sum() == 0 and other.data_ptr() != address
+
+
+@pytest.mark.parametrize("holder", ["name", "view", "saved by autograd"])
+def test_a_buffer_in_use_is_not_handed_out(kept, holder):
+    buffer = pool.full((5,), 1.0, torch.float64, "cpu")
+    address = buffer.data_ptr()
+    if holder == "view":
+        keep = buffer[1:]
+        del buffer
+    elif holder == "saved by autograd":
+        weight = torch.ones(5, dtype=torch.float64, requires_grad=True)
+        keep = (buffer * weight).sum()  # the product saves the buffer for its backward
+        del buffer
+    else:
+        keep = buffer
+    second = pool.full((5,), 0.0, torch.float64, "cpu")
+    assert second.data_ptr() != address
+    if holder == "saved by autograd":
+        keep.backward()
+        assert weight.grad.tolist() == [1.0] * 5  # the saved buffer was not refilled with zeros
+    del keep, second
+    assert pool.full((5,), 0.0, torch.float64, "cpu").data_ptr() in (address, *[b.data_ptr() for b in pool._kept])
+
+
+def test_small_buffers_and_the_bound_on_kept_ones(monkeypatch):
+    pool.clear()
+    small = pool.full((4,), 0, torch.float32, "cpu")  # under MIN_BYTES: torch's allocator
+    assert not pool._kept and small.tolist() == [0.0] * 4
+    monkeypatch.setattr(pool, "MIN_BYTES", 0)
+    monkeypatch.setattr(pool, "KEPT", 2)
+    buffers = [pool.full((n,), 0, torch.float32, "cpu") for n in (1, 2, 3)]
+    assert [b.shape[0] for b in pool._kept] == [2, 3]  # the most recent two
+    del buffers
+    pool.clear()
+    assert not pool._kept
+
+
+def test_sparse_dnc_on_kept_buffers_computes_what_it_does_on_fresh_ones(monkeypatch):
+    """Three training sequences in a row (and one under no_grad between them), with every buffer kept and
+    handed out again, against the same with none kept: the same outputs and gradients, bit for bit."""
+    from mann_zoo.models import build
+
+    full = pool.full
+    handed_again = []
+
+    def counting_full(*args, **kwargs):
+        before = [id(b) for b in pool._kept]  # ids: a reference would keep every buffer in use
+        buffer = full(*args, **kwargs)
+        handed_again.append(id(buffer) in before)
+        return buffer
+
+    monkeypatch.setattr(pool, "full", counting_full)
+
+    def train(keep: bool):
+        monkeypatch.setattr(pool, "MIN_BYTES", 0 if keep else 1 << 62)
+        pool.clear()
+        handed_again.clear()
+        torch.manual_seed(0)
+        model = build("dnc", 5, 4, controller_size=12, memory_slots=40, word_size=6, sparse_k=3).double()
+        results = []
+        for batch in range(3):
+            x = torch.rand(2, 9, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(batch))
+            out = model(x)
+            out = out[0] if isinstance(out, tuple) else out
+            out.pow(2).sum().backward()
+            results += [out.detach(), *(p.grad.clone() for p in model.parameters())]
+            model.zero_grad()
+            with torch.no_grad():
+                out = model(x)
+                results.append(out[0] if isinstance(out, tuple) else out)
+        reused = sum(handed_again)
+        pool.clear()
+        return results, reused
+
+    kept, reused = train(keep=True)
+    fresh, none = train(keep=False)
+    assert reused > 0 and none == 0
+    for a, b in zip(kept, fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
