@@ -21,7 +21,7 @@ import threading
 import torch
 
 MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them without new pages)
-KEPT = 16  # buffers kept at most (a sparse DNC sequence uses 10)
+KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room for three sizes at once)
 
 _kept: list[torch.Tensor] = []  # most recently used last
 _lock = threading.Lock()
