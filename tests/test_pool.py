@@ -31,29 +31,68 @@ def test_a_free_buffer_is_handed_out_again_refilled(kept):
     assert other.dtype == torch.float64 and other.abs().sum() == 0 and other.data_ptr() != address
 
 
-@pytest.mark.parametrize("holder", ["name", "view", "saved by autograd"])
+@pytest.mark.parametrize("holder", ["name", "view", "detached", "storage", "saved by autograd"])
 def test_a_buffer_in_use_is_not_handed_out(kept, holder):
     buffer = pool.full((5,), 1.0, torch.float64, "cpu")
     address = buffer.data_ptr()
     if holder == "view":
         keep = buffer[1:]
         del buffer
+    elif holder == "detached":
+        keep = buffer.detach()
+        del buffer
+    elif holder == "storage":
+        keep = buffer.untyped_storage()
+        del buffer
     elif holder == "saved by autograd":
         weight = torch.ones(5, dtype=torch.float64, requires_grad=True)
         keep = (buffer * weight).sum()  # the product saves the buffer for its backward
         del buffer
     else:
-        keep = buffer
+        keep, buffer = buffer, None
     second = pool.full((5,), 0.0, torch.float64, "cpu")
     assert second.data_ptr() != address
     if holder == "saved by autograd":
         keep.backward()
         assert weight.grad.tolist() == [1.0] * 5  # the saved buffer was not refilled with zeros
     del keep, second
-    assert pool.full((5,), 0.0, torch.float64, "cpu").data_ptr() in (address, *[b.data_ptr() for b in pool._kept])
+    assert pool.full((5,), 0.0, torch.float64, "cpu").data_ptr() == address  # free again: the oldest first
 
 
-def test_small_buffers_and_the_bound_on_kept_ones(monkeypatch):
+def test_buffers_made_in_inference_mode_are_filled_again_in_training(kept):
+    """A buffer first made under inference_mode (Lightning's evaluation) is a normal tensor, which a training
+    step may fill again (an inference tensor cannot be changed outside inference mode)."""
+    with torch.inference_mode():
+        first = pool.full((4, 3), 1.0, torch.float32, "cpu")
+        first.mul_(2)
+    assert not first.is_inference()
+    address = first.data_ptr()
+    del first
+    again = pool.full((4, 3), 0.0, torch.float32, "cpu")
+    assert again.data_ptr() == address and again.abs().sum() == 0
+    weight = torch.ones(3, requires_grad=True)
+    (again + weight).sum().backward()
+    with torch.inference_mode():
+        del again
+        assert pool.full((4, 3), 5.0, torch.float32, "cpu").data_ptr() == address
+
+
+def test_only_cpu_buffers_are_kept(kept):
+    on_meta = pool.full((1024, 1024), 0.0, torch.float32, "meta")
+    assert on_meta.device.type == "meta" and not pool._kept
+
+
+def test_sparse_link_buffers_are_distinct(kept):
+    from mann_zoo.memory import sparse_link
+
+    link = sparse_link.SparseLink.empty(2, 10, 3, torch.zeros(()))
+    tensors = [link.values.values, link.columns, link.rows, link.places]
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == 4
+    assert link.columns.unique().tolist() == [10] and link.rows.unique().tolist() == [10]
+    assert link.places.abs().sum() == 0
+
+
+def test_small_buffers_and_the_bounds_on_kept_ones(monkeypatch):
     pool.clear()
     small = pool.full((4,), 0, torch.float32, "cpu")  # under MIN_BYTES: torch's allocator
     assert not pool._kept and small.tolist() == [0.0] * 4
@@ -61,6 +100,10 @@ def test_small_buffers_and_the_bound_on_kept_ones(monkeypatch):
     monkeypatch.setattr(pool, "KEPT", 2)
     buffers = [pool.full((n,), 0, torch.float32, "cpu") for n in (1, 2, 3)]
     assert [b.shape[0] for b in pool._kept] == [2, 3]  # the most recent two
+    monkeypatch.setattr(pool, "KEPT", 32)
+    monkeypatch.setattr(pool, "MAX_BYTES", 3 * 4 * 5)  # three buffers of five floats
+    buffers += [pool.full((5,), 0, torch.float32, "cpu") for _ in range(4)]
+    assert [b.shape[0] for b in pool._kept] == [5, 5, 5]
     del buffers
     pool.clear()
     assert not pool._kept
@@ -107,4 +150,54 @@ def test_sparse_dnc_on_kept_buffers_computes_what_it_does_on_fresh_ones(monkeypa
     fresh, none = train(keep=False)
     assert reused > 0 and none == 0
     for a, b in zip(kept, fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_sparse_dnc_state_held_by_the_caller_is_not_reused(kept):
+    """The state of one sequence, still held, keeps its buffers: a second sequence (forward and backward)
+    gets others, and the first state reads as before."""
+    from mann_zoo.models import build
+
+    torch.manual_seed(0)
+    model = build("dnc", 5, 4, controller_size=12, memory_slots=40, word_size=6, sparse_k=3).double()
+    x = torch.rand(2, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    state = model.initial_state(2, x)
+    for t in range(x.shape[1]):
+        _, state, _ = model.step(x[:, t], state)
+    held = [state.memory.values, state.memory.units, state.usage.values, state.link.values.values,
+            state.link.columns, state.link.rows, state.link.places]
+    before = [t.clone() for t in held]
+    assert any(t.abs().sum() > 0 for t in before[:4])
+    model(x).pow(2).sum().backward()
+    for now, then in zip(held, before):
+        torch.testing.assert_close(now, then, rtol=0, atol=0)
+
+
+def test_sparse_dnc_content_candidates_among_written_rows_give_the_full_pass_results(monkeypatch):
+    """At N = 400 with short sequences the content look-ups take the short path (the written rows and the m
+    lowest others, sparse_kernel.c): outputs and gradients bit for bit those of the full pass."""
+    from mann_zoo.memory import native
+    from mann_zoo.models import build
+
+    candidates = native.content_candidates
+    short = []
+
+    def recording(units, keys, m, written=None):
+        if written is not None:
+            short.append(bool((written[:, :-1].sum(-1) + m <= (units.shape[-1] - 1) // 8).all()))
+        return candidates(units, keys, m, written)
+
+    def train(full_pass: bool):
+        monkeypatch.setattr(native, "content_candidates",
+                            (lambda units, keys, m, written=None: candidates(units, keys, m)) if full_pass else recording)
+        torch.manual_seed(0)
+        model = build("dnc", 5, 4, controller_size=12, memory_slots=400, word_size=6, sparse_k=3).double()
+        x = torch.rand(3, 7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        out = model(x)
+        out.pow(2).sum().backward()
+        return [out.detach(), *(p.grad for p in model.parameters())]
+
+    ours, theirs = train(full_pass=False), train(full_pass=True)
+    assert short and all(short)  # every look-up of the sequence took the short path
+    for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

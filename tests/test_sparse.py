@@ -265,7 +265,7 @@ def test_content_candidates_among_the_written_rows_equal_the_full_pass(dtype):
 
     assert native.kernels() is not None, "the C kernels did not build (no C compiler?)"
     g = _gen(31)
-    slots, width, heads = 3000, 7, 3
+    slots, width, heads = 2999, 7, 3  # N not a multiple of 8: the byte-at-a-time tail of the written mask
     for written in (40, 0):
         memory = RowMemory.zeros(B, slots + 1, width, torch.zeros((), dtype=dtype))
         index = torch.stack([torch.randperm(slots, generator=g)[:written] for _ in range(B)])
@@ -288,6 +288,8 @@ def test_content_candidates_among_the_written_rows_equal_the_full_pass(dtype):
             assert sp.content_candidates(memory, keys, 4)[1, 1].tolist() == [0, 1, 2, 3]  # NaN: the lowest slots
     with pytest.raises(ValueError, match="written must be bool"):
         native.content_candidates(memory.units, keys, 5, memory.written.float())
+    with pytest.raises(ValueError, match=r"m must be in \[1, 2999\], got 0"):
+        native.content_candidates(memory.units, keys, 0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -306,6 +308,11 @@ def test_least_used_kernel_equals_top_k_and_breaks_ties_by_slot(dtype, monkeypat
     ties = torch.tensor([[0.5, 0.2, 0.5, 0.2, 0.0, 0.2, torch.nan, 0.0]], dtype=dtype)
     assert native.least_used(ties, 8).tolist() == [[4, 7, 1, 3, 5, 0, 2, 6]]
     assert native.least_used(torch.zeros(2, 300, dtype=dtype), 3).tolist() == [[0, 1, 2]] * 2
+    for bad in (0, 5001):
+        with pytest.raises(ValueError, match=r"k must be in \[1, 5000\], got " + str(bad)):
+            native.least_used(usage, bad)
+    with pytest.raises(ValueError, match="usage must be float32 or float64 \\[B, N\\]"):
+        native.least_used(usage.unsqueeze(-1), 3)
     memory = RowMemory.from_tensor(usage.contiguous().unsqueeze(-1))
     ours = sp.allocation_weights(memory, 8)
     monkeypatch.setattr(native, "usable", lambda *tensors: False)

@@ -325,6 +325,8 @@ def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int, written:
     columns of ``units``); where they are few, only they and the ``m`` lowest others are scored (the same result)."""
     units, keys = _prepared(units, keys)
     (B, W, N1), H = units.shape, keys.shape[1]
+    if not 1 <= m <= N1 - 1:
+        raise ValueError(f"content_candidates: m must be in [1, {N1 - 1}], got {m}")
     if written is not None and (written.shape != (B, N1) or written.dtype != torch.bool):
         raise ValueError(f"content_candidates: written must be bool [{B}, {N1}], got {written.dtype} {list(written.shape)}")
     written = None if written is None else written.contiguous()
@@ -375,9 +377,13 @@ def least_used(usage: torch.Tensor, k: int) -> torch.Tensor:
     """``index [B, k]`` int64: for each row of ``usage [B, N]`` (rows may be strided, as the first N columns of
     the usage buffer), the ``k`` least used slots, least used first, ties: the lower slot first
     (``sparse.allocation_weights``; ``usage.topk(k, largest=False)`` up to the order of ties). ``1 <= k <= N``."""
+    if usage.dim() != 2 or usage.dtype not in SUFFIXES:
+        raise ValueError(f"least_used: usage must be float32 or float64 [B, N], got {usage.dtype} {list(usage.shape)}")
+    B, N = usage.shape
+    if not 1 <= k <= N:
+        raise ValueError(f"least_used: k must be in [1, {N}], got {k}")
     if usage.stride(-1) != 1 or usage.is_neg():
         usage = usage.resolve_neg().contiguous()
-    B, N = usage.shape
     index = torch.empty(B, k, dtype=torch.int64)
     if kernels().least_used[usage.dtype](usage.data_ptr(), index.data_ptr(), B, N, usage.stride(0), k):
         raise MemoryError(f"sparse_kernel.c: no memory for {k} usage values")

@@ -1,16 +1,21 @@
 """Large per-sequence buffers kept for the next sequence (the sparse DNC's memory, usage, link and gradient).
 
 A sparse DNC at N = 16,384 starts every sequence with ~260 MB of fresh buffers (memory and its normalised
-rows, the link's lists, the gradients), most of which a step never touches. A fresh buffer that large comes
-from ``mmap`` (glibc maps every block over 32 MB, whatever ``MALLOC_MMAP_THRESHOLD_`` says) and is paid
-page by page when it is first filled: ~2 us per 4 kB page, ~130 ms a training step at batch 32, where
-filling the same buffer again costs a tenth of that. ``full`` hands back a kept buffer of the same shape,
-dtype and device, filled again, when nothing else uses it any more (the previous sequence's state and
-autograd graph are gone), else a new one.
+rows, the link's lists, the gradients), most of which a step never touches. On the CPU a fresh buffer that
+large comes from ``mmap`` (glibc maps every block over 32 MB, whatever ``MALLOC_MMAP_THRESHOLD_`` says) and
+is paid page by page when it is first filled: ~2 us per 4 kB page, ~130 ms a training step at batch 32,
+where filling the same buffer again costs a tenth of that. ``full`` hands back a kept buffer of the same
+shape, dtype and device, filled again, when nothing else uses it any more (the previous sequence's state
+and autograd graph are gone), else a new one. Elsewhere (CUDA: its caching allocator already reuses
+memory, and a buffer refilled here would bypass its stream tracking) and for buffers under ``MIN_BYTES``,
+``full`` is ``torch.full``.
 
-"Nothing else uses it": the pool's own reference is the only one to the tensor (Python and C++, such as
-autograd's saved tensors) and to its storage (views). Buffers under ``MIN_BYTES`` go to torch's
-allocator as usual; the pool keeps at most ``KEPT`` buffers, the most recently used.
+"Nothing else uses it": the pool holds the only reference to the tensor (Python's and C++'s, such as
+autograd's saved tensors) and to its storage (no view, no ``detach()``, no storage object held). Kept
+buffers are normal tensors, also when made under ``torch.inference_mode`` (so that a training step may fill
+them after an evaluation). The same tensor object is handed out again; one that was made to require
+gradients is not. The pool keeps at most ``KEPT`` buffers and ``MAX_BYTES`` in all, the most recently
+used; ``clear()`` lets go of them.
 """
 
 from __future__ import annotations
@@ -22,26 +27,27 @@ import torch
 
 MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them without new pages)
 KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room for three sizes at once)
+MAX_BYTES = 2 << 30  # bytes kept at most (a sparse DNC at N = 16,384, batch 32: ~260 MB a sequence)
 
 _kept: list[torch.Tensor] = []  # most recently used last
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
-def full(shape: tuple[int, ...], value: float | int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def full(shape: tuple[int, ...], value: float | int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """``torch.full(shape, value, dtype=dtype, device=device)``, in a kept buffer where one is free."""
-    shape = tuple(shape)
-    if torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size() < MIN_BYTES:
+    shape, device = tuple(shape), torch.device(device)
+    if device.type != "cpu" or torch.Size(shape).numel() * dtype.itemsize < MIN_BYTES:
         return torch.full(shape, value, dtype=dtype, device=device)
-    device = torch.device(device)
-    with _lock:
+    with _lock, torch.inference_mode(False):  # normal tensors: filled in place in and out of inference mode
         for position in range(len(_kept)):
-            if _kept[position].shape == shape and _kept[position].dtype == dtype and _unused(position, device):
+            if _kept[position].shape == shape and _kept[position].dtype == dtype and _unused(position):
                 buffer = _kept.pop(position)
                 _kept.append(buffer)
                 return buffer.fill_(value)
         buffer = torch.full(shape, value, dtype=dtype, device=device)
         _kept.append(buffer)
-        del _kept[:max(len(_kept) - KEPT, 0)]
+        while len(_kept) > KEPT or sum(b.nbytes for b in _kept) > MAX_BYTES:
+            del _kept[0]
         return buffer
 
 
@@ -51,21 +57,22 @@ def zeros(shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None 
 
 
 def clear() -> None:
-    """Let go of every kept buffer (they are freed once nothing else uses them)."""
+    """Let go of every kept buffer (each is freed once nothing else uses it)."""
     with _lock:
         _kept.clear()
 
 
-def _unused(position: int, device: torch.device) -> bool:
-    """Whether ``_kept[position]`` is on ``device`` and the pool holds the only reference to it and to its
-    storage (see the module docstring): one Python reference, ``_kept``'s (``getrefcount`` adds one for its
-    argument), one C++ owner of the tensor (its Python object) and one of the storage (the tensor: no views)."""
-    return (sys.getrefcount(_kept[position]) == 2 and _kept[position].device == device
-            and _kept[position]._use_count() == 1
-            and _storage_owners(_kept[position]) == _storage_owners(torch.empty(0)))
+def _unused(position: int) -> bool:
+    """Whether nothing but the pool uses ``_kept[position]`` (see the module docstring). Counted as for a
+    fresh tensor held once: Python references to the tensor (``getrefcount`` adds its argument), C++ owners
+    of the tensor (its Python object), and of its storage (the tensor, and the storage object asked, which
+    may be one someone holds: its Python references are counted too)."""
+    if sys.getrefcount(_kept[position]) != 2 or _kept[position]._use_count() != 1 or _kept[position].requires_grad:
+        return False
+    return _storage_references(_kept[position]) == _storage_references(torch.empty(1))
 
 
-def _storage_owners(tensor: torch.Tensor) -> int:
-    """How many owners ``tensor``'s storage has, as torch counts them while it is asked (which adds the
-    storage object that asks: compared with a fresh tensor's count, 1 owner)."""
-    return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata)
+def _storage_references(tensor: torch.Tensor) -> tuple[int, int]:
+    """(Python references to ``tensor``'s storage object, C++ owners of the storage), while asked."""
+    storage = tensor.untyped_storage()
+    return sys.getrefcount(storage), torch._C._storage_Use_Count(storage._cdata)

@@ -123,7 +123,7 @@ def content_candidates(memory: RowMemory, keys: torch.Tensor, m: int, mask: torc
     m = min(m, rows - 1)
     with torch.no_grad():
         keys = keys.detach()
-        if mask is None and keys.shape[1] <= native.MAX_KEYS and native.usable(memory.units, keys):
+        if mask is None and m >= 1 and keys.shape[1] <= native.MAX_KEYS and native.usable(memory.units, keys):
             return native.content_candidates(memory.units, keys, m, memory.written)[0]
         return content_scores(memory, keys, mask).topk(m, dim=-1).indices
 
@@ -259,7 +259,7 @@ def allocation_weights(usage: RowMemory, k: int, claimed: list[tuple[SparseWeigh
         values = values[:, :-1]  # the N slots
         if k >= values.shape[-1]:  # every slot: the dense sort (the same order among ties)
             index = torch.sort(EPS + (1 - EPS) * values, dim=-1).indices
-        elif k >= 1 and native.usable(values) and values.device.type == "cpu":  # one pass, no sort (C kernel)
+        elif k >= 1 and native.usable(values):  # one pass, no sort (C kernel)
             index = native.least_used(values, k)  # ascending usage, ties: the lower slot first
         else:
             index = values.topk(k, dim=-1, largest=False).indices  # ascending usage

@@ -17,7 +17,9 @@
  * Where few slots were written (a sequence's first steps: at most K a step), the others' columns of U are
  * zero and all score the same (0, or NaN for a key with a NaN or an infinity): of them only the M lowest can
  * be among the M best, so only the written slots and those M are scored, in slot order, with the same
- * arithmetic; the result is the full pass's. Else (or written NULL) the full pass.
+ * sums; the result is the full pass's (bit for bit with GCC 12 here; in principle a compiler may contract
+ * the scalar and the vectorised multiply-adds differently: the last bit of a score, near-equal ranks).
+ * Else (or written NULL) the full pass.
  */
 
 #include <stddef.h>  /* ptrdiff_t */
@@ -46,8 +48,6 @@ static ptrdiff_t NAME(insert_ranked)(REAL *value, int64_t *index, ptrdiff_t n, p
     return n < cap ? n + 1 : n;
 }
 
-/* Returns 0, 1 where the block's buffer could not be allocated, 2 where H is above SPARSE_MAX_HEADS
- * (nothing valid written then). */
 /* s = k . U[:, i], summed as the full pass sums it (four rows of U at a time). */
 static REAL NAME(score_column)(const REAL *k, const REAL *U, ptrdiff_t W, ptrdiff_t N1, ptrdiff_t i) {
     REAL s = 0;
@@ -72,6 +72,8 @@ static ptrdiff_t NAME(count_written)(const unsigned char *written, ptrdiff_t N) 
     return count;
 }
 
+/* Returns 0, 1 where the block's buffer could not be allocated, 2 where H is above SPARSE_MAX_HEADS
+ * (nothing valid written then). */
 int NAME(content_candidates)(const REAL *units, const REAL *keys, const unsigned char *written, int64_t *index,
                              REAL *score, ptrdiff_t B, ptrdiff_t W, ptrdiff_t N1, ptrdiff_t H, ptrdiff_t M) {
     if (H > SPARSE_MAX_HEADS) return 2;
