@@ -323,13 +323,12 @@ def content_candidates(units: torch.Tensor, keys: torch.Tensor, m: int, written:
     memory's normalised rows as columns (``RowMemory.units``). ``m <= N``, at most ``MAX_KEYS`` keys.
     ``written [B, N1]`` bool, if given: the slots written since the memory was all zeros (the rest are zero
     columns of ``units``); where they are few, only they and the ``m`` lowest others are scored (the same result)."""
-    units, keys = _prepared(units, keys)
+    units, keys, written = _prepared(units, keys, written)
     (B, W, N1), H = units.shape, keys.shape[1]
     if not 1 <= m <= N1 - 1:
         raise ValueError(f"content_candidates: m must be in [1, {N1 - 1}], got {m}")
     if written is not None and (written.shape != (B, N1) or written.dtype != torch.bool):
         raise ValueError(f"content_candidates: written must be bool [{B}, {N1}], got {written.dtype} {list(written.shape)}")
-    written = None if written is None else written.contiguous()
     index, score = torch.empty(B, H, m, dtype=torch.int64), keys.new_empty(B, H, m)
     status = kernels().content_candidates[units.dtype](*map(_address, (units, keys, written, index, score)),
                                                        B, W, N1, H, m)

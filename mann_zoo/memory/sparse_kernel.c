@@ -331,7 +331,7 @@ int NAME(merge_plan)(const int64_t *index, const REAL *value, int64_t *kept, int
  * Returns 0, or 1 where the list of k values could not be allocated. */
 #define LEAST_USED_BLOCK 64  /* slots compared at a time with the k-th least before any is ranked */
 int NAME(least_used)(const REAL *usage, int64_t *index, ptrdiff_t B, ptrdiff_t N, ptrdiff_t stride, ptrdiff_t k) {
-    REAL *value = malloc(k * sizeof(REAL));  /* the k least so far, ascending */
+    REAL *value = malloc(k * sizeof(REAL));  /* minus the k least so far: insert_ranked's descending order */
     if (!value) return 1;
     for (ptrdiff_t b = 0; b < B; b++) {
         const REAL *u = usage + b * stride;
@@ -343,21 +343,12 @@ int NAME(least_used)(const REAL *usage, int64_t *index, ptrdiff_t B, ptrdiff_t N
                 REAL least = INFINITY;
 #pragma omp simd reduction(min : least)
                 for (ptrdiff_t i = 0; i < n; i++) least = u[start + i] < least ? u[start + i] : least;
-                if (!(least < value[k - 1])) continue;
+                if (!(-least > value[k - 1])) continue;
             }
             for (ptrdiff_t i = start; i < start + n; i++) {
-                const REAL ui = u[i] != u[i] ? INFINITY : u[i];  /* NaN: the highest */
-                if (count < k || ui < value[k - 1]) {  /* insert, kept ascending; equal: scan order */
-                    ptrdiff_t at = count < k ? count : k - 1;
-                    while (at > 0 && value[at - 1] > ui) {
-                        value[at] = value[at - 1];
-                        x[at] = x[at - 1];
-                        at--;
-                    }
-                    value[at] = ui;
-                    x[at] = i;
-                    count += count < k;
-                }
+                const REAL ui = u[i] != u[i] ? -INFINITY : -u[i];  /* minus the usage; NaN: the highest usage */
+                if (count < k || ui > value[k - 1])  /* equal: scan order, the lower slot first */
+                    count = NAME(insert_ranked)(value, x, count, k, ui, i);
             }
         }
     }
