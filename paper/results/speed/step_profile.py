@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mann_zoo.experiments.speed import ControllerAlone, copy_batch, time_steps, training_step_fn
-from mann_zoo.models.dnc import DNC
-from mann_zoo.models.ntm import NTM
+from mann_zoo.experiments.speed import (REFERENCE, ControllerAlone, copy_batch, reference_specs, time_steps,
+                                        training_step_fn)
+
+BITS = 8  # the reference copy task's bits per vector (9 input and 8 output channels)
 
 
 def kind(name: str) -> str:
@@ -41,9 +42,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    batch = copy_batch(32, 20, 8, "cpu")
-    models = {"controller alone": ControllerAlone(9, 8), "ntm compiled": NTM(9, 8, compile=True),
-              "dnc compiled": DNC(9, 8, compile=True)}
+    batch = copy_batch(32, 20, BITS, "cpu")
+    specs = reference_specs(["ntm", "dnc"], REFERENCE["memory_slots"], REFERENCE["word_size"])
+    models = {"controller alone": ControllerAlone(BITS + 1, BITS, REFERENCE["controller_size"], REFERENCE["word_size"]),
+              **{f"{name} compiled": spec.build(BITS + 1, BITS, compile=True) for name, spec in specs.items()}}
     steps = {name: training_step_fn(model, batch) for name, model in models.items()}
     timed = time_steps(steps, repeats=args.repeats, warmup=3)
     controller_ms = 1e3 * timed["controller alone"][0]
