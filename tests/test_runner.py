@@ -97,6 +97,12 @@ def test_the_ray_task_reads_progress_lines_without_importing_lightning(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+# A child that waits for a signal sleeps in short steps: a signal that lands after its last bytecode and before
+# one long time.sleep starts (the parent sends it as soon as the child prints) runs its Python handler only when
+# that sleep ends. A fresh-clone CI run under load once lost a SIGTERM that way (the child slept its 60 s out).
+_WAIT_FOR_SIGNALS = "for _ in range(1200):\n    time.sleep(0.05)\n"
+
+
 def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_path):
     """ray.cancel interrupts the task's main thread; a run that prints nothing for minutes (between two
     validations) still gets SIGTERM at once, writes what it writes on SIGTERM, and is gone."""
@@ -110,7 +116,7 @@ def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_pa
 
     child = ("import signal, sys, time\n"
              f"def stop(*_):\n    open({str(tmp_path / 'stopped')!r}, 'w').write('stopped')\n    sys.exit(0)\n"
-             "signal.signal(signal.SIGTERM, stop)\nprint('training', flush=True)\ntime.sleep(120)\n")
+             "signal.signal(signal.SIGTERM, stop)\nprint('training', flush=True)\n" + _WAIT_FOR_SIGNALS)
     # interrupt_main raises KeyboardInterrupt only under Python's own SIGINT handler; an earlier test of the
     # suite can leave another (the full suite's fresh-clone run once did), so it is put back for this one.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -170,7 +176,7 @@ def test_a_stop_sends_sigterm_to_the_runs_training_processes_and_waits_for_their
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, sys, time\n"
         "def stop(*_):\n    time.sleep(1.0)\n    open(sys.argv[1], 'w').write('stopped')\n    sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\ntime.sleep(60)\n"),
+        "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\n" + _WAIT_FOR_SIGNALS),
         str(result), "--run_name", run.run_id], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     (run.directory / "training.pid").write_text(f"{child.pid}\n")
