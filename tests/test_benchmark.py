@@ -22,7 +22,7 @@ from mann_zoo.experiments.benchmark import PRESETS, load_grid, run_grid
 from mann_zoo.experiments.cost import activation_megabytes
 from mann_zoo.experiments.cost_model import Sweep, fit_cost_model, formula, predict, sweep_of
 from mann_zoo.experiments.report import make_report
-from mann_zoo.experiments.results import RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results, save_table
+from mann_zoo.experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, RUN_COLUMNS, load_curves, load_results, save_table
 from mann_zoo.experiments.runner import Outcome
 from mann_zoo.training.atomic import atomic_write, atomic_write_text
 
@@ -842,15 +842,66 @@ def test_the_plan_of_bench_only_covers_the_runs_it_names(tmp_path, monkeypatch):
     spec.write_text("seeds: [0, 1]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
                     "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
     probed = []
-    monkeypatch.setattr(benchmark, "run_grid", lambda grid, *args, **kwargs: probed.append(grid))
+    table_runs = []
+
+    def run_grid(grid, *args, **kwargs):
+        probed.append(grid)
+        table_runs.extend(kwargs["table_runs"])
+
+    monkeypatch.setattr(benchmark, "run_grid", run_grid)
     monkeypatch.setattr(plan, "read_probes", lambda out, grid, probes: {
         plan.timing_key(s): {"step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32} for s in grid.runs})
     benchmark.main(["--config", str(spec), "--out", str(tmp_path / "out"), "--plan", "--only", "lstm"])
     [probes] = probed
     assert [s.run_id for s in probes.runs] == ["copy-lstm-seed0"]
+    # the probes' tables keep the rows of the grid's other probes (a fresh clone has no folders to rebuild them)
+    assert [s.run_id for s in table_runs] == ["copy-ntm-seed0", "copy-lstm-seed0"]
+    assert json.loads((tmp_path / "out/plan/probes.json").read_text()).keys() == {"copy-lstm-seed0"}
     text = (tmp_path / "out/plan.md").read_text()
     assert "| copy | lstm | 2 |" in text and "| copy | ntm |" not in text
     assert "Only the runs that `--only lstm` names." in text  # a partial plan says so
+
+
+def test_a_probe_whose_configuration_changed_is_timed_again(tmp_path):
+    """bench --plan reuses a probe only while its grid entry is the one it timed: after an override is added
+    (or a config file edited) the probe's folder and rows go, so that it runs again; the other probes, and
+    probes timed before fingerprints were kept, stay."""
+    from mann_zoo.configs import CONFIGS
+    from mann_zoo.experiments import plan
+
+    model = tmp_path / "lstm.yaml"
+    model.write_text((CONFIGS / "model/lstm.yaml").read_text())
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [0]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
+                    f"models:\n  ntm: {{config: configs/model/ntm.yaml}}\n  lstm: {{config: {model}}}\n")
+    out = tmp_path / "plan"
+    probes = plan.probe_grid(load_grid(spec, check=False))
+    rows = pd.DataFrame([{"run_id": s.run_id, "task": s.task, "model": s.model, "seed": 0, "step_time_ms": 5.0}
+                         for s in probes.runs]).reindex(columns=list(RESULT_COLUMNS))
+    save_table(rows, out / "results.csv", RESULT_COLUMNS)
+    curves = pd.DataFrame([{"run_id": s.run_id, "step": 1, "sequences": 32, "metric": "loss", "value": 1.0}
+                           for s in probes.runs]).reindex(columns=list(CURVE_COLUMNS))
+    save_table(curves, out / "curves.csv", CURVE_COLUMNS)
+    for s in probes.runs:
+        s.folder(out).mkdir(parents=True)
+    assert plan.forget_changed_probes(out, probes) == []  # no fingerprints yet: the probes stay
+    plan.record_fingerprints(out, probes)
+    assert plan.forget_changed_probes(out, probes) == []  # nothing changed
+    # the NTM's entry gains an override that changes its speed, the LSTM's config file an edit
+    spec.write_text(spec.read_text().replace("configs/model/ntm.yaml}", "configs/model/ntm.yaml, overrides: "
+                                             "{model.init_args.compile_steps: 4}}"))
+    changed = plan.probe_grid(load_grid(spec, check=False))
+    assert plan.forget_changed_probes(out, changed) == ["copy-ntm-seed0"]
+    assert not (out / "runs/copy-ntm-seed0").exists() and (out / "runs/copy-lstm-seed0").is_dir()
+    assert list(load_results(out / "results.csv")["run_id"]) == ["copy-lstm-seed0"]
+    assert list(load_curves(out / "curves.csv")["run_id"]) == ["copy-lstm-seed0"]
+    plan.record_fingerprints(out, changed)  # as bench --plan does once the probe has run again
+    model.write_text(model.read_text() + "\n# edited\n")
+    assert plan.forget_changed_probes(out, changed) == ["copy-lstm-seed0"]
+    # a learning rate does not change the speed: the probe stays
+    plan.record_fingerprints(out, changed)
+    spec.write_text(spec.read_text().replace("max_steps: 100}", "max_steps: 100, overrides: {model.lr: 0.01}}"))
+    assert plan.forget_changed_probes(out, plan.probe_grid(load_grid(spec, check=False))) == []
 
 
 def test_a_run_that_failed_before_its_first_result_still_lets_the_tables_be_written(tmp_path):

@@ -463,8 +463,13 @@ def main(argv: list[str] | None = None) -> None:
 
         planned = replace(grid, runs=chosen)
         probes = plan.probe_grid(planned)
+        for run_id in plan.forget_changed_probes(out / "plan", probes):
+            print(f"probe {run_id}: its configuration has changed since it was timed; timing it again")
+        # The probes timed before (their folders, or their committed rows) are reused; the tables keep the
+        # rows of the whole grid's probes, not only those --only names.
         run_grid(probes, out / "plan", args.jobs, args.threads, skip_recorded=True, address=args.address,
-                 show=False)  # the probes timed before (their folders, or their committed rows) are reused
+                 table_runs=plan.probe_grid(grid).runs, show=False)
+        plan.record_fingerprints(out / "plan", probes)
         recorded = load_results(out / "results.csv")  # the rows only: not the curves, which can be large
         finished = {spec.run_id for spec in planned.runs if is_finished(out, spec, grid, recorded)}
         table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes),

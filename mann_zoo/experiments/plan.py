@@ -13,13 +13,17 @@ an upper bound (a run that converges stops earlier). Once runs have finished, th
 left: per (task, model), the runs not yet finished times the median measured time (training and
 validation) of those that have, or the upper bound where none has. The probes go to ``<out>/plan/``
 (a rerun reuses them, from their folders or, in a fresh clone, from ``<out>/plan/results.csv``: delete
-that folder to time again); the plan is written as ``<out>/plan.csv`` and as a Markdown table,
+that folder to time again). A probe is reused only while its configuration is the one it timed
+(:func:`probe_fingerprint`, kept in ``<out>/plan/probes.json``): one whose config files or overrides have
+changed since is timed again. The plan is written as ``<out>/plan.csv`` and as a Markdown table,
 ``<out>/plan.md``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,11 +33,12 @@ import yaml
 
 from ..training.atomic import atomic_write_text
 from .grid import Grid, RunSpec
-from .results import load_results, result_summary, save_table
+from .results import CURVE_COLUMNS, RESULT_COLUMNS, load_curves, load_results, result_summary, save_table
 
 PROBE_STEPS = 20  # training steps between the probe's validations (the first steps compile: they fall out of the median)
 PROBE_VALIDATIONS = 3  # validations per probe; the plan takes their mean
 UNTIMED = ("model.lr",)  # overrides that do not change the time of a step: runs that differ only there share a probe
+FINGERPRINTS = "probes.json"  # in the probes' folder: {probe run id: probe_fingerprint}
 PLAN_COLUMNS = {
     "task": "string", "model": "string", "runs": "Int64", "max_steps": "Int64", "sequences": "Int64",
     "step_ms": "Float64", "validation_s": "Float64", "hours_per_run": "Float64", "hours": "Float64",
@@ -164,3 +169,44 @@ def write_plan(table: pd.DataFrame, out: Path, threads: int, jobs: int, only: li
     save_table(table, out / "plan.csv", PLAN_COLUMNS)
     atomic_write_text(out / "plan.md", text)
     return text
+
+
+def probe_fingerprint(spec: RunSpec) -> str:
+    """What the probe ``spec`` times, as a short hash: the text of its config files and its overrides less
+    :data:`UNTIMED`. Its run id stays when the grid's entry changes (another model config, an override such
+    as ``compile_steps`` added); this does not."""
+    configs, overrides = timing_key(spec)
+    text = json.dumps([[Path(config).read_text() for config in configs], overrides])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def forget_changed_probes(out: Path, probes: Grid) -> list[str]:
+    """Drop from the probes' folder ``out`` each probe of ``probes`` whose configuration has changed since it
+    was timed (its :func:`probe_fingerprint` in ``out/probes.json`` differs): its run folder and its rows of
+    ``out/results.csv`` and ``curves.csv``, so that the next ``run_grid`` times it again. A probe without a
+    recorded fingerprint (timed before they were kept) stays. Returns the run ids dropped."""
+    recorded = _fingerprints(out)
+    changed = [spec.run_id for spec in probes.runs
+               if spec.run_id in recorded and recorded[spec.run_id] != probe_fingerprint(spec)]
+    if changed:
+        for spec in probes.runs:
+            if spec.run_id in changed:
+                shutil.rmtree(spec.folder(out), ignore_errors=True)
+        for name, load, columns in (("results.csv", load_results, RESULT_COLUMNS),
+                                    ("curves.csv", load_curves, CURVE_COLUMNS)):
+            if (out / name).is_file():
+                table = load(out / name)
+                save_table(table[~table["run_id"].isin(changed)], out / name, columns)
+    return changed
+
+
+def record_fingerprints(out: Path, probes: Grid) -> None:
+    """Keep the :func:`probe_fingerprint` of every probe of ``probes`` in ``out/probes.json`` (beside those of
+    the grid's other probes), after they have been timed."""
+    fingerprints = {**_fingerprints(out), **{spec.run_id: probe_fingerprint(spec) for spec in probes.runs}}
+    atomic_write_text(out / FINGERPRINTS, json.dumps(dict(sorted(fingerprints.items())), indent=1) + "\n")
+
+
+def _fingerprints(out: Path) -> dict[str, str]:
+    path = out / FINGERPRINTS
+    return json.loads(path.read_text()) if path.is_file() else {}
