@@ -842,30 +842,63 @@ def test_the_plan_of_bench_only_covers_the_runs_it_names(tmp_path, monkeypatch):
     spec.write_text("seeds: [0, 1]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
                     "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
     probed = []
-    table_runs = []
-
-    def run_grid(grid, *args, **kwargs):
-        probed.append(grid)
-        table_runs.extend(kwargs["table_runs"])
-
-    monkeypatch.setattr(benchmark, "run_grid", run_grid)
+    monkeypatch.setattr(benchmark, "run_grid", lambda grid, *args, **kwargs: probed.append(grid))
     monkeypatch.setattr(plan, "read_probes", lambda out, grid, probes: {
         plan.timing_key(s): {"step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32} for s in grid.runs})
     benchmark.main(["--config", str(spec), "--out", str(tmp_path / "out"), "--plan", "--only", "lstm"])
     [probes] = probed
     assert [s.run_id for s in probes.runs] == ["copy-lstm-seed0"]
-    # the probes' tables keep the rows of the grid's other probes (a fresh clone has no folders to rebuild them)
-    assert [s.run_id for s in table_runs] == ["copy-ntm-seed0", "copy-lstm-seed0"]
-    assert json.loads((tmp_path / "out/plan/probes.json").read_text()).keys() == {"copy-lstm-seed0"}
     text = (tmp_path / "out/plan.md").read_text()
     assert "| copy | lstm | 2 |" in text and "| copy | ntm |" not in text
     assert "Only the runs that `--only lstm` names." in text  # a partial plan says so
+    # a later seed, or other seeds, are timed by the grid's own probe (named by its first seed): timed once
+    for args in (["--only", "copy-lstm-seed1"], ["--seeds", "5"]):
+        probed.clear()
+        benchmark.main(["--config", str(spec), "--out", str(tmp_path / "out"), "--plan", *args])
+        assert {s.run_id for s in probed[0].runs} <= {"copy-ntm-seed0", "copy-lstm-seed0"}
+
+
+def test_bench_plan_keeps_the_other_probes_rows_and_times_changed_probes_again(tmp_path, capsys):
+    """bench --plan --only with every probe timed before: nothing trains, and the probes' table keeps the
+    rows of the probes it did not name (a fresh clone has only those rows). A probe whose configuration has
+    changed since it was timed goes, and is timed again; the probes timed in a call get their fingerprint."""
+    from mann_zoo.experiments import plan
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [0, 1]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
+    probes = plan.probe_grid(load_grid(spec, check=False))
+    rows = pd.DataFrame([{"run_id": s.run_id, "task": s.task, "model": s.model, "seed": s.seed, "steps": s.max_steps,
+                          "step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32, "status": "finished",
+                          "val_set": "len_1-20"} for s in probes.runs]).reindex(columns=list(RESULT_COLUMNS))
+    save_table(rows, tmp_path / "out/plan/results.csv", RESULT_COLUMNS)
+    bench = ["--config", str(spec), "--out", str(tmp_path / "out"), "--plan"]
+    benchmark.main([*bench, "--only", "lstm"])  # both probes are finished: run_grid trains nothing
+    assert list(load_results(tmp_path / "out/plan/results.csv")["run_id"]) == ["copy-ntm-seed0", "copy-lstm-seed0"]
+    assert not (tmp_path / "out/plan/probes.json").exists()  # reused, not timed: their configuration is not known
+    (tmp_path / "out/plan/probes.json").write_text(json.dumps({"copy-ntm-seed0": "timed-another-config"}))
+    (tmp_path / "out/plan/runs/copy-ntm-seed0").mkdir(parents=True)
+    forgotten = []
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(benchmark, "run_grid", lambda grid, out, *args, **kwargs: forgotten.append(
+        (not (out / "runs/copy-ntm-seed0").exists(), list(load_results(out / "results.csv")["run_id"]))))
+    monkeypatch.setattr(plan, "read_probes", lambda out, grid, probes: {
+        plan.timing_key(s): {"step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32} for s in grid.runs})
+    try:
+        benchmark.main(bench)
+    finally:
+        monkeypatch.undo()
+    assert forgotten == [(True, ["copy-lstm-seed0"])]
+    assert "probe copy-ntm-seed0: its configuration has changed since it was timed" in capsys.readouterr().out
+    [ntm] = [s for s in probes.runs if s.model == "ntm"]
+    assert json.loads((tmp_path / "out/plan/probes.json").read_text()) == {"copy-ntm-seed0": plan.probe_fingerprint(ntm)}
 
 
 def test_a_probe_whose_configuration_changed_is_timed_again(tmp_path):
-    """bench --plan reuses a probe only while its grid entry is the one it timed: after an override is added
-    (or a config file edited) the probe's folder and rows go, so that it runs again; the other probes, and
-    probes timed before fingerprints were kept, stay."""
+    """A probe is reused only while its grid entry is the one it timed: after an override that changes the
+    speed is added, or a value in a config file changed, the probe's folder, carried state and rows go, so
+    that it runs again; the other probes, probes timed before fingerprints were kept, and edits that change
+    nothing (a learning rate, a comment) leave it."""
     from mann_zoo.configs import CONFIGS
     from mann_zoo.experiments import plan
 
@@ -884,22 +917,28 @@ def test_a_probe_whose_configuration_changed_is_timed_again(tmp_path):
     save_table(curves, out / "curves.csv", CURVE_COLUMNS)
     for s in probes.runs:
         s.folder(out).mkdir(parents=True)
+        (out / "resume" / s.run_id).mkdir(parents=True)
     assert plan.forget_changed_probes(out, probes) == []  # no fingerprints yet: the probes stay
-    plan.record_fingerprints(out, probes)
+    plan.record_fingerprints(out, probes.runs)
     assert plan.forget_changed_probes(out, probes) == []  # nothing changed
-    # the NTM's entry gains an override that changes its speed, the LSTM's config file an edit
+    # the NTM's entry gains an override that changes its speed
     spec.write_text(spec.read_text().replace("configs/model/ntm.yaml}", "configs/model/ntm.yaml, overrides: "
-                                             "{model.init_args.compile_steps: 4}}"))
+                                             "{model.core.init_args.compile_steps: 4}}"))
     changed = plan.probe_grid(load_grid(spec, check=False))
     assert plan.forget_changed_probes(out, changed) == ["copy-ntm-seed0"]
-    assert not (out / "runs/copy-ntm-seed0").exists() and (out / "runs/copy-lstm-seed0").is_dir()
+    assert not (out / "runs/copy-ntm-seed0").exists() and not (out / "resume/copy-ntm-seed0").exists()
+    assert (out / "runs/copy-lstm-seed0").is_dir() and (out / "resume/copy-lstm-seed0").is_dir()
     assert list(load_results(out / "results.csv")["run_id"]) == ["copy-lstm-seed0"]
     assert list(load_curves(out / "curves.csv")["run_id"]) == ["copy-lstm-seed0"]
-    plan.record_fingerprints(out, changed)  # as bench --plan does once the probe has run again
-    model.write_text(model.read_text() + "\n# edited\n")
+    plan.record_fingerprints(out, changed.runs[:1])  # as bench --plan does once the probe has been timed again
+    model.write_text(model.read_text() + "\n# a comment\n")  # changes nothing that is timed
+    assert plan.forget_changed_probes(out, changed) == []
+    text = model.read_text()
+    assert "controller_size: 256" in text
+    model.write_text(text.replace("controller_size: 256", "controller_size: 128"))  # the LSTM's config file changed
     assert plan.forget_changed_probes(out, changed) == ["copy-lstm-seed0"]
     # a learning rate does not change the speed: the probe stays
-    plan.record_fingerprints(out, changed)
+    plan.record_fingerprints(out, changed.runs)
     spec.write_text(spec.read_text().replace("max_steps: 100}", "max_steps: 100, overrides: {model.lr: 0.01}}"))
     assert plan.forget_changed_probes(out, plan.probe_grid(load_grid(spec, check=False))) == []
 

@@ -462,17 +462,20 @@ def main(argv: list[str] | None = None) -> None:
         from . import plan
 
         planned = replace(grid, runs=chosen)
-        probes = plan.probe_grid(planned)
+        # The probes are named by the grid's own seeds whatever --only and --seeds chose (a probe is timed once),
+        # and the probes' tables keep the rows of every probe of the grid, not only of those planned now.
+        declared = load_grid(path, None, args.max_steps, check=False) if args.seeds is not None else grid
+        probes = plan.probes_for(declared, chosen)
         for run_id in plan.forget_changed_probes(out / "plan", probes):
             print(f"probe {run_id}: its configuration has changed since it was timed; timing it again")
-        # The probes timed before (their folders, or their committed rows) are reused; the tables keep the
-        # rows of the whole grid's probes, not only those --only names.
+        timed_before = load_results(out / "plan" / "results.csv")
+        to_time = [spec for spec in probes.runs if not is_finished(out / "plan", spec, probes, timed_before)]
         run_grid(probes, out / "plan", args.jobs, args.threads, skip_recorded=True, address=args.address,
-                 table_runs=plan.probe_grid(grid).runs, show=False)
-        plan.record_fingerprints(out / "plan", probes)
+                 table_runs=plan.probe_grid(declared).runs, show=False)  # the probes timed before are reused
+        plan.record_fingerprints(out / "plan", to_time)
         recorded = load_results(out / "results.csv")  # the rows only: not the curves, which can be large
         finished = {spec.run_id for spec in planned.runs if is_finished(out, spec, grid, recorded)}
-        table = plan.plan_table(planned, plan.read_probes(out / "plan", planned, probes),
+        table = plan.plan_table(planned, plan.read_probes(out / "plan", declared, probes),
                                 plan.measured_hours(recorded, finished))
         print(plan.write_plan(table, out, args.threads, args.jobs, args.only))
         return

@@ -78,6 +78,14 @@ def probe_grid(grid: Grid, steps: int = PROBE_STEPS) -> Grid:
     return replace(grid, name=f"{grid.name}-plan", runs=runs, val_check_interval=steps, stop_at_convergence=False)
 
 
+def probes_for(declared: Grid, runs: list[RunSpec], steps: int = PROBE_STEPS) -> Grid:
+    """The probes that time ``runs`` (some runs of the grid, as ``--only`` and ``--seeds`` chose them): those
+    of :func:`probe_grid` of the ``declared`` grid (its own seeds) whose configuration one of ``runs`` has.
+    A probe's run id is then the same whichever runs are planned, and it is timed once."""
+    keys = {timing_key(spec) for spec in runs}
+    return probe_grid(replace(declared, runs=[spec for spec in declared.runs if timing_key(spec) in keys]), steps)
+
+
 def plan_table(grid: Grid, probes: dict[tuple, dict], measured: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The plan (``PLAN_COLUMNS``, one row per (task, model) in grid order, then a total row) from the
     probes' ``result.json`` summaries, keyed by :func:`timing_key`.
@@ -146,9 +154,10 @@ def markdown(table: pd.DataFrame, threads: int, jobs: int, only: list[str] | Non
 
 
 def read_probes(out: Path, grid: Grid, probes_grid: Grid) -> dict[tuple, dict]:
-    """The summaries of the probe runs ``probes_grid`` (:func:`probe_grid` of ``grid``) in ``out``, keyed by
-    the :func:`timing_key` of the runs they stand for: a probe's ``result.json``, else its row of
-    ``out/results.csv`` (a fresh clone has the committed table, not the run folders)."""
+    """The summaries of the probe runs ``probes_grid`` (:func:`probe_grid` of ``grid``, or :func:`probes_for`
+    the declared ``grid``) in ``out``, keyed by the :func:`timing_key` of the runs they stand for: a probe's
+    ``result.json``, else its row of ``out/results.csv`` (a fresh clone has the committed table, not the run
+    folders)."""
     stands_for = {(spec.task, spec.model, spec.seed): timing_key(spec) for spec in grid.runs}
     recorded = load_results(out / "results.csv").drop_duplicates("run_id").set_index("run_id")
     probes = {}
@@ -172,38 +181,44 @@ def write_plan(table: pd.DataFrame, out: Path, threads: int, jobs: int, only: li
 
 
 def probe_fingerprint(spec: RunSpec) -> str:
-    """What the probe ``spec`` times, as a short hash: the text of its config files and its overrides less
-    :data:`UNTIMED`. Its run id stays when the grid's entry changes (another model config, an override such
-    as ``compile_steps`` added); this does not."""
+    """What the probe ``spec`` times, as a short hash: its config files' contents (parsed: an edited comment
+    does not count) and its overrides less :data:`UNTIMED`. Its run id stays when the grid's entry changes
+    (another model config, an override such as ``compile_steps`` added); this does not. Not in it: the
+    code's revision, ``--threads`` and :data:`PROBE_STEPS` (delete ``<out>/plan`` to time again after those)."""
     configs, overrides = timing_key(spec)
-    text = json.dumps([[Path(config).read_text() for config in configs], overrides])
+    contents = [yaml.safe_load(Path(config).read_text()) for config in configs]
+    text = json.dumps([contents, json.loads(overrides)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def forget_changed_probes(out: Path, probes: Grid) -> list[str]:
     """Drop from the probes' folder ``out`` each probe of ``probes`` whose configuration has changed since it
-    was timed (its :func:`probe_fingerprint` in ``out/probes.json`` differs): its run folder and its rows of
-    ``out/results.csv`` and ``curves.csv``, so that the next ``run_grid`` times it again. A probe without a
-    recorded fingerprint (timed before they were kept) stays. Returns the run ids dropped."""
+    was timed (its :func:`probe_fingerprint` in ``out/probes.json`` differs): its run folder, its carried
+    state (``resume/``, from which it would go on) and its rows of ``out/results.csv`` and ``curves.csv``,
+    so that the next ``run_grid`` times it again. A probe without a recorded fingerprint (timed before they
+    were kept) stays. Returns the run ids dropped."""
     recorded = _fingerprints(out)
-    changed = [spec.run_id for spec in probes.runs
+    changed = [spec for spec in probes.runs
                if spec.run_id in recorded and recorded[spec.run_id] != probe_fingerprint(spec)]
-    if changed:
-        for spec in probes.runs:
-            if spec.run_id in changed:
-                shutil.rmtree(spec.folder(out), ignore_errors=True)
+    for spec in changed:
+        shutil.rmtree(spec.folder(out), ignore_errors=True)
+        shutil.rmtree(out / "resume" / spec.run_id, ignore_errors=True)
+    ids = [spec.run_id for spec in changed]
+    if ids:
         for name, load, columns in (("results.csv", load_results, RESULT_COLUMNS),
                                     ("curves.csv", load_curves, CURVE_COLUMNS)):
             if (out / name).is_file():
                 table = load(out / name)
-                save_table(table[~table["run_id"].isin(changed)], out / name, columns)
-    return changed
+                save_table(table[~table["run_id"].isin(ids)], out / name, columns)
+    return ids
 
 
-def record_fingerprints(out: Path, probes: Grid) -> None:
-    """Keep the :func:`probe_fingerprint` of every probe of ``probes`` in ``out/probes.json`` (beside those of
-    the grid's other probes), after they have been timed."""
-    fingerprints = {**_fingerprints(out), **{spec.run_id: probe_fingerprint(spec) for spec in probes.runs}}
+def record_fingerprints(out: Path, timed: list[RunSpec]) -> None:
+    """Keep the :func:`probe_fingerprint` of the probes ``timed`` (those just timed: not those reused, whose
+    configuration then is not known) in ``out/probes.json``, beside the other probes' fingerprints."""
+    if not timed:
+        return
+    fingerprints = {**_fingerprints(out), **{spec.run_id: probe_fingerprint(spec) for spec in timed}}
     atomic_write_text(out / FINGERPRINTS, json.dumps(dict(sorted(fingerprints.items())), indent=1) + "\n")
 
 
