@@ -121,7 +121,13 @@ def test_a_cancelled_task_stops_its_training_at_once_not_at_its_next_line(tmp_pa
     # suite can leave another (the full suite's fresh-clone run once did), so it is put back for this one.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        threading.Timer(2.0, _thread.interrupt_main).start()  # as ray.cancel does
+        def interrupt_once_training() -> None:  # as ray.cancel does, once the child's handler is in place
+            log, deadline = tmp_path / "log", time.monotonic() + 60
+            while time.monotonic() < deadline and not (log.is_file() and "training" in log.read_text()):
+                time.sleep(0.05)
+            _thread.interrupt_main()
+
+        threading.Thread(target=interrupt_once_training, daemon=True).start()
         start = time.time()
         with pytest.raises(KeyboardInterrupt):
             run_process([sys.executable, "-c", child], tmp_path / "log", dict(os.environ), str(tmp_path),
@@ -151,7 +157,8 @@ def test_a_stop_waits_for_the_training_processes_to_write_their_results(tmp_path
     wait_for_training([run], deadline=start + 30)
     assert child.poll() is not None and time.monotonic() - start < 10  # returned when the process ended
     child.wait()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # not the run's process
+    # not the run's process: another run's (seed30's id begins with seed3's)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--run_name", "copy-ntm-seed30"])
     (run.directory / "training.pid").write_text(f"{other.pid}\n")
     try:
         assert not training_alive(run)
@@ -180,9 +187,13 @@ def test_a_stop_sends_sigterm_to_the_runs_training_processes_and_waits_for_their
         str(result), "--run_name", run.run_id], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     (run.directory / "training.pid").write_text(f"{child.pid}\n")
-    stop_training([run])
-    wait_for_training([run], deadline=time.monotonic() + 30)
-    assert child.wait(timeout=5) == 0 and result.read_text() == "stopped"
+    try:
+        stop_training([run])
+        wait_for_training([run], deadline=time.monotonic() + 30)
+        assert child.wait(timeout=5) == 0 and result.read_text() == "stopped"
+    finally:
+        child.kill()  # (a no-op once it has exited)
+        child.wait()
 
 
 def test_a_stop_cancels_the_queued_runs_before_stopping_the_running_ones(tmp_path):

@@ -205,14 +205,15 @@ def _start_ray(cpus: int, address: str | None) -> bool:
 
 def training_pid(run: TrainingRun) -> int | None:
     """The pid of the training process that ``run``'s task started (its ``training.pid``) while it still
-    runs on this machine: a process with that pid whose command line names the run's folder. Linux
-    (/proc); elsewhere, and for a run trained on another node, None."""
+    runs on this machine: a process with that pid with the run's id as one of its arguments (``--run_name
+    <id>``; a whole argument, so that seed4's id does not match seed40's process). Linux (/proc); elsewhere,
+    and for a run trained on another node, None."""
     try:
         pid = int((run.directory / "training.pid").read_text())
         args = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if run.run_id.encode() in args else None
+    return pid if run.run_id.encode() in args.split(b"\0") else None
 
 
 def training_alive(run: TrainingRun) -> bool:
