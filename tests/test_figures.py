@@ -76,9 +76,12 @@ def test_a_seed_that_stopped_unconverged_ends_the_median_and_the_others_go_on_al
 
 
 def test_the_learning_figure_has_a_panel_against_updates_and_marks_converged_seeds():
-    results, curves = tables([results_rows("copy", "ntm", 0, ["len_1-20"], converged=True),
-                              results_rows("copy", "ntm", 1, ["len_1-20"])],
-                             [curve_rows("copy", "ntm", 0, "len_1-20", [(10, 50.0), (20, 1.0)]),
+    """A converged seed is marked where it converged (its sequences_to_convergence: the first of its
+    validations in a row below the threshold), not where it stopped."""
+    converged = [{**row, "sequences_to_convergence": 640} for row in results_rows("copy", "ntm", 0, ["len_1-20"],
+                                                                                  converged=True)]
+    results, curves = tables([converged, results_rows("copy", "ntm", 1, ["len_1-20"])],
+                             [curve_rows("copy", "ntm", 0, "len_1-20", [(10, 50.0), (20, 1.0), (30, 0.5), (40, 0.4)]),
                               curve_rows("copy", "ntm", 1, "len_1-20", [(10, 60.0), (20, 30.0), (30, 20.0)])])
     fig = report.learning_figure(curves, results, "copy")
     sequences, updates = fig.axes[:2]
@@ -86,10 +89,10 @@ def test_the_learning_figure_has_a_panel_against_updates_and_marks_converged_see
     assert updates.get_xlabel().startswith("updates") and "32 sequences" in updates.get_xlabel()
     assert list(line(sequences, "ntm").get_xdata()) == [320, 640, 960]
     assert list(line(updates, "ntm").get_xdata()) == [10, 20, 30]
-    assert list(line(updates, "ntm").get_ydata()) == [55.0, 15.5, 10.5]  # seed 0's 1.0 carried to step 30
+    assert list(line(updates, "ntm").get_ydata()) == [55.0, 15.5, 10.25]  # seed 1 stopped unconverged at 30: the spread ends
     stops = [ln for ln in updates.get_lines() if ln.get_marker() == "o"]
     assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in stops] == [([20.0], [1.0])]
-    assert any("convergence" in text.get_text() for text in fig.legends[0].get_texts())
+    assert any("converged" in text.get_text() for text in fig.legends[0].get_texts())
 
 
 def test_the_ngrams_learning_curve_shows_the_bayes_optimal_cost():
@@ -142,9 +145,55 @@ def test_repeat_copy_generalisation_is_against_length_with_a_line_per_repeat_cou
     fig = report.generalisation_figure(results, "repeat_copy")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "sequence length"
-    drawn = [(ln.get_linestyle(), list(ln.get_xdata())) for ln in ax.get_lines() if ln.get_marker() == "o"]
+    drawn = [(ln.get_linestyle(), list(ln.get_xdata())) for ln in ax.get_lines() if ln.get_marker() != "None"]
     assert drawn == [("-", [10, 20]), ("--", [10, 20])]
-    assert {"repeats 10 (in training range)", "repeats 20"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"repeats 10 (in training range)", "repeats 20"} <= {t.get_text() for t in fig.legends[0].get_texts()}
+
+
+def test_the_generalisation_figure_pools_runs_as_the_tables_do_and_leaves_failed_runs_out():
+    """A failed run is no result; runs stopped part-way count only where their model has no finished run
+    (as in the results tables), and a model with only such runs says so in its label."""
+    sets = ["len_1-20", "len_10", "len_50"]
+    part_way = [{**row, "status": "stopped"} for seed in (1, 2)
+                for row in results_rows("copy", "dnc", seed, sets, bit_errors={"len_50": 300.0})]
+    failed = [{**row, "status": "failed"} for row in results_rows("copy", "lstm", 0, sets)]
+    only_part_way = [{**row, "status": "stopped"} for row in results_rows("copy", "ntm", 0, sets)]
+    results, _ = tables([results_rows("copy", "dnc", 0, sets, bit_errors={"len_50": 6.0}), part_way, failed,
+                         only_part_way])
+    fig = report.generalisation_figure(results, "copy")
+    ax = fig.axes[0]
+    assert list(line(ax, "dnc").get_ydata()) == [1.0, 6.0]  # seed 0 alone, not the median with 300
+    assert "lstm" not in [ln.get_label() for ln in ax.get_lines()]
+    assert "ntm (part-way)" in [ln.get_label() for ln in ax.get_lines()]
+    assert "one run per model" in fig.get_suptitle()
+
+
+def test_a_model_keeps_its_colour_in_every_figure_of_its_grid():
+    """The grid's colours come from its results table's order: the learning and the generalisation figure
+    draw a model alike even when one of them has fewer models."""
+    sets = ["len_1-20", "len_10", "len_50"]
+    results, curves = tables([results_rows("copy", model, 0, sets) for model in ("ntm_b64", "ntm_b32")],
+                             [curve_rows("copy", "ntm_b32", 0, "len_1-20", [(10, 5.0), (20, 4.0)])])
+    colours = report.grid_colours(results)
+    learning = report.learning_figure(curves, results, "copy", colours)
+    generalisation = report.generalisation_figure(results, "copy", colours)
+    assert line(learning.axes[0], "ntm_b32").get_color() == line(generalisation.axes[0], "ntm_b32").get_color() \
+        == colours["ntm_b32"] != colours["ntm_b64"]
+
+
+def test_a_task_of_tokens_is_drawn_in_token_accuracy_and_single_points_are_no_figure():
+    """For a task of tokens (Chomsky, MQAR) the results' bit_errors count wrong tokens, which grow with the
+    length even at chance: the figure shows token accuracy. Where the second size changes with the first
+    (MQAR's pairs with its length) every line is one point: no figure."""
+    sets = ["len_1-40", "len_50", "len_100"]
+    rows = [{**row, "token_accuracy": {"len_1-40": 1.0, "len_50": 0.9, "len_100": 0.7}[row["val_set"]]}
+            for row in results_rows("reverse_string", "ntm", 0, sets)]
+    results, _ = tables([rows])
+    ax = report.generalisation_figure(results, "reverse_string").axes[0]
+    assert list(line(ax, "ntm").get_ydata()) == [0.9, 0.7] and "token accuracy" in ax.get_ylabel()
+    mqar = ["len_64_pairs_8", "len_128_pairs_16", "len_256_pairs_32"]
+    results, _ = tables([[{**row, "token_accuracy": 0.5} for row in results_rows("mqar", "ntm", 0, mqar)]])
+    assert report.generalisation_figure(results, "mqar") is None
 
 
 def test_a_task_with_one_validation_set_has_no_generalisation_figure():
@@ -176,7 +225,7 @@ def test_addressing_figure_has_a_colour_bar_and_marks_the_delimiter():
     colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(colour_bars) == 1 and colour_bars[0].get_ylabel() == "weight"
     for ax in fig.axes[:2]:
-        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[5, 5]]  # the delimiter's step
+        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[5.5, 5.5]]  # after the delimiter (step 5)
         assert {t.get_text() for t in ax.texts} == {"input", "recall"}
 
 
@@ -202,7 +251,7 @@ def test_odds_first_figure_shows_a_string_longer_than_the_memory_and_its_answer(
     core = build("ntm", 3, 2, memory_slots=8, word_size=4, controller_size=8)  # binary tokens + blank in, 2 classes out
     fig = report.draw_odds_first(core, "odds first", length=12)
     for ax in fig.axes[:2]:
-        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[12, 12]]  # the string's end
+        assert [list(ln.get_xdata()) for ln in ax.get_lines()] == [[11.5, 11.5]]  # between string and answer
         assert ax.get_images()[0].get_array().shape == (8, 24)  # slots x (string + answer) steps
         assert [t.get_text() for t in ax.texts] == ["string", "answer"]
     monkeypatch.setattr(mann_zoo, "load_model", lambda checkpoint: core)

@@ -1,19 +1,32 @@
-"""One colour per model in every figure of ``mann-zoo report`` (learning curves, generalisation, cost, the
-Chomsky and MQAR figures): a module of its own so that report and suites both import it without importing
-each other."""
+"""One colour and one marker per model in every figure of ``mann-zoo report`` (learning curves,
+generalisation, cost, the Chomsky and MQAR figures): a module of its own so that report and suites both
+import it without importing each other."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import cycle
 
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_mds": "tab:pink",
            "dnc_sparse": "tab:purple", "lstm": "tab:green", "transformer": "tab:brown", "stack_rnn": "tab:cyan",
-           "tape_rnn": "tab:olive"}  # a colour each: the paper track draws DNC, DNC-MD and DNC-MDS together
-SPARE_COLOURS = ("tab:gray", "gold", "navy", "teal", "lime", "black")  # other models, in turn
+           "tape_rnn": "tab:olive",
+           # the paper track's two NTMs drawn together, and the matched track's small LSTM beside the large
+           "ntm_rmsprop": "navy", "ntm_adam": "deepskyblue", "lstm_small": "yellowgreen"}
+SPARE_COLOURS = ("tab:gray", "gold", "teal", "maroon", "darkgoldenrod", "indigo", "olivedrab", "crimson",
+                 "steelblue", "chocolate", "darkslategray", "orchid")  # other models, in turn (then again)
+MARKERS = ("s", "^", "D", "v", "P", "X", "h", "<", ">", "*")  # one per model, in turn: lines on top of each other
+# stay visible ("o" is left for the marks the figures make themselves: a seed's convergence)
 
 
 def model_colours(models: Iterable[str]) -> dict[str, str]:
     """A colour per model: ``COLOURS`` for the known ones, the next of ``SPARE_COLOURS`` for the others
-    (the batch-size grid's ``ntm_b32``, ...), so that every line, band and marker of a model matches."""
-    spare = iter(SPARE_COLOURS)
-    return {model: COLOURS.get(model) or next(spare, "black") for model in models}
+    (the batch-size grid's ``ntm_b32``, ...), so that every line, band and marker of a model matches. Pass a
+    grid's models in one fixed order (its results table's) to every figure of the grid, so that a model
+    keeps its colour from one figure to the next."""
+    spare = cycle(SPARE_COLOURS)
+    return {model: COLOURS.get(model) or next(spare) for model in models}
+
+
+def model_markers(models: Iterable[str]) -> dict[str, str]:
+    """A marker per model, ``MARKERS`` in turn, in the order given (as :func:`model_colours`)."""
+    return dict(zip(models, cycle(MARKERS)))

@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
-from .colours import COLOURS, model_colours  # noqa: E402
+from .colours import COLOURS, model_colours, model_markers  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
@@ -123,24 +123,32 @@ def batch_label(curves: pd.DataFrame) -> str:
     return f"{batches[0]} sequences" if len(batches) == 1 else "a model's batch"
 
 
-def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str) -> Figure | None:
+def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
+                    colours: dict[str, str] | None = None) -> Figure | None:
     """Cost on ``task``'s training distribution against sequences seen (left) and updates (right), per
-    model the median and min-max over seeds (:func:`seed_spread`), with the Bayes-optimal cost where
-    the results table has one (n-grams). Returns the Figure, or None without a curve of that set.
+    model the median and min-max over seeds (:func:`seed_spread`), each converged seed marked where it
+    converged (its ``sequences_to_convergence``), with the Bayes-optimal cost where the results table has
+    one (n-grams). Returns the Figure, or None without a curve of that set.
 
-    ``curves``, ``results``: the curves and results tables of one grid. The set is the training
-    distribution's (:func:`training_sets`); the quantity, cost in bits per sequence, is the one the
-    published learning curves show.
+    ``curves``, ``results``: the curves and results tables of one grid; a failed run (no result of its own)
+    is left out. The set is the training distribution's (:func:`training_sets`); the quantity, cost in bits
+    per sequence, is the one the published learning curves show. ``colours``: the grid's colour per model
+    (:func:`grid_colours`; by default from these rows), so that a model has one colour in all its figures.
     """
     first_set = training_sets(results).get(task)
     if first_set is None:
         return None
-    rows = curves[(curves["task"] == task) & (curves["metric"] == metric_key(first_set, "cost_bits"))]
+    runs = results.drop_duplicates("run_id").set_index("run_id")
+    failed = runs.index[runs["status"].eq("failed").fillna(False).to_numpy(dtype=bool)]
+    rows = curves[(curves["task"] == task) & (curves["metric"] == metric_key(first_set, "cost_bits"))
+                  & ~curves["run_id"].isin(failed)]
     if rows.empty:
         return None
-    runs = results.drop_duplicates("run_id")
-    converged = set(runs.loc[runs["converged"].fillna(False).to_numpy(dtype=bool), "run_id"])
-    colours = model_colours(rows["model"].unique())  # in the grid's order
+    converged = set(runs.index[runs["converged"].fillna(False).to_numpy(dtype=bool)])
+    present = set(rows["model"])
+    colours = {model: colour for model, colour in (colours or model_colours(rows["model"].unique())).items()
+               if model in present}  # in the grid's order
+    markers = model_markers(colours)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
     extra = {}  # legend entries beside the models', drawn only where they occur
     for model, colour in colours.items():
@@ -148,18 +156,20 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str) -> F
         for ax, x in zip(axes, ("sequences", "step")):
             spread, alone = seed_spread(data, x, converged)
             xs = spread.index.to_numpy(dtype=float)
-            ax.plot(xs, spread["median"].to_numpy(dtype=float), color=colour, label=model)
+            ax.plot(xs, spread["median"].to_numpy(dtype=float), color=colour, label=model, marker=markers[model],
+                    markevery=0.1, ms=4)
             ax.fill_between(xs, spread["min"].to_numpy(dtype=float), spread["max"].to_numpy(dtype=float),
                             color=colour, alpha=0.2)
             for _, run in alone.groupby("run_id"):
                 run = run.sort_values(x)
                 ax.plot(run[x].to_numpy(dtype=float), _floats(run["value"]), ":", color=colour)
                 extra["alone"] = Line2D([], [], ls=":", color="0.3", label="one run alone (another stopped unconverged)")
-            for _, run in data[data["run_id"].isin(converged) & data["value"].notna()].groupby("run_id"):
-                last = run.loc[run[x].idxmax()]
-                ax.plot(float(last[x]), float(last["value"]), "o", mfc="white", mec=colour)
-                extra["stop"] = Line2D([], [], marker="o", ls="none", mfc="white", mec="0.3",
-                                       label="a seed stopped at convergence; its last value is carried on")
+            for run_id, run in data[data["run_id"].isin(converged) & data["value"].notna()].groupby("run_id"):
+                at = convergence_point(run, runs.at[run_id, "sequences_to_convergence"])
+                ax.plot(float(at[x]), float(at["value"]), "o", mfc="white", mec=colour, ms=7)
+                extra["stop"] = Line2D([], [], marker="o", ls="none", mfc="white", mec="0.3", ms=7,
+                                       label="a seed converged (first of its validations in a row below the "
+                                             "threshold); its last value is carried on")
     reference = results.loc[(results["task"] == task) & (results["val_set"] == first_set), "reference_bits"].dropna()
     if not reference.empty:
         for ax in axes:
@@ -173,9 +183,27 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str) -> F
     axes[1].set(xlabel=f"updates (optimiser steps of {batch_label(rows)})")
     handles = [line for line in axes[0].get_lines() if line.get_label() in colours]
     handles = list({line.get_label(): line for line in handles}.values()) + list(extra.values())
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
+    legend_rows = math.ceil(len(handles) / 5)  # as even as the rows go: no entry alone on a row of its own
+    fig.legend(handles=handles, loc="outside lower center", ncol=math.ceil(len(handles) / legend_rows), fontsize=8)
     fig.suptitle(f"{task}: cost on the training distribution ({first_set}); {seeds_label(rows)}")
     return fig
+
+
+def convergence_point(run: pd.DataFrame, sequences_to_convergence) -> pd.Series:
+    """The point of one run's curve (rows with ``sequences``, ``step``, ``value``) where it converged: its
+    validation at ``sequences_to_convergence`` (the first of those in a row below the threshold; the run
+    stops some validations later), else the last one before it, else (no count recorded) its last point."""
+    run = run.sort_values("sequences")
+    if pd.isna(sequences_to_convergence):
+        return run.iloc[-1]
+    before = run[run["sequences"].to_numpy(dtype=float) <= float(sequences_to_convergence)]
+    return before.iloc[-1] if not before.empty else run.iloc[0]
+
+
+def grid_colours(results: pd.DataFrame) -> dict[str, str]:
+    """The colour of each model of one grid (:func:`colours.model_colours`), in its results table's order:
+    the same in every figure of the grid."""
+    return model_colours(results["model"].dropna().unique())
 
 
 def seeds_label(rows: pd.DataFrame) -> str:
@@ -193,9 +221,9 @@ def learning_curves(results: pd.DataFrame, curves: pd.DataFrame, grid: str, out:
     ``results``, ``curves``: the grid's results table (``results.RESULT_COLUMNS``) and learning curves
     (``results.CURVE_COLUMNS``).
     """
-    written = []
+    written, colours = [], grid_colours(results)
     for task in curves["task"].unique():
-        fig = learning_figure(curves, results, task)
+        fig = learning_figure(curves, results, task, colours)
         if fig is not None:
             path = out / f"learning_{grid}_{task}.png"
             save(fig, path)
@@ -237,17 +265,33 @@ def _size_name(name: str) -> str:
     return SIZE_NAMES.get(name, name)
 
 
-def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
-    """Bit errors per sequence against the size of the sequences (length, items; :func:`size_axes`) on
-    a numeric axis, per model the median and min-max over seeds, the training range shaded and its edge
-    marked, and the training distribution's own errors as a bar over that range. Returns the Figure, or
-    None where the sets have no size to draw against.
+def scored_in_tokens(task: str) -> bool:
+    """Whether ``task`` is scored in tokens (classes): the Chomsky-hierarchy tasks and MQAR, whose
+    ``bit_errors`` count wrong tokens per sequence (``training.lightning_module``) and grow with the length
+    even at chance; their score is ``token_accuracy``."""
+    from . import suites
+
+    return task in suites.LEVELS or task == suites.MQAR_TASK
+
+
+def generalisation_figure(rows: pd.DataFrame, task: str, colours: dict[str, str] | None = None) -> Figure | None:
+    """Bit errors per sequence (token accuracy for a task of tokens) against the size of the sequences
+    (length, items; :func:`size_axes`) on a numeric axis, per model the median and min-max over seeds, the
+    training range shaded and its edge marked, and the training distribution's own value as a bar over
+    that range. Returns the Figure, or None where the sets have no size to draw against (or only one point
+    per line: a second size that changes with the first, as MQAR's pairs with its length).
 
     ``rows``: the results table's rows of one task (validation sets in the order the runs list them:
-    the training distribution first). A run stopped before it validated (no errors recorded) is left out.
+    the training distribution first). As in the results tables, failed runs are left out and a run stopped
+    part-way counts only where its model has no finished run (``results.pooled``; a model with only such
+    runs is labelled "part-way"); a run stopped before it validated (nothing recorded) is left out.
+    ``colours``: the grid's colour per model (:func:`grid_colours`; by default from these rows).
     """
     sets = list(rows["val_set"].dropna().unique())
-    rows = rows.dropna(subset=["bit_errors"])
+    rows = pooled(rows[~rows["status"].eq("failed").fillna(False).to_numpy(dtype=bool)])
+    tokens = scored_in_tokens(task)  # its "bit errors" are wrong tokens
+    metric = "token_accuracy" if tokens else "bit_errors"
+    rows = rows.dropna(subset=[metric])
     layout = size_axes(sets)
     if rows.empty or layout is None:
         return None
@@ -257,22 +301,31 @@ def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
     tested = sorted((name for name in sets[1:] if sizes[name][x_name][0] == sizes[name][x_name][1]),
                     key=lambda name: sizes[name][x_name])
     groups = sorted({sizes[name][line_name] for name in tested}) if line_name else [None]
-    errors = rows.groupby(["model", "val_set"])["bit_errors"].agg(["median", "min", "max"])
-    fig, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
+    lines = [[name for name in tested if line_name is None or sizes[name][line_name] == group] for group in groups]
+    if max(map(len, lines), default=0) < 2:
+        return None
+    errors = rows.groupby(["model", "val_set"])[metric].agg(["median", "min", "max"])
+    part_way = set(rows.loc[unfinished(rows), "model"]) - set(rows.loc[~unfinished(rows), "model"])
+    present = set(rows["model"])
+    colours = {model: colour for model, colour in (colours or model_colours(rows["model"].unique())).items()
+               if model in present}
+    markers = model_markers(colours)
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
     ax.axvspan(low, high, color="0.9", label=f"training range ({_size_name(x_name)} {low}-{high})")
     ax.axvline(high, color="0.4", ls="--", lw=1)
-    for model, colour in model_colours(sorted(rows["model"].unique())).items():
-        for style, group in zip(LINE_STYLES, groups):
-            chosen = [name for name in tested if line_name is None or sizes[name][line_name] == group]
+    for model, colour in colours.items():
+        for style, group, chosen in zip(LINE_STYLES, groups, lines):
             stats = errors.loc[model].reindex(chosen) if model in errors.index else None
             if stats is None:
                 continue
             xs = [sizes[name][x_name][0] for name in chosen]
-            ax.plot(xs, _floats(stats["median"]), style, marker="o", color=colour,
-                    label=model if group == groups[0] else None)
+            label = (model + (" (part-way)" if model in part_way else "")) if group == groups[0] else None
+            ax.plot(xs, _floats(stats["median"]), style, marker=markers[model], color=colour, label=label,
+                    clip_on=False)
             ax.fill_between(xs, _floats(stats["min"]), _floats(stats["max"]), color=colour, alpha=0.15)
         if (model, sets[0]) in errors.index:
-            ax.hlines(float(errors.loc[(model, sets[0]), "median"]), low, high, colors=colour, lw=3, alpha=0.6)
+            ax.hlines(float(errors.loc[(model, sets[0]), "median"]), low, high, colors=colour, lw=3, alpha=0.6,
+                      clip_on=False)
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.3", lw=3, alpha=0.6, label=f"training distribution ({sets[0]})"))
     if line_name:
@@ -280,15 +333,22 @@ def generalisation_figure(rows: pd.DataFrame, task: str) -> Figure | None:
         handles += [Line2D([], [], color="0.3", ls=style, label=f"{_size_name(line_name)} {group[0]}"
                            + (" (in training range)" if train_low <= group[0] <= train_high else ""))
                     for style, group in zip(LINE_STYLES, groups)]
-    ax.set_yscale("symlog", linthresh=0.1)
-    plain_log_ticks(ax.yaxis)
-    ax.set_ylim(bottom=0)
+    if tokens:
+        ax.set_ylim(0, 1.02)
+        ylabel = "token accuracy (mean per sequence)"
+    else:
+        ax.set_yscale("symlog", linthresh=0.1)
+        plain_log_ticks(ax.yaxis)
+        ax.set_ylim(bottom=-0.005)  # zeros sit just above the axis, not on it
+        ylabel = "bit errors per sequence (symlog, linear below 0.1)"
     ax.set_xlim(0, 1.05 * max(sizes[name][x_name][1] for name in sets))
-    ax.set(xlabel=_size_name(x_name), ylabel="bit errors per sequence (symlog, linear below 0.1)",
-           title=f"{task}: generalisation ({seeds_label(rows)}; dashed: edge of the training range)")
-    ax.title.set_fontsize(9)
+    # lengths and item counts are whole numbers
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set(xlabel=_size_name(x_name), ylabel=ylabel)
+    fig.suptitle(f"{task}: generalisation ({seeds_label(rows)}; dashed: edge of the training range)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(handles=handles, fontsize=7)
+    legend_rows = math.ceil(len(handles) / 4)  # under the axes, where it covers no line; rows as even as they go
+    fig.legend(handles=handles, loc="outside lower center", ncol=math.ceil(len(handles) / legend_rows), fontsize=7)
     return fig
 
 
@@ -298,9 +358,9 @@ def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[P
 
     ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
     """
-    written = []
+    written, colours = [], grid_colours(results)
     for task, rows in results.groupby("task", sort=False):
-        fig = generalisation_figure(rows, task)
+        fig = generalisation_figure(rows, task, colours)
         if fig is not None:
             path = out / f"generalisation_{grid}_{task}.png"
             save(fig, path)
@@ -452,8 +512,9 @@ def copy_example(bits: int, length: int, seed: int = 1) -> torch.Tensor:
 def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, title: str,
                       phases: tuple[str, str] = ("input", "recall")) -> Figure:
     """Write and read weightings over time (first heads) of ``core`` (a memory model) on one example ``x``
-    (``[1, T, input_size]``), on one colour scale (0 to 1, with its colour bar); the dashed line is at step
-    ``boundary``, where the first of ``phases`` ends and the second begins. Returns the Figure."""
+    (``[1, T, input_size]``), on one colour scale (0 to 1, with its colour bar); the dashed line is between
+    steps ``boundary - 1`` and ``boundary``: the first of ``phases`` ends before it, the second begins at
+    step ``boundary`` (each step is one column, centred on its number). Returns the Figure."""
     with torch.no_grad():
         _, trace = core(x, record=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True, layout="constrained")
@@ -461,11 +522,11 @@ def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, tit
         weights = trace[key][0, :, 0]  # [T, N], first head
         image = ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
                           vmin=0, vmax=1)
-        ax.axvline(boundary, color="cyan", ls="--", lw=1)
+        ax.axvline(boundary - 0.5, color="cyan", ls="--", lw=1)
         for text, side, offset in ((phases[0], "right", -3), (phases[1], "left", 3)):  # 3 points either side
-            ax.annotate(text, (boundary, 0.98), xycoords=ax.get_xaxis_transform(), xytext=(offset, 0),
+            ax.annotate(text, (boundary - 0.5, 0.98), xycoords=ax.get_xaxis_transform(), xytext=(offset, 0),
                         textcoords="offset points", ha=side, va="top", color="cyan", fontsize=8)
-        ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: step {boundary})")
+        ax.set(title=key.replace("_", " "), xlabel=f"time step (dashed: {phases[1]} from step {boundary})")
     axes[0].set_ylabel("memory slot")
     fig.colorbar(image, ax=list(axes), label="weight", shrink=0.9)
     fig.suptitle(title)
@@ -473,9 +534,9 @@ def weightings_figure(core: torch.nn.Module, x: torch.Tensor, boundary: int, tit
 
 
 def addressing_figure(core: torch.nn.Module, title: str, length: int = 20) -> Figure:
-    """:func:`weightings_figure` on one copy example of ``length`` vectors: input before the delimiter,
-    recall after it."""
-    return weightings_figure(core, copy_example(core.input_size - 1, length), length, title)
+    """:func:`weightings_figure` on one copy example of ``length`` vectors: the input and its delimiter
+    (step ``length``), then the recall."""
+    return weightings_figure(core, copy_example(core.input_size - 1, length), length + 1, title)
 
 
 def draw_odds_first(core: torch.nn.Module, title: str, length: int = 200) -> Figure:
