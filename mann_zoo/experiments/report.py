@@ -127,8 +127,9 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
                     colours: dict[str, str] | None = None) -> Figure | None:
     """Cost on ``task``'s training distribution against sequences seen (left) and updates (right), per
     model the median and min-max over seeds (:func:`seed_spread`), each converged seed marked where it
-    converged (its ``sequences_to_convergence``), with the Bayes-optimal cost where the results table has
-    one (n-grams). Returns the Figure, or None without a curve of that set.
+    converged (its ``sequences_to_convergence``). Where the results table has a Bayes-optimal cost
+    (n-grams), the curves are each run's cost above its own, with that optimum as the zero line: a gap of
+    a bit on a cost of 130 is then legible. Returns the Figure, or None without a curve of that set.
 
     ``curves``, ``results``: the curves and results tables of one grid; a failed run (no result of its own)
     is left out. The set is the training distribution's (:func:`training_sets`); the quantity, cost in bits
@@ -145,6 +146,11 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
     if rows.empty:
         return None
     converged = set(runs.index[runs["converged"].fillna(False).to_numpy(dtype=bool)])
+    on_first = results[(results["task"] == task) & (results["val_set"] == first_set)].drop_duplicates("run_id")
+    reference = on_first.set_index("run_id")["reference_bits"].dropna()
+    if not reference.empty:  # n-grams: the cost above each run's Bayes-optimal cost, where the gap can be read
+        rows = rows[rows["run_id"].isin(reference.index)]
+        rows = rows.assign(value=_floats(rows["value"]) - reference.reindex(rows["run_id"]).to_numpy(dtype=float))
     present = set(rows["model"])
     colours = {model: colour for model, colour in (colours or model_colours(rows["model"].unique())).items()
                if model in present}  # in the grid's order
@@ -170,16 +176,17 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
                 extra["stop"] = Line2D([], [], marker="o", ls="none", mfc="white", mec="0.3", ms=7,
                                        label="a seed converged (first of its validations in a row below the "
                                              "threshold); its last value is carried on")
-    reference = results.loc[(results["task"] == task) & (results["val_set"] == first_set), "reference_bits"].dropna()
     if not reference.empty:
-        for ax in axes:
-            extra["bayes"] = ax.axhline(float(reference.median()), color="black", ls="--", lw=1,
-                                        label=f"Bayes-optimal cost ({float(reference.median()):.1f}, median over seeds)")
+        extra["bayes"] = Line2D([], [], ls="none", label=(
+            f"each run's cost less its Bayes-optimal cost ({float(reference.median()):.1f} bits, median over "
+            "seeds); the optimum is 0, below the axis"))
     for ax in axes:
-        ax.set_yscale("log")
+        ax.set_yscale("log", nonpositive="mask")  # (a gap at or below 0 on a finite validation set: not drawn)
         plain_log_ticks(ax.yaxis)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 1,000,000, not 1e6
         ax.grid(alpha=0.3)
-    axes[0].set(xlabel="sequences seen", ylabel=f"cost, bits per sequence ({first_set})")
+    quantity = "cost" if reference.empty else "cost above the Bayes-optimal cost"
+    axes[0].set(xlabel="sequences seen", ylabel=f"{quantity}, bits per sequence ({first_set})")
     axes[1].set(xlabel=f"updates (optimiser steps of {batch_label(rows)})")
     handles = [line for line in axes[0].get_lines() if line.get_label() in colours]
     handles = list({line.get_label(): line for line in handles}.values()) + list(extra.values())
