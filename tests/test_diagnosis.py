@@ -192,4 +192,94 @@ def test_the_heads_figure_has_one_colour_scale_with_its_colour_bar(tmp_path, mon
     assert len(colour_bars) == 1 and colour_bars[0].get_ylabel() == "weight"
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(panels) == 4 and all(ax.images[0].get_clim() == (0, 1) for ax in panels)
-    assert all([list(line.get_xdata()) for line in ax.get_lines()] == [[6, 6]] for ax in panels)
+    assert all([list(line.get_xdata()) for line in ax.get_lines()][0] == [6, 6] for ax in panels)
+    # The memory's last slots (28-31 of 32) lie below slot 0, under a dashed line, and the axis says so.
+    assert all([t.get_text() for t in ax.get_yticklabels()][:3] == ["28", "30", "0"] for ax in panels)
+    assert all(list(ax.get_lines()[1].get_ydata()) == [-0.5, -0.5] for ax in panels)
+    assert "slots 28-31, wrapped round" in panels[0].get_ylabel()
+    assert panels[0].get_title().startswith("failing (Adam, no curriculum): write weights")
+
+
+def _curve_points(sequences: list[int], costs: list[float]) -> list[tuple[int, float]]:
+    """Validations (step, cost) at ``sequences`` (32 a step, as ``write_curves`` counts them)."""
+    return [(n // 32, cost) for n, cost in zip(sequences, costs)]
+
+
+def test_a_run_drawn_twice_is_drawn_once_and_the_legend_says_so(tmp_path, monkeypatch):
+    """The feed-forward hypothesis run is the first 80k of repeat_copy_ff's seed 0: one line, under the
+    legend that says so; were the curves to differ, both would be drawn under their table labels."""
+    from mann_zoo.experiments import diagnosis
+
+    hypothesis = next(v for v in REPEAT_COPY_VARIANTS if v.task == "repeat_copy" and v.model == "ntm_ff")
+    longer = next(v for v in REPEAT_COPY_VARIANTS if v.key == hypothesis.drawn_by)
+    runs = {("repeat_copy", "ntm_ff", 0): _curve_points([32_000, 64_000], [200.0, 10.0]),
+            ("repeat_copy_ff", "ntm_ff", 0): _curve_points([32_000, 64_000, 96_000], [200.0, 10.0, 2.0]),
+            ("repeat_copy_ff", "ntm_ff", 1): _curve_points([32_000, 64_000, 96_000], [220.0, 220.0, 219.0])}
+    write_curves(tmp_path / GRID / "curves.csv", runs)
+    curves = training_curves(tmp_path)
+    drawn = diagnosis.drawn_variants(curves, [hypothesis, longer])
+    assert [v.legend_label for v in drawn] == [longer.legend]
+    runs[("repeat_copy", "ntm_ff", 0)] = _curve_points([32_000, 64_000], [200.0, 11.0])
+    write_curves(tmp_path / GRID / "curves.csv", runs)
+    drawn = diagnosis.drawn_variants(training_curves(tmp_path), [hypothesis, longer])
+    assert [v.legend_label for v in drawn] == [hypothesis.label, longer.label]
+
+    figures = []
+    monkeypatch.setattr(diagnosis, "save_figure", lambda fig, path: figures.append(fig))
+    diagnosis.curves_figure(curves, [hypothesis, longer], "repeat_copy", tmp_path / "f.png")
+    [fig] = figures
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels[0] == f"{longer.legend} (2 seeds)" and len(labels) == 2  # and the paper's points
+    assert len(fig.axes[0].get_lines()) == 2 + 1 + 1  # two seeds, the paper's points, the target
+
+
+def test_the_sequences_axis_runs_past_the_longest_run_and_the_papers_last_point(tmp_path, monkeypatch):
+    """Priority sort's runs go on to 1M sequences (the paper's last point, which its text quotes): the axis
+    ends 5 % past them, not at a fixed 320,000; repeat copy's past its longest run."""
+    from mann_zoo.experiments import diagnosis
+    from mann_zoo.experiments.diagnosis import PRIORITY_SORT_SET, PRIORITY_SORT_VARIANTS
+
+    variant = next(v for v in PRIORITY_SORT_VARIANTS if v.task == "priority_sort_b8")
+    curves = pd.DataFrame({"grid": GRID, "task": variant.task, "model": variant.model, "seed": 0,
+                           "val_set": PRIORITY_SORT_SET, "sequences": [80_000, 600_000], "updates": [10_000, 75_000],
+                           "cost_bits": [81.0, 20.0]})
+    assert diagnosis.sequence_limit(curves, [variant], "priority_sort") == 1.05 * 1_000_000
+    longer = curves.assign(sequences=[80_000, 1_200_000])
+    assert diagnosis.sequence_limit(longer, [variant], "priority_sort") == 1.05 * 1_200_000
+    repeat_copy = training_curves(fake_results(tmp_path))
+    assert diagnosis.sequence_limit(repeat_copy, REPEAT_COPY_VARIANTS, "repeat_copy") == 1.05 * 300_000
+
+
+def test_the_configuration_found_draws_each_seed_apart(tmp_path, monkeypatch):
+    """The text names seeds one by one: each seed a colour, a line style and a legend entry of its own."""
+    from mann_zoo.experiments import diagnosis
+
+    figures = []
+    monkeypatch.setattr(diagnosis, "save_figure", lambda fig, path: figures.append(fig))
+    found = next(v for v in REPEAT_COPY_VARIANTS if v.task == FOUND_TASK)
+    diagnosis.curves_figure(training_curves(fake_results(tmp_path)), [found], "repeat_copy", tmp_path / "f.png",
+                            seeds_apart=True)
+    [fig] = figures
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels[:2] == [f"{found.label}: seed 0", f"{found.label}: seed 1"]
+    seeds = fig.axes[0].get_lines()[:2]
+    assert seeds[0].get_linestyle() != seeds[1].get_linestyle() and seeds[0].get_color() != seeds[1].get_color()
+    assert fig.axes[0].get_xlim() == (0, 1.05 * 300_000)
+
+
+def test_the_diagnosis_figures_zoom_on_the_plateau(tmp_path, monkeypatch):
+    """The hypotheses that stay on the plateau lie within a few bits of each other: a third panel shows
+    them on linear axes, each with a marker of its own."""
+    from mann_zoo.experiments import diagnosis
+
+    figures = []
+    monkeypatch.setattr(diagnosis, "save_figure", lambda fig, path: figures.append(fig))
+    diagnosis.curves_figure(training_curves(fake_results(tmp_path)), REPEAT_COPY_VARIANTS, "repeat_copy",
+                            tmp_path / "f.png", zoom=diagnosis.PLATEAU_ZOOM["repeat_copy"])
+    [fig] = figures
+    zoom = fig.axes[2]
+    assert zoom.get_yscale() == "linear" and zoom.get_ylim() == (185.0, 245.0)
+    plateau = [v for v in REPEAT_COPY_VARIANTS if v.task == "repeat_copy" and v.grid == GRID]
+    assert len({(v.colour, v.marker) for v in plateau}) == len(plateau)
+    assert len({v.colour for v in REPEAT_COPY_VARIANTS if v.drawn_by is None}) == len(
+        [v for v in REPEAT_COPY_VARIANTS if v.drawn_by is None])  # no two drawn lines share a colour
