@@ -105,3 +105,77 @@ def test_mqar_figure_puts_accuracy_against_state_size_a_line_per_family():
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [1600] and hollow[0].get_markerfacecolor() == "white"
     assert "stopped before its budget" in [text.get_text() for text in fig.legends[0].get_texts()]
     assert suites.mqar_figure(results()) is None  # no MQAR runs
+
+
+def test_chomsky_lines_on_top_of_each_other_stay_visible():
+    """NTM and DNC both at 100 % (duplicate_string): each model a marker and a line style of its own, drawn
+    in the results table's order, the first solid at the bottom and the next dashed over it."""
+    rows = _run("duplicate_string", "ntm", 0, (1.0, 1.0, 1.0)) + _run("duplicate_string", "dnc", 0, (1.0, 1.0, 1.0))
+    fig = suites.chomsky_figure(_typed(rows))
+    [ax] = [ax for ax in fig.axes if ax.get_visible()]
+    ntm, dnc = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert (ntm.get_label(), dnc.get_label()) == ("ntm", "dnc")  # drawn in that order: the DNC on top
+    assert ntm.get_linestyle() == "-" and dnc.get_linestyle() == "--"
+    assert ntm.get_marker() != dnc.get_marker() and list(dnc.get_ydata()) == list(ntm.get_ydata())
+
+
+def test_model_names_give_the_core_the_line_and_the_size():
+    """The core takes its colour (a learning-rate suffix does not make another family); the line joins the
+    sizes of one model; the size labels the point."""
+    assert [suites.model_family(m) for m in ("ntm_n64", "ntm_n64_lr3e3", "lstm_h3x256", "transformer_2l_learned",
+                                              "dnc_sparse_n16384", "dnc")] == [
+        "ntm", "ntm", "lstm", "transformer", "dnc_sparse", "dnc"]
+    assert [suites.model_line(m) for m in ("ntm_n64", "ntm_n64_lr3e3", "lstm_h3x256", "transformer_lr3e4")] == [
+        "ntm", "ntm_lr3e3", "lstm", "transformer_lr3e4"]
+    assert [suites.model_size(m) for m in ("ntm_n64_lr3e3", "lstm_h100", "lstm_h3x256", "transformer")] == [
+        "N=64", "h=100", "h=3x256", ""]
+    assert suites.mqar_pairs("len_128_pairs_8") == 8 and suites.mqar_pairs("len_50") is None
+    assert suites.chance_accuracy(256) == 1 / 128 and suites.chance_accuracy(32) == 1 / 16
+
+
+def _mqar_rows(models: dict[str, tuple[int, tuple[float, ...]]], settings=("len_64_pairs_4",)) -> list[dict]:
+    """MQAR result rows: per model its state size and one accuracy per seed, on each setting."""
+    return [dict(run_id=f"mqar-{model}-seed{seed}", task="mqar", model=model, seed=seed, status="finished",
+                 state_size=size, val_set=name, token_accuracy=accuracy)
+            for model, (size, accuracies) in models.items() for seed, accuracy in enumerate(accuracies)
+            for name in settings]
+
+
+def test_the_mqar_figure_colours_a_learning_rate_probe_by_its_core_and_draws_the_levels():
+    """mqar_lr's models (``_lr3e3``) take their core's colour, each line a marker of its own; every point is
+    labelled with its size; the context-guessing level (100/P %) and chance (1 in V/2) are drawn; one seed
+    per point: the title does not say median."""
+    rows = _mqar_rows({"ntm_n64_lr3e3": (1628, (0.25,)), "lstm_h100_lr3e3": (200, (0.26,)),
+                       "transformer_lr3e3": (40960, (0.01,)), "transformer_lr3e4": (40960, (0.25,))},
+                      settings=("len_64_pairs_4", "len_128_pairs_8"))
+    fig = suites.mqar_figure(_typed(rows), vocabulary=256)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert lines["ntm_lr3e3"].get_color() == COLOURS["ntm"] and lines["lstm_lr3e3"].get_color() == COLOURS["lstm"]
+    assert lines["transformer_lr3e3"].get_color() == lines["transformer_lr3e4"].get_color() == COLOURS["transformer"]
+    assert len({line.get_marker() for line in lines.values()}) == 4
+    assert sorted(text.get_text() for text in ax.texts) == ["N=64", "h=100"]  # the Transformer has no size
+    levels = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() in ("--", ":"))
+    assert levels == [100 / 128, 25.0] and fig.axes[1].get_lines()[0].get_ydata()[0] == 12.5  # P = 8 there
+    assert "one seed each" in fig._suptitle.get_text() and "median" not in fig._suptitle.get_text()
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "chance: one of the 128 values (1/128)" in legend
+    two_seeds = suites.mqar_figure(_typed(_mqar_rows({"ntm_n16": (572, (0.5, 0.6))})))  # no vocabulary: no chance
+    assert "median over 2 seeds" in two_seeds._suptitle.get_text()
+    assert not any(line.get_linestyle() == ":" for line in two_seeds.axes[0].get_lines())
+
+
+def test_size_labels_go_away_from_the_nearest_other_point():
+    """The mqar grid's first panel: the NTM at 16 slots just below the DNC at 16 (labels below and above);
+    the NTM at 256 slots below the DNC at 64, at the same state size (below and above); the NTM at 64 above
+    its nearest, the DNC at 16. One point alone: above."""
+    panel = pd.DataFrame({"model": ["ntm_n16", "ntm_n64", "ntm_n256", "dnc_n16", "dnc_n64"],
+                          "state_size": [572, 1628, 5852, 860, 5852], "accuracy": [0.219, 0.240, 0.229, 0.223, 0.254]})
+    assert suites.label_sides(panel, y_span=0.28) == {"ntm_n16": False, "ntm_n64": True, "ntm_n256": False,
+                                                      "dnc_n16": True, "dnc_n64": True}
+    assert suites.label_sides(panel.iloc[:1], y_span=0.28) == {"ntm_n16": True}
+
+
+def test_the_vocabulary_is_read_from_the_shipped_grid_of_that_name():
+    assert suites.preset_vocabulary("mqar") == 256 and suites.preset_vocabulary("mqar_small") == 32
+    assert suites.preset_vocabulary("chomsky") is None and suites.preset_vocabulary("no_such_grid") is None
