@@ -39,6 +39,26 @@ def test_tasks_table_reports_sequences_per_second_per_core_and_the_best_speedup(
     assert path.name == "speed_tasks.png" and path.stat().st_size > 1000
 
 
+def test_the_speed_figure_marks_what_was_not_measured_and_labels_ticks_plainly(tmp_path, monkeypatch):
+    """On a log axis a missing rate drawn as 0 has no bar and reads as off the scale: no bar, an x at the
+    foot of the axis and a legend entry instead; the tick labels are plain numbers (20, not 2x10^1)."""
+    from mann_zoo.experiments.log_ticks import PlainLogFormatter
+    from mann_zoo.training import atomic
+
+    figures = []
+    monkeypatch.setattr(atomic, "save_figure", lambda fig, path: figures.append(fig))
+    speed_figure(_frame(), tmp_path)
+    [fig] = figures
+    ax = fig.axes[0]
+    heights = [patch.get_height() for patch in ax.patches]
+    assert len(heights) == 6 and min(heights) > 0  # dnc in four variants, the yardstick and the peer eager now
+    marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert sum(len(line.get_xdata()) for line in marks) == 6  # the yardstick's and the peer's other three
+    assert "not measured" in [text.get_text() for text in ax.get_legend().get_texts()]
+    assert isinstance(ax.yaxis.get_major_formatter(), PlainLogFormatter)
+    assert ax.get_ylim()[0] == 0.5 * _frame().sequences_per_s_per_core.min()
+
+
 def test_cost_fit_table_names_each_coefficients_unit():
     fits = pd.DataFrame([{"model": "ntm", "controller_ms": 15.0, "fixed_us": 2500.0, "us_per_N": 1.5,
                           "us_per_NW": 0.25, "us_per_N2": None, "r2": 0.99, "max_relative_error": 0.07, "points": 12}])

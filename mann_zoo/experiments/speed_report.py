@@ -125,12 +125,31 @@ def tasks_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+NOT_MEASURED = {"marker": "x", "color": "0.45", "ms": 5, "ls": "none"}  # where a variant has no bar
+
+
+def _bars(ax, values: list[float], offset: float, width: float, **style) -> bool:
+    """One variant's bars, one per model (``values``, in the models' order) at ``offset`` from its slot; a
+    model it did not measure (NaN) gets no bar but a ``NOT_MEASURED`` mark at the foot of the axis: on a log
+    axis a bar of 0 does not exist, and an empty slot would read as a value below the axis. Returns
+    whether any model was not measured."""
+    slots = np.arange(len(values)) + offset
+    measured = ~np.isnan(np.asarray(values, dtype=float))
+    ax.bar(slots[measured], np.asarray(values)[measured], width, **style)
+    ax.plot(slots[~measured], np.full((~measured).sum(), 0.03), transform=ax.get_xaxis_transform(), **NOT_MEASURED)
+    return not measured.all()
+
+
 def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") -> Path:
     """Bars of training sequences per second per core (on a GPU: per second), per task and model: the
-    variants measured (:func:`_variants`: the baseline revision's and this checkout's, eager and compiled)."""
+    variants measured (:func:`_variants`: the baseline revision's and this checkout's, eager and compiled),
+    on a log axis with plain tick labels from half the lowest rate up (so the lowest bar has a height); a
+    variant a model was not measured in marked x at the foot of the axis (:func:`_bars`)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     from ..training.atomic import save_figure
+    from .log_ticks import plain_log_ticks
 
     tasks = list(dict.fromkeys(frame.task))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
@@ -140,19 +159,24 @@ def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") 
     width = 0.8 / len(variants)
     device = device_of(frame)
     ylabel = "training sequences / s per core" if device == "cpu" else f"training sequences / s on {device}"
+    missing = False
     for ax, task in zip(axes[0], tasks):
         rows = frame[frame.task == task]
         models = list(dict.fromkeys(rows.model))
         for k, variant in enumerate(variants):
-            values = np.nan_to_num([_rate(rows, model, *variant) for model in models])  # no bar: 0
-            ax.bar(np.arange(len(models)) + (k - (len(variants) - 1) / 2) * width, values, width,
-                   color=colours[variant], label=_variant_name(variant, before_label))
+            missing |= _bars(ax, [_rate(rows, model, *variant) for model in models],
+                             (k - (len(variants) - 1) / 2) * width, width, color=colours[variant],
+                             label=_variant_name(variant, before_label))
         ax.set_xticks(np.arange(len(models)), [m.replace(CONTROLLER_ALONE, "controller\nalone")
                                                .replace(PEER_NAME, "PyPI dnc") for m in models], fontsize=8,
                       rotation=30, ha="right", rotation_mode="anchor")  # long names (dnc_sparse_n16384) apart
         ax.set(title=f"{task} (batch {rows.batch_size.iloc[0]}, {rows.steps.iloc[0]} steps)", ylabel=ylabel,
-               yscale="log")
-    axes[0][0].legend(fontsize=7)
+               yscale="log", ylim=(0.5 * rows.sequences_per_s_per_core.min(), None))  # the lowest bar is seen
+        plain_log_ticks(ax.yaxis)
+    handles = axes[0][0].get_legend_handles_labels()[0]
+    if missing:
+        handles.append(Line2D([], [], label="not measured", **NOT_MEASURED))
+    axes[0][0].legend(handles=handles, fontsize=7)
     fig.tight_layout()
     path = out / name
     save_figure(fig, path)
