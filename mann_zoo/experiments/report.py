@@ -870,7 +870,7 @@ def suite_outputs(results: pd.DataFrame, grid: str, tables: Path, figures: Path)
         if fig is not None:
             save(fig, figures / f"chomsky_{grid}.png")
             written.append(figures / f"chomsky_{grid}.png")
-    fig = suites.mqar_figure(results)
+    fig = suites.mqar_figure(results, suites.preset_vocabulary(grid))  # (the results do not record it)
     if fig is not None:
         save(fig, figures / f"mqar_{grid}.png")
         written.append(figures / f"mqar_{grid}.png")
