@@ -100,10 +100,12 @@ def test_the_ngrams_learning_curve_shows_the_cost_above_the_bayes_optimal_cost()
     where a gap of a bit on a cost of 130 can be read; the optimum's median over seeds in the legend."""
     results, curves = tables([results_rows("ngrams", "lstm", seed, ["len_200"], reference_bits=bits)
                               for seed, bits in ((0, 130.0), (1, 132.0), (2, 140.0))],
-                             [curve_rows("ngrams", "lstm", seed, "len_200", [(10, 180.0), (20, 170.0)])
-                              for seed in (0, 1, 2)])
+                             [curve_rows("ngrams", "lstm", seed, "len_200", points) for seed, points in
+                              ((0, [(10, 180.0), (20, 170.0)]), (1, [(10, 180.0), (20, 170.0)]),
+                               (2, [(10, 200.0), (20, 190.0)]))])
     fig = report.learning_figure(curves, results, "ngrams")
-    assert list(line(fig.axes[0], "lstm").get_ydata()) == [48.0, 38.0]  # medians of 50/40, 48/38, 40/30
+    # each run less its own optimum: 50/40, 48/38, 60/50 (less the median optimum, 132: 48/38, 48/38, 68/58)
+    assert list(line(fig.axes[0], "lstm").get_ydata()) == [50.0, 40.0]
     assert "above the Bayes-optimal" in fig.axes[0].get_ylabel()
     assert any("Bayes-optimal cost (132.0 bits" in text.get_text() for text in fig.legends[0].get_texts())
 
@@ -169,17 +171,43 @@ def test_the_generalisation_figure_pools_runs_as_the_tables_do_and_leaves_failed
     assert "one run per model" in fig.get_suptitle()
 
 
-def test_a_model_keeps_its_colour_in_every_figure_of_its_grid():
-    """The grid's colours come from its results table's order: the learning and the generalisation figure
-    draw a model alike even when one of them has fewer models."""
+def test_a_model_keeps_its_colour_and_marker_in_every_figure_of_its_grid(tmp_path, monkeypatch):
+    """The grid's styles come from its results table's order: learning_curves and generalisation_curves
+    draw a model alike even where a figure has fewer models; a model with curves but no results row is
+    still drawn, styled after the grid's."""
     sets = ["len_1-20", "len_10", "len_50"]
     results, curves = tables([results_rows("copy", model, 0, sets) for model in ("ntm_b64", "ntm_b32")],
-                             [curve_rows("copy", "ntm_b32", 0, "len_1-20", [(10, 5.0), (20, 4.0)])])
-    colours = report.grid_colours(results)
-    learning = report.learning_figure(curves, results, "copy", colours)
-    generalisation = report.generalisation_figure(results, "copy", colours)
-    assert line(learning.axes[0], "ntm_b32").get_color() == line(generalisation.axes[0], "ntm_b32").get_color() \
-        == colours["ntm_b32"] != colours["ntm_b64"]
+                             [curve_rows("copy", "ntm_b32", 0, "len_1-20", [(10, 5.0), (20, 4.0)]),
+                              curve_rows("copy", "ntm_b16", 0, "len_1-20", [(10, 6.0), (20, 5.0)])])
+    drawn = {}
+    monkeypatch.setattr(report, "save", lambda fig, path: drawn.__setitem__(path.name, fig))
+    report.learning_curves(results, curves, "grid", tmp_path)
+    report.generalisation_curves(results, "grid", tmp_path)
+    styles = report.grid_styles(results)
+    learning = line(drawn["learning_grid_copy.png"].axes[0], "ntm_b32")
+    generalisation = line(drawn["generalisation_grid_copy.png"].axes[0], "ntm_b32")
+    assert (learning.get_color(), learning.get_marker()) == (generalisation.get_color(), generalisation.get_marker()) \
+        == tuple(styles["ntm_b32"]) != tuple(styles["ntm_b64"])
+    unlisted = line(drawn["learning_grid_copy.png"].axes[0], "ntm_b16")
+    assert (unlisted.get_color(), unlisted.get_marker()) not in {tuple(style) for style in styles.values()}
+
+
+def test_the_learning_figure_leaves_failed_runs_out():
+    """A failed run can keep the curve it had begun (benchmark.read_results): it is not drawn."""
+    failed = [{**row, "status": "failed"} for row in results_rows("copy", "lstm", 0, ["len_1-20"])]
+    results, curves = tables([results_rows("copy", "ntm", 0, ["len_1-20"]), failed],
+                             [curve_rows("copy", "ntm", 0, "len_1-20", [(10, 5.0), (20, 4.0)]),
+                              curve_rows("copy", "lstm", 0, "len_1-20", [(10, 50.0)])])
+    fig = report.learning_figure(curves, results, "copy")
+    assert "lstm" not in [ln.get_label() for ln in fig.axes[0].get_lines()]
+
+
+def test_the_convergence_point_is_the_validation_at_the_recorded_count_or_the_last_before_it():
+    run = pd.DataFrame({"sequences": [320, 640, 960], "step": [10, 20, 30], "value": [5.0, 1.0, 0.5]})
+    assert report.convergence_point(run, 640)["step"] == 20
+    assert report.convergence_point(run, 700)["step"] == 20  # not a logged point: the validation before it
+    assert report.convergence_point(run, 100)["step"] == 10  # before the first point: the first
+    assert report.convergence_point(run, None)["step"] == 30  # no count recorded: where it stopped
 
 
 def test_a_task_of_tokens_is_drawn_in_token_accuracy_and_single_points_are_no_figure():
@@ -261,8 +289,10 @@ def test_odds_first_figure_shows_a_string_longer_than_the_memory_and_its_answer(
 
 
 def test_every_known_model_has_a_colour_of_its_own():
-    from mann_zoo.experiments.colours import COLOURS, SPARE_COLOURS, model_colours
+    from mann_zoo.experiments.colours import COLOURS, SPARE_COLOURS, model_colours, model_styles
 
     assert len(set(COLOURS.values())) == len(COLOURS) and not set(SPARE_COLOURS) & set(COLOURS.values())
+    many = model_styles(f"ntm_b{n}" for n in range(20))  # past the spare colours: no black, styles differ
+    assert "black" not in {style.colour for style in many.values()} and len(set(many.values())) == 20
     assert model_colours(["dnc_md", "ntm_b32", "dnc_mds", "ntm_b64"]) == {
         "dnc_md": COLOURS["dnc_md"], "ntm_b32": SPARE_COLOURS[0], "dnc_mds": COLOURS["dnc_mds"], "ntm_b64": SPARE_COLOURS[1]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import cycle
+from typing import NamedTuple
 
 COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_mds": "tab:pink",
            "dnc_sparse": "tab:purple", "lstm": "tab:green", "transformer": "tab:brown", "stack_rnn": "tab:cyan",
@@ -30,3 +31,19 @@ def model_colours(models: Iterable[str]) -> dict[str, str]:
 def model_markers(models: Iterable[str]) -> dict[str, str]:
     """A marker per model, ``MARKERS`` in turn, in the order given (as :func:`model_colours`)."""
     return dict(zip(models, cycle(MARKERS)))
+
+
+class ModelStyle(NamedTuple):
+    """How one model is drawn: its colour and its line's marker."""
+
+    colour: str
+    marker: str
+
+
+def model_styles(models: Iterable[str]) -> dict[str, ModelStyle]:
+    """A :class:`ModelStyle` per model: its colour (:func:`model_colours`) and ``MARKERS`` in turn, both in the
+    order given. Pass a grid's models in one fixed order (its results table's) and hand the result to every
+    figure of the grid: a model then keeps its colour and its marker whichever models a figure has."""
+    models = list(dict.fromkeys(models))
+    markers = model_markers(models)
+    return {model: ModelStyle(colour, markers[model]) for model, colour in model_colours(models).items()}

@@ -6,9 +6,11 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 
 - ``learning_<grid>_<task>.png``: cost in bits per sequence on the training distribution (each task's
   first validation set) against sequences seen and against updates, median and range over seeds (a seed
-  that converged carries its last value on), one line per model, the Bayes-optimal cost where known;
-- ``generalisation_<grid>_<task>.png``: bit errors per sequence against the sequences' size (length,
-  items) on a numeric axis, the training range shaded (tasks with one validation set have none);
+  that converged is marked where it converged and carries its last value on; failed runs left out), one
+  line per model; where a Bayes-optimal cost is known (n-grams), each run's cost above its own;
+- ``generalisation_<grid>_<task>.png``: bit errors per sequence (token accuracy for the Chomsky and MQAR
+  tasks) against the sequences' size (length, items) on a numeric axis, the training range shaded (no
+  figure for tasks with one validation set, or with one point per line, as MQAR's);
 - ``cost_per_step.png``: training-step time against N and W, with the fitted cost model and its residuals,
   and ``tables/cost_fit.md`` (the fitted coefficients, from ``cost_fit.csv``);
 - ``speed_tasks.png``, ``tables/speed_tasks.md`` and ``tables/speed_reference.md`` from
@@ -16,7 +18,7 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
 - the same from ``paper/results/gpu`` (``scripts/gpu_check.sh`` on a lent GPU), each name ending in ``_gpu``
   (``cost_per_step_gpu.png``, ``tables/speed_reference_gpu.md``, ...);
 - ``addressing_<model>.png``: read and write weightings over time of a trained NTM and DNC on copy, with
-  a colour bar and the delimiter marked (from the runs' checkpoints, when present); ``odds_first_ntm.png``
+  a colour bar and a line where the recall begins (after the delimiter) (from the runs' checkpoints, when present); ``odds_first_ntm.png``
   the same of the chomsky grid's odds-first NTM on a string longer than its memory (its kept weights);
 - ``sharpening.png``: the entropy of the content weighting against the strength beta;
 - ``ntm_diagnosis_*.png`` and ``tables/ntm_diagnosis.md`` from ``paper/results/ntm_diagnosis``
@@ -51,7 +53,7 @@ import torch  # noqa: E402
 
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
-from .colours import COLOURS, model_colours, model_markers  # noqa: E402
+from .colours import COLOURS, ModelStyle, model_styles  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .log_ticks import plain_log_ticks  # noqa: E402
 from .results import collect_runs  # noqa: E402
@@ -124,17 +126,18 @@ def batch_label(curves: pd.DataFrame) -> str:
 
 
 def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
-                    colours: dict[str, str] | None = None) -> Figure | None:
+                    styles: dict[str, ModelStyle] | None = None) -> Figure | None:
     """Cost on ``task``'s training distribution against sequences seen (left) and updates (right), per
     model the median and min-max over seeds (:func:`seed_spread`), each converged seed marked where it
     converged (its ``sequences_to_convergence``). Where the results table has a Bayes-optimal cost
-    (n-grams), the curves are each run's cost above its own, with that optimum as the zero line: a gap of
-    a bit on a cost of 130 is then legible. Returns the Figure, or None without a curve of that set.
+    (n-grams), the curves are each run's cost above its own optimum, on a log axis: a gap of a bit on a
+    cost of 130 is then legible. Returns the Figure, or None without a curve of that set.
 
     ``curves``, ``results``: the curves and results tables of one grid; a failed run (no result of its own)
     is left out. The set is the training distribution's (:func:`training_sets`); the quantity, cost in bits
-    per sequence, is the one the published learning curves show. ``colours``: the grid's colour per model
-    (:func:`grid_colours`; by default from these rows), so that a model has one colour in all its figures.
+    per sequence, is the one the published learning curves show (less the optimum for n-grams).
+    ``styles``: the grid's colour and marker per model (:func:`grid_styles`; by default from these rows),
+    so that a model looks the same in all its figures.
     """
     first_set = training_sets(results).get(task)
     if first_set is None:
@@ -151,18 +154,15 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
     if not reference.empty:  # n-grams: the cost above each run's Bayes-optimal cost, where the gap can be read
         rows = rows[rows["run_id"].isin(reference.index)]
         rows = rows.assign(value=_floats(rows["value"]) - reference.reindex(rows["run_id"]).to_numpy(dtype=float))
-    present = set(rows["model"])
-    colours = {model: colour for model, colour in (colours or model_colours(rows["model"].unique())).items()
-               if model in present}  # in the grid's order
-    markers = model_markers(colours)
+    styles = present_styles(styles, rows["model"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
     extra = {}  # legend entries beside the models', drawn only where they occur
-    for model, colour in colours.items():
+    for model, (colour, marker) in styles.items():
         data = rows[rows["model"] == model]
         for ax, x in zip(axes, ("sequences", "step")):
             spread, alone = seed_spread(data, x, converged)
             xs = spread.index.to_numpy(dtype=float)
-            ax.plot(xs, spread["median"].to_numpy(dtype=float), color=colour, label=model, marker=markers[model],
+            ax.plot(xs, spread["median"].to_numpy(dtype=float), color=colour, label=model, marker=marker,
                     markevery=0.1, ms=4)
             ax.fill_between(xs, spread["min"].to_numpy(dtype=float), spread["max"].to_numpy(dtype=float),
                             color=colour, alpha=0.2)
@@ -188,7 +188,7 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
     quantity = "cost" if reference.empty else "cost above the Bayes-optimal cost"
     axes[0].set(xlabel="sequences seen", ylabel=f"{quantity}, bits per sequence ({first_set})")
     axes[1].set(xlabel=f"updates (optimiser steps of {batch_label(rows)})")
-    handles = [line for line in axes[0].get_lines() if line.get_label() in colours]
+    handles = [line for line in axes[0].get_lines() if line.get_label() in styles]
     handles = list({line.get_label(): line for line in handles}.values()) + list(extra.values())
     legend_rows = math.ceil(len(handles) / 5)  # as even as the rows go: no entry alone on a row of its own
     fig.legend(handles=handles, loc="outside lower center", ncol=math.ceil(len(handles) / legend_rows), fontsize=8)
@@ -207,10 +207,18 @@ def convergence_point(run: pd.DataFrame, sequences_to_convergence) -> pd.Series:
     return before.iloc[-1] if not before.empty else run.iloc[0]
 
 
-def grid_colours(results: pd.DataFrame) -> dict[str, str]:
-    """The colour of each model of one grid (:func:`colours.model_colours`), in its results table's order:
-    the same in every figure of the grid."""
-    return model_colours(results["model"].dropna().unique())
+def grid_styles(results: pd.DataFrame) -> dict[str, ModelStyle]:
+    """The colour and marker of each model of one grid (:func:`colours.model_styles`), in its results
+    table's order: the same in every figure of the grid."""
+    return model_styles(results["model"].dropna().unique())
+
+
+def present_styles(styles: dict[str, ModelStyle] | None, models: pd.Series) -> dict[str, ModelStyle]:
+    """The styles of the models in ``models`` (a figure's rows), in the order of ``styles`` (a grid's), a
+    model that ``styles`` lacks (curves of a run the results table does not list) styled after them."""
+    present = list(dict.fromkeys(models.dropna()))
+    styles = model_styles([*(styles or {}), *present])  # the grid's first: its models keep their styles
+    return {model: style for model, style in styles.items() if model in present}
 
 
 def seeds_label(rows: pd.DataFrame) -> str:
@@ -228,9 +236,9 @@ def learning_curves(results: pd.DataFrame, curves: pd.DataFrame, grid: str, out:
     ``results``, ``curves``: the grid's results table (``results.RESULT_COLUMNS``) and learning curves
     (``results.CURVE_COLUMNS``).
     """
-    written, colours = [], grid_colours(results)
+    written, styles = [], grid_styles(results)
     for task in curves["task"].unique():
-        fig = learning_figure(curves, results, task, colours)
+        fig = learning_figure(curves, results, task, styles)
         if fig is not None:
             path = out / f"learning_{grid}_{task}.png"
             save(fig, path)
@@ -281,7 +289,7 @@ def scored_in_tokens(task: str) -> bool:
     return task in suites.LEVELS or task == suites.MQAR_TASK
 
 
-def generalisation_figure(rows: pd.DataFrame, task: str, colours: dict[str, str] | None = None) -> Figure | None:
+def generalisation_figure(rows: pd.DataFrame, task: str, styles: dict[str, ModelStyle] | None = None) -> Figure | None:
     """Bit errors per sequence (token accuracy for a task of tokens) against the size of the sequences
     (length, items; :func:`size_axes`) on a numeric axis, per model the median and min-max over seeds, the
     training range shaded and its edge marked, and the training distribution's own value as a bar over
@@ -289,13 +297,15 @@ def generalisation_figure(rows: pd.DataFrame, task: str, colours: dict[str, str]
     per line: a second size that changes with the first, as MQAR's pairs with its length).
 
     ``rows``: the results table's rows of one task (validation sets in the order the runs list them:
-    the training distribution first). As in the results tables, failed runs are left out and a run stopped
-    part-way counts only where its model has no finished run (``results.pooled``; a model with only such
-    runs is labelled "part-way"); a run stopped before it validated (nothing recorded) is left out.
-    ``colours``: the grid's colour per model (:func:`grid_colours`; by default from these rows).
+    the training distribution first). As in the results tables (``results.summarise``), a run stopped
+    part-way counts only where its model has no other run (``results.pooled``; a model with only such runs
+    is labelled "part-way"), and failed runs are then left out; so is a run stopped before it validated
+    (nothing recorded). ``styles``: the grid's colour and marker per model (:func:`grid_styles`; by default
+    from these rows).
     """
     sets = list(rows["val_set"].dropna().unique())
-    rows = pooled(rows[~rows["status"].eq("failed").fillna(False).to_numpy(dtype=bool)])
+    rows = pooled(rows)
+    rows = rows[~rows["status"].eq("failed").fillna(False).to_numpy(dtype=bool)]
     tokens = scored_in_tokens(task)  # its "bit errors" are wrong tokens
     metric = "token_accuracy" if tokens else "bit_errors"
     rows = rows.dropna(subset=[metric])
@@ -313,21 +323,18 @@ def generalisation_figure(rows: pd.DataFrame, task: str, colours: dict[str, str]
         return None
     errors = rows.groupby(["model", "val_set"])[metric].agg(["median", "min", "max"])
     part_way = set(rows.loc[unfinished(rows), "model"]) - set(rows.loc[~unfinished(rows), "model"])
-    present = set(rows["model"])
-    colours = {model: colour for model, colour in (colours or model_colours(rows["model"].unique())).items()
-               if model in present}
-    markers = model_markers(colours)
+    styles = present_styles(styles, rows["model"])
     fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
     ax.axvspan(low, high, color="0.9", label=f"training range ({_size_name(x_name)} {low}-{high})")
     ax.axvline(high, color="0.4", ls="--", lw=1)
-    for model, colour in colours.items():
+    for model, (colour, marker) in styles.items():
         for style, group, chosen in zip(LINE_STYLES, groups, lines):
             stats = errors.loc[model].reindex(chosen) if model in errors.index else None
             if stats is None:
                 continue
             xs = [sizes[name][x_name][0] for name in chosen]
             label = (model + (" (part-way)" if model in part_way else "")) if group == groups[0] else None
-            ax.plot(xs, _floats(stats["median"]), style, marker=markers[model], color=colour, label=label,
+            ax.plot(xs, _floats(stats["median"]), style, marker=marker, color=colour, label=label,
                     clip_on=False)
             ax.fill_between(xs, _floats(stats["min"]), _floats(stats["max"]), color=colour, alpha=0.15)
         if (model, sets[0]) in errors.index:
@@ -361,13 +368,13 @@ def generalisation_figure(rows: pd.DataFrame, task: str, colours: dict[str, str]
 
 def generalisation_curves(results: pd.DataFrame, grid: str, out: Path) -> list[Path]:
     """``generalisation_<grid>_<task>.png`` (:func:`generalisation_figure`) for each task of one grid
-    whose validation sets vary in size.
+    whose validation sets vary in size (in a way that draws lines: not MQAR's).
 
     ``results``: the results table (``results.RESULT_COLUMNS``) of one grid.
     """
-    written, colours = [], grid_colours(results)
+    written, styles = [], grid_styles(results)
     for task, rows in results.groupby("task", sort=False):
-        fig = generalisation_figure(rows, task, colours)
+        fig = generalisation_figure(rows, task, styles)
         if fig is not None:
             path = out / f"generalisation_{grid}_{task}.png"
             save(fig, path)
