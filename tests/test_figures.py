@@ -223,6 +223,8 @@ def test_a_task_of_tokens_is_drawn_in_token_accuracy_and_single_points_are_no_fi
     mqar = ["len_64_pairs_8", "len_128_pairs_16", "len_256_pairs_32"]
     results, _ = tables([[{**row, "token_accuracy": 0.5} for row in results_rows("mqar", "ntm", 0, mqar)]])
     assert report.generalisation_figure(results, "mqar") is None
+    one_length, _ = tables([results_rows("copy", "ntm", 0, ["len_1-5", "len_10"])])  # one point, one line: drawn
+    assert list(line(report.generalisation_figure(one_length, "copy").axes[0], "ntm").get_xdata()) == [10]
 
 
 def test_a_task_with_one_validation_set_has_no_generalisation_figure():

@@ -10,7 +10,7 @@ Reads every ``paper/results/<grid>/results.csv`` and ``curves.csv`` (``mann-zoo 
   line per model; where a Bayes-optimal cost is known (n-grams), each run's cost above its own;
 - ``generalisation_<grid>_<task>.png``: bit errors per sequence (token accuracy for the Chomsky and MQAR
   tasks) against the sequences' size (length, items) on a numeric axis, the training range shaded (no
-  figure for tasks with one validation set, or with one point per line, as MQAR's);
+  figure for tasks with one validation set, or with a line per value of a second size, each one point, as MQAR's);
 - ``cost_per_step.png``: training-step time against N and W, with the fitted cost model and its residuals,
   and ``tables/cost_fit.md`` (the fitted coefficients, from ``cost_fit.csv``);
 - ``speed_tasks.png``, ``tables/speed_tasks.md`` and ``tables/speed_reference.md`` from
@@ -293,8 +293,8 @@ def generalisation_figure(rows: pd.DataFrame, task: str, styles: dict[str, Model
     """Bit errors per sequence (token accuracy for a task of tokens) against the size of the sequences
     (length, items; :func:`size_axes`) on a numeric axis, per model the median and min-max over seeds, the
     training range shaded and its edge marked, and the training distribution's own value as a bar over
-    that range. Returns the Figure, or None where the sets have no size to draw against (or only one point
-    per line: a second size that changes with the first, as MQAR's pairs with its length).
+    that range. Returns the Figure, or None where the sets have no size to draw against (or a line per value
+    of a second size that changes with the first, each one point: MQAR's pairs with its length).
 
     ``rows``: the results table's rows of one task (validation sets in the order the runs list them:
     the training distribution first). As in the results tables (``results.summarise``), a run stopped
@@ -319,7 +319,7 @@ def generalisation_figure(rows: pd.DataFrame, task: str, styles: dict[str, Model
                     key=lambda name: sizes[name][x_name])
     groups = sorted({sizes[name][line_name] for name in tested}) if line_name else [None]
     lines = [[name for name in tested if line_name is None or sizes[name][line_name] == group] for group in groups]
-    if max(map(len, lines), default=0) < 2:
+    if len(lines) > 1 and max(map(len, lines)) < 2:  # the second size changes with the first: no line to draw
         return None
     errors = rows.groupby(["model", "val_set"])[metric].agg(["median", "min", "max"])
     part_way = set(rows.loc[unfinished(rows), "model"]) - set(rows.loc[~unfinished(rows), "model"])
