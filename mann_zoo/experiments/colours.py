@@ -1,4 +1,4 @@
-"""One colour and one marker per model in every figure of ``mann-zoo report`` (learning curves,
+"""One colour and one marker per model (and the line styles in turn) in every figure of ``mann-zoo report`` (learning curves,
 generalisation, cost, the Chomsky and MQAR figures): a module of its own so that report and suites both
 import it without importing each other."""
 
@@ -15,6 +15,7 @@ COLOURS = {"ntm": "tab:blue", "dnc": "tab:orange", "dnc_md": "tab:red", "dnc_mds
            "ntm_rmsprop": "navy", "ntm_adam": "deepskyblue", "lstm_small": "yellowgreen"}
 SPARE_COLOURS = ("tab:gray", "gold", "teal", "maroon", "darkgoldenrod", "indigo", "olivedrab", "crimson",
                  "steelblue", "chocolate", "darkslategray", "orchid")  # other models, in turn (then again)
+LINE_STYLES = ("-", "--", "-.", ":")  # in turn: a line under another shows through its gaps
 MARKERS = ("s", "^", "D", "v", "P", "X", "h", "<", ">", "*")  # one per model, in turn: lines on top of each other
 # stay visible ("o" is left for the marks the figures make themselves: a seed's convergence)
 

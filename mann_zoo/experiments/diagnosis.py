@@ -27,11 +27,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ..training.atomic import atomic_write_text, save_figure  # noqa: E402
+from .log_ticks import plain_log_ticks, plain_thousands  # noqa: E402
 from .results import is_metric_key, load_curves, load_results, parse_metric_key  # noqa: E402
 
 GRID = "ntm_diagnosis"
@@ -245,13 +245,8 @@ def _draw_variant(axes: list[tuple[plt.Axes, str]], curves: pd.DataFrame, varian
     return count > 0
 
 
-def _plain_sequences(ax: plt.Axes) -> None:
-    """Sequence counts on the x axis as 200,000 (not 0.2 under an offset of 1e6)."""
-    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
-
-
 def _zoom_panel(ax: plt.Axes, zoom: Zoom) -> None:
-    _plain_sequences(ax)
+    plain_thousands(ax.xaxis)
     ax.set(xlim=(0, zoom.sequences), ylim=(zoom.low, zoom.high), xlabel="sequences seen",
            title="the plateau, zoomed (linear axes)")
     ax.title.set_fontsize(9)
@@ -267,8 +262,6 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
     The sequences axis runs to the longest run (:func:`sequence_limit`); a variant with the same curve as
     another is drawn once (:func:`drawn_variants`); ``seeds_apart``: each seed a colour, a line style and a
     legend entry of its own (the text refers to seeds one by one); ``zoom``: a third panel (:class:`Zoom`)."""
-    from .log_ticks import plain_log_ticks
-
     fig, axes = plt.subplots(1, 3 if zoom else 2, figsize=(16, 5) if zoom else (12, 4.5), layout="constrained",
                              width_ratios=[1, 1, 0.7] if zoom else None)
     axes[1].sharey(axes[0])
@@ -286,7 +279,7 @@ def curves_figure(curves: pd.DataFrame, variants: list[Variant], paper_task: str
                 label="Graves et al. 2014 (~, read off the plot)" + ("" if x == "sequences" else ", if batch 1"))
         if x == "sequences":
             ax.set(xlabel="sequences seen", xlim=(0, sequence_limit(curves, drawn, paper_task)))
-            _plain_sequences(ax)
+            plain_thousands(ax.xaxis)
         else:  # log scale: our updates (batch 32) and the paper's (batch 1, if so) on one axis
             ax.set(xlabel="updates (ours: batch 32 unless stated; the paper's batch is not stated)", xscale="log",
                    xlim=(100, 2 * max(p[0] for p in points)))

@@ -1,4 +1,4 @@
-"""Log-axis tick labels as plain numbers, for the report's and the diagnosis' figures."""
+"""Tick labels as plain numbers (log axes; sequence counts), for the report's and the diagnosis' figures."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def plain_log_ticks(axis) -> None:
         axis.set_minor_locator(ticker.SymmetricalLogLocator(axis.get_transform(), subs=np.arange(2, 10)))
     axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
     axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def plain_thousands(axis) -> None:
+    """Tick labels of ``axis`` (a linear axis of counts: sequences seen) as 1,000,000, not 1 under an offset
+    of 1e6."""
+    axis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))

@@ -53,9 +53,9 @@ import torch  # noqa: E402
 
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
-from .colours import COLOURS, ModelStyle, model_styles  # noqa: E402
+from .colours import COLOURS, LINE_STYLES, ModelStyle, model_styles  # noqa: E402
 from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
-from .log_ticks import plain_log_ticks  # noqa: E402
+from .log_ticks import plain_log_ticks, plain_thousands  # noqa: E402
 from .results import collect_runs  # noqa: E402
 from .speed_report import device_of, speed_and_cost_outputs  # noqa: E402
 from .diagnosis import FOUND_MODEL, FOUND_TASK, LONG_PRIORITY_SORT, make_diagnosis  # noqa: E402
@@ -183,15 +183,14 @@ def learning_figure(curves: pd.DataFrame, results: pd.DataFrame, task: str,
     for ax in axes:
         ax.set_yscale("log", nonpositive="mask")  # (a gap at or below 0 on a finite validation set: not drawn)
         plain_log_ticks(ax.yaxis)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 1,000,000, not 1e6
+        plain_thousands(ax.xaxis)
         ax.grid(alpha=0.3)
     quantity = "cost" if reference.empty else "cost above the Bayes-optimal cost"
     axes[0].set(xlabel="sequences seen", ylabel=f"{quantity}, bits per sequence ({first_set})")
     axes[1].set(xlabel=f"updates (optimiser steps of {batch_label(rows)})")
     handles = [line for line in axes[0].get_lines() if line.get_label() in styles]
     handles = list({line.get_label(): line for line in handles}.values()) + list(extra.values())
-    legend_rows = math.ceil(len(handles) / 5)  # as even as the rows go: no entry alone on a row of its own
-    fig.legend(handles=handles, loc="outside lower center", ncol=math.ceil(len(handles) / legend_rows), fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=legend_columns(len(handles), 5), fontsize=8)
     fig.suptitle(f"{task}: cost on the training distribution ({first_set}); {seeds_label(rows)}")
     return fig
 
@@ -216,9 +215,17 @@ def grid_styles(results: pd.DataFrame) -> dict[str, ModelStyle]:
 def present_styles(styles: dict[str, ModelStyle] | None, models: pd.Series) -> dict[str, ModelStyle]:
     """The styles of the models in ``models`` (a figure's rows), in the order of ``styles`` (a grid's), a
     model that ``styles`` lacks (curves of a run the results table does not list) styled after them."""
+    styles = styles or {}
     present = list(dict.fromkeys(models.dropna()))
-    styles = model_styles([*(styles or {}), *present])  # the grid's first: its models keep their styles
-    return {model: style for model, style in styles.items() if model in present}
+    after = model_styles([*styles, *present])  # the grid's models first: the others take the next styles
+    return {model: styles.get(model, after[model])
+            for model in [*(m for m in styles if m in present), *(m for m in present if m not in styles)]}
+
+
+def legend_columns(entries: int, most: int) -> int:
+    """Columns for a legend of ``entries`` in rows of at most ``most``, the rows as even as they go: no
+    entry alone on a row of its own."""
+    return math.ceil(entries / math.ceil(entries / most))
 
 
 def seeds_label(rows: pd.DataFrame) -> str:
@@ -251,7 +258,6 @@ def learning_curves(results: pd.DataFrame, curves: pd.DataFrame, grid: str, out:
 SET_NAME = re.compile(r"[a-z]+_\d+(?:-\d+)?(?:_[a-z]+_\d+(?:-\d+)?)*")
 SIZE_PART = re.compile(r"([a-z]+)_(\d+)(?:-(\d+))?")
 SIZE_NAMES = {"len": "sequence length", "items": "items", "rep": "repeats", "in": "inputs", "out": "outputs"}
-LINE_STYLES = ("-", "--", "-.", ":")
 
 
 def set_sizes(val_set: str) -> dict[str, tuple[int, int]] | None:
@@ -361,8 +367,8 @@ def generalisation_figure(rows: pd.DataFrame, task: str, styles: dict[str, Model
     ax.set(xlabel=_size_name(x_name), ylabel=ylabel)
     fig.suptitle(f"{task}: generalisation ({seeds_label(rows)}; dashed: edge of the training range)", fontsize=9)
     ax.grid(alpha=0.3)
-    legend_rows = math.ceil(len(handles) / 4)  # under the axes, where it covers no line; rows as even as they go
-    fig.legend(handles=handles, loc="outside lower center", ncol=math.ceil(len(handles) / legend_rows), fontsize=7)
+    # under the axes, where it covers no line
+    fig.legend(handles=handles, loc="outside lower center", ncol=legend_columns(len(handles), 4), fontsize=7)
     return fig
 
 

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .colours import COLOURS, model_colours, model_markers  # noqa: E402
+from .colours import COLOURS, LINE_STYLES, model_colours, model_markers  # noqa: E402
 
 SOLVED = 0.9  # Deletang et al.'s threshold on the score
 # Their scores in %, literature.md ("from a secondary copy of table 2"), by their model as named here (rnn: their
@@ -123,9 +123,6 @@ def chomsky_table(results: pd.DataFrame) -> str:
         lines.append(f"| {LEVELS.get(task, '-')} | {task} | {model} | {ours} | {seeds} | {solved} | "
                      f"{'-' if published is None else f'{published:.1f}'} |")
     return "\n".join(lines) + "\n"
-
-
-LINE_STYLES = ("-", "--", "-.", ":")  # one per model, in turn: a line under another shows through its gaps
 
 
 def chomsky_figure(results: pd.DataFrame) -> Figure | None:
