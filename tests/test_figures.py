@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mann_zoo.experiments import report
-from mann_zoo.experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, typed
+from mann_zoo.experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, set_sizes, typed
 
 
 def results_rows(task: str, model: str, seed: int, sets: list[str], *, converged: bool = False,
@@ -112,9 +112,10 @@ def test_the_ngrams_learning_curve_shows_the_cost_above_the_bayes_optimal_cost()
 
 @pytest.mark.parametrize("name, sizes", [("len_1-20", {"len": (1, 20)}), ("items_6", {"items": (6, 6)}),
                                          ("len_1-10_rep_1-10", {"len": (1, 10), "rep": (1, 10)}),
-                                         ("in_20_out_16", {"in": (20, 20), "out": (16, 16)}), ("odd set", None)])
+                                         ("in_20_out_16", {"in": (20, 20), "out": (16, 16)}),
+                                         ("len_64_pairs_4", {"len": (64, 64), "pairs": (4, 4)}), ("odd set", None)])
 def test_set_names_give_their_sizes(name, sizes):
-    assert report.set_sizes(name) == sizes
+    assert set_sizes(name) == sizes
 
 
 def test_generalisation_is_against_the_length_on_a_numeric_axis_with_the_training_range_marked():

@@ -130,6 +130,7 @@ def test_model_names_give_the_core_the_line_and_the_size():
     assert [suites.model_size(m) for m in ("ntm_n64_lr3e3", "lstm_h100", "lstm_h3x256", "transformer")] == [
         "N=64", "h=100", "h=3x256", ""]
     assert suites.mqar_pairs("len_128_pairs_8") == 8 and suites.mqar_pairs("len_50") is None
+    assert suites.mqar_pairs("len_1-20_pairs_8") == 8 and suites.mqar_pairs("items_8_pairs_8") is None
     assert suites.chance_accuracy(256) == 1 / 128 and suites.chance_accuracy(32) == 1 / 16
 
 

@@ -69,6 +69,7 @@ from .results import (  # noqa: E402
     metric_key,
     pooled,
     seed_list,
+    set_sizes,
     set_summary,
     unfinished,
     summarise,
@@ -253,19 +254,8 @@ def learning_curves(results: pd.DataFrame, curves: pd.DataFrame, grid: str, out:
     return written
 
 
-# What a validation set's name says about its sequences (``len_1-20``, ``items_6``, ``len_10_rep_20``,
-# ``in_20_out_16``: the tasks' val_specs), and how an axis names each size.
-SET_NAME = re.compile(r"[a-z]+_\d+(?:-\d+)?(?:_[a-z]+_\d+(?:-\d+)?)*")
-SIZE_PART = re.compile(r"([a-z]+)_(\d+)(?:-(\d+))?")
+# How an axis names each size of a validation set's name (``results.set_sizes``).
 SIZE_NAMES = {"len": "sequence length", "items": "items", "rep": "repeats", "in": "inputs", "out": "outputs"}
-
-
-def set_sizes(val_set: str) -> dict[str, tuple[int, int]] | None:
-    """The sizes in a validation set's name, each as (lowest, highest): ``len_1-10_rep_20`` ->
-    ``{"len": (1, 10), "rep": (20, 20)}``; None for a name that is not made of sizes."""
-    if not SET_NAME.fullmatch(val_set):
-        return None
-    return {name: (int(low), int(high or low)) for name, low, high in SIZE_PART.findall(val_set)}
 
 
 def size_axes(sets: list[str]) -> tuple[str, str | None] | None:

@@ -13,6 +13,7 @@ converge has no ``sequences_to_convergence``, a task without a Bayes-optimal ref
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,20 @@ COST_TABLE = "cost/table"  # the rows of cost.csv
 COST_PLOT = "cost/step_ms_vs_slots"  # ms per training step against memory slots N, one line per model
 SUMMARY_KEYS = ("sequences", "train_time_s", "converged", "sequences_to_convergence", "step_time_ms",
                 "num_parameters")  # of RunSummary's summary, the ones the dashboard's results table shows
+
+
+# What a validation set's name says about its sequences (``len_1-20``, ``items_6``, ``len_10_rep_20``,
+# ``in_20_out_16``, ``len_64_pairs_4``: the tasks' val_specs).
+SET_NAME = re.compile(r"[a-z]+_\d+(?:-\d+)?(?:_[a-z]+_\d+(?:-\d+)?)*")
+SIZE_PART = re.compile(r"([a-z]+)_(\d+)(?:-(\d+))?")
+
+
+def set_sizes(val_set: str) -> dict[str, tuple[int, int]] | None:
+    """The sizes in a validation set's name, each as (lowest, highest): ``len_1-10_rep_20`` ->
+    ``{"len": (1, 10), "rep": (20, 20)}``; None for a name that is not made of sizes."""
+    if not SET_NAME.fullmatch(val_set):
+        return None
+    return {name: (int(low), int(high or low)) for name, low, high in SIZE_PART.findall(val_set)}
 
 
 def is_metric_key(key: str) -> bool:

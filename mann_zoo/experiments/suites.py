@@ -25,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from .colours import COLOURS, LINE_STYLES, model_colours, model_markers  # noqa: E402
+from .results import set_sizes  # noqa: E402
 
 SOLVED = 0.9  # Deletang et al.'s threshold on the score
 # Their scores in %, literature.md ("from a secondary copy of table 2"), by their model as named here (rnn: their
@@ -175,7 +176,6 @@ def chomsky_figure(results: pd.DataFrame) -> Figure | None:
 
 
 MQAR_TASK = "mqar"
-MQAR_SET = re.compile(r"^len_(\d+)_pairs_(\d+)$")  # a validation setting (MQARTask.val_specs): T and P
 SIZE_PART = re.compile(r"_(n|h)(\d+(?:x\d+)?)(?=_|$)")  # _n<slots>, _h<units>, _h<layers>x<units>
 SIZE_NAMES = {"n": "N={}", "h": "h={}"}  # how a point is labelled with its size
 
@@ -203,8 +203,8 @@ def model_size(model: str) -> str:
 
 def mqar_pairs(val_set: str) -> int | None:
     """The key-value pairs P of an MQAR validation setting (``len_64_pairs_4`` -> 4); None for another name."""
-    match = MQAR_SET.match(val_set)
-    return int(match[2]) if match else None
+    sizes = set_sizes(val_set)
+    return sizes["pairs"][0] if sizes and sizes.keys() == {"len", "pairs"} else None
 
 
 def chance_accuracy(vocabulary: int) -> float:
