@@ -2,6 +2,8 @@
 contiguous float32 and float64 CPU tensors: ``link_kernel.c``, the DNC's link update and directional reads
 in one pass over the link per step, forward and backward (``linkage.py``); ``ntm_kernel.c``, the NTM's
 addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``);
+``ntm_sequence_kernel.c``, the NTM with an LSTM controller over a whole sequence, with ``ntm_kernel.c``'s step
+(``models/ntm_sequence.py``);
 ``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``).
 
 The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
@@ -36,7 +38,8 @@ import torch
 
 from ._checks import EPS
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("link_kernel.c", "ntm_kernel.c", "sparse_kernel.c"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("link_kernel.c", "ntm_kernel.c", "ntm_sequence_kernel.c", "sparse_kernel.c"))
 SWITCHED_OFF = ("0", "false", "no", "off")  # what MANN_ZOO_NATIVE and MANN_ZOO_CACHE_DIR take for "none"
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -45,13 +48,16 @@ TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers
 
 class Kernels(NamedTuple):
     """The compiled functions, each a dict from dtype to function: the link's ``forward`` and ``backward``
-    (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the sparse
+    (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the NTM
+    sequence's ``ntm_sequence_forward`` and ``ntm_sequence_backward`` (``ntm_sequence_kernel.c``), the sparse
     DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
     (``sparse_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
     ntm_backward: dict
+    ntm_sequence_forward: dict
+    ntm_sequence_backward: dict
     content_candidates: dict
     link_columns_update: dict
     merge_plan: dict
@@ -187,6 +193,7 @@ def _build() -> Kernels:
 
 SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4, ctypes.c_int),
               "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
+              "ntm_sequence_forward": (15, 9, ctypes.c_int), "ntm_sequence_backward": (19, 9, ctypes.c_int),
               "content_candidates": (5, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
               "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
@@ -309,6 +316,63 @@ def ntm_access_backward(inputs: tuple[torch.Tensor, ...], weights: torch.Tensor,
                                             *map(_address, (grad_weights, grad_reads, grad_new_memory, *grads)),
                                             B, N, W, read_heads, H - read_heads, S):
         raise MemoryError(f"ntm_kernel.c: no memory for a weighting of {N} slots")
+    return grads
+
+
+class SequenceForward(NamedTuple):
+    """What :func:`ntm_sequence_forward` computes, time-major, slot 0 of h, c, memories, weights and reads the
+    initial state (``ntm_sequence_kernel.c``): all the backward needs."""
+    h: torch.Tensor  # [L, T + 1, B, C]
+    c: torch.Tensor  # [L, T + 1, B, C]
+    act: torch.Tensor  # [L, T, B, 4C]: i, f, g, o after their activations
+    tanh_c: torch.Tensor  # [L, T, B, C]
+    params: torch.Tensor  # [T, B, P]: the head parameters before the clip
+    memories: torch.Tensor  # [T + 1, B, N, W]
+    weights: torch.Tensor  # [T + 1, B, H, N]
+    reads: torch.Tensor  # [T + 1, B, Hr, W]
+    saved: torch.Tensor  # [T, saved_size(B, N, H)]: what ntm_access_backward reuses, per step
+
+
+def ntm_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch.Tensor, head_t: torch.Tensor,
+                         head_b: torch.Tensor, clip: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                         memory: torch.Tensor, weights: torch.Tensor, reads: torch.Tensor, shift: int) -> SequenceForward:
+    """The NTM with an LSTM controller over a sequence (``ntm_sequence_kernel.c``): ``gates_x [T, B, 4C]`` (the
+    input's product and the first layer's biases), ``rec_t`` (each layer's recurrent weights, transposed,
+    flattened one after the other), ``bias [L, 4C]``, ``head_t [C, P]``, ``head_b [P]``, ``clip [1]``; the initial
+    state ``h0, c0 [L, B, C]``, ``memory [B, N, W]``, ``weights [B, H, N]``, ``reads [B, Hr, W]``; S shifts."""
+    gates_x, rec_t, bias, head_t, head_b, clip = _prepared(gates_x, rec_t, bias, head_t, head_b, clip)
+    (T, B, G), (L, _, C), (N, W), H, Hr = gates_x.shape, h0.shape, memory.shape[1:], weights.shape[1], reads.shape[1]
+    new = gates_x.new_empty
+    out = SequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C),
+                          new(T, B, head_t.shape[1]), new(T + 1, B, N, W), new(T + 1, B, H, N), new(T + 1, B, Hr, W),
+                          new(T, saved_size(B, N, H)))
+    for buffer, first in ((out.h[:, 0], h0), (out.c[:, 0], c0), (out.memories[0], memory), (out.weights[0], weights),
+                          (out.reads[0], reads)):
+        buffer.copy_(first)
+    if kernels().ntm_sequence_forward[gates_x.dtype](*map(_address, (gates_x, rec_t, bias, head_t, head_b, clip, *out)),
+                                                     T, B, L, C, N, W, Hr, H - Hr, shift):
+        raise MemoryError(f"ntm_sequence_kernel.c: no memory for a step of {N} slots")
+    return out
+
+
+def ntm_sequence_backward(forward: SequenceForward, rec: torch.Tensor, head: torch.Tensor, clip: torch.Tensor,
+                          grad_hs: torch.Tensor | None, grad_reads: torch.Tensor | None, shift: int
+                          ) -> tuple[torch.Tensor, ...]:
+    """``(grad_gates [L, T, B, 4C], grad_params [T, B, P], grad_h0, grad_c0 [L, B, C], grad_memory [B, N, W],
+    grad_weights [B, H, N], grad_reads0 [B, Hr, W])`` from ``forward`` (:func:`ntm_sequence_forward`'s), ``rec``
+    (each layer's recurrent weights, not transposed, flattened one after the other), ``head [P, C]``, ``clip
+    [1]``, and the gradients of the top layer's ``h [T, B, C]`` and of the reads ``[T, B, Hr, W]`` (None: zeros)."""
+    rec, head, clip, grad_hs, grad_reads = _prepared(rec, head, clip, grad_hs, grad_reads)
+    (L, T, B, G), (_, _, H, N), (_, _, Hr, W) = forward.act.shape, forward.weights.shape, forward.reads.shape
+    C, new = G // 4, head.new_empty
+    grads = (new(L, T, B, G), new(T, B, head.shape[0]), new(L, B, C), new(L, B, C), new(B, N, W), new(B, H, N),
+             new(B, Hr, W))
+    f = forward
+    if kernels().ntm_sequence_backward[head.dtype](*map(_address, (rec, head, clip, f.act, f.tanh_c, f.c, f.params,
+                                                                   f.memories, f.weights, f.saved, grad_hs,
+                                                                   grad_reads, *grads)),
+                                                   T, B, L, C, N, W, Hr, H - Hr, shift):
+        raise MemoryError(f"ntm_sequence_kernel.c: no memory for a step of {N} slots")
     return grads
 
 

@@ -1,0 +1,315 @@
+/* The NTM with an LSTM controller over a whole sequence (models/ntm_sequence.py), forward and backward: the
+ * time loop in C, each step the LSTM layers, the head parameters and their activations, and the memory
+ * access of ntm_kernel.c (included before this file, in the same program: ntm_forward_sized and
+ * ntm_backward_sized, EXP). At the batches the benchmarks train, a step in torch is a few dozen small
+ * operations whose fixed costs outweigh their arithmetic; here a sequence is one call each way.
+ *
+ * Shapes (row-major, contiguous; time-major where T appears): L layers of C units, K0 = Hr W + C and
+ * Kl = 2 C inputs besides x per layer (x's product and layer 0's biases come in gates_x), P head parameters:
+ *   gates_x [T, B, 4C]; rec_t [sum_l K_l, 4C] (layer l's [W_ih | W_hh] without x's columns, transposed, one
+ *   layer after the other); rec [4C, K_l] per layer, one after the other; bias [L, 4C] (row 0 unused);
+ *   head_t [C, P], head [P, C], head_b [P]; clip [1];
+ *   h, c [L, T + 1, B, C] (slot 0: the initial state); act [L, T, B, 4C] (i, f, g, o activated);
+ *   tanh_c [L, T, B, C]; params [T, B, P] (before the clip); memories [T + 1, B, N, W]; weights [T + 1, B, H, N];
+ *   reads [T + 1, B, Hr, W] (slot 0 of these three: the initial state); saved [T, B (4 H N + N + H)] in
+ *   ntm_kernel.c's order (content, shifted, log_shifted, cosine [B, H, N], mem_rnorm [B, N], key_rnorm [B, H]).
+ *
+ *   gates = gates_x_t (layer 0) or bias_l + [input, h_{t-1}] rec_t_l;  i, f, o = sigma, g = tanh
+ *   c_t = f c_{t-1} + i g,  h_t = o tanh(c_t);  p_t = head_b + h_t head_t (top layer)
+ *   key = p, beta = softplus(p), gate = sigma(p), s = softmax(p), gamma = 1 + softplus(p), e = sigma(p),
+ *   a = tanh(p), each on its part of clip(p);  then ntm_kernel.c's step (NTM eq. 2-9).
+ */
+
+#ifndef NTM_SEQUENCE_HELPERS
+#define NTM_SEQUENCE_HELPERS
+#define SOFTPLUS_LINEAR_ABOVE 20  /* torch's softplus threshold: x itself above it */
+#endif
+
+static inline REAL NAME(sigma)(REAL x) { return 1 / (1 + EXP(-x)); }
+static inline REAL NAME(tanh_)(REAL x) { return 1 - 2 / (EXP(2 * x) + 1); }
+static inline REAL NAME(softplus)(REAL x) { return x > SOFTPLUS_LINEAR_ABOVE ? x : log1p(exp(x)); }
+
+/* out[4 rows, :n] += a[4 rows, :K] w[K, :n] (rows of a lda apart, of out and w ldo and ldw apart), n <= 16:
+ * the 4 x n sums kept in registers over k (inlined with n = 16 constant, its main use). */
+#ifndef MATMUL_COLUMNS
+#define MATMUL_COLUMNS 16  /* per block: 4 x 16 sums, 8 AVX registers, w's row and a's 4 values beside them */
+#endif
+ALWAYS_INLINE void NAME(matmul_block)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t ldw,
+                                      ptrdiff_t K, REAL *restrict out, ptrdiff_t ldo, ptrdiff_t n) {
+    REAL acc0[MATMUL_COLUMNS], acc1[MATMUL_COLUMNS], acc2[MATMUL_COLUMNS], acc3[MATMUL_COLUMNS];
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        acc0[j] = out[j];
+        acc1[j] = out[ldo + j];
+        acc2[j] = out[2 * ldo + j];
+        acc3[j] = out[3 * ldo + j];
+    }
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const REAL s0 = a[k], s1 = a[lda + k], s2 = a[2 * lda + k], s3 = a[3 * lda + k];
+        const REAL *restrict wk = w + k * ldw;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) {
+            acc0[j] += s0 * wk[j];
+            acc1[j] += s1 * wk[j];
+            acc2[j] += s2 * wk[j];
+            acc3[j] += s3 * wk[j];
+        }
+    }
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        out[j] = acc0[j];
+        out[ldo + j] = acc1[j];
+        out[2 * ldo + j] = acc2[j];
+        out[3 * ldo + j] = acc3[j];
+    }
+}
+
+/* out[b, :M] += a[b, :K] w[K, M] for b < B (rows of a lda apart): blocks of 4 rows by MATMUL_COLUMNS columns
+ * (matmul_block), the rows past the last four one at a time. */
+static void NAME(matmul_acc)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t K,
+                             ptrdiff_t M, REAL *restrict out, ptrdiff_t B) {
+    const ptrdiff_t whole = M - M % MATMUL_COLUMNS;
+    ptrdiff_t b = 0;
+    for (; b + 4 <= B; b += 4) {
+        for (ptrdiff_t j0 = 0; j0 < whole; j0 += MATMUL_COLUMNS)
+            NAME(matmul_block)(a + b * lda, lda, w + j0, M, K, out + b * M + j0, M, MATMUL_COLUMNS);
+        if (whole < M) NAME(matmul_block)(a + b * lda, lda, w + whole, M, K, out + b * M + whole, M, M - whole);
+    }
+    for (; b < B; b++) {
+        REAL *restrict o = out + b * M;
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const REAL s = a[b * lda + k];
+            const REAL *restrict wk = w + k * M;
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < M; j++) o[j] += s * wk[j];
+        }
+    }
+}
+
+/* The memory access's inputs from the raw head parameters of one step, clipped (models/ntm.py, NTM.step). */
+static void NAME(head_activations)(const REAL *restrict params, REAL clip, ptrdiff_t B, ptrdiff_t P, ptrdiff_t H,
+                                   ptrdiff_t Hw, ptrdiff_t W, ptrdiff_t S, REAL *restrict keys, REAL *restrict beta,
+                                   REAL *restrict gate, REAL *restrict shift, REAL *restrict gamma,
+                                   REAL *restrict erase, REAL *restrict add) {
+    const ptrdiff_t A = W + 3 + S;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *p = params + b * P;
+        for (ptrdiff_t h = 0; h < H; h++) {
+            const REAL *q = p + h * A;
+            const ptrdiff_t bh = b * H + h;
+            for (ptrdiff_t j = 0; j < W; j++) keys[bh * W + j] = fmin(fmax(q[j], -clip), clip);
+            beta[bh] = NAME(softplus)(fmin(fmax(q[W], -clip), clip));
+            gate[bh] = NAME(sigma)(fmin(fmax(q[W + 1], -clip), clip));
+            REAL *s = shift + bh * S;
+            for (ptrdiff_t j = 0; j < S; j++) s[j] = fmin(fmax(q[W + 2 + j], -clip), clip);
+            NAME(softmax_)(s, S);
+            gamma[bh] = 1 + NAME(softplus)(fmin(fmax(q[W + 2 + S], -clip), clip));
+        }
+        const REAL *ea = p + H * A;
+        for (ptrdiff_t h = 0; h < Hw; h++)
+            for (ptrdiff_t j = 0; j < W; j++) {
+                erase[(b * Hw + h) * W + j] = NAME(sigma)(fmin(fmax(ea[h * 2 * W + j], -clip), clip));
+                add[(b * Hw + h) * W + j] = NAME(tanh_)(fmin(fmax(ea[h * 2 * W + W + j], -clip), clip));
+            }
+    }
+}
+
+/* One LSTM layer's step: gates = base + in1 w[:K1] + in2 w[K1:] (in1 [B, K1], in2 [B, C], w [K1 + C, 4C], base
+ * rows base_stride apart), then act (i, f, g, o activated), c_new, tanh_c and h_new, each [B, ...]. */
+static void NAME(lstm_forward)(const REAL *restrict base, ptrdiff_t base_stride, const REAL *restrict in1,
+                               ptrdiff_t K1, const REAL *restrict in2, const REAL *restrict w,
+                               const REAL *restrict c_prev, REAL *restrict act, REAL *restrict c_new,
+                               REAL *restrict tanh_c, REAL *restrict h_new, ptrdiff_t B, ptrdiff_t C) {
+    const ptrdiff_t G = 4 * C;
+    for (ptrdiff_t b = 0; b < B; b++)
+        for (ptrdiff_t j = 0; j < G; j++) act[b * G + j] = base[b * base_stride + j];
+    NAME(matmul_acc)(in1, K1, w, K1, G, act, B);
+    NAME(matmul_acc)(in2, C, w + K1 * G, C, G, act, B);
+    for (ptrdiff_t b = 0; b < B; b++) {
+        REAL *restrict a = act + b * G;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < 2 * C; j++) a[j] = NAME(sigma)(a[j]);  /* i, f */
+#pragma omp simd
+        for (ptrdiff_t j = 2 * C; j < 3 * C; j++) a[j] = NAME(tanh_)(a[j]);  /* g */
+#pragma omp simd
+        for (ptrdiff_t j = 3 * C; j < G; j++) a[j] = NAME(sigma)(a[j]);  /* o */
+        const REAL *restrict cp = c_prev + b * C;
+        REAL *restrict cn = c_new + b * C, *restrict tc = tanh_c + b * C, *restrict hn = h_new + b * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            cn[j] = a[C + j] * cp[j] + a[j] * a[2 * C + j];  /* c_t = f c_{t-1} + i g */
+            tc[j] = NAME(tanh_)(cn[j]);
+            hn[j] = a[3 * C + j] * tc[j];  /* h_t = o tanh(c_t) */
+        }
+    }
+}
+
+/* Its backward: from grad_h (of h_t, all of it) and grad_c (of c_t from step t + 1; on return, of c_{t-1}),
+ * the gradient of the gates before their activations, d [B, 4C]. */
+static void NAME(lstm_backward)(const REAL *restrict act, const REAL *restrict tanh_c, const REAL *restrict c_prev,
+                                const REAL *restrict grad_h, REAL *restrict grad_c, REAL *restrict d, ptrdiff_t B,
+                                ptrdiff_t C) {
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *restrict a = act + b * 4 * C, *restrict tc = tanh_c + b * C, *restrict cp = c_prev + b * C;
+        const REAL *restrict dh = grad_h + b * C;
+        REAL *restrict dc_ = grad_c + b * C, *restrict db = d + b * 4 * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            const REAL i = a[j], f = a[C + j], g = a[2 * C + j], o = a[3 * C + j];
+            const REAL dc = dc_[j] + dh[j] * o * (1 - tc[j] * tc[j]);
+            db[j] = dc * g * i * (1 - i);
+            db[C + j] = dc * cp[j] * f * (1 - f);
+            db[2 * C + j] = dc * i * (1 - g * g);
+            db[3 * C + j] = dh[j] * tc[j] * o * (1 - o);
+            dc_[j] = dc * f;
+        }
+    }
+}
+
+/* The gradient of one step's raw head parameters, g [B, P], from those of the access's inputs (d_*) and the
+ * activations' values (head_activations'); zero where the clip cut the parameter off. */
+static void NAME(head_backward)(const REAL *restrict params, REAL clip, ptrdiff_t B, ptrdiff_t P, ptrdiff_t H,
+                                ptrdiff_t Hw, ptrdiff_t W, ptrdiff_t S, const REAL *restrict gate,
+                                const REAL *restrict shift, const REAL *restrict erase, const REAL *restrict add,
+                                const REAL *restrict d_keys, const REAL *restrict d_beta, const REAL *restrict d_gate,
+                                const REAL *restrict d_shift, const REAL *restrict d_gamma,
+                                const REAL *restrict d_erase, const REAL *restrict d_add, REAL *restrict g) {
+    const ptrdiff_t A = W + 3 + S;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *p = params + b * P;
+        REAL *gb = g + b * P;
+        for (ptrdiff_t h = 0; h < H; h++) {
+            const ptrdiff_t bh = b * H + h, at = h * A;
+            for (ptrdiff_t j = 0; j < W; j++) gb[at + j] = d_keys[bh * W + j];
+            gb[at + W] = d_beta[bh] * NAME(sigma)(fmin(fmax(p[at + W], -clip), clip));  /* softplus' = sigma */
+            gb[at + W + 1] = d_gate[bh] * gate[bh] * (1 - gate[bh]);
+            const REAL *s = shift + bh * S, *ds = d_shift + bh * S;
+            REAL dot = 0;
+            for (ptrdiff_t j = 0; j < S; j++) dot += ds[j] * s[j];
+            for (ptrdiff_t j = 0; j < S; j++) gb[at + W + 2 + j] = s[j] * (ds[j] - dot);  /* softmax' */
+            gb[at + W + 2 + S] = d_gamma[bh] * NAME(sigma)(fmin(fmax(p[at + W + 2 + S], -clip), clip));
+        }
+        for (ptrdiff_t h = 0; h < Hw; h++)
+            for (ptrdiff_t j = 0; j < W; j++) {
+                const ptrdiff_t e = (b * Hw + h) * W + j, at = H * A + h * 2 * W + j;
+                gb[at] = d_erase[e] * erase[e] * (1 - erase[e]);
+                gb[at + W] = d_add[e] * (1 - add[e] * add[e]);
+            }
+        for (ptrdiff_t j = 0; j < P; j++) gb[j] = p[j] >= -clip && p[j] <= clip ? gb[j] : 0;  /* as torch's clamp */
+    }
+}
+
+/* Forward over the sequence: fills h, c (from slot 1), act, tanh_c, params, memories, weights, reads (from slot 1)
+ * and saved. Returns 0, or 1 where a buffer could not be allocated. */
+int NAME(ntm_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REAL *bias, const REAL *head_t,
+                               const REAL *head_b, const REAL *clip, REAL *h, REAL *c, REAL *act, REAL *tanh_c,
+                               REAL *params, REAL *memories, REAL *weights, REAL *reads, REAL *saved,
+                               ptrdiff_t T, ptrdiff_t B, ptrdiff_t L, ptrdiff_t C, ptrdiff_t N, ptrdiff_t W,
+                               ptrdiff_t Hr, ptrdiff_t Hw, ptrdiff_t S) {
+    const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
+    const ptrdiff_t BHN = B * H * N, step_saved = B * (4 * H * N + N + H), layer = (T + 1) * B * C;
+    REAL *scratch = malloc(sizeof(REAL) * (B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W));
+    if (!scratch) return 1;
+    REAL *keys = scratch, *beta = keys + B * H * W, *gate = beta + B * H, *shift = gate + B * H;
+    REAL *gamma = shift + B * H * S, *erase = gamma + B * H, *add = erase + B * Hw * W;
+    for (ptrdiff_t t = 0; t < T; t++) {
+        for (ptrdiff_t l = 0; l < L; l++) {
+            const REAL *w = rec_t + (l ? K0 * G + (l - 1) * 2 * C * G : 0);
+            const REAL *in1 = l ? h + (l - 1) * layer + (t + 1) * B * C : reads + t * B * Hr * W;
+            NAME(lstm_forward)(l ? bias + l * G : gates_x + t * B * G, l ? 0 : G, in1, l ? C : Hr * W,
+                               h + l * layer + t * B * C, w, c + l * layer + t * B * C, act + (l * T + t) * B * G,
+                               c + l * layer + (t + 1) * B * C, tanh_c + (l * T + t) * B * C,
+                               h + l * layer + (t + 1) * B * C, B, C);
+        }
+        REAL *p = params + t * B * P;
+        for (ptrdiff_t b = 0; b < B; b++)
+            for (ptrdiff_t j = 0; j < P; j++) p[b * P + j] = head_b[j];
+        NAME(matmul_acc)(h + (L - 1) * layer + (t + 1) * B * C, C, head_t, C, P, p, B);
+        NAME(head_activations)(p, *clip, B, P, H, Hw, W, S, keys, beta, gate, shift, gamma, erase, add);
+        REAL *sv = saved + t * step_saved;
+        if (NAME(ntm_access_forward)(memories + t * B * N * W, weights + t * BHN, keys, beta, gate, shift, gamma,
+                                     erase, add, weights + (t + 1) * BHN, reads + (t + 1) * B * Hr * W,
+                                     memories + (t + 1) * B * N * W, sv, sv + BHN, sv + 2 * BHN, sv + 3 * BHN,
+                                     sv + 4 * BHN, sv + 4 * BHN + B * N, B, N, W, Hr, Hw, S)) {
+            free(scratch);
+            return 1;
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* Backward over the sequence, from grad_hs [T, B, C] (of the top layer's h_t) and grad_reads [T, B, Hr, W]
+ * (either NULL: zeros): the gates' gradients grad_gates [L, T, B, 4C] and the head parameters' grad_params
+ * [T, B, P] (the weights' gradients are products of these with the forward's values, formed by the caller),
+ * and those of the initial state: grad_h0, grad_c0 [L, B, C], grad_memory0 [B, N, W], grad_weights0 [B, H, N],
+ * grad_reads0 [B, Hr, W]. Returns 0, or 1 where a buffer could not be allocated. */
+int NAME(ntm_sequence_backward)(const REAL *rec, const REAL *head, const REAL *clip, const REAL *act,
+                                const REAL *tanh_c, const REAL *c, const REAL *params, const REAL *memories,
+                                const REAL *weights, const REAL *saved, const REAL *grad_hs, const REAL *grad_reads,
+                                REAL *grad_gates, REAL *grad_params, REAL *grad_h0, REAL *grad_c0,
+                                REAL *grad_memory0, REAL *grad_weights0, REAL *grad_reads0, ptrdiff_t T, ptrdiff_t B,
+                                ptrdiff_t L, ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t Hr, ptrdiff_t Hw,
+                                ptrdiff_t S) {
+    const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
+    const ptrdiff_t BHN = B * H * N, BNW = B * N * W, BRW = B * Hr * W, step_saved = B * (4 * H * N + N + H);
+    const ptrdiff_t activations = B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W, widest = K0 > 2 * C ? K0 : 2 * C;
+    REAL *scratch = calloc(2 * activations + BHN + BNW + B * widest, sizeof(REAL));
+    if (!scratch) return 1;
+    REAL *keys = scratch, *beta = keys + B * H * W, *gate = beta + B * H, *shift = gate + B * H;
+    REAL *gamma = shift + B * H * S, *erase = gamma + B * H, *add = erase + B * Hw * W;
+    REAL *d_keys = scratch + activations, *d_beta = d_keys + B * H * W, *d_gate = d_beta + B * H;
+    REAL *d_shift = d_gate + B * H, *d_gamma = d_shift + B * H * S, *d_erase = d_gamma + B * H;
+    REAL *d_add = d_erase + B * Hw * W;
+    REAL *spare_weights = scratch + 2 * activations, *spare_memory = spare_weights + BHN, *gz = spare_memory + BNW;
+    /* The carries: gradients of step t's outputs from step t + 1, each in one of two buffers in turn (the access's
+     * backward reads one and writes the other); the controller's in grad_h0, grad_c0 and grad_reads0. */
+    REAL *gw = grad_weights0, *gw_next = spare_weights, *gm = grad_memory0, *gm_next = spare_memory;
+    for (ptrdiff_t i = 0; i < BHN; i++) gw[i] = 0;
+    for (ptrdiff_t i = 0; i < BNW; i++) gm[i] = 0;
+    for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] = 0;
+    for (ptrdiff_t i = 0; i < L * B * C; i++) grad_h0[i] = grad_c0[i] = 0;
+    const ptrdiff_t layer = (T + 1) * B * C;
+    REAL *top = grad_h0 + (L - 1) * B * C;
+    for (ptrdiff_t t = T - 1; t >= 0; t--) {
+        const REAL *p = params + t * B * P;
+        NAME(head_activations)(p, *clip, B, P, H, Hw, W, S, keys, beta, gate, shift, gamma, erase, add);
+        if (grad_reads)
+            for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] += grad_reads[t * BRW + i];
+        const REAL *sv = saved + t * step_saved;
+        if (NAME(ntm_access_backward)(memories + t * BNW, weights + t * BHN, keys, beta, gate, shift, gamma, erase,
+                                      add, weights + (t + 1) * BHN, sv, sv + BHN, sv + 2 * BHN, sv + 3 * BHN,
+                                      sv + 4 * BHN, sv + 4 * BHN + B * N, gw, grad_reads0, gm, gm_next, gw_next,
+                                      d_keys, d_beta, d_gate, d_shift, d_gamma, d_erase, d_add, B, N, W, Hr, Hw, S)) {
+            free(scratch);
+            return 1;
+        }
+        REAL *swap = gw; gw = gw_next; gw_next = swap;
+        swap = gm; gm = gm_next; gm_next = swap;
+        REAL *g = grad_params + t * B * P;
+        NAME(head_backward)(p, *clip, B, P, H, Hw, W, S, gate, shift, erase, add, d_keys, d_beta, d_gate, d_shift,
+                            d_gamma, d_erase, d_add, g);
+        if (grad_hs)
+            for (ptrdiff_t i = 0; i < B * C; i++) top[i] += grad_hs[t * B * C + i];
+        NAME(matmul_acc)(g, P, head, P, C, top, B);
+        for (ptrdiff_t l = L - 1; l >= 0; l--) {
+            REAL *d = grad_gates + (l * T + t) * B * G, *dh = grad_h0 + l * B * C;
+            NAME(lstm_backward)(act + (l * T + t) * B * G, tanh_c + (l * T + t) * B * C, c + l * layer + t * B * C,
+                                dh, grad_c0 + l * B * C, d, B, C);
+            const ptrdiff_t K = l ? 2 * C : K0, K1 = K - C;
+            for (ptrdiff_t i = 0; i < B * K; i++) gz[i] = 0;
+            NAME(matmul_acc)(d, G, rec + (l ? K0 * G + (l - 1) * 2 * C * G : 0), G, K, gz, B);
+            REAL *below = l ? grad_h0 + (l - 1) * B * C : grad_reads0;  /* of the layer's input at step t */
+            for (ptrdiff_t b = 0; b < B; b++)
+                for (ptrdiff_t j = 0; j < K1; j++) below[b * K1 + j] = (l ? below[b * K1 + j] : 0) + gz[b * K + j];
+            for (ptrdiff_t b = 0; b < B; b++)
+                for (ptrdiff_t j = 0; j < C; j++) dh[b * C + j] = gz[b * K + K1 + j];  /* of h_{t-1} */
+        }
+    }
+    if (gw != grad_weights0)
+        for (ptrdiff_t i = 0; i < BHN; i++) grad_weights0[i] = gw[i];
+    if (gm != grad_memory0)
+        for (ptrdiff_t i = 0; i < BNW; i++) grad_memory0[i] = gm[i];
+    free(scratch);
+    return 0;
+}

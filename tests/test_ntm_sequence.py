@@ -1,0 +1,157 @@
+"""The NTM over a whole sequence in C (models/ntm_sequence.py, memory/ntm_sequence_kernel.c) against the NTM
+stepped one time step at a time through the primitives (the reference): values and gradients, gradcheck of
+the autograd node, batch independence, degenerate inputs, and where it stands aside."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mann_zoo.memory import native
+from mann_zoo.models import ntm_sequence
+from mann_zoo.models.ntm import NTM
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
+
+# (controller layers, units, read heads, write heads, slots, width, clip): one layer with the paper's heads and
+# W = 20 (ntm_kernel.c's specialised copy); two layers, more heads, units whose 4C and P are not multiples of
+# matmul_acc's 16 columns, and a clip that cuts (priority sort's NTM has 2 layers and 5 + 5 heads).
+SIZES = [(1, 12, 1, 1, 10, 20, 20.0), (2, 13, 2, 3, 9, 6, 0.5)]
+
+
+def generic_ntm(layers, units, read_heads, write_heads, slots, width, clip, dtype=torch.float64, **extra):
+    """An NTM away from its initial values (every parameter moved at random), in ``dtype``."""
+    torch.manual_seed(0)
+    model = NTM(5, 4, controller_size=units, controller_layers=layers, memory_slots=slots, word_size=width,
+                read_heads=read_heads, write_heads=write_heads, clip=clip, memory_init="learned", **extra).to(dtype)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    return model
+
+
+def outputs_and_grads(model, x, sequence_kernel):
+    model.sequence_kernel = sequence_kernel
+    x = x.detach().requires_grad_()
+    logits = model(x)
+    upstream = torch.linspace(-1, 1, logits.numel(), dtype=x.dtype).view_as(logits)
+    return logits, torch.autograd.grad(logits, [x, *model.parameters()], upstream)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("batch", [3, 6])  # matmul_acc: fewer than 4 rows; one block of 4 and 2 rows after it
+def test_values_and_gradients_equal_the_step_by_step_ntm(sizes, batch):
+    model = generic_ntm(*sizes)
+    x = torch.rand(batch, 7, 5, dtype=torch.float64)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    logits, grads = outputs_and_grads(model, x, True)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    for (name, _), grad, expected in zip([("x", None), *model.named_parameters()], grads, reference_grads):
+        torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12, msg=name)
+
+
+def test_float32_values_and_gradients_agree_with_the_step_by_step_ntm():
+    """In float32 (the benchmarks' dtype; expf and logf as ntm_kernel.c's polynomials) to rounding."""
+    model = generic_ntm(*SIZES[0], dtype=torch.float32)
+    x = torch.rand(5, 9, 5)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    logits, grads = outputs_and_grads(model, x, True)
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_gradcheck_from_a_generic_state(sizes):
+    """The autograd node's hand-written backward against finite differences, float64, every input moved from
+    zero: the memory, weightings, reads and controller state as well as the weights."""
+    layers, units, read_heads, write_heads, slots, width, clip = sizes
+    torch.manual_seed(1)
+    B, T, I, H = 2, 3, 3, read_heads + write_heads
+    S = 3
+    P = H * (width + 3 + S) + 2 * write_heads * width
+    layout = ntm_sequence.Layout(layers, read_heads, H, width, S, clip)
+    rand = lambda *shape, scale=1.0: (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_()  # noqa: E731
+    weights = torch.softmax(torch.randn(B, H, slots, dtype=torch.float64), -1).requires_grad_()
+    state = [rand(B, units, scale=0.5) for _ in range(2 * layers)]
+    cells = []
+    for layer in range(layers):
+        inputs = I + read_heads * width if layer == 0 else units
+        cells += [rand(4 * units, inputs, scale=0.3), rand(4 * units, units, scale=0.3), rand(4 * units, scale=0.3),
+                  rand(4 * units, scale=0.3)]
+    args = (rand(B, T, I), rand(B, slots, width, scale=0.5), weights, rand(B, read_heads, width, scale=0.5), *state,
+            *cells, rand(P, units, scale=0.5), rand(P, scale=0.5))
+    assert torch.autograd.gradcheck(lambda *a: ntm_sequence.NTMSequence.apply(layout, *a), args, atol=1e-6)
+
+
+def test_examples_in_a_batch_do_not_interact():
+    """Changing one example's input changes neither the other examples' outputs nor their share of the gradient."""
+    model = generic_ntm(*SIZES[1])
+    x = torch.rand(5, 6, 5, dtype=torch.float64)
+    changed = x.clone()
+    changed[3] = torch.rand(6, 5, dtype=torch.float64)
+    logits, grads = outputs_and_grads(model, x, True)
+    logits_changed, _ = outputs_and_grads(model, changed, True)
+    keep = [0, 1, 2, 4]
+    torch.testing.assert_close(logits_changed[keep], logits[keep], rtol=0, atol=0)
+    # one example alone gives that example's gradient
+    _, alone = outputs_and_grads(model, x[1:2], True)
+    model.sequence_kernel = True
+    xg = x.detach().requires_grad_()
+    logits = model(xg)
+    upstream = torch.zeros_like(logits)
+    upstream[1] = torch.linspace(-1, 1, logits[1].numel(), dtype=x.dtype).view_as(logits[1])
+    batch_grads = torch.autograd.grad(logits, [xg, *model.parameters()], upstream)
+    torch.testing.assert_close(batch_grads[0][1:2], alone[0], rtol=0, atol=1e-12)
+    for grad, expected in zip(batch_grads[1:], alone[1:]):
+        torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12)
+
+
+def test_finite_at_zero_memory_zero_keys_and_saturated_heads():
+    """Zero memory and keys (every cosine 0), and head parameters far past the clip (strengths, gates and
+    sharpening at their largest): finite values and gradients, as the step-by-step NTM's."""
+    model = generic_ntm(*SIZES[0])
+    with torch.no_grad():
+        model.memory_init.zero_()
+        model.read_init.zero_()
+        model.head_params.weight.mul_(100)
+        model.head_params.bias.zero_()
+    x = torch.zeros(3, 5, 5, dtype=torch.float64)
+    x[:, :, 0] = 1
+    logits, grads = outputs_and_grads(model, x, True)
+    assert torch.isfinite(logits).all() and all(torch.isfinite(g).all() for g in grads)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-10)
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
+
+
+def test_without_gradient_the_values_are_the_same():
+    model = generic_ntm(*SIZES[1])
+    x = torch.rand(3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        model.sequence_kernel = True
+        fast = model(x)
+        model.sequence_kernel = False
+        torch.testing.assert_close(fast, model(x), rtol=0, atol=1e-12)
+
+
+def test_stands_aside_where_it_does_not_apply(monkeypatch):
+    """record=True, another controller, autocast, or no kernels for the input: the step-by-step path."""
+    calls = []
+    original = ntm_sequence.NTMSequence.apply
+    monkeypatch.setattr(ntm_sequence.NTMSequence, "apply", lambda *a: calls.append(1) or original(*a))
+    model = generic_ntm(*SIZES[0], dtype=torch.float32)
+    x = torch.rand(2, 4, 5)
+    model(x)
+    assert calls == [1]
+    model(x, record=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    model.double()(x.double())  # parameters in float64 now, and the input too: it applies
+    assert len(calls) == 2
+    feedforward = NTM(5, 4, controller="feedforward", controller_size=8, memory_slots=6, word_size=4)
+    feedforward(x)
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    generic_ntm(*SIZES[0], dtype=torch.float32)(x)
+    assert len(calls) == 2
