@@ -86,20 +86,22 @@ class NTMSequence(torch.autograd.Function):
         loop = native.ntm_sequence_forward(gates_x.view(T, B, -1), rec_t, bias, head_w.t(), head_b, clip,
                                            torch.stack(state[0::2]), torch.stack(state[1::2]), memory, weights, reads,
                                            layout.shift)
-        ctx.layout, ctx.input_width, ctx.loop, ctx.clip = layout, I, loop, clip
-        ctx.save_for_backward(x, *cells, head_w)
+        ctx.layout, ctx.input_width = layout, I
+        # Through save_for_backward, so that what the backward keeps is seen (saved-tensor hooks, memory counts).
+        ctx.save_for_backward(x, clip, head_w, *cells, *loop)
         return loop.h[L - 1, 1:].transpose(0, 1).contiguous(), loop.reads[1:].transpose(0, 1).contiguous()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_hs, grad_reads):
-        layout, I, loop = ctx.layout, ctx.input_width, ctx.loop
-        x, *cells, head_w = ctx.saved_tensors
+        layout, I = ctx.layout, ctx.input_width
+        x, clip, head_w, *rest = ctx.saved_tensors
+        cells, loop = rest[: 4 * layout.layers], native.SequenceForward(*rest[4 * layout.layers:])
         L, T, B = layout.layers, x.shape[1], x.shape[0]
         rec = torch.cat([w.reshape(-1) for w in _recurrent(cells, I)])
         time_major = lambda g: None if g is None else g.transpose(0, 1)  # noqa: E731
         grad_gates, grad_params, grad_h0, grad_c0, grad_memory, grad_weights, grad_reads0 = native.ntm_sequence_backward(
-            loop, rec, head_w, ctx.clip, time_major(grad_hs), time_major(grad_reads), layout.shift)
+            loop, rec, head_w, clip, time_major(grad_hs), time_major(grad_reads), layout.shift)
         # The weights' gradients: one product over all steps each.
         flat = lambda tensor: tensor.reshape(T * B, -1)  # noqa: E731 - [T, B, ...] -> [T B, n]
         out = []
