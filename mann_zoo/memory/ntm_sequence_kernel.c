@@ -28,6 +28,8 @@
 static inline REAL NAME(sigma)(REAL x) { return 1 / (1 + EXP(-x)); }
 static inline REAL NAME(tanh_)(REAL x) { return 1 - 2 / (EXP(2 * x) + 1); }
 static inline REAL NAME(softplus)(REAL x) { return x > SOFTPLUS_LINEAR_ABOVE ? x : log1p(exp(x)); }
+/* x clipped to [-clip, clip], NaN kept (as torch's clamp; fmin and fmax would drop it, and are library calls). */
+static inline REAL NAME(clipped)(REAL x, REAL clip) { return x < -clip ? -clip : (x > clip ? clip : x); }
 
 /* out[4 rows, :n] += a[4 rows, :K] w[K, :n] (rows of a lda apart, of out and w ldo and ldw apart), n <= 16:
  * the 4 x n sums kept in registers over k (inlined with n = 16 constant, its main use). */
@@ -97,19 +99,19 @@ static void NAME(head_activations)(const REAL *restrict params, REAL clip, ptrdi
         for (ptrdiff_t h = 0; h < H; h++) {
             const REAL *q = p + h * A;
             const ptrdiff_t bh = b * H + h;
-            for (ptrdiff_t j = 0; j < W; j++) keys[bh * W + j] = fmin(fmax(q[j], -clip), clip);
-            beta[bh] = NAME(softplus)(fmin(fmax(q[W], -clip), clip));
-            gate[bh] = NAME(sigma)(fmin(fmax(q[W + 1], -clip), clip));
+            for (ptrdiff_t j = 0; j < W; j++) keys[bh * W + j] = NAME(clipped)(q[j], clip);
+            beta[bh] = NAME(softplus)(NAME(clipped)(q[W], clip));
+            gate[bh] = NAME(sigma)(NAME(clipped)(q[W + 1], clip));
             REAL *s = shift + bh * S;
-            for (ptrdiff_t j = 0; j < S; j++) s[j] = fmin(fmax(q[W + 2 + j], -clip), clip);
+            for (ptrdiff_t j = 0; j < S; j++) s[j] = NAME(clipped)(q[W + 2 + j], clip);
             NAME(softmax_)(s, S);
-            gamma[bh] = 1 + NAME(softplus)(fmin(fmax(q[W + 2 + S], -clip), clip));
+            gamma[bh] = 1 + NAME(softplus)(NAME(clipped)(q[W + 2 + S], clip));
         }
         const REAL *ea = p + H * A;
         for (ptrdiff_t h = 0; h < Hw; h++)
             for (ptrdiff_t j = 0; j < W; j++) {
-                erase[(b * Hw + h) * W + j] = NAME(sigma)(fmin(fmax(ea[h * 2 * W + j], -clip), clip));
-                add[(b * Hw + h) * W + j] = NAME(tanh_)(fmin(fmax(ea[h * 2 * W + W + j], -clip), clip));
+                erase[(b * Hw + h) * W + j] = NAME(sigma)(NAME(clipped)(ea[h * 2 * W + j], clip));
+                add[(b * Hw + h) * W + j] = NAME(tanh_)(NAME(clipped)(ea[h * 2 * W + W + j], clip));
             }
     }
 }
@@ -181,13 +183,13 @@ static void NAME(head_backward)(const REAL *restrict params, REAL clip, ptrdiff_
         for (ptrdiff_t h = 0; h < H; h++) {
             const ptrdiff_t bh = b * H + h, at = h * A;
             for (ptrdiff_t j = 0; j < W; j++) gb[at + j] = d_keys[bh * W + j];
-            gb[at + W] = d_beta[bh] * NAME(sigma)(fmin(fmax(p[at + W], -clip), clip));  /* softplus' = sigma */
+            gb[at + W] = d_beta[bh] * NAME(sigma)(NAME(clipped)(p[at + W], clip));  /* softplus' = sigma */
             gb[at + W + 1] = d_gate[bh] * gate[bh] * (1 - gate[bh]);
             const REAL *s = shift + bh * S, *ds = d_shift + bh * S;
             REAL dot = 0;
             for (ptrdiff_t j = 0; j < S; j++) dot += ds[j] * s[j];
             for (ptrdiff_t j = 0; j < S; j++) gb[at + W + 2 + j] = s[j] * (ds[j] - dot);  /* softmax' */
-            gb[at + W + 2 + S] = d_gamma[bh] * NAME(sigma)(fmin(fmax(p[at + W + 2 + S], -clip), clip));
+            gb[at + W + 2 + S] = d_gamma[bh] * NAME(sigma)(NAME(clipped)(p[at + W + 2 + S], clip));
         }
         for (ptrdiff_t h = 0; h < Hw; h++)
             for (ptrdiff_t j = 0; j < W; j++) {
