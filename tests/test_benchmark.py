@@ -894,6 +894,42 @@ def test_bench_plan_keeps_the_other_probes_rows_and_times_changed_probes_again(t
     assert json.loads((tmp_path / "out/plan/probes.json").read_text()) == {"copy-ntm-seed0": plan.probe_fingerprint(ntm)}
 
 
+def test_bench_plan_retime_times_the_named_probes_again(tmp_path, capsys):
+    """--plan --retime --only: the probes of the runs named go (folder, carried state, rows) and are timed again,
+    the others are reused; --retime without --plan is a one-line error."""
+    from mann_zoo.experiments import plan
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("seeds: [0]\ntasks:\n  copy: {config: configs/task/copy.yaml, max_steps: 100}\n"
+                    "models:\n  ntm: {config: configs/model/ntm.yaml}\n  lstm: {config: configs/model/lstm.yaml}\n")
+    out = tmp_path / "out"
+    probes = plan.probe_grid(load_grid(spec, check=False))
+    rows = pd.DataFrame([{"run_id": s.run_id, "task": s.task, "model": s.model, "seed": 0, "steps": s.max_steps,
+                          "step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32, "status": "finished",
+                          "val_set": "len_1-20"} for s in probes.runs]).reindex(columns=list(RESULT_COLUMNS))
+    save_table(rows, out / "plan/results.csv", RESULT_COLUMNS)
+    for s in probes.runs:
+        s.folder(out / "plan").mkdir(parents=True)
+        (out / "plan/resume" / s.run_id).mkdir(parents=True)
+    timed = []
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(benchmark, "run_grid", lambda grid, out, *args, **kwargs: timed.append(
+        sorted(set(s.run_id for s in grid.runs) - set(load_results(out / "results.csv")["run_id"]))))
+    monkeypatch.setattr(plan, "read_probes", lambda out, grid, probes: {
+        plan.timing_key(s): {"step_time_ms": 10.0, "val_time_s": 3.0, "batch_size": 32} for s in grid.runs})
+    try:
+        benchmark.main(["--config", str(spec), "--out", str(out), "--plan", "--retime", "--only", "copy-ntm-*"])
+    finally:
+        monkeypatch.undo()
+    assert timed == [["copy-ntm-seed0"]]  # the one probe without its row: to be timed again
+    assert not (out / "plan/runs/copy-ntm-seed0").exists() and not (out / "plan/resume/copy-ntm-seed0").exists()
+    assert (out / "plan/runs/copy-lstm-seed0").is_dir() and (out / "plan/resume/copy-lstm-seed0").is_dir()
+    assert "probe copy-ntm-seed0: timing it again (--retime)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        benchmark.main(["--config", str(spec), "--out", str(out), "--retime"])
+    assert "--retime goes with --plan" in capsys.readouterr().err
+
+
 def test_a_probe_whose_configuration_changed_is_timed_again(tmp_path):
     """A probe is reused only while its grid entry is the one it timed: after an override that changes the
     speed is added, or a value in a config file changed, the probe's folder, carried state and rows go, so

@@ -438,10 +438,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="do not train: time each (task, model) of the grid (of the runs --only names) for a "
                              "few steps and write the compute plan (runs x hours, an upper bound; and what is left, "
                              "at the measured time of the finished runs) to --out as plan.md and plan.csv; probes "
-                             "timed before are reused (delete --out/plan to time again)")
+                             "timed before are reused unless their configuration changed (--retime: time again)")
+    parser.add_argument("--retime", action="store_true",
+                        help="with --plan: time again the probes of the runs --only names (all by default), as "
+                             "after a change in the code, which the probes' fingerprints do not cover")
     parser.add_argument("--report", type=Path, metavar="PAPER",
                         help="afterwards regenerate the figures and tables of this paper folder (e.g. paper)")
     args = parser.parse_args(argv)
+    if args.retime and not args.plan:
+        parser.error("--retime goes with --plan (it times the plan's probes again)")
     if args.jobs < 1 or args.threads < 1:
         parser.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
     if args.config is not None and not args.config.is_file():
@@ -468,6 +473,9 @@ def main(argv: list[str] | None = None) -> None:
         probes = plan.probes_for(declared, chosen)
         for run_id in plan.forget_changed_probes(out / "plan", probes):
             print(f"probe {run_id}: its configuration has changed since it was timed; timing it again")
+        if args.retime:
+            for run_id in plan.forget_probes(out / "plan", probes.runs):
+                print(f"probe {run_id}: timing it again (--retime)")
         timed_before = load_results(out / "plan" / "results.csv")
         to_time = [spec for spec in probes.runs if not is_finished(out / "plan", spec, probes, timed_before)]
         run_grid(probes, out / "plan", args.jobs, args.threads, skip_recorded=True, address=args.address,

@@ -184,7 +184,8 @@ def probe_fingerprint(spec: RunSpec) -> str:
     """What the probe ``spec`` times, as a short hash: its config files' contents (parsed: an edited comment
     does not count) and its overrides less :data:`UNTIMED`. Its run id stays when the grid's entry changes
     (another model config, an override such as ``compile_steps`` added); this does not. Not in it: the
-    code's revision, ``--threads`` and :data:`PROBE_STEPS` (delete ``<out>/plan`` to time again after those)."""
+    code's revision, ``--threads`` and :data:`PROBE_STEPS` (``bench --plan --retime``, or delete ``<out>/plan``,
+    to time again after those)."""
     configs, overrides = timing_key(spec)
     contents = [yaml.safe_load(Path(config).read_text()) for config in configs]
     text = json.dumps([contents, json.loads(overrides)], sort_keys=True, default=str)
@@ -193,17 +194,25 @@ def probe_fingerprint(spec: RunSpec) -> str:
 
 def forget_changed_probes(out: Path, probes: Grid) -> list[str]:
     """Drop from the probes' folder ``out`` each probe of ``probes`` whose configuration has changed since it
-    was timed (its :func:`probe_fingerprint` in ``out/probes.json`` differs): its run folder, its carried
-    state (``resume/``, from which it would go on) and its rows of ``out/results.csv`` and ``curves.csv``,
-    so that the next ``run_grid`` times it again. A probe without a recorded fingerprint (timed before they
-    were kept) stays. Returns the run ids dropped."""
+    was timed (its :func:`probe_fingerprint` in ``out/probes.json`` differs; :func:`forget_probes`), so that
+    the next ``run_grid`` times it again. A probe without a recorded fingerprint (timed before they were
+    kept) stays. Returns the run ids dropped."""
     recorded = _fingerprints(out)
-    changed = [spec for spec in probes.runs
-               if spec.run_id in recorded and recorded[spec.run_id] != probe_fingerprint(spec)]
-    for spec in changed:
+    return forget_probes(out, [spec for spec in probes.runs
+                               if spec.run_id in recorded and recorded[spec.run_id] != probe_fingerprint(spec)])
+
+
+def forget_probes(out: Path, specs: list[RunSpec]) -> list[str]:
+    """Drop the probes ``specs`` from the probes' folder ``out``: their run folders, their carried state
+    (``resume/``, from which they would go on) and their rows of ``out/results.csv`` and ``curves.csv`` (also
+    ``bench --plan --retime``: after a change in the code, which no fingerprint covers). Returns their run
+    ids, those that had been timed or begun."""
+    timed = set(load_results(out / "results.csv")["run_id"]) if (out / "results.csv").is_file() else set()
+    ids = [spec.run_id for spec in specs if spec.run_id in timed or spec.folder(out).exists()
+           or (out / "resume" / spec.run_id).exists()]
+    for spec in specs:
         shutil.rmtree(spec.folder(out), ignore_errors=True)
         shutil.rmtree(out / "resume" / spec.run_id, ignore_errors=True)
-    ids = [spec.run_id for spec in changed]
     if ids:
         for name, load, columns in (("results.csv", load_results, RESULT_COLUMNS),
                                     ("curves.csv", load_curves, CURVE_COLUMNS)):
