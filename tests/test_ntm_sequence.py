@@ -126,14 +126,20 @@ def test_finite_at_zero_memory_zero_keys_and_saturated_heads():
         torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
 
 
-def test_without_gradient_the_values_are_the_same():
+def test_without_gradient_the_step_path_runs_with_the_same_values(monkeypatch):
+    """No gradient (validation, evaluation): the step path, which keeps one step's state, not every step's."""
+    calls = []
+    original = ntm_sequence.NTMSequence.apply
+    monkeypatch.setattr(ntm_sequence.NTMSequence, "apply", lambda *a: calls.append(1) or original(*a))
     model = generic_ntm(*SIZES[1])
     x = torch.rand(3, 5, 5, dtype=torch.float64)
     with torch.no_grad():
         model.sequence_kernel = True
         fast = model(x)
-        model.sequence_kernel = False
-        torch.testing.assert_close(fast, model(x), rtol=0, atol=1e-12)
+    assert calls == []
+    with torch.enable_grad():
+        torch.testing.assert_close(model(x).detach(), fast, rtol=0, atol=1e-12)
+    assert calls == [1]
 
 
 def test_stands_aside_where_it_does_not_apply(monkeypatch):

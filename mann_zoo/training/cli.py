@@ -35,7 +35,7 @@ from .checkpointing import AtomicCheckpointIO, CheckpointOnStop, checkpoint_core
 from .lightning_module import SequenceModel
 from .loggers import QuietWandbLogger, ResumableCSVLogger
 
-EXECUTION_ARGS = ("compile", "compile_steps")  # a core's arguments that change its speed, not its function
+EXECUTION_ARGS = ("compile", "compile_steps", "sequence_kernel")  # a core's arguments that change its speed, not its function
 
 
 def _core_given(value) -> CoreSpec | None:
