@@ -70,7 +70,7 @@ def test_gradcheck_from_a_generic_state(sizes):
     B, T, I, H = 2, 3, 3, read_heads + write_heads
     S = 3
     P = H * (width + 3 + S) + 2 * write_heads * width
-    layout = ntm_sequence.Layout(layers, read_heads, H, width, S, clip)
+    layout = ntm_sequence.Layout(layers, S, clip)
     rand = lambda *shape, scale=1.0: (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_()  # noqa: E731
     weights = torch.softmax(torch.randn(B, H, slots, dtype=torch.float64), -1).requires_grad_()
     state = [rand(B, units, scale=0.5) for _ in range(2 * layers)]

@@ -31,11 +31,8 @@ from ..memory import native
 
 
 class Layout(NamedTuple):
-    """The NTM's sizes as the loop needs them."""
+    """What the loop needs of the NTM besides its tensors' shapes (heads, width and units come from those)."""
     layers: int  # LSTM layers L
-    read_heads: int  # Hr
-    heads: int  # H = Hr + Hw
-    width: int  # W
     shift: int  # S
     clip: float  # head parameters clipped to [-clip, clip]
 
@@ -52,8 +49,7 @@ def takes(ntm, x: torch.Tensor) -> bool:
 def features(ntm, x: torch.Tensor, state) -> torch.Tensor:
     """``[h_t, r_t]`` for every step of ``x [B, T, I]`` from ``state`` (an ``NTMState``): ``[B, T, C + Hr W]``,
     the input of ``ntm.readout``; differentiable with respect to ``x``, the state and the NTM's parameters."""
-    layout = Layout(len(ntm.controller.cells), ntm.read_heads, ntm.read_heads + ntm.write_heads, ntm.width,
-                    ntm.shift_range, ntm.clip)
+    layout = Layout(len(ntm.controller.cells), ntm.shift_range, ntm.clip)
     weights = [w for cell in ntm.controller.cells for w in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
     hs, reads = NTMSequence.apply(layout, x, state.memory, state.weights, state.read_vectors, *state.controller,
                                   *weights, ntm.head_params.weight, ntm.head_params.bias)
