@@ -19,6 +19,15 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kern
 SIZES = [(1, 12, 1, 1, 10, 20, 20.0), (2, 13, 2, 3, 9, 6, 0.5)]
 
 
+@pytest.fixture
+def kernel_calls(monkeypatch) -> list[int]:
+    """A list that gains an entry at each call of the sequence kernel's autograd node."""
+    calls = []
+    original = ntm_sequence.NTMSequence.apply
+    monkeypatch.setattr(ntm_sequence.NTMSequence, "apply", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
 def generic_ntm(layers, units, read_heads, write_heads, slots, width, clip, dtype=torch.float64, **extra):
     """An NTM away from its initial values (every parameter moved at random), in ``dtype``."""
     torch.manual_seed(0)
@@ -126,38 +135,32 @@ def test_finite_at_zero_memory_zero_keys_and_saturated_heads():
         torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
 
 
-def test_without_gradient_the_step_path_runs_with_the_same_values(monkeypatch):
+def test_without_gradient_the_step_path_runs_with_the_same_values(kernel_calls):
     """No gradient (validation, evaluation): the step path, which keeps one step's state, not every step's."""
-    calls = []
-    original = ntm_sequence.NTMSequence.apply
-    monkeypatch.setattr(ntm_sequence.NTMSequence, "apply", lambda *a: calls.append(1) or original(*a))
     model = generic_ntm(*SIZES[1])
     x = torch.rand(3, 5, 5, dtype=torch.float64)
     with torch.no_grad():
         model.sequence_kernel = True
         fast = model(x)
-    assert calls == []
+    assert kernel_calls == []
     with torch.enable_grad():
         torch.testing.assert_close(model(x).detach(), fast, rtol=0, atol=1e-12)
-    assert calls == [1]
+    assert kernel_calls == [1]
 
 
-def test_stands_aside_where_it_does_not_apply(monkeypatch):
+def test_stands_aside_where_it_does_not_apply(kernel_calls, monkeypatch):
     """record=True, another controller, autocast, or no kernels for the input: the step-by-step path."""
-    calls = []
-    original = ntm_sequence.NTMSequence.apply
-    monkeypatch.setattr(ntm_sequence.NTMSequence, "apply", lambda *a: calls.append(1) or original(*a))
     model = generic_ntm(*SIZES[0], dtype=torch.float32)
     x = torch.rand(2, 4, 5)
     model(x)
-    assert calls == [1]
+    assert kernel_calls == [1]
     model(x, record=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(x)
     model.double()(x.double())  # parameters in float64 now, and the input too: it applies
-    assert len(calls) == 2
+    assert len(kernel_calls) == 2
     feedforward = NTM(5, 4, controller="feedforward", controller_size=8, memory_slots=6, word_size=4)
     feedforward(x)
     monkeypatch.setattr(native, "usable", lambda *tensors: False)
     generic_ntm(*SIZES[0], dtype=torch.float32)(x)
-    assert len(calls) == 2
+    assert len(kernel_calls) == 2
