@@ -14,8 +14,9 @@ from mann_zoo.models.ntm import NTM
 pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
 
 # (controller layers, units, read heads, write heads, slots, width, clip): one layer with the paper's heads and
-# W = 20 (ntm_kernel.c's specialised copy); two layers, more heads, units whose 4C and P are not multiples of
-# matmul_acc's 16 columns, and a clip that cuts (priority sort's NTM has 2 layers and 5 + 5 heads).
+# W = 20 (ntm_kernel.c's specialised copy), 4C = 48 and P = 92 head parameters (a last block of 12 of
+# matmul_acc's 16 columns); two layers, more heads, 4C = 52 (4 left over), P = 96, and a clip that cuts
+# (priority sort's NTM has 2 layers and 5 + 5 heads).
 SIZES = [(1, 12, 1, 1, 10, 20, 20.0), (2, 13, 2, 3, 9, 6, 0.5)]
 
 
@@ -49,9 +50,10 @@ def outputs_and_grads(model, x, sequence_kernel):
 
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("batch", [3, 6])  # matmul_acc: fewer than 4 rows; one block of 4 and 2 rows after it
-def test_values_and_gradients_equal_the_step_by_step_ntm(sizes, batch):
+@pytest.mark.parametrize("steps", [1, 7, 8])  # the backward's two carry buffers: an odd count ends in the spare
+def test_values_and_gradients_equal_the_step_by_step_ntm(sizes, batch, steps):
     model = generic_ntm(*sizes)
-    x = torch.rand(batch, 7, 5, dtype=torch.float64)
+    x = torch.rand(batch, steps, 5, dtype=torch.float64)
     reference, reference_grads = outputs_and_grads(model, x, False)
     logits, grads = outputs_and_grads(model, x, True)
     torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
@@ -117,22 +119,25 @@ def test_examples_in_a_batch_do_not_interact():
 
 
 def test_finite_at_zero_memory_zero_keys_and_saturated_heads():
-    """Zero memory and keys (every cosine 0), and head parameters far past the clip (strengths, gates and
-    sharpening at their largest): finite values and gradients, as the step-by-step NTM's."""
+    """Zero memory and keys (every cosine 0), and the other head parameters far past the clip (strengths,
+    gates and sharpening at their largest): finite values and gradients, as the step-by-step NTM's."""
     model = generic_ntm(*SIZES[0])
+    width, per_head = model.width, model.address_size  # each head's key, beta, gate, shift, gamma
     with torch.no_grad():
         model.memory_init.zero_()
         model.read_init.zero_()
         model.head_params.weight.mul_(100)
         model.head_params.bias.zero_()
+        for head in range(model.read_heads + model.write_heads):
+            model.head_params.weight[head * per_head: head * per_head + width] = 0  # keys = clip(0 h + 0) = 0
     x = torch.zeros(3, 5, 5, dtype=torch.float64)
     x[:, :, 0] = 1
     logits, grads = outputs_and_grads(model, x, True)
     assert torch.isfinite(logits).all() and all(torch.isfinite(g).all() for g in grads)
     reference, reference_grads = outputs_and_grads(model, x, False)
     torch.testing.assert_close(logits, reference, rtol=0, atol=1e-10)
-    for grad, expected in zip(grads, reference_grads):
-        torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
+    for grad, expected in zip(grads, reference_grads):  # some of them large (~1e5) at saturation: relative
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_without_gradient_the_step_path_runs_with_the_same_values(kernel_calls):
@@ -164,3 +169,44 @@ def test_stands_aside_where_it_does_not_apply(kernel_calls, monkeypatch):
     monkeypatch.setattr(native, "usable", lambda *tensors: False)
     generic_ntm(*SIZES[0], dtype=torch.float32)(x)
     assert len(kernel_calls) == 2
+
+
+def test_strengths_past_softplus_threshold_have_torchs_gradient():
+    """With a clip above 20, beta's and gamma's raw parameters past 20 are softplus' linear part (torch's
+    threshold): gradient 1 there, not sigma(p) (at p = 21, 1 - 8e-10)."""
+    layers, units, read_heads, write_heads, slots, width, _ = SIZES[0]
+    model = generic_ntm(layers, units, read_heads, write_heads, slots, width, 60.0)
+    with torch.no_grad():
+        for head in range(read_heads + write_heads):
+            for row in (width, width + 2 + model.shift_range):  # beta's and gamma's: 21 at every step
+                model.head_params.weight[head * model.address_size + row] = 0
+                model.head_params.bias[head * model.address_size + row] = 21.0
+    x = torch.rand(3, 4, 5, dtype=torch.float64)
+    _, grads = outputs_and_grads(model, x, True)
+    _, reference_grads = outputs_and_grads(model, x, False)
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12)
+
+
+def test_an_empty_batch_takes_the_step_path(kernel_calls):
+    model = generic_ntm(*SIZES[0], dtype=torch.float32)
+    assert model(torch.rand(0, 4, 5)).shape == (0, 4, 4)
+    assert kernel_calls == []
+
+
+def test_the_loop_rejects_tensors_whose_shapes_disagree():
+    """native.ntm_sequence_forward checks every shape before the C loop, which trusts them: one line naming the
+    tensor and the shape the others imply."""
+    T, B, L, C, N, W, Hr, Hw, S = 2, 3, 1, 4, 5, 3, 1, 1, 3
+    P = (Hr + Hw) * (W + 3 + S) + 2 * Hw * W
+    args = dict(gates_x=torch.zeros(T, B, 4 * C), rec_t=torch.zeros((Hr * W + C) * 4 * C), bias=torch.zeros(L, 4 * C),
+                head_t=torch.zeros(C, P), head_b=torch.zeros(P), clip=torch.tensor([20.0]), h0=torch.zeros(L, B, C),
+                c0=torch.zeros(L, B, C), memory=torch.zeros(B, N, W),
+                weights=torch.full((B, Hr + Hw, N), 1 / N), reads=torch.zeros(B, Hr, W))
+    assert native.ntm_sequence_forward(**args, shift=S).h.shape == (L, T + 1, B, C)
+    with pytest.raises(ValueError, match=r"head_b must have shape \[%d\], got \[%d\]" % (P, P - 1)):
+        native.ntm_sequence_forward(**(args | {"head_b": torch.zeros(P - 1)}), shift=S)
+    with pytest.raises(ValueError, match=r"c0 must have shape \[1, 3, 4\]"):
+        native.ntm_sequence_forward(**(args | {"c0": torch.zeros(L, B + 1, C)}), shift=S)
+    with pytest.raises(ValueError, match=r"H - Hr must be >= 1, got 0"):
+        native.ntm_sequence_forward(**(args | {"weights": torch.full((B, Hr, N), 1 / N)}), shift=S)

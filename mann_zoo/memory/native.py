@@ -342,6 +342,8 @@ def ntm_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch
     state ``h0, c0 [L, B, C]``, ``memory [B, N, W]``, ``weights [B, H, N]``, ``reads [B, Hr, W]``; S shifts."""
     gates_x, rec_t, bias, head_t, head_b, clip = _prepared(gates_x, rec_t, bias, head_t, head_b, clip)
     (T, B, G), (L, _, C), (N, W), H, Hr = gates_x.shape, h0.shape, memory.shape[1:], weights.shape[1], reads.shape[1]
+    _check_sequence_shapes(T, B, L, C, N, W, H, Hr, shift, gates_x=gates_x, rec_t=rec_t, bias=bias, head_t=head_t,
+                           head_b=head_b, clip=clip, h0=h0, c0=c0, memory=memory, weights=weights, reads=reads)
     new = gates_x.new_empty
     out = SequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C),
                           new(T, B, head_t.shape[1]), new(T + 1, B, N, W), new(T + 1, B, H, N), new(T + 1, B, Hr, W),
@@ -353,6 +355,25 @@ def ntm_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch
                                                      T, B, L, C, N, W, Hr, H - Hr, shift):
         raise MemoryError(f"ntm_sequence_kernel.c: no memory for a step of {N} slots")
     return out
+
+
+def _check_sequence_shapes(T: int, B: int, L: int, C: int, N: int, W: int, H: int, Hr: int, S: int,
+                           **tensors: torch.Tensor) -> None:
+    """A one-line ValueError where a tensor of :func:`ntm_sequence_forward`'s call does not have the shape the
+    others imply (the C loop trusts them all), or a size is below what the loop takes (T, B, L, C, N, W, S,
+    Hr >= 1 and H - Hr >= 1)."""
+    for name, value, least in (("T", T, 1), ("B", B, 1), ("L", L, 1), ("C", C, 1), ("N", N, 1), ("W", W, 1),
+                               ("S", S, 1), ("Hr", Hr, 1), ("H - Hr", H - Hr, 1)):
+        if value < least:
+            raise ValueError(f"ntm_sequence_forward: {name} must be >= {least}, got {value}")
+    P = H * (W + 3 + S) + 2 * (H - Hr) * W  # each head's key, beta, gate, shift, gamma; the writers' erase and add
+    expected = {"gates_x": (T, B, 4 * C), "rec_t": ((Hr * W + C) * 4 * C + (L - 1) * 8 * C * C,),
+                "bias": (L, 4 * C), "head_t": (C, P), "head_b": (P,), "clip": (1,), "h0": (L, B, C),
+                "c0": (L, B, C), "memory": (B, N, W), "weights": (B, H, N), "reads": (B, Hr, W)}
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != expected[name]:
+            raise ValueError(f"ntm_sequence_forward: {name} must have shape {list(expected[name])}, "
+                             f"got {list(tensor.shape)}")
 
 
 def ntm_sequence_backward(forward: SequenceForward, rec: torch.Tensor, head: torch.Tensor, clip: torch.Tensor,

@@ -26,8 +26,12 @@
 #endif
 
 static inline REAL NAME(sigma)(REAL x) { return 1 / (1 + EXP(-x)); }
+/* tanh through EXP (vectorised): absolute error within half an ulp of 1 (6e-8 in float32), so relative error grows
+ * near 0. Its values are added to the cell c and, as add vectors, to memory, where the absolute error is what counts. */
 static inline REAL NAME(tanh_)(REAL x) { return 1 - 2 / (EXP(2 * x) + 1); }
 static inline REAL NAME(softplus)(REAL x) { return x > SOFTPLUS_LINEAR_ABOVE ? x : log1p(exp(x)); }
+/* d softplus / dx: sigma(x), and 1 where softplus is x itself (as torch's threshold). */
+static inline REAL NAME(softplus_grad)(REAL x) { return x > SOFTPLUS_LINEAR_ABOVE ? 1 : NAME(sigma)(x); }
 /* x clipped to [-clip, clip], NaN kept (as torch's clamp; fmin and fmax would drop it, and are library calls). */
 static inline REAL NAME(clipped)(REAL x, REAL clip) { return x < -clip ? -clip : (x > clip ? clip : x); }
 
@@ -183,13 +187,13 @@ static void NAME(head_backward)(const REAL *restrict params, REAL clip, ptrdiff_
         for (ptrdiff_t h = 0; h < H; h++) {
             const ptrdiff_t bh = b * H + h, at = h * A;
             for (ptrdiff_t j = 0; j < W; j++) gb[at + j] = d_keys[bh * W + j];
-            gb[at + W] = d_beta[bh] * NAME(sigma)(NAME(clipped)(p[at + W], clip));  /* softplus' = sigma */
+            gb[at + W] = d_beta[bh] * NAME(softplus_grad)(NAME(clipped)(p[at + W], clip));
             gb[at + W + 1] = d_gate[bh] * gate[bh] * (1 - gate[bh]);
             const REAL *s = shift + bh * S, *ds = d_shift + bh * S;
             REAL dot = 0;
             for (ptrdiff_t j = 0; j < S; j++) dot += ds[j] * s[j];
             for (ptrdiff_t j = 0; j < S; j++) gb[at + W + 2 + j] = s[j] * (ds[j] - dot);  /* softmax' */
-            gb[at + W + 2 + S] = d_gamma[bh] * NAME(sigma)(NAME(clipped)(p[at + W + 2 + S], clip));
+            gb[at + W + 2 + S] = d_gamma[bh] * NAME(softplus_grad)(NAME(clipped)(p[at + W + 2 + S], clip));
         }
         for (ptrdiff_t h = 0; h < Hw; h++)
             for (ptrdiff_t j = 0; j < W; j++) {
@@ -210,7 +214,8 @@ int NAME(ntm_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REA
                                ptrdiff_t Hr, ptrdiff_t Hw, ptrdiff_t S) {
     const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
     const ptrdiff_t BHN = B * H * N, step_saved = B * (4 * H * N + N + H), layer = (T + 1) * B * C;
-    REAL *scratch = malloc(sizeof(REAL) * (B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W));
+    const ptrdiff_t activations = B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W;
+    REAL *scratch = malloc(sizeof(REAL) * (activations > 0 ? activations : 1));  /* malloc(0) may be NULL */
     if (!scratch) return 1;
     REAL *keys = scratch, *beta = keys + B * H * W, *gate = beta + B * H, *shift = gate + B * H;
     REAL *gamma = shift + B * H * S, *erase = gamma + B * H, *add = erase + B * Hw * W;
@@ -256,7 +261,8 @@ int NAME(ntm_sequence_backward)(const REAL *rec, const REAL *head, const REAL *c
     const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
     const ptrdiff_t BHN = B * H * N, BNW = B * N * W, BRW = B * Hr * W, step_saved = B * (4 * H * N + N + H);
     const ptrdiff_t activations = B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W, widest = K0 > 2 * C ? K0 : 2 * C;
-    REAL *scratch = calloc(2 * activations + BHN + BNW + B * widest, sizeof(REAL));
+    const ptrdiff_t scratch_size = 2 * activations + BHN + BNW + B * widest;
+    REAL *scratch = calloc(scratch_size > 0 ? scratch_size : 1, sizeof(REAL));  /* calloc(0) may be NULL */
     if (!scratch) return 1;
     REAL *keys = scratch, *beta = keys + B * H * W, *gate = beta + B * H, *shift = gate + B * H;
     REAL *gamma = shift + B * H * S, *erase = gamma + B * H, *add = erase + B * Hw * W;

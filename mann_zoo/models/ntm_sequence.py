@@ -38,11 +38,12 @@ class Layout(NamedTuple):
 
 
 def takes(ntm, x: torch.Tensor) -> bool:
-    """Whether the loop runs ``ntm`` on ``x``: an LSTM controller, the C kernels for x's dtype on the CPU, the
+    """Whether the loop runs ``ntm`` on ``x``: a batch of at least one, an LSTM controller, the C kernels for x's
+    dtype on the CPU, the
     NTM's parameters in that dtype, and no autocast (which would change the dtype of the products inside)."""
     from .controller import LSTMController
 
-    return (isinstance(ntm.controller, LSTMController) and native.usable(x, ntm.head_params.weight)
+    return (x.shape[0] > 0 and isinstance(ntm.controller, LSTMController) and native.usable(x, ntm.head_params.weight)
             and not torch.is_autocast_enabled(x.device.type))
 
 
