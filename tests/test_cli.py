@@ -98,8 +98,10 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
 
 def test_resume_continues_exactly(tmp_path, uninterrupted):
     """Trained to step 10, then resumed to 20: the same run, and its CSV log keeps the curve from before.
-    It resumes with another compile_steps, which changes how the step runs, not what it computes: that
-    one comes from the command line, not from the checkpoint (unlike the core's other arguments)."""
+    It resumes with another compile_steps, an execution argument (how a step runs, not what it computes),
+    which comes from the command line, not from the checkpoint (unlike the core's other arguments). (Here it
+    changes nothing: the NTM's sequence kernel trains whatever compile_steps says. Switching to the step
+    path instead would change the run by rounding, and this test asks for the same bits.)"""
     main(resumable_args(tmp_path, 10))
     checkpoint = tmp_path / "copy-ntm/seed0/checkpoints/last.ckpt"  # a file: its hyperparameters are read
     main(resumable_args(tmp_path, 20, "--ckpt_path", str(checkpoint), "--model.core.init_args.compile_steps", "3"))

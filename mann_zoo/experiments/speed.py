@@ -13,6 +13,8 @@ masked binary cross-entropy, backward and an Adam update.
 Every row is timed in the same interleaved rounds (``time_steps``), so ratios between rows of one run
 hold on a noisy machine where absolute times do not: ``x ctrl`` (over the controller alone) and
 ``x before`` (the ``--baseline`` revision's step time over this checkout's, same model and compilation).
+A "compiled" row is the core's compiled step; for the NTM that is ``sequence_kernel=False``, since its
+whole-sequence C kernel (the plain row, where it applies) trains without the step ``compile`` acts on.
 """
 
 from __future__ import annotations
@@ -174,8 +176,9 @@ def time_entries(entries: list[Entry], batch: tuple[torch.Tensor, ...], repeats:
 
 def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, compile: bool, baseline,
                 peer_sizes: dict | None, read_width: int) -> list[Entry]:
-    """The controller alone, each spec (eager, and compiled with ``compile`` when it is a memory core),
-    the same at the baseline revision, and the PyPI peer at ``peer_sizes``."""
+    """The controller alone, each spec (as configured, and with ``compile`` through its compiled step when
+    it is a memory core: :func:`compiled_step`), the same at the baseline revision, and the PyPI peer at
+    ``peer_sizes``."""
     entries = [Entry(CONTROLLER_ALONE, ControllerAlone(input_size, output_size, 100, read_width))]
     versions = [(THIS_CHECKOUT, None)] + ([(baseline.revision, baseline)] if baseline is not None else [])
     for name, spec in specs.items():
@@ -190,10 +193,18 @@ def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, c
                 continue
             entries.append(Entry(name, core, False, version))
             if compile and any(c.__name__ == MemoryCore.__name__ for c in type(core).__mro__):  # any revision's
-                entries.append(Entry(name, at.build(input_size, output_size, compile=True), True, version))
+                entries.append(Entry(name, at.build(input_size, output_size, **compiled_step(at)), True, version))
     if peer_sizes is not None:
         entries.append(Entry(PEER_NAME, PeerDNC(input_size, output_size, **peer_sizes)))
     return entries
+
+
+def compiled_step(spec: CoreSpec) -> dict:
+    """The arguments that make ``spec``'s core train through its compiled step: ``compile=True``, and
+    ``sequence_kernel=False`` where the class has that option (the NTM's whole-sequence C kernel would
+    otherwise take the training step whatever ``compile`` says, and the "compiled" row would time it again)."""
+    return {"compile": True} | ({"sequence_kernel": False}
+                               if "sequence_kernel" in inspect.signature(spec.load()).parameters else {})
 
 
 def _peer_sizes(specs: dict[str, CoreSpec], device: str) -> dict:
