@@ -35,61 +35,92 @@ static inline REAL NAME(softplus_grad)(REAL x) { return x > SOFTPLUS_LINEAR_ABOV
 /* x clipped to [-clip, clip], NaN kept (as torch's clamp; fmin and fmax would drop it, and are library calls). */
 static inline REAL NAME(clipped)(REAL x, REAL clip) { return x < -clip ? -clip : (x > clip ? clip : x); }
 
-/* out[4 rows, :n] += a[4 rows, :K] w[K, :n] (rows of a lda apart, of out and w ldo and ldw apart), n <= 16:
- * the 4 x n sums kept in registers over k (inlined with n = 16 constant, its main use). */
-#ifndef MATMUL_COLUMNS
-#define MATMUL_COLUMNS 16  /* per block: 4 x 16 sums, 8 AVX registers, w's row and a's 4 values beside them */
+/* out[b, :M] += a[b, :K] w[K, M] for b < B (rows of a lda apart, of out and w M apart). The products are the
+ * LSTM's and the head parameters', a few hundred columns by a few dozen rows: too small for a BLAS call per step
+ * to pay. Tiles of MATMUL_ROWS rows by two vectors of columns (GCC's and clang's vector extension, 32 bytes: 8
+ * floats or 4 doubles) keep their sums in named vector variables over k, so in registers. Left to the loop
+ * vectoriser, the same sums were arrays that it spilled to the stack at every k, and on AMD Zen it chose 16-byte
+ * vectors (-march=znver1 prefers them). Every sum runs over k in order from out's value, as in a plain loop. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "ntm_sequence_kernel.c needs GCC's or clang's vector extension"
 #endif
-ALWAYS_INLINE void NAME(matmul_block)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t ldw,
-                                      ptrdiff_t K, REAL *restrict out, ptrdiff_t ldo, ptrdiff_t n) {
-    REAL acc0[MATMUL_COLUMNS], acc1[MATMUL_COLUMNS], acc2[MATMUL_COLUMNS], acc3[MATMUL_COLUMNS];
-#pragma omp simd
-    for (ptrdiff_t j = 0; j < n; j++) {
-        acc0[j] = out[j];
-        acc1[j] = out[ldo + j];
-        acc2[j] = out[2 * ldo + j];
-        acc3[j] = out[3 * ldo + j];
+#ifndef MATMUL_ROWS
+#define MATMUL_ROWS 4  /* per tile: 4 x 2 sums, 8 vector registers, w's two vectors and a's value beside them */
+#endif
+#ifndef MATMUL_VECTOR_BYTES
+#define MATMUL_VECTOR_BYTES 32
+#endif
+#define MATMUL_CHUNK 64  /* rows of w per padded block in matmul_rest */
+typedef REAL NAME(vector) __attribute__((vector_size(MATMUL_VECTOR_BYTES)));
+#define VECTOR_LANES ((ptrdiff_t)(MATMUL_VECTOR_BYTES / sizeof(REAL)))
+#define TILE_COLUMNS (2 * VECTOR_LANES)
+
+static inline NAME(vector) NAME(vector_load)(const REAL *p) {
+    NAME(vector) v;
+    memcpy(&v, p, sizeof v);  /* an unaligned load */
+    return v;
+}
+static inline void NAME(vector_store)(REAL *p, NAME(vector) v) { memcpy(p, &v, sizeof v); }
+
+/* out[:rows, :TILE_COLUMNS] += a[:rows, :K] w[:K, :TILE_COLUMNS], rows <= MATMUL_ROWS (a constant where inlined). */
+ALWAYS_INLINE void NAME(matmul_tile)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t ldw,
+                                     ptrdiff_t K, REAL *restrict out, ptrdiff_t ldo, ptrdiff_t rows) {
+    NAME(vector) sum[MATMUL_ROWS][2];
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        sum[r][0] = NAME(vector_load)(out + r * ldo);
+        sum[r][1] = NAME(vector_load)(out + r * ldo + VECTOR_LANES);
     }
     for (ptrdiff_t k = 0; k < K; k++) {
-        const REAL s0 = a[k], s1 = a[lda + k], s2 = a[2 * lda + k], s3 = a[3 * lda + k];
-        const REAL *restrict wk = w + k * ldw;
-#pragma omp simd
-        for (ptrdiff_t j = 0; j < n; j++) {
-            acc0[j] += s0 * wk[j];
-            acc1[j] += s1 * wk[j];
-            acc2[j] += s2 * wk[j];
-            acc3[j] += s3 * wk[j];
+        const NAME(vector) w0 = NAME(vector_load)(w + k * ldw), w1 = NAME(vector_load)(w + k * ldw + VECTOR_LANES);
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const REAL s = a[r * lda + k];
+            sum[r][0] += s * w0;
+            sum[r][1] += s * w1;
         }
     }
-#pragma omp simd
-    for (ptrdiff_t j = 0; j < n; j++) {
-        out[j] = acc0[j];
-        out[ldo + j] = acc1[j];
-        out[2 * ldo + j] = acc2[j];
-        out[3 * ldo + j] = acc3[j];
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        NAME(vector_store)(out + r * ldo, sum[r][0]);
+        NAME(vector_store)(out + r * ldo + VECTOR_LANES, sum[r][1]);
     }
 }
 
-/* out[b, :M] += a[b, :K] w[K, M] for b < B (rows of a lda apart): blocks of 4 rows by MATMUL_COLUMNS columns
- * (matmul_block), the rows past the last four one at a time. */
-static void NAME(matmul_acc)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t K,
-                             ptrdiff_t M, REAL *restrict out, ptrdiff_t B) {
-    const ptrdiff_t whole = M - M % MATMUL_COLUMNS;
-    ptrdiff_t b = 0;
-    for (; b + 4 <= B; b += 4) {
-        for (ptrdiff_t j0 = 0; j0 < whole; j0 += MATMUL_COLUMNS)
-            NAME(matmul_block)(a + b * lda, lda, w + j0, M, K, out + b * M + j0, M, MATMUL_COLUMNS);
-        if (whole < M) NAME(matmul_block)(a + b * lda, lda, w + whole, M, K, out + b * M + whole, M, M - whole);
-    }
-    for (; b < B; b++) {
-        REAL *restrict o = out + b * M;
-        for (ptrdiff_t k = 0; k < K; k++) {
-            const REAL s = a[b * lda + k];
-            const REAL *restrict wk = w + k * M;
-#pragma omp simd
-            for (ptrdiff_t j = 0; j < M; j++) o[j] += s * wk[j];
+/* The same product over out's last columns, from `first` (M - first < TILE_COLUMNS): w's columns, MATMUL_CHUNK
+ * rows at a time, and out's, MATMUL_ROWS rows at a time, copied into zero-padded blocks a whole tile reads. */
+static void NAME(matmul_rest)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t K,
+                              ptrdiff_t M, REAL *restrict out, ptrdiff_t B, ptrdiff_t first) {
+    REAL w_block[MATMUL_CHUNK * TILE_COLUMNS], out_block[MATMUL_ROWS * TILE_COLUMNS];
+    const ptrdiff_t n = M - first;
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += MATMUL_CHUNK) {
+        const ptrdiff_t chunk = K - k0 < MATMUL_CHUNK ? K - k0 : MATMUL_CHUNK;
+        for (ptrdiff_t k = 0; k < chunk; k++)
+            for (ptrdiff_t j = 0; j < TILE_COLUMNS; j++) w_block[k * TILE_COLUMNS + j] = j < n ? w[(k0 + k) * M + first + j] : 0;
+        for (ptrdiff_t b = 0; b < B; b += MATMUL_ROWS) {
+            const ptrdiff_t rows = B - b < MATMUL_ROWS ? B - b : MATMUL_ROWS;
+            for (ptrdiff_t r = 0; r < rows; r++)
+                for (ptrdiff_t j = 0; j < TILE_COLUMNS; j++)
+                    out_block[r * TILE_COLUMNS + j] = j < n ? out[(b + r) * M + first + j] : 0;
+            if (rows == MATMUL_ROWS)
+                NAME(matmul_tile)(a + b * lda + k0, lda, w_block, TILE_COLUMNS, chunk, out_block, TILE_COLUMNS,
+                                  MATMUL_ROWS);
+            else
+                NAME(matmul_tile)(a + b * lda + k0, lda, w_block, TILE_COLUMNS, chunk, out_block, TILE_COLUMNS, rows);
+            for (ptrdiff_t r = 0; r < rows; r++)
+                for (ptrdiff_t j = 0; j < n; j++) out[(b + r) * M + first + j] = out_block[r * TILE_COLUMNS + j];
         }
     }
+}
+
+static void NAME(matmul_acc)(const REAL *restrict a, ptrdiff_t lda, const REAL *restrict w, ptrdiff_t K,
+                             ptrdiff_t M, REAL *restrict out, ptrdiff_t B) {
+    const ptrdiff_t tiled = M - M % TILE_COLUMNS;  /* columns in whole tiles */
+    ptrdiff_t b = 0;
+    for (; b + MATMUL_ROWS <= B; b += MATMUL_ROWS)
+        for (ptrdiff_t j0 = 0; j0 < tiled; j0 += TILE_COLUMNS)
+            NAME(matmul_tile)(a + b * lda, lda, w + j0, M, K, out + b * M + j0, M, MATMUL_ROWS);
+    for (; b < B; b++)
+        for (ptrdiff_t j0 = 0; j0 < tiled; j0 += TILE_COLUMNS)
+            NAME(matmul_tile)(a + b * lda, lda, w + j0, M, K, out + b * M + j0, M, 1);
+    if (tiled < M) NAME(matmul_rest)(a, lda, w, K, M, out, B, tiled);
 }
 
 /* The memory access's inputs from the raw head parameters of one step, clipped (models/ntm.py, NTM.step). */
