@@ -14,9 +14,9 @@ from mann_zoo.models.ntm import NTM
 pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
 
 # (controller layers, units, read heads, write heads, slots, width, clip): one layer with the paper's heads and
-# W = 20 (ntm_kernel.c's specialised copy), 4C = 48 and P = 92 head parameters (a last block of 12 of
-# matmul_acc's 16 columns); two layers, more heads, 4C = 52 (4 left over), P = 96, and a clip that cuts
-# (priority sort's NTM has 2 layers and 5 + 5 heads).
+# W = 20 (ntm_kernel.c's specialised copy), 4C = 48 and P = 92 head parameters (matmul_acc's tiles are 16
+# float32 or 8 float64 columns: 12 or 4 left for its padded last tile); two layers, more heads, 4C = 52 (4 left
+# over), P = 96, and a clip that cuts (priority sort's NTM has 2 layers and 5 + 5 heads).
 SIZES = [(1, 12, 1, 1, 10, 20, 20.0), (2, 13, 2, 3, 9, 6, 0.5)]
 
 
