@@ -1,6 +1,6 @@
 """Tests for the kept per-sequence buffers (``memory.pool``): a buffer is handed out again only when nothing
-else uses it, refilled; and a sparse DNC trained over several sequences on kept buffers computes what it
-computes on fresh ones."""
+else uses it, refilled (``full``) or as it was (``empty``); and a sparse DNC, and the NTM's sequence kernel,
+trained over several sequences on kept buffers compute what they compute on fresh ones."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def test_a_free_buffer_is_handed_out_again_refilled(kept):
     assert again.tolist() == [[2.0] * 4] * 3
     other = pool.zeros((3, 4), torch.ones((), dtype=torch.float64))  # another dtype: another buffer
     assert other.dtype == torch.float64 and other.abs().sum() == 0 and other.data_ptr() != address
+
+
+def test_empty_hands_out_a_free_buffer_as_its_last_user_left_it(kept):
+    first = pool.empty((3, 4), torch.float32, "cpu")
+    address = first.fill_(5.0).data_ptr()
+    del first
+    again = pool.empty((3, 4), torch.float32, "cpu")
+    assert again.data_ptr() == address and again.tolist() == [[5.0] * 4] * 3  # not refilled
+    assert pool.empty((3, 4), torch.float32, "cpu").data_ptr() != address  # `again` holds it
 
 
 @pytest.mark.parametrize("holder", ["name", "view", "detached", "storage", "saved by autograd"])
@@ -201,3 +210,41 @@ def test_sparse_dnc_content_candidates_among_written_rows_give_the_full_pass_res
     assert short and all(short)  # every look-up of the sequence took the short path
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_ntm_sequence_kernel_on_kept_buffers_computes_what_it_does_on_fresh_ones(kept):
+    """Its memories, weightings and saved values come from the pool: a second sequence while the first one's
+    graph still holds them gets other buffers, and after the first backward the same ones back, with the same
+    values and gradients as on fresh buffers (each example's gradient alone, so a buffer shared by two
+    graphs would show)."""
+    from mann_zoo.memory import native
+    from mann_zoo.models import NTM
+
+    if not native.available():
+        pytest.skip("needs the C kernels (a C compiler)")
+    torch.manual_seed(0)
+    model = NTM(5, 4, controller_size=8, memory_slots=6, word_size=3, memory_init="learned").double()
+    first_x, second_x = torch.rand(3, 7, 5, dtype=torch.float64), torch.rand(3, 7, 5, dtype=torch.float64)
+
+    def gradients(x):
+        loss = model(x).square().sum()
+        return torch.autograd.grad(loss, list(model.parameters()))
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(pool, "MIN_BYTES", 1 << 40)  # fresh buffers: the reference
+    expected_first, expected_second = gradients(first_x), gradients(second_x)
+    monkey.undo()
+    pool.clear()
+    held = model(first_x).square().sum()  # its graph holds its buffers
+    in_use = len(pool._kept)
+    assert in_use >= 4  # memories, weightings, reads, saved values...
+    second = gradients(second_x)  # other buffers, and the backward's
+    kept_now = len(pool._kept)
+    assert kept_now >= 2 * in_use
+    first = torch.autograd.grad(held, list(model.parameters()))
+    del held
+    again = gradients(first_x)  # on kept buffers only, now all free
+    assert len(pool._kept) == kept_now
+    for got, want in ((first, expected_first), (second, expected_second), (again, expected_first)):
+        for grad, expected in zip(got, want):
+            assert torch.equal(grad, expected)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import pool
 from ._checks import EPS
 
 SOURCES = tuple(Path(__file__).with_name(name)
@@ -344,7 +345,7 @@ def ntm_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch
     (T, B, G), (L, _, C), (N, W), H, Hr = gates_x.shape, h0.shape, memory.shape[1:], weights.shape[1], reads.shape[1]
     _check_sequence_shapes(T, B, L, C, N, W, H, Hr, shift, gates_x=gates_x, rec_t=rec_t, bias=bias, head_t=head_t,
                            head_b=head_b, clip=clip, h0=h0, c0=c0, memory=memory, weights=weights, reads=reads)
-    new = gates_x.new_empty
+    new = lambda *shape: pool.empty(shape, gates_x.dtype, gates_x.device)  # noqa: E731 - kept for the next call
     out = SequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C),
                           new(T, B, head_t.shape[1]), new(T + 1, B, N, W), new(T + 1, B, H, N), new(T + 1, B, Hr, W),
                           new(T, saved_size(B, N, H)))
@@ -386,8 +387,8 @@ def ntm_sequence_backward(forward: SequenceForward, rec: torch.Tensor, head: tor
     rec, head, clip, grad_hs, grad_reads = _prepared(rec, head, clip, grad_hs, grad_reads)
     (L, T, B, G), (_, _, H, N), (_, _, Hr, W) = forward.act.shape, forward.weights.shape, forward.reads.shape
     C, new = G // 4, head.new_empty
-    grads = (new(L, T, B, G), new(T, B, head.shape[0]), new(L, B, C), new(L, B, C), new(B, N, W), new(B, H, N),
-             new(B, Hr, W))
+    grads = (pool.empty((L, T, B, G), head.dtype, head.device), pool.empty((T, B, head.shape[0]), head.dtype,
+             head.device), new(L, B, C), new(L, B, C), new(B, N, W), new(B, H, N), new(B, Hr, W))
     f = forward
     if kernels().ntm_sequence_backward[head.dtype](*map(_address, (rec, head, clip, f.act, f.tanh_c, f.c, f.params,
                                                                    f.memories, f.weights, f.saved, grad_hs,

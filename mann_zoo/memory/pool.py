@@ -1,4 +1,5 @@
-"""Large per-sequence buffers kept for the next sequence (the sparse DNC's memory, usage, link and gradient).
+"""Large per-sequence buffers kept for the next sequence (the sparse DNC's memory, usage, link and gradient;
+the NTM sequence kernel's memories, weightings, saved values and gate gradients of every step).
 
 A sparse DNC at N = 16,384 starts every sequence with ~260 MB of fresh buffers (memory and its normalised
 rows, the link's lists, the gradients), most of which a step never touches. On the CPU a fresh buffer that
@@ -6,7 +7,8 @@ large comes from ``mmap`` (glibc maps every block over 32 MB, whatever ``MALLOC_
 is paid page by page when it is first filled: ~2 us per 4 kB page, ~130 ms a training step at batch 32,
 where filling the same buffer again costs a tenth of that. ``full`` hands back a kept buffer of the same
 shape, dtype and device, filled again, when nothing else uses it any more (the previous sequence's state
-and autograd graph are gone), else a new one. Elsewhere (CUDA: its caching allocator already reuses
+and autograd graph are gone), else a new one; ``empty`` the same without filling it (for a buffer that its
+user writes whole). Elsewhere (CUDA: its caching allocator already reuses
 memory, and a buffer refilled here would bypass its stream tracking) and for buffers under ``MIN_BYTES``,
 ``full`` is ``torch.full``.
 
@@ -35,16 +37,32 @@ _lock = threading.RLock()
 
 def full(shape: tuple[int, ...], value: float | int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """``torch.full(shape, value, dtype=dtype, device=device)``, in a kept buffer where one is free."""
+    return _buffer(shape, value, dtype, device)
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """``torch.empty(shape, dtype=dtype, device=device)``, in a kept buffer where one is free (holding whatever
+    its last user left there)."""
+    return _buffer(shape, None, dtype, device)
+
+
+def _buffer(shape: tuple[int, ...], value: float | int | None, dtype: torch.dtype, device: torch.device | str
+            ) -> torch.Tensor:
+    """A kept buffer where one is free, else a new one; filled with ``value`` unless it is None."""
     shape, device = tuple(shape), torch.device(device)
-    if device.type != "cpu" or torch.Size(shape).numel() * dtype.itemsize < MIN_BYTES:
+    def new() -> torch.Tensor:
+        if value is None:
+            return torch.empty(shape, dtype=dtype, device=device)
         return torch.full(shape, value, dtype=dtype, device=device)
+    if device.type != "cpu" or torch.Size(shape).numel() * dtype.itemsize < MIN_BYTES:
+        return new()
     with _lock, torch.inference_mode(False):  # normal tensors: filled in place in and out of inference mode
         for position in range(len(_kept)):
             if _kept[position].shape == shape and _kept[position].dtype == dtype and _unused(position):
                 buffer = _kept.pop(position)
                 _kept.append(buffer)
-                return buffer.fill_(value)
-        buffer = torch.full(shape, value, dtype=dtype, device=device)
+                return buffer if value is None else buffer.fill_(value)
+        buffer = new()
         _kept.append(buffer)
         while len(_kept) > KEPT or sum(b.nbytes for b in _kept) > MAX_BYTES:
             del _kept[0]
