@@ -212,11 +212,11 @@ def test_sparse_dnc_content_candidates_among_written_rows_give_the_full_pass_res
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_the_ntm_sequence_kernel_on_kept_buffers_computes_what_it_does_on_fresh_ones(kept):
+def test_the_ntm_sequence_kernel_on_kept_buffers_computes_what_it_does_on_fresh_ones(kept, monkeypatch):
     """Its memories, weightings and saved values come from the pool: a second sequence while the first one's
-    graph still holds them gets other buffers, and after the first backward the same ones back, with the same
-    values and gradients as on fresh buffers (each example's gradient alone, so a buffer shared by two
-    graphs would show)."""
+    graph still holds them gets other buffers, and after the first backward the same ones back, NaN-filled
+    first (the kernel must write whatever it reads): the same gradients as on fresh buffers, bit for bit (a
+    buffer shared by the two graphs would change the first sequence's)."""
     from mann_zoo.memory import native
     from mann_zoo.models import NTM
 
@@ -230,10 +230,9 @@ def test_the_ntm_sequence_kernel_on_kept_buffers_computes_what_it_does_on_fresh_
         loss = model(x).square().sum()
         return torch.autograd.grad(loss, list(model.parameters()))
 
-    monkey = pytest.MonkeyPatch()
-    monkey.setattr(pool, "MIN_BYTES", 1 << 40)  # fresh buffers: the reference
+    monkeypatch.setattr(pool, "MIN_BYTES", 1 << 40)  # fresh buffers: the reference
     expected_first, expected_second = gradients(first_x), gradients(second_x)
-    monkey.undo()
+    monkeypatch.setattr(pool, "MIN_BYTES", 0)
     pool.clear()
     held = model(first_x).square().sum()  # its graph holds its buffers
     in_use = len(pool._kept)
@@ -243,6 +242,8 @@ def test_the_ntm_sequence_kernel_on_kept_buffers_computes_what_it_does_on_fresh_
     assert kept_now >= 2 * in_use
     first = torch.autograd.grad(held, list(model.parameters()))
     del held
+    for buffer in pool._kept:
+        buffer.fill_(float("nan"))
     again = gradients(first_x)  # on kept buffers only, now all free
     assert len(pool._kept) == kept_now
     for got, want in ((first, expected_first), (second, expected_second), (again, expected_first)):
