@@ -93,13 +93,14 @@ static void NAME(matmul_rest)(const REAL *restrict a, ptrdiff_t lda, const REAL 
     for (ptrdiff_t k0 = 0; k0 < K; k0 += MATMUL_CHUNK) {
         const ptrdiff_t chunk = K - k0 < MATMUL_CHUNK ? K - k0 : MATMUL_CHUNK;
         for (ptrdiff_t k = 0; k < chunk; k++)
-            for (ptrdiff_t j = 0; j < TILE_COLUMNS; j++) w_block[k * TILE_COLUMNS + j] = j < n ? w[(k0 + k) * M + first + j] : 0;
+            for (ptrdiff_t j = 0; j < TILE_COLUMNS; j++)
+                w_block[k * TILE_COLUMNS + j] = j < n ? w[(k0 + k) * M + first + j] : 0;
         for (ptrdiff_t b = 0; b < B; b += MATMUL_ROWS) {
             const ptrdiff_t rows = B - b < MATMUL_ROWS ? B - b : MATMUL_ROWS;
             for (ptrdiff_t r = 0; r < rows; r++)
                 for (ptrdiff_t j = 0; j < TILE_COLUMNS; j++)
                     out_block[r * TILE_COLUMNS + j] = j < n ? out[(b + r) * M + first + j] : 0;
-            if (rows == MATMUL_ROWS)
+            if (rows == MATMUL_ROWS)  /* the constant, so that the inlined tile's row loops unroll */
                 NAME(matmul_tile)(a + b * lda + k0, lda, w_block, TILE_COLUMNS, chunk, out_block, TILE_COLUMNS,
                                   MATMUL_ROWS);
             else

@@ -10,7 +10,7 @@ shape, dtype and device, filled again, when nothing else uses it any more (the p
 and autograd graph are gone), else a new one; ``empty`` the same without filling it (for a buffer that its
 user writes whole). Elsewhere (CUDA: its caching allocator already reuses
 memory, and a buffer refilled here would bypass its stream tracking) and for buffers under ``MIN_BYTES``,
-``full`` is ``torch.full``.
+``full`` is ``torch.full`` and ``empty`` ``torch.empty``.
 
 "Nothing else uses it": the pool holds the only reference to the tensor (Python's and C++'s, such as
 autograd's saved tensors) and to its storage (no view, no ``detach()``, no storage object held). Kept
@@ -50,6 +50,7 @@ def _buffer(shape: tuple[int, ...], value: float | int | None, dtype: torch.dtyp
             ) -> torch.Tensor:
     """A kept buffer where one is free, else a new one; filled with ``value`` unless it is None."""
     shape, device = tuple(shape), torch.device(device)
+
     def new() -> torch.Tensor:
         if value is None:
             return torch.empty(shape, dtype=dtype, device=device)
