@@ -9,6 +9,7 @@ from ._checks import EPS
 from .access import read, write
 from .allocation import allocation_weights, usage
 from .content import content_weights, cosine_similarity
+from .dnc_access import Access, access
 from .interpolation import interpolate
 from .ntm_access import address_read_write
 from .linkage import directional_read_weights, link, link_and_directional_read_weights, precedence
@@ -21,6 +22,8 @@ from .tape import TAPE_ACTIONS, move_tape, tape_offsets, write_at_head
 
 __all__ = [
     "EPS",
+    "Access",
+    "access",
     "address_read_write",
     "STACK_ACTIONS",
     "TAPE_ACTIONS",

@@ -45,7 +45,8 @@ def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
     """a_t[phi_j] = (1 - u_t[phi_j]) prod_{i<j} u_t[phi_i],  phi = slots sorted by ascending usage.
 
     As in the DNC, no gradient flows through the sort order (the permutation is a constant); it flows
-    through the usage values. Usage is first mapped to EPS + (1 - EPS) u so that the products stay
+    through the usage values. Ties go to the lower slot (a stable sort: torch's default sort orders ties
+    arbitrarily past a few dozen slots, and the fused step, ``dnc_access.py``, must agree). Usage is first mapped to EPS + (1 - EPS) u so that the products stay
     away from exact zeros.
 
     Args:
@@ -56,7 +57,7 @@ def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
     if usage.dim() != 2 or usage.shape[-1] < 1:
         raise ValueError(f"usage must have shape [B, N] with N >= 1, got {list(usage.shape)}")
     usage = EPS + (1 - EPS) * usage
-    sorted_usage, order = torch.sort(usage, dim=-1)  # phi  [B,N]
+    sorted_usage, order = torch.sort(usage, dim=-1, stable=True)  # phi  [B,N]; ties: the lower slot first
     sorted_allocation = allocation_in_order(sorted_usage)
     return torch.zeros_like(sorted_allocation).scatter(-1, order, sorted_allocation)
 

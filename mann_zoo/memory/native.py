@@ -4,7 +4,9 @@ in one pass over the link per step, forward and backward (``linkage.py``); ``ntm
 addressing, read and write of one step in two passes over the memory each way (``ntm_access.py``);
 ``ntm_sequence_kernel.c``, the NTM with an LSTM controller over a whole sequence, with ``ntm_kernel.c``'s step
 (``models/ntm_sequence.py``);
-``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``).
+``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``);
+``dnc_kernel.c``, the DNC's memory access of one step with one write head, with ``link_kernel.c``'s link pass
+(``dnc_access.py``).
 
 The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
 headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
@@ -40,7 +42,7 @@ from . import pool
 from ._checks import EPS
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("link_kernel.c", "ntm_kernel.c", "ntm_sequence_kernel.c", "sparse_kernel.c"))
+                for name in ("link_kernel.c", "ntm_kernel.c", "ntm_sequence_kernel.c", "sparse_kernel.c", "dnc_kernel.c"))
 SWITCHED_OFF = ("0", "false", "no", "off")  # what MANN_ZOO_NATIVE and MANN_ZOO_CACHE_DIR take for "none"
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -52,7 +54,7 @@ class Kernels(NamedTuple):
     (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the NTM
     sequence's ``ntm_sequence_forward`` and ``ntm_sequence_backward`` (``ntm_sequence_kernel.c``), the sparse
     DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
-    (``sparse_kernel.c``)."""
+    (``sparse_kernel.c``), the DNC step's ``dnc_forward`` and ``dnc_backward`` (``dnc_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
@@ -63,6 +65,8 @@ class Kernels(NamedTuple):
     link_columns_update: dict
     merge_plan: dict
     least_used: dict
+    dnc_forward: dict
+    dnc_backward: dict
 
 
 @functools.cache
@@ -186,7 +190,7 @@ def _build() -> Kernels:
     """Compile ``SOURCES`` (float and double) into one library, or load it from the cache, and declare the
     functions' arguments."""
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or "cc"]
-    program = f"#define EPS ((REAL){EPS!r})\n" + "".join(
+    program = f"#define EPS ((REAL){EPS!r})\n#define KEEP ((REAL){1 - EPS!r})\n" + "".join(
         f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(f'#include "{source}"\n' for source in SOURCES)
         + "#undef REAL\n#undef SUFFIX\n" for real, suffix in SUFFIXES.values())
     return _functions(_load(compiler, program))
@@ -196,7 +200,8 @@ SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4,
               "ntm_access_forward": (18, 6, ctypes.c_int), "ntm_access_backward": (28, 6, ctypes.c_int),
               "ntm_sequence_forward": (15, 9, ctypes.c_int), "ntm_sequence_backward": (19, 9, ctypes.c_int),
               "content_candidates": (5, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
-              "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int)}
+              "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int),
+              "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 
@@ -473,3 +478,48 @@ def least_used(usage: torch.Tensor, k: int) -> torch.Tensor:
     if kernels().least_used[usage.dtype](usage.data_ptr(), index.data_ptr(), B, N, usage.stride(0), k):
         raise MemoryError(f"sparse_kernel.c: no memory for {k} usage values")
     return index
+
+
+def dnc_saved_size(N: int, R: int) -> int:
+    """Elements per example of :func:`dnc_access_forward`'s ``saved`` (``dnc_kernel.c``'s DNC_SAVED_SIZE): psi, the
+    allocation order and the allocation, the write look-up's content, cosine and row norms ``[N]`` and key norm, the
+    read look-ups' content, cosine and row norms ``[R, N]`` and key norms ``[R]``, forward and backward ``[R, N]``."""
+    return 6 * N + 5 * R * N + 1 + R
+
+
+DNC_STATE = ("memory", "usage", "link", "precedence", "read_weights", "write_weights")
+DNC_INTERFACE = ("read_keys", "read_strengths", "read_masks", "read_modes", "write_key", "write_strength",
+                 "write_mask", "erase", "write_vector", "free_gates", "allocation_gate", "write_gate")
+
+
+def dnc_access_forward(*inputs: torch.Tensor | None, deallocation: bool) -> tuple[torch.Tensor, ...]:
+    """``(memory, usage, link, precedence, read_weights, write_weights, read_vectors, saved)`` of the DNC step's
+    memory access with one write head (``dnc_kernel.c``) from the previous state (``DNC_STATE``: ``[B, N, W]``,
+    ``[B, N]``, ``[B, N, N]``, ``[B, N]``, ``[B, R, N]``, ``[B, N]``) and the interface (``DNC_INTERFACE``: ``[B, R,
+    W]``, ``[B, R]``, ``[B, R, W]`` or None, ``[B, R, 3]``, ``[B, W]``, ``[B]``, ``[B, W]`` or None, ``[B, W]``,
+    ``[B, W]``, ``[B, R]``, ``[B]``, ``[B]``); ``saved [B, dnc_saved_size(N, R)]`` is what the backward reuses.
+    Shapes are the caller's to check (``dnc_access.py``)."""
+    inputs = _prepared(*inputs)
+    memory, read_weights = inputs[0], inputs[4]
+    (B, N, W), R = memory.shape, read_weights.shape[1]
+    outputs = (torch.empty_like(memory), memory.new_empty(B, N), memory.new_empty(B, N, N), memory.new_empty(B, N),
+               memory.new_empty(B, R, N), memory.new_empty(B, N), memory.new_empty(B, R, W),
+               memory.new_empty(B, dnc_saved_size(N, R)))
+    if kernels().dnc_forward[memory.dtype](*map(_address, (*inputs, *outputs)), B, N, W, R, int(deallocation)):
+        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    return outputs
+
+
+def dnc_access_backward(inputs: tuple[torch.Tensor | None, ...], outputs: tuple[torch.Tensor, ...],
+                        grads: tuple[torch.Tensor | None, ...], deallocation: bool) -> tuple[torch.Tensor | None, ...]:
+    """Gradients with respect to the 18 ``inputs`` of :func:`dnc_access_forward` (None for a mask that is None),
+    given its ``outputs`` ``(memory, usage, read_weights, write_weights, saved)`` and the gradients of its seven
+    results (``grads``, None: zeros)."""
+    inputs, outputs, grads = _prepared(*inputs), _prepared(*outputs), _prepared(*grads)
+    memory, read_weights = inputs[0], inputs[4]
+    (B, N, W), R = memory.shape, read_weights.shape[1]
+    result = tuple(None if t is None else torch.empty_like(t) for t in inputs)
+    if kernels().dnc_backward[memory.dtype](*map(_address, (*inputs, *outputs, *grads, *result)),
+                                            B, N, W, R, int(deallocation)):
+        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    return result

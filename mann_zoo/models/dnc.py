@@ -186,59 +186,27 @@ class DNC(MemoryCore):
             return sparse_step(self, x, state, record)
         B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width
         out, controller, parts = self.interface_parts(x, state.read_vectors, state.controller)
-        free_gates = parts["free_gates"]  # f_t  [B, Hr]
-        allocation_gates = parts["allocation_gates"]  # g^a_t  [B, Hw]
-        write_gates = parts["write_gates"]  # g^w_t  [B, Hw]
         read_modes = parts["read_modes"]  # pi_t (backward, content, forward)  [B, Hr, 1 + 2 Hw]
-        write_mask = parts["write_masks"].view(B, Hw, W) if self.masking else None
-        read_mask = parts["read_masks"].view(B, Hr, W) if self.masking else None
-
-        # Dynamic memory allocation.
-        usage = mem.usage(state.usage, state.write_weights, state.read_weights, free_gates)  # u_t
-        memory = state.memory
-        if self.deallocation:  # erase freed slots: M <- M * psi_t
-            retention = (1 - free_gates.unsqueeze(-1) * state.read_weights).prod(dim=1)  # psi_t [B, N]
-            memory = memory * retention.unsqueeze(-1)
-
-        # Write weighting: w^w = g^w (g^a a + (1 - g^a) c^w).
-        write_content = mem.content_weights(memory, parts["write_keys"].view(B, Hw, W),
-                                              parts["write_strengths"], write_mask)
-        allocations = []
-        allocation_usage = usage
-        for h in range(Hw):  # several write heads allocate one after another, each seeing the others' claims
-            allocation = mem.allocation_weights(allocation_usage)
-            allocations.append(allocation)
-            if h + 1 < Hw:
-                allocation_usage = allocation_usage + (1 - allocation_usage) * write_gates[:, h : h + 1] * allocation
-        allocation = torch.stack(allocations, dim=1)  # a_t  [B, Hw, N]
-        ga, gw = allocation_gates.unsqueeze(-1), write_gates.unsqueeze(-1)
-        write_weights = gw * (ga * allocation + (1 - ga) * write_content)
-
-        erase = parts["erase"].view(B, Hw, W)
-        memory = mem.write(memory, write_weights, erase, parts["write_vectors"].view(B, Hw, W))
-
-        # Temporal memory linkage (uses the previous precedence), then precedence.
-        # Read weighting: w^r = pi_b b + pi_c c + pi_f f (backward, content, forward), with
-        # forward = L_t w^r_{t-1} and backward = L_t^T w^r_{t-1}, each [B, Hr, Hw, N].
-        link, forward, backward = mem.link_and_directional_read_weights(
-            state.link, state.precedence, write_weights, state.read_weights)
-        precedence = mem.precedence(state.precedence, write_weights)
-        if self.link_sharpness:
-            sharpness = parts["link_sharpness"].view(B, 2 * Hr, 1).expand(-1, -1, Hw).reshape(B, 2 * Hr * Hw)
-            directional = torch.cat([forward, backward], dim=1).reshape(B, 2 * Hr * Hw, self.slots)
-            directional = mem.sharpen_links(directional, sharpness, self.renormalise_links).view(B, 2 * Hr, Hw, self.slots)
-            forward, backward = directional[:, :Hr], directional[:, Hr:]
-        read_content = mem.content_weights(memory, parts["read_keys"].view(B, Hr, W),
-                                             parts["read_strengths"], read_mask)
-        candidates = torch.cat([backward, read_content.unsqueeze(2), forward], dim=2)  # [B, Hr, 1 + 2 Hw, N]
-        read_weights = (read_modes.unsqueeze(-1) * candidates).sum(2)  # sum of pi_mode * weighting
-        read_vectors = mem.read(memory, read_weights)
-
+        heads = lambda name, count: parts[name].view(B, count, W)  # noqa: E731 - [B, heads * W] -> [B, heads, W]
+        # Usage and allocation, the write weighting, erase and write, links and precedence, the read weightings
+        # and the reads (memory/dnc_access.py: one C kernel each way where it applies; with ``record``, the
+        # composed primitives, which also return the allocation weighting for the trace).
+        access = mem.access(
+            state.memory, state.usage, state.link, state.precedence, state.read_weights, state.write_weights,
+            read_keys=heads("read_keys", Hr), read_strengths=parts["read_strengths"], read_modes=read_modes,
+            write_keys=heads("write_keys", Hw), write_strengths=parts["write_strengths"],
+            erase=heads("erase", Hw), write_vectors=heads("write_vectors", Hw), free_gates=parts["free_gates"],
+            allocation_gates=parts["allocation_gates"], write_gates=parts["write_gates"],
+            read_masks=heads("read_masks", Hr) if self.masking else None,
+            write_masks=heads("write_masks", Hw) if self.masking else None, deallocation=self.deallocation,
+            link_sharpness=parts["link_sharpness"] if self.link_sharpness else None,
+            renormalise_links=self.renormalise_links, composed=record)
+        memory, usage, link, precedence, read_weights, write_weights, read_vectors, allocation = access
         features = torch.cat([out, read_vectors.flatten(1)], dim=-1)
         new_state = DNCState(memory, usage, link, precedence, read_weights, write_weights, read_vectors, controller)
         trace = None
         if record:
             trace = {"read_weights": read_weights, "write_weights": write_weights, "usage": usage,
-                     "allocation": allocation, "allocation_gates": allocation_gates,
-                     "write_gates": write_gates, "free_gates": free_gates, "read_modes": read_modes}
+                     "allocation": allocation, "allocation_gates": parts["allocation_gates"],
+                     "write_gates": parts["write_gates"], "free_gates": parts["free_gates"], "read_modes": read_modes}
         return features, new_state, trace
