@@ -13,8 +13,8 @@ masked binary cross-entropy, backward and an Adam update.
 Every row is timed in the same interleaved rounds (``time_steps``), so ratios between rows of one run
 hold on a noisy machine where absolute times do not: ``x ctrl`` (over the controller alone) and
 ``x before`` (the ``--baseline`` revision's step time over this checkout's, same model and compilation).
-A "compiled" row is the core's compiled step; for the NTM that is ``sequence_kernel=False``, since its
-whole-sequence C kernel (the plain row, where it applies) trains without the step ``compile`` acts on.
+A "compiled" row is the core's compiled step; for the NTM and the DNC that is ``sequence_kernel=False``, since
+their whole-sequence C kernels (the plain row, where they apply) train without the step ``compile`` acts on.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def entries_for(specs: dict[str, CoreSpec], input_size: int, output_size: int, c
 
 def compiled_step(spec: CoreSpec) -> dict:
     """The arguments that make ``spec``'s core train through its compiled step: ``compile=True``, and
-    ``sequence_kernel=False`` where the class has that option (the NTM's whole-sequence C kernel would
+    ``sequence_kernel=False`` where the class has that option (the NTM's and DNC's whole-sequence C kernels would
     otherwise take the training step whatever ``compile`` says, and the "compiled" row would time it again)."""
     return {"compile": True} | ({"sequence_kernel": False}
                                if "sequence_kernel" in inspect.signature(spec.load()).parameters else {})

@@ -80,7 +80,7 @@ def access(
             (``memory.sharpen_links``, renormalised with ``renormalise_links``).
     """
     B, N, W = check_memory(memory)
-    Hr, Hw = read_weights.shape[1], write_weights.shape[1]
+    Hw = write_weights.shape[1]
     fused = (not composed and Hw == 1 and link_sharpness is None and link.shape[-1] == N
              and native.usable(memory, usage, link, read_keys, write_keys, read_masks, write_masks)
              and not (torch.compiler.is_compiling() and B * N * N <= COMPILER_FUSES_BELOW))

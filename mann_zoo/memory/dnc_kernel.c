@@ -401,3 +401,236 @@ int NAME(dnc_access_backward)(const REAL *memory, const REAL *usage, const REAL 
     free(buffer);
     return 0;
 }
+
+/* --- The DNC with an LSTM controller over a whole sequence (models/dnc_sequence.py), forward and backward: the
+ * controller's step of ntm_sequence_kernel.c (controller_forward, controller_backward; included before this file),
+ * the interface's activations, and the access above. Shapes as ntm_sequence_kernel.c's (time-major), with the
+ * interface vector's P parameters in place of the NTM's heads, and per step t (slot 0: the initial state):
+ *   memories [T + 1, B, N, W]; usage, precedence, write weights [T + 1, B, N]; links [T + 1, B, N, N];
+ *   read weights [T + 1, B, R, N]; reads [T + 1, B, R, W]; saved [T, B, DNC_SAVED]; consts [2]: clip, mask floor.
+ * The interface (models/dnc.py, one write head, no link sharpness), clipped to [-clip, clip], then in order:
+ *   read keys [R W], write key [W], write vector [W] (linear); erase [W], free gates [R], allocation gate, write
+ *   gate, and with masking read masks [R W] and write mask [W] (sigma; masks floor + (1 - floor) sigma); read
+ *   strengths [R], write strength (1 + softplus); read modes [R, 3] (softmax per head). */
+
+#define DNC_INTERFACE_SIZE(R, W, masking) ((R) * (W) + 3 * (W) + 5 * (R) + 3 + ((masking) ? (R) * (W) + (W) : 0))
+
+/* The activated interface of one step, each array batch-major ([B, ...]); masks NULL without masking. */
+typedef struct {
+    REAL *read_keys, *read_strengths, *read_masks, *read_modes, *write_key, *write_strength, *write_mask, *erase,
+        *write_vector, *free_gates, *alloc_gate, *write_gate;
+} NAME(Interface);
+
+/* The arrays of an Interface laid out in buffer (DNC_INTERFACE_SIZE(R, W, masking) * B elements). */
+static NAME(Interface) NAME(interface_in)(REAL *buffer, ptrdiff_t B, ptrdiff_t R, ptrdiff_t W, ptrdiff_t masking) {
+    NAME(Interface) v;
+    v.read_keys = buffer;
+    v.read_strengths = v.read_keys + B * R * W;
+    v.read_modes = v.read_strengths + B * R;
+    v.write_key = v.read_modes + B * R * 3;
+    v.write_strength = v.write_key + B * W;
+    v.erase = v.write_strength + B;
+    v.write_vector = v.erase + B * W;
+    v.free_gates = v.write_vector + B * W;
+    v.alloc_gate = v.free_gates + B * R;
+    v.write_gate = v.alloc_gate + B;
+    v.read_masks = masking ? v.write_gate + B : NULL;
+    v.write_mask = masking ? v.read_masks + B * R * W : NULL;
+    return v;
+}
+
+/* Offsets of the interface vector's groups (models/dnc.py's order). */
+typedef struct { ptrdiff_t write_key, write_vector, erase, free, alloc, write_gate, read_masks, write_mask, read_strengths,
+                 write_strength, modes; } NAME(Layout);
+
+static NAME(Layout) NAME(interface_layout)(ptrdiff_t R, ptrdiff_t W, ptrdiff_t masking) {
+    NAME(Layout) o;
+    o.write_key = R * W;
+    o.write_vector = o.write_key + W;
+    o.erase = o.write_vector + W;
+    o.free = o.erase + W;
+    o.alloc = o.free + R;
+    o.write_gate = o.alloc + 1;
+    o.read_masks = o.write_gate + 1;
+    o.write_mask = o.read_masks + R * W;
+    o.read_strengths = masking ? o.write_mask + W : o.read_masks;
+    o.write_strength = o.read_strengths + R;
+    o.modes = o.write_strength + 1;
+    return o;
+}
+
+static void NAME(interface_activations)(const REAL *restrict params, REAL clip, REAL floor_, ptrdiff_t B, ptrdiff_t P,
+                                        ptrdiff_t R, ptrdiff_t W, ptrdiff_t masking, NAME(Interface) v) {
+    const NAME(Layout) o = NAME(interface_layout)(R, W, masking);
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *p = params + b * P;
+#define CLIPPED(k) NAME(clipped)(p[k], clip)
+        for (ptrdiff_t j = 0; j < R * W; j++) v.read_keys[b * R * W + j] = CLIPPED(j);
+        for (ptrdiff_t j = 0; j < W; j++) {
+            v.write_key[b * W + j] = CLIPPED(o.write_key + j);
+            v.write_vector[b * W + j] = CLIPPED(o.write_vector + j);
+            v.erase[b * W + j] = NAME(sigma)(CLIPPED(o.erase + j));
+        }
+        for (ptrdiff_t h = 0; h < R; h++) {
+            v.free_gates[b * R + h] = NAME(sigma)(CLIPPED(o.free + h));
+            v.read_strengths[b * R + h] = 1 + NAME(softplus)(CLIPPED(o.read_strengths + h));
+            REAL *m = v.read_modes + (b * R + h) * 3;
+            for (ptrdiff_t k = 0; k < 3; k++) m[k] = CLIPPED(o.modes + h * 3 + k);
+            NAME(softmax_)(m, 3);
+        }
+        v.alloc_gate[b] = NAME(sigma)(CLIPPED(o.alloc));
+        v.write_gate[b] = NAME(sigma)(CLIPPED(o.write_gate));
+        v.write_strength[b] = 1 + NAME(softplus)(CLIPPED(o.write_strength));
+        if (masking) {
+            for (ptrdiff_t j = 0; j < R * W; j++)
+                v.read_masks[b * R * W + j] = floor_ + (1 - floor_) * NAME(sigma)(CLIPPED(o.read_masks + j));
+            for (ptrdiff_t j = 0; j < W; j++)
+                v.write_mask[b * W + j] = floor_ + (1 - floor_) * NAME(sigma)(CLIPPED(o.write_mask + j));
+        }
+#undef CLIPPED
+    }
+}
+
+/* The gradient of one step's raw interface parameters, g [B, P], from the activated interface's gradients d (an
+ * Interface) and values v; zero where the clip cut the parameter off. */
+static void NAME(interface_backward)(const REAL *restrict params, REAL clip, REAL floor_, ptrdiff_t B, ptrdiff_t P,
+                                     ptrdiff_t R, ptrdiff_t W, ptrdiff_t masking, NAME(Interface) v, NAME(Interface) d,
+                                     REAL *restrict g) {
+    const NAME(Layout) o = NAME(interface_layout)(R, W, masking);
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *p = params + b * P;
+        REAL *gb = g + b * P;
+#define SIGMA_GRAD(x) ((x) * (1 - (x)))
+        for (ptrdiff_t j = 0; j < R * W; j++) gb[j] = d.read_keys[b * R * W + j];
+        for (ptrdiff_t j = 0; j < W; j++) {
+            gb[o.write_key + j] = d.write_key[b * W + j];
+            gb[o.write_vector + j] = d.write_vector[b * W + j];
+            gb[o.erase + j] = d.erase[b * W + j] * SIGMA_GRAD(v.erase[b * W + j]);
+        }
+        for (ptrdiff_t h = 0; h < R; h++) {
+            gb[o.free + h] = d.free_gates[b * R + h] * SIGMA_GRAD(v.free_gates[b * R + h]);
+            gb[o.read_strengths + h] = d.read_strengths[b * R + h] *
+                                       NAME(softplus_grad)(NAME(clipped)(p[o.read_strengths + h], clip));
+            const REAL *m = v.read_modes + (b * R + h) * 3, *dm = d.read_modes + (b * R + h) * 3;
+            const REAL dot = dm[0] * m[0] + dm[1] * m[1] + dm[2] * m[2];
+            for (ptrdiff_t k = 0; k < 3; k++) gb[o.modes + h * 3 + k] = m[k] * (dm[k] - dot);  /* softmax' */
+        }
+        gb[o.alloc] = d.alloc_gate[b] * SIGMA_GRAD(v.alloc_gate[b]);
+        gb[o.write_gate] = d.write_gate[b] * SIGMA_GRAD(v.write_gate[b]);
+        gb[o.write_strength] = d.write_strength[b] * NAME(softplus_grad)(NAME(clipped)(p[o.write_strength], clip));
+        if (masking) {  /* the mask's sigma s from its value m = floor + (1 - floor) s: dm/dx = (1 - floor) s (1 - s) */
+            for (ptrdiff_t j = 0; j < R * W; j++) {
+                const REAL s = (v.read_masks[b * R * W + j] - floor_) / (1 - floor_);
+                gb[o.read_masks + j] = d.read_masks[b * R * W + j] * (1 - floor_) * SIGMA_GRAD(s);
+            }
+            for (ptrdiff_t j = 0; j < W; j++) {
+                const REAL s = (v.write_mask[b * W + j] - floor_) / (1 - floor_);
+                gb[o.write_mask + j] = d.write_mask[b * W + j] * (1 - floor_) * SIGMA_GRAD(s);
+            }
+        }
+#undef SIGMA_GRAD
+        for (ptrdiff_t j = 0; j < P; j++) gb[j] = p[j] >= -clip && p[j] <= clip ? gb[j] : 0;  /* as torch's clamp */
+    }
+}
+
+/* Forward over the sequence: fills h, c (from slot 1), act, tanh_c, params and the memory state and reads from slot
+ * 1, and saved. Returns 0, or 1 where a buffer could not be allocated. */
+int NAME(dnc_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REAL *bias, const REAL *iface_t,
+                               const REAL *iface_b, const REAL *consts, REAL *h, REAL *c, REAL *act, REAL *tanh_c,
+                               REAL *params, REAL *memories, REAL *usage, REAL *links, REAL *prec, REAL *read_w,
+                               REAL *write_w, REAL *reads, REAL *saved, ptrdiff_t T, ptrdiff_t B, ptrdiff_t L,
+                               ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t R, ptrdiff_t masking,
+                               ptrdiff_t deallocate) {
+    const ptrdiff_t P = DNC_INTERFACE_SIZE(R, W, masking), K0 = R * W + C, size = B * P;
+    const ptrdiff_t BN = B * N, BNW = BN * W, BNN = BN * N, BRN = B * R * N, BRW = B * R * W;
+    REAL *scratch = malloc(sizeof(REAL) * (size > 0 ? size : 1));
+    if (!scratch) return 1;
+    const NAME(Interface) v = NAME(interface_in)(scratch, B, R, W, masking);
+    for (ptrdiff_t t = 0; t < T; t++) {
+        NAME(controller_forward)(t, gates_x, rec_t, bias, iface_t, iface_b, reads, h, c, act, tanh_c, params, T, B, L,
+                                 C, K0, P);
+        NAME(interface_activations)(params + t * B * P, consts[0], consts[1], B, P, R, W, masking, v);
+        if (NAME(dnc_access_forward)(memories + t * BNW, usage + t * BN, links + t * BNN, prec + t * BN,
+                                     read_w + t * BRN, write_w + t * BN, v.read_keys, v.read_strengths, v.read_masks,
+                                     v.read_modes, v.write_key, v.write_strength, v.write_mask, v.erase,
+                                     v.write_vector, v.free_gates, v.alloc_gate, v.write_gate,
+                                     memories + (t + 1) * BNW, usage + (t + 1) * BN, links + (t + 1) * BNN,
+                                     prec + (t + 1) * BN, read_w + (t + 1) * BRN, write_w + (t + 1) * BN,
+                                     reads + (t + 1) * BRW, saved + t * B * DNC_SAVED_SIZE(N, R), B, N, W, R,
+                                     deallocate)) {
+            free(scratch);
+            return 1;
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* Backward over the sequence, from grad_hs [T, B, C] (of the top layer's h_t) and grad_reads [T, B, R, W] (either
+ * NULL: zeros): grad_gates [L, T, B, 4C] and grad_params [T, B, P] (the weights' gradients are the caller's
+ * products of these with the forward's values), and the initial state's: grad_h0, grad_c0 [L, B, C] and the
+ * memory state's and reads' (grad_memory0 ... grad_reads0, shapes of one slot of the forward's). The carries
+ * (gradients of step t's outputs from step t + 1) alternate between the outputs and a spare buffer each.
+ * Returns 0, or 1 where a buffer could not be allocated. */
+int NAME(dnc_sequence_backward)(const REAL *rec, const REAL *iface, const REAL *consts, const REAL *act,
+                                const REAL *tanh_c, const REAL *c, const REAL *params, const REAL *memories,
+                                const REAL *usage, const REAL *links, const REAL *prec, const REAL *read_w,
+                                const REAL *write_w, const REAL *saved, const REAL *grad_hs, const REAL *grad_reads,
+                                REAL *grad_gates, REAL *grad_params, REAL *grad_h0, REAL *grad_c0,
+                                REAL *grad_memory0, REAL *grad_usage0, REAL *grad_link0, REAL *grad_prec0,
+                                REAL *grad_read_w0, REAL *grad_write_w0, REAL *grad_reads0, ptrdiff_t T, ptrdiff_t B,
+                                ptrdiff_t L, ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t R, ptrdiff_t masking,
+                                ptrdiff_t deallocate) {
+    const ptrdiff_t P = DNC_INTERFACE_SIZE(R, W, masking), K0 = R * W + C, widest = K0 > 2 * C ? K0 : 2 * C;
+    const ptrdiff_t BN = B * N, BNW = BN * W, BNN = BN * N, BRN = B * R * N, BRW = B * R * W;
+    const ptrdiff_t carries = BNW + 3 * BN + BNN + BRN;  /* one spare of each state carry */
+    const ptrdiff_t size = 2 * B * P + carries + B * widest;
+    REAL *scratch = calloc(size > 0 ? size : 1, sizeof(REAL));
+    if (!scratch) return 1;
+    const NAME(Interface) v = NAME(interface_in)(scratch, B, R, W, masking);
+    const NAME(Interface) d = NAME(interface_in)(scratch + B * P, B, R, W, masking);
+    REAL *spare = scratch + 2 * B * P, *gz = spare + carries;
+    REAL *gm = grad_memory0, *gu = grad_usage0, *gl = grad_link0, *gp = grad_prec0, *gr = grad_read_w0;
+    REAL *gw = grad_write_w0;
+    REAL *gm2 = spare, *gu2 = gm2 + BNW, *gp2 = gu2 + BN, *gw2 = gp2 + BN, *gl2 = gw2 + BN, *gr2 = gl2 + BNN;
+    for (ptrdiff_t i = 0; i < BNW; i++) gm[i] = 0;
+    for (ptrdiff_t i = 0; i < BN; i++) gu[i] = gp[i] = gw[i] = 0;
+    for (ptrdiff_t i = 0; i < BNN; i++) gl[i] = 0;
+    for (ptrdiff_t i = 0; i < BRN; i++) gr[i] = 0;
+    for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] = 0;
+    for (ptrdiff_t i = 0; i < L * B * C; i++) grad_h0[i] = grad_c0[i] = 0;
+    for (ptrdiff_t t = T - 1; t >= 0; t--) {
+        const REAL *p = params + t * B * P;
+        NAME(interface_activations)(p, consts[0], consts[1], B, P, R, W, masking, v);
+        if (grad_reads)
+            for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] += grad_reads[t * BRW + i];
+        if (NAME(dnc_access_backward)(memories + t * BNW, usage + t * BN, links + t * BNN, prec + t * BN,
+                                      read_w + t * BRN, write_w + t * BN, v.read_keys, v.read_strengths, v.read_masks,
+                                      v.read_modes, v.write_key, v.write_strength, v.write_mask, v.erase,
+                                      v.write_vector, v.free_gates, v.alloc_gate, v.write_gate,
+                                      memories + (t + 1) * BNW, usage + (t + 1) * BN, read_w + (t + 1) * BRN,
+                                      write_w + (t + 1) * BN, saved + t * B * DNC_SAVED_SIZE(N, R), gm, gu, gl, gp, gr,
+                                      gw, grad_reads0, gm2, gu2, gl2, gp2, gr2, gw2, d.read_keys, d.read_strengths,
+                                      d.read_masks, d.read_modes, d.write_key, d.write_strength, d.write_mask, d.erase,
+                                      d.write_vector, d.free_gates, d.alloc_gate, d.write_gate, B, N, W, R,
+                                      deallocate)) {
+            free(scratch);
+            return 1;
+        }
+#define SWAP(a, b) do { REAL *swap_ = a; a = b; b = swap_; } while (0)
+        SWAP(gm, gm2); SWAP(gu, gu2); SWAP(gl, gl2); SWAP(gp, gp2); SWAP(gr, gr2); SWAP(gw, gw2);
+#undef SWAP
+        REAL *g = grad_params + t * B * P;
+        NAME(interface_backward)(p, consts[0], consts[1], B, P, R, W, masking, v, d, g);
+        NAME(controller_backward)(t, rec, iface, act, tanh_c, c, g, grad_hs, grad_h0, grad_c0, grad_reads0, grad_gates,
+                                  gz, T, B, L, C, K0, P);
+    }
+    const REAL *finals[] = {gm, gu, gl, gp, gr, gw};
+    REAL *outputs[] = {grad_memory0, grad_usage0, grad_link0, grad_prec0, grad_read_w0, grad_write_w0};
+    const ptrdiff_t sizes[] = {BNW, BN, BNN, BN, BRN, BN};
+    for (int k = 0; k < 6; k++)
+        if (finals[k] != outputs[k])
+            for (ptrdiff_t i = 0; i < sizes[k]; i++) outputs[k][i] = finals[k][i];
+    free(scratch);
+    return 0;
+}

@@ -6,7 +6,8 @@ addressing, read and write of one step in two passes over the memory each way (`
 (``models/ntm_sequence.py``);
 ``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``);
 ``dnc_kernel.c``, the DNC's memory access of one step with one write head, with ``link_kernel.c``'s link pass
-(``dnc_access.py``).
+(``dnc_access.py``), and the DNC with an LSTM controller over a whole sequence, with ``ntm_sequence_kernel.c``'s
+controller step (``models/dnc_sequence.py``).
 
 The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
 headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
@@ -54,7 +55,8 @@ class Kernels(NamedTuple):
     (``link_kernel.c``), the NTM step's ``ntm_forward`` and ``ntm_backward`` (``ntm_kernel.c``), the NTM
     sequence's ``ntm_sequence_forward`` and ``ntm_sequence_backward`` (``ntm_sequence_kernel.c``), the sparse
     DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
-    (``sparse_kernel.c``), the DNC step's ``dnc_forward`` and ``dnc_backward`` (``dnc_kernel.c``)."""
+    (``sparse_kernel.c``), the DNC step's ``dnc_forward`` and ``dnc_backward`` and the DNC sequence's
+    ``dnc_sequence_forward`` and ``dnc_sequence_backward`` (``dnc_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
@@ -67,6 +69,8 @@ class Kernels(NamedTuple):
     least_used: dict
     dnc_forward: dict
     dnc_backward: dict
+    dnc_sequence_forward: dict
+    dnc_sequence_backward: dict
 
 
 @functools.cache
@@ -201,7 +205,8 @@ SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4,
               "ntm_sequence_forward": (15, 9, ctypes.c_int), "ntm_sequence_backward": (19, 9, ctypes.c_int),
               "content_candidates": (5, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
               "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int),
-              "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int)}
+              "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int),
+              "dnc_sequence_forward": (19, 9, ctypes.c_int), "dnc_sequence_backward": (27, 9, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 
@@ -523,3 +528,87 @@ def dnc_access_backward(inputs: tuple[torch.Tensor | None, ...], outputs: tuple[
                                             B, N, W, R, int(deallocation)):
         raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
     return result
+
+
+def dnc_interface_size(R: int, W: int, masking: bool) -> int:
+    """The DNC's interface parameters with one write head and no link sharpness (``dnc_kernel.c``)."""
+    return R * W + 3 * W + 5 * R + 3 + (R * W + W if masking else 0)
+
+
+class DNCSequenceForward(NamedTuple):
+    """What :func:`dnc_sequence_forward` computes, time-major, slot 0 of the state's tensors the initial state
+    (``dnc_kernel.c``): all the backward needs."""
+    h: torch.Tensor  # [L, T + 1, B, C]
+    c: torch.Tensor  # [L, T + 1, B, C]
+    act: torch.Tensor  # [L, T, B, 4C]
+    tanh_c: torch.Tensor  # [L, T, B, C]
+    params: torch.Tensor  # [T, B, P]: the interface before the clip
+    memories: torch.Tensor  # [T + 1, B, N, W]
+    usage: torch.Tensor  # [T + 1, B, N]
+    links: torch.Tensor  # [T + 1, B, N, N]
+    precedence: torch.Tensor  # [T + 1, B, N]
+    read_weights: torch.Tensor  # [T + 1, B, R, N]
+    write_weights: torch.Tensor  # [T + 1, B, N]
+    reads: torch.Tensor  # [T + 1, B, R, W]
+    saved: torch.Tensor  # [T, B, dnc_saved_size(N, R)]
+
+
+def dnc_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch.Tensor, iface_t: torch.Tensor,
+                         iface_b: torch.Tensor, consts: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                         state: tuple[torch.Tensor, ...], masking: bool, deallocation: bool) -> DNCSequenceForward:
+    """The DNC with an LSTM controller over a sequence (``dnc_kernel.c``): ``gates_x [T, B, 4C]`` (the input's
+    product and the first layer's biases), ``rec_t`` (each layer's recurrent weights, transposed, flattened one
+    after the other), ``bias [L, 4C]``, ``iface_t [C, P]``, ``iface_b [P]``, ``consts [2]`` (clip, mask floor); the
+    initial state ``h0, c0 [L, B, C]`` and ``state``: memory ``[B, N, W]``, usage ``[B, N]``, link ``[B, N, N]``,
+    precedence ``[B, N]``, read weights ``[B, R, N]``, write weights ``[B, N]``, reads ``[B, R, W]``."""
+    gates_x, rec_t, bias, iface_t, iface_b, consts = _prepared(gates_x, rec_t, bias, iface_t, iface_b, consts)
+    (T, B, G), (L, _, C) = gates_x.shape, h0.shape
+    (_, N, W), R = state[0].shape, state[4].shape[1]
+    P = dnc_interface_size(R, W, masking)
+    expected = {"gates_x": (gates_x, (T, B, 4 * C)), "rec_t": (rec_t, ((R * W + C) * 4 * C + (L - 1) * 8 * C * C,)),
+                "bias": (bias, (L, 4 * C)), "iface_t": (iface_t, (C, P)), "iface_b": (iface_b, (P,)),
+                "consts": (consts, (2,)), "h0": (h0, (L, B, C)), "c0": (c0, (L, B, C)),
+                **{name: (tensor, shape) for name, tensor, shape in zip(
+                    ("memory", "usage", "link", "precedence", "read_weights", "write_weights", "reads"), state,
+                    ((B, N, W), (B, N), (B, N, N), (B, N), (B, R, N), (B, N), (B, R, W)))}}
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"dnc_sequence_forward: {name} must have shape {list(shape)}, got {list(tensor.shape)}")
+    if min(T, B, L, C, N, W, R) < 1:
+        raise ValueError(f"dnc_sequence_forward: every size must be >= 1, got T={T} B={B} L={L} C={C} N={N} W={W} R={R}")
+    new = lambda *shape: pool.empty(shape, gates_x.dtype, gates_x.device)  # noqa: E731 - kept for the next call
+    out = DNCSequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C), new(T, B, P),
+                             new(T + 1, B, N, W), new(T + 1, B, N), new(T + 1, B, N, N), new(T + 1, B, N),
+                             new(T + 1, B, R, N), new(T + 1, B, N), new(T + 1, B, R, W), new(T, B, dnc_saved_size(N, R)))
+    out.h[:, 0].copy_(h0)
+    out.c[:, 0].copy_(c0)
+    for buffer, first in zip(out[5:12], state):
+        buffer[0].copy_(first)
+    if kernels().dnc_sequence_forward[gates_x.dtype](*map(_address, (gates_x, rec_t, bias, iface_t, iface_b, consts,
+                                                                     *out)),
+                                                     T, B, L, C, N, W, R, int(masking), int(deallocation)):
+        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    return out
+
+
+def dnc_sequence_backward(forward: DNCSequenceForward, rec: torch.Tensor, iface: torch.Tensor, consts: torch.Tensor,
+                          grad_hs: torch.Tensor | None, grad_reads: torch.Tensor | None, masking: bool,
+                          deallocation: bool) -> tuple[torch.Tensor, ...]:
+    """``(grad_gates [L, T, B, 4C], grad_params [T, B, P], grad_h0, grad_c0 [L, B, C], and the gradients of the
+    initial memory, usage, link, precedence, read weights, write weights and reads)`` from ``forward``
+    (:func:`dnc_sequence_forward`'s), ``rec`` (each layer's recurrent weights, not transposed, flattened one after
+    the other), ``iface [P, C]``, ``consts [2]``, and the gradients of the top layer's ``h [T, B, C]`` and of the
+    reads ``[T, B, R, W]`` (None: zeros)."""
+    rec, iface, consts, grad_hs, grad_reads = _prepared(rec, iface, consts, grad_hs, grad_reads)
+    f = forward
+    (L, T, B, G), (_, _, N, W), R = f.act.shape, f.memories.shape, f.reads.shape[2]
+    C, new = G // 4, iface.new_empty
+    grads = (pool.empty((L, T, B, G), iface.dtype, iface.device), pool.empty((T, B, iface.shape[0]), iface.dtype,
+             iface.device), new(L, B, C), new(L, B, C), new(B, N, W), new(B, N), new(B, N, N), new(B, N), new(B, R, N),
+             new(B, N), new(B, R, W))
+    if kernels().dnc_sequence_backward[iface.dtype](
+            *map(_address, (rec, iface, consts, f.act, f.tanh_c, f.c, f.params, f.memories, f.usage, f.links,
+                            f.precedence, f.read_weights, f.write_weights, f.saved, grad_hs, grad_reads, *grads)),
+            T, B, L, C, N, W, R, int(masking), int(deallocation)):
+        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    return grads

@@ -237,6 +237,56 @@ static void NAME(head_backward)(const REAL *restrict params, REAL clip, ptrdiff_
     }
 }
 
+/* The controller's step t (shared with dnc_kernel.c's sequence): each LSTM layer in turn (layer 0's input: x's
+ * gates_x[t] and reads[t], the previous step's read vectors, K0 - C wide), then the top layer's head (or interface)
+ * parameters p = head_b + h_t head_t [B, P], into params[t]. Shapes as the sequence's (file comment). */
+static void NAME(controller_forward)(ptrdiff_t t, const REAL *gates_x, const REAL *rec_t, const REAL *bias,
+                                     const REAL *head_t, const REAL *head_b, const REAL *reads, REAL *h, REAL *c,
+                                     REAL *act, REAL *tanh_c, REAL *params, ptrdiff_t T, ptrdiff_t B, ptrdiff_t L,
+                                     ptrdiff_t C, ptrdiff_t K0, ptrdiff_t P) {
+    const ptrdiff_t G = 4 * C, layer = (T + 1) * B * C;
+    for (ptrdiff_t l = 0; l < L; l++) {
+        const REAL *w = rec_t + (l ? K0 * G + (l - 1) * 2 * C * G : 0);
+        const REAL *in1 = l ? h + (l - 1) * layer + (t + 1) * B * C : reads + t * B * (K0 - C);
+        NAME(lstm_forward)(l ? bias + l * G : gates_x + t * B * G, l ? 0 : G, in1, l ? C : K0 - C,
+                           h + l * layer + t * B * C, w, c + l * layer + t * B * C, act + (l * T + t) * B * G,
+                           c + l * layer + (t + 1) * B * C, tanh_c + (l * T + t) * B * C,
+                           h + l * layer + (t + 1) * B * C, B, C);
+    }
+    REAL *p = params + t * B * P;
+    for (ptrdiff_t b = 0; b < B; b++)
+        for (ptrdiff_t j = 0; j < P; j++) p[b * P + j] = head_b[j];
+    NAME(matmul_acc)(h + (L - 1) * layer + (t + 1) * B * C, C, head_t, C, P, p, B);
+}
+
+/* Its backward at step t, from g [B, P] (the gradient of params[t]) and grad_hs (of the top layer's h, NULL: zeros):
+ * the gates' gradients grad_gates[:, t]; the carries grad_h0, grad_c0 [L, B, C] go from step t's h and c to step
+ * t - 1's, and grad_reads0 [B, K0 - C] is set to the gradient of reads[t] (the layer-0 input). gz [B, max(K0, 2C)]
+ * is scratch. */
+static void NAME(controller_backward)(ptrdiff_t t, const REAL *rec, const REAL *head, const REAL *act,
+                                      const REAL *tanh_c, const REAL *c, const REAL *g, const REAL *grad_hs,
+                                      REAL *grad_h0, REAL *grad_c0, REAL *grad_reads0, REAL *grad_gates, REAL *gz,
+                                      ptrdiff_t T, ptrdiff_t B, ptrdiff_t L, ptrdiff_t C, ptrdiff_t K0, ptrdiff_t P) {
+    const ptrdiff_t G = 4 * C, layer = (T + 1) * B * C;
+    REAL *top = grad_h0 + (L - 1) * B * C;
+    if (grad_hs)
+        for (ptrdiff_t i = 0; i < B * C; i++) top[i] += grad_hs[t * B * C + i];
+    NAME(matmul_acc)(g, P, head, P, C, top, B);
+    for (ptrdiff_t l = L - 1; l >= 0; l--) {
+        REAL *d = grad_gates + (l * T + t) * B * G, *dh = grad_h0 + l * B * C;
+        NAME(lstm_backward)(act + (l * T + t) * B * G, tanh_c + (l * T + t) * B * C, c + l * layer + t * B * C,
+                            dh, grad_c0 + l * B * C, d, B, C);
+        const ptrdiff_t K = l ? 2 * C : K0, K1 = K - C;
+        for (ptrdiff_t i = 0; i < B * K; i++) gz[i] = 0;
+        NAME(matmul_acc)(d, G, rec + (l ? K0 * G + (l - 1) * 2 * C * G : 0), G, K, gz, B);
+        REAL *below = l ? grad_h0 + (l - 1) * B * C : grad_reads0;  /* of the layer's input at step t */
+        for (ptrdiff_t b = 0; b < B; b++)
+            for (ptrdiff_t j = 0; j < K1; j++) below[b * K1 + j] = (l ? below[b * K1 + j] : 0) + gz[b * K + j];
+        for (ptrdiff_t b = 0; b < B; b++)
+            for (ptrdiff_t j = 0; j < C; j++) dh[b * C + j] = gz[b * K + K1 + j];  /* of h_{t-1} */
+    }
+}
+
 /* Forward over the sequence: fills h, c (from slot 1), act, tanh_c, params, memories, weights, reads (from slot 1)
  * and saved. Returns 0, or 1 where a buffer could not be allocated. */
 int NAME(ntm_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REAL *bias, const REAL *head_t,
@@ -244,26 +294,17 @@ int NAME(ntm_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REA
                                REAL *params, REAL *memories, REAL *weights, REAL *reads, REAL *saved,
                                ptrdiff_t T, ptrdiff_t B, ptrdiff_t L, ptrdiff_t C, ptrdiff_t N, ptrdiff_t W,
                                ptrdiff_t Hr, ptrdiff_t Hw, ptrdiff_t S) {
-    const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
-    const ptrdiff_t BHN = B * H * N, step_saved = B * (4 * H * N + N + H), layer = (T + 1) * B * C;
+    const ptrdiff_t H = Hr + Hw, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
+    const ptrdiff_t BHN = B * H * N, step_saved = B * (4 * H * N + N + H);
     const ptrdiff_t activations = B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W;
     REAL *scratch = malloc(sizeof(REAL) * (activations > 0 ? activations : 1));  /* malloc(0) may be NULL */
     if (!scratch) return 1;
     REAL *keys = scratch, *beta = keys + B * H * W, *gate = beta + B * H, *shift = gate + B * H;
     REAL *gamma = shift + B * H * S, *erase = gamma + B * H, *add = erase + B * Hw * W;
     for (ptrdiff_t t = 0; t < T; t++) {
-        for (ptrdiff_t l = 0; l < L; l++) {
-            const REAL *w = rec_t + (l ? K0 * G + (l - 1) * 2 * C * G : 0);
-            const REAL *in1 = l ? h + (l - 1) * layer + (t + 1) * B * C : reads + t * B * Hr * W;
-            NAME(lstm_forward)(l ? bias + l * G : gates_x + t * B * G, l ? 0 : G, in1, l ? C : Hr * W,
-                               h + l * layer + t * B * C, w, c + l * layer + t * B * C, act + (l * T + t) * B * G,
-                               c + l * layer + (t + 1) * B * C, tanh_c + (l * T + t) * B * C,
-                               h + l * layer + (t + 1) * B * C, B, C);
-        }
-        REAL *p = params + t * B * P;
-        for (ptrdiff_t b = 0; b < B; b++)
-            for (ptrdiff_t j = 0; j < P; j++) p[b * P + j] = head_b[j];
-        NAME(matmul_acc)(h + (L - 1) * layer + (t + 1) * B * C, C, head_t, C, P, p, B);
+        NAME(controller_forward)(t, gates_x, rec_t, bias, head_t, head_b, reads, h, c, act, tanh_c, params, T, B, L,
+                                 C, K0, P);
+        const REAL *p = params + t * B * P;
         NAME(head_activations)(p, *clip, B, P, H, Hw, W, S, keys, beta, gate, shift, gamma, erase, add);
         REAL *sv = saved + t * step_saved;
         if (NAME(ntm_access_forward)(memories + t * B * N * W, weights + t * BHN, keys, beta, gate, shift, gamma,
@@ -290,7 +331,7 @@ int NAME(ntm_sequence_backward)(const REAL *rec, const REAL *head, const REAL *c
                                 REAL *grad_memory0, REAL *grad_weights0, REAL *grad_reads0, ptrdiff_t T, ptrdiff_t B,
                                 ptrdiff_t L, ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t Hr, ptrdiff_t Hw,
                                 ptrdiff_t S) {
-    const ptrdiff_t H = Hr + Hw, G = 4 * C, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
+    const ptrdiff_t H = Hr + Hw, P = H * (W + 3 + S) + 2 * Hw * W, K0 = Hr * W + C;
     const ptrdiff_t BHN = B * H * N, BNW = B * N * W, BRW = B * Hr * W, step_saved = B * (4 * H * N + N + H);
     const ptrdiff_t activations = B * H * W + 4 * B * H + B * H * S + 2 * B * Hw * W, widest = K0 > 2 * C ? K0 : 2 * C;
     const ptrdiff_t scratch_size = 2 * activations + BHN + BNW + B * widest;
@@ -309,8 +350,6 @@ int NAME(ntm_sequence_backward)(const REAL *rec, const REAL *head, const REAL *c
     for (ptrdiff_t i = 0; i < BNW; i++) gm[i] = 0;
     for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] = 0;
     for (ptrdiff_t i = 0; i < L * B * C; i++) grad_h0[i] = grad_c0[i] = 0;
-    const ptrdiff_t layer = (T + 1) * B * C;
-    REAL *top = grad_h0 + (L - 1) * B * C;
     for (ptrdiff_t t = T - 1; t >= 0; t--) {
         const REAL *p = params + t * B * P;
         NAME(head_activations)(p, *clip, B, P, H, Hw, W, S, keys, beta, gate, shift, gamma, erase, add);
@@ -329,22 +368,8 @@ int NAME(ntm_sequence_backward)(const REAL *rec, const REAL *head, const REAL *c
         REAL *g = grad_params + t * B * P;
         NAME(head_backward)(p, *clip, B, P, H, Hw, W, S, gate, shift, erase, add, d_keys, d_beta, d_gate, d_shift,
                             d_gamma, d_erase, d_add, g);
-        if (grad_hs)
-            for (ptrdiff_t i = 0; i < B * C; i++) top[i] += grad_hs[t * B * C + i];
-        NAME(matmul_acc)(g, P, head, P, C, top, B);
-        for (ptrdiff_t l = L - 1; l >= 0; l--) {
-            REAL *d = grad_gates + (l * T + t) * B * G, *dh = grad_h0 + l * B * C;
-            NAME(lstm_backward)(act + (l * T + t) * B * G, tanh_c + (l * T + t) * B * C, c + l * layer + t * B * C,
-                                dh, grad_c0 + l * B * C, d, B, C);
-            const ptrdiff_t K = l ? 2 * C : K0, K1 = K - C;
-            for (ptrdiff_t i = 0; i < B * K; i++) gz[i] = 0;
-            NAME(matmul_acc)(d, G, rec + (l ? K0 * G + (l - 1) * 2 * C * G : 0), G, K, gz, B);
-            REAL *below = l ? grad_h0 + (l - 1) * B * C : grad_reads0;  /* of the layer's input at step t */
-            for (ptrdiff_t b = 0; b < B; b++)
-                for (ptrdiff_t j = 0; j < K1; j++) below[b * K1 + j] = (l ? below[b * K1 + j] : 0) + gz[b * K + j];
-            for (ptrdiff_t b = 0; b < B; b++)
-                for (ptrdiff_t j = 0; j < C; j++) dh[b * C + j] = gz[b * K + K1 + j];  /* of h_{t-1} */
-        }
+        NAME(controller_backward)(t, rec, head, act, tanh_c, c, g, grad_hs, grad_h0, grad_c0, grad_reads0, grad_gates,
+                                  gz, T, B, L, C, K0, P);
     }
     if (gw != grad_weights0)
         for (ptrdiff_t i = 0; i < BHN; i++) grad_weights0[i] = gw[i];

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from .. import memory as mem
 from .base import MemoryCore, check_positive
+from . import dnc_sequence
 from .controller import make_controller
 from .sparse_dnc import SparseDNCState, sparse_initial_state, sparse_step
 
@@ -76,6 +77,10 @@ class DNC(MemoryCore):
             interface only).
         compile_steps: time steps per call of the compiled cell in training (``MemoryCore``: fewer
             calls' fixed costs, for a longer compile). Dense only (``sparse_k`` None).
+        sequence_kernel: with an LSTM controller, one write head, no link sharpness and dense memory, on the CPU
+            with the C kernels (float32, float64), run a whole sequence as one call each way in training
+            (``dnc_sequence.py``: the same values to rounding), whatever ``compile`` says; ``record=True``,
+            evaluation without gradient, and other devices, dtypes or configurations step by step as without it.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class DNC(MemoryCore):
         clip: float = 20.0,
         compile: bool = False,
         compile_steps: int = 1,
+        sequence_kernel: bool = True,
     ):
         check_positive(
             input_size=input_size, output_size=output_size, controller_size=controller_size,
@@ -126,6 +132,7 @@ class DNC(MemoryCore):
         self.renormalise_links = link_sharpness_norm == "renormalise"
         self.mask_floor = float(mask_floor)
         self.clip = float(clip)
+        self.sequence_kernel = bool(sequence_kernel)
         Hr, Hw, W = read_heads, write_heads, word_size
 
         # Interface vector layout, grouped by activation so that each group takes one call per step:
@@ -160,6 +167,13 @@ class DNC(MemoryCore):
             read_weights=zeros(Hr, N), write_weights=zeros(Hw, N), read_vectors=zeros(Hr, W),
             controller=tuple(s.contiguous() for s in self.controller.initial_state(batch)),
         )
+
+    def unroll(self, x: torch.Tensor, state, record: bool = False):
+        """As ``MemoryCore.unroll``; with ``sequence_kernel``, where it applies, the whole sequence in one call."""
+        # With gradient only: without, the kernel would keep every step's state (the step path keeps one).
+        if self.sequence_kernel and not record and torch.is_grad_enabled() and dnc_sequence.takes(self, x):
+            return self.readout(dnc_sequence.features(self, x, state))
+        return super().unroll(x, state, record)
 
     def interface_parts(self, x: torch.Tensor, read_vectors: torch.Tensor, controller_state: tuple):
         """The controller's step and its interface vector, split and activated.
