@@ -778,17 +778,19 @@ def test_speed_skips_a_model_the_baseline_revision_cannot_build(monkeypatch, cap
 
 
 def test_speed_times_the_ntm_compiled_through_its_step_not_the_sequence_kernel_twice():
-    """`speed --compile`: the NTM's "compiled" row is its compiled step (sequence_kernel=False); the
-    whole-sequence C kernel, which would take the training step whatever `compile` says, is the plain row.
-    A class without the option (the DNC) is built with compile=True alone."""
+    """`speed --compile`: the NTM's and DNC's "compiled" rows are their compiled steps (sequence_kernel=False);
+    the whole-sequence C kernels, which would take the training step whatever `compile` says, are the plain rows.
+    A class without the option (the Stack-RNN) is built with compile=True alone."""
     from mann_zoo.experiments.speed import entries_for
     from mann_zoo.models.registry import CoreSpec
 
     args = {"memory_slots": 8, "word_size": 4, "controller_size": 8}
-    specs = {"ntm": CoreSpec("mann_zoo.models.ntm.NTM", args), "dnc": CoreSpec("mann_zoo.models.dnc.DNC", args)}
+    specs = {"ntm": CoreSpec("mann_zoo.models.ntm.NTM", args), "dnc": CoreSpec("mann_zoo.models.dnc.DNC", args),
+             "stack": CoreSpec("mann_zoo.models.stack_rnn.StackRNN", args)}
     entries = entries_for(specs, 9, 8, True, None, None, 4)
     kinds = {e.label: (e.core.compiled, getattr(e.core, "sequence_kernel", None)) for e in entries[1:]}
-    assert kinds == {"ntm": (False, True), "ntm compiled": (True, False), "dnc": (False, None), "dnc compiled": (True, None)}
+    assert kinds == {"ntm": (False, True), "ntm compiled": (True, False), "dnc": (False, True),
+                     "dnc compiled": (True, False), "stack": (False, None), "stack compiled": (True, None)}
 
 
 def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
