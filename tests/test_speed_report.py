@@ -26,7 +26,7 @@ def test_reference_table_puts_before_and_now_side_by_side_with_the_peer_ratio():
     assert "| dnc compiled | 150.0 | 50.0 | 3.00 | 5.00 |" in text
     assert "| dnc | 200.0 | 100.0 | 2.00 | 10.00 |" in text
     assert "| pypi dnc 1.1.0 |  | 400.0 |  | 40.00 |" in text
-    assert "eager 0.25, compiled 0.12" in text  # the DNC's step over the peer's
+    assert "default 0.25, compiled 0.12" in text  # the DNC's step over the peer's
 
 
 def test_tasks_table_reports_sequences_per_second_per_core_and_the_best_speedup(tmp_path):

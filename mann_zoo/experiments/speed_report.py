@@ -75,15 +75,15 @@ def reference_table(frame: pd.DataFrame) -> str:
     peer = ours[ours["model"] == PEER_NAME]
     dnc = ours[ours["model"] == "dnc"]
     if not peer.empty and not dnc.empty:
-        ratios = ", ".join(f"{'compiled' if r.compiled else 'eager'} {r.ms_per_step / peer.ms_per_step.iloc[0]:.2f}"
+        ratios = ", ".join(f"{'compiled' if r.compiled else 'default'} {r.ms_per_step / peer.ms_per_step.iloc[0]:.2f}"
                            for r in dnc.itertuples())
         lines += ["", f"The DNC's step over the peer's ({peer.model.iloc[0]}), same process and rounds: {ratios}."]
     return "\n".join(lines) + "\n"
 
 
 def _variants(frame: pd.DataFrame) -> list[tuple[bool, bool]]:
-    """The (compiled, now) variants that ``frame`` measured, in the order eager before, eager now, compiled
-    before, compiled now (no "before" without a baseline revision's rows, no "compiled" without --compile)."""
+    """The (compiled, now) variants that ``frame`` measured, in the order default before, default now, compiled
+    before, compiled now ("default": built without ``compile``; eager, or the NTM's and DNC's sequence kernels) (no "before" without a baseline revision's rows, no "compiled" without --compile)."""
     baseline = _has_baseline(frame)
     return [(compiled, now) for compiled in (False, True) for now in (False, True)
             if (now or baseline) and (frame["compiled"] == compiled).any()]
@@ -91,11 +91,11 @@ def _variants(frame: pd.DataFrame) -> list[tuple[bool, bool]]:
 
 def _variant_name(variant: tuple[bool, bool], before_label: str) -> str:
     compiled, now = variant
-    return f"{'compiled' if compiled else 'eager'} {'now' if now else before_label}"
+    return f"{'compiled' if compiled else 'default'} {'now' if now else before_label}"
 
 
 def tasks_table(frame: pd.DataFrame) -> str:
-    """Training sequences per second per core at each task's batch: per task and model, eager and compiled
+    """Training sequences per second per core at each task's batch: per task and model, default and compiled
     (the variants measured), the baseline revision's and this checkout's (where there is one), and this
     checkout's x controller."""
     before_label = _before_label(frame)
@@ -142,7 +142,7 @@ def _bars(ax, values: list[float], offset: float, width: float, **style) -> bool
 
 def speed_figure(frame: pd.DataFrame, out: Path, name: str = "speed_tasks.png") -> Path:
     """Bars of training sequences per second per core (on a GPU: per second), per task and model: the
-    variants measured (:func:`_variants`: the baseline revision's and this checkout's, eager and compiled),
+    variants measured (:func:`_variants`: the baseline revision's and this checkout's, default and compiled),
     on a log axis with plain tick labels from half the lowest rate up (so the lowest bar has a height); a
     variant a model was not measured in marked x at the foot of the axis (:func:`_bars`)."""
     import matplotlib.pyplot as plt
