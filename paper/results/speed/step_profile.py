@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mann_zoo.experiments.speed import (REFERENCE, ControllerAlone, copy_batch, reference_specs, time_steps,
-                                        training_step_fn)
+from mann_zoo.experiments.speed import (REFERENCE, ControllerAlone, compiled_step, copy_batch, reference_specs,
+                                        time_steps, training_step_fn)
 
 BITS = 8  # the reference copy task's bits per vector (9 input and 8 output channels)
 
@@ -45,7 +45,7 @@ def main() -> None:
     batch = copy_batch(32, 20, BITS, "cpu")
     specs = reference_specs(["ntm", "dnc"], REFERENCE["memory_slots"], REFERENCE["word_size"])
     models = {"controller alone": ControllerAlone(BITS + 1, BITS, REFERENCE["controller_size"], REFERENCE["word_size"]),
-              **{f"{name} compiled": spec.build(BITS + 1, BITS, compile=True) for name, spec in specs.items()}}
+              **{f"{name} compiled": spec.build(BITS + 1, BITS, **compiled_step(spec)) for name, spec in specs.items()}}
     steps = {name: training_step_fn(model, batch) for name, model in models.items()}
     timed = time_steps(steps, repeats=args.repeats, warmup=3)
     controller_ms = 1e3 * timed["controller alone"][0]
