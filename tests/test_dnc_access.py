@@ -173,3 +173,40 @@ def test_dnc_access_stands_aside_where_the_kernel_does_not_apply(monkeypatch):
                   for k, v in two[1].items()}
     interface2["read_modes"] = torch.softmax(torch.randn(3, 2, 5, dtype=torch.float64), -1)
     assert access(*state2, **interface2).write_weights.shape == (3, 2, 7) and not calls
+
+
+@pytest.mark.parametrize("slots,width", [(1, 1), (1, 4), (6, 1)])
+def test_dnc_access_one_slot_or_one_word_and_reads_alone(slots, width):
+    """N = 1 or W = 1, and a loss on the reads alone (the other outputs' gradients None): fused equals composed."""
+    state, interface = generic(11, slots=slots, width=width, masks=True)
+
+    def reads_and_grads(composed):
+        leaves = [t.clone().requires_grad_() for t in state]
+        named = {k: v.clone().requires_grad_() for k, v in interface.items()}
+        out = access(*leaves, **named, deallocation=True, composed=composed)
+        weights = torch.linspace(-1, 1, out.read_vectors.numel(), dtype=torch.float64).view_as(out.read_vectors)
+        return out.read_vectors, torch.autograd.grad((out.read_vectors * weights).sum(), leaves + list(named.values()))
+
+    ours, ours_grads = reads_and_grads(False)
+    theirs, theirs_grads = reads_and_grads(True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12)
+    for a, b in zip(ours_grads, theirs_grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_dnc_access_backward_rejects_a_saved_order_that_is_not_slots():
+    """The backward operator reads the allocation order from ``saved`` (the caller's): a slot outside [0, N) is a
+    one-line error, not a write past a buffer."""
+    state, interface = generic(12, masks=False)
+    one = lambda t: t[:, 0].contiguous()  # noqa: E731
+    inputs = (state[0], state[1], one(state[2]), one(state[3]), state[4], one(state[5]), interface["read_keys"],
+              interface["read_strengths"], None, interface["read_modes"], one(interface["write_keys"]),
+              one(interface["write_strengths"]), None, one(interface["erase"]), one(interface["write_vectors"]),
+              interface["free_gates"], one(interface["allocation_gates"]), one(interface["write_gates"]))
+    out = torch.ops.mann_zoo.dnc_access(*inputs, False)
+    saved = out[7].clone()
+    N = state[0].shape[1]
+    saved[:, N] = 1e6  # the first entry of the allocation order
+    with pytest.raises(ValueError, match=r"allocation order \(slots in \[0, 7\)\)"):
+        torch.ops.mann_zoo.dnc_access_backward(*inputs, out[0], out[1], out[4], out[5], saved, out[0], None, None,
+                                               None, None, None, None, False)

@@ -190,3 +190,27 @@ def test_the_loop_rejects_tensors_whose_shapes_disagree():
         native.dnc_sequence_forward(**(args | {"state": (*state[:2], torch.zeros(B, N, N + 1), *state[3:])}))
     with pytest.raises(ValueError, match=r"iface_t must have shape"):  # masking: more interface parameters
         native.dnc_sequence_forward(**(args | {"masking": True}))
+
+
+def test_values_and_gradients_equal_the_dnc_stepped_through_the_composed_primitives(monkeypatch):
+    """Against the step path with the composed primitives (not ``dnc_kernel.c``'s access, which the step path on the
+    CPU shares with the sequence kernel)."""
+    from mann_zoo.models import dnc as dnc_module
+
+    model = generic_dnc(*SIZES[1])
+    x = torch.rand(4, 6, 5, dtype=torch.float64)
+    logits, grads = outputs_and_grads(model, x, True)
+    access = dnc_module.mem.access
+    monkeypatch.setattr(dnc_module.mem, "access", lambda *a, **k: access(*a, **(k | {"composed": True})))
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    for grad, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_frozen_model_evaluated_with_grad_mode_on_takes_the_step_path(kernel_calls):
+    """Nothing to differentiate (frozen parameters, an input without gradient): the step path, which keeps one step's
+    state, even with grad mode on."""
+    model = generic_dnc(*SIZES[0]).requires_grad_(False)
+    model(torch.rand(2, 4, 5, dtype=torch.float64))
+    assert kernel_calls == []

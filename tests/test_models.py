@@ -11,7 +11,7 @@ import torch
 from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
-from mann_zoo.memory import RowMemory
+from mann_zoo.memory import RowMemory, native
 from mann_zoo.models import DNC, NTM, available_models, build
 
 SMALL = {
@@ -360,15 +360,30 @@ def test_the_link_operator_under_inductor_matches_eager(monkeypatch):
 
 @pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])
 def test_compiled_dnc_step_calls_the_link_operator_only_for_large_links(threshold, operator_in_graph, monkeypatch):
-    """Under torch.compile the DNC's link update is the custom operator (one opaque call in the graph) for
-    links above COMPILER_FUSES_BELOW elements (COMPILER_FUSES_BELOW_NATIVE with the C kernels), and the traced
-    plain formulas below it; one graph, no break (deciding whether the C kernels are there does not break it)."""
-    from mann_zoo.memory import linkage
+    """Under torch.compile, where the fused access (``dnc_access``) stands aside, the DNC's link update is the custom
+    operator (one opaque call in the graph) for links above COMPILER_FUSES_BELOW elements
+    (COMPILER_FUSES_BELOW_NATIVE with the C kernels), and the traced plain formulas below it; one graph, no break
+    (deciding whether the C kernels are there does not break it)."""
+    from mann_zoo.memory import dnc_access, linkage
 
+    monkeypatch.setattr(dnc_access, "COMPILER_FUSES_BELOW", 2**40)
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW", threshold)
     monkeypatch.setattr(linkage, "COMPILER_FUSES_BELOW_NATIVE", threshold)
     targets = compiled_step_calls(make("dnc"))
     assert any("link_and_directional_reads" in target for target in targets) == operator_in_graph
+    assert not any("dnc_access" in target for target in targets)
+
+
+@pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
+@pytest.mark.parametrize("threshold, operator_in_graph", [(0, True), (2**40, False)])
+def test_compiled_dnc_step_calls_the_fused_access_only_for_large_links(threshold, operator_in_graph, monkeypatch):
+    """Under torch.compile the DNC's memory access is the fused operator (``dnc_access``, one opaque call in the
+    graph) for links above ``dnc_access.COMPILER_FUSES_BELOW`` elements, the traced primitives below it."""
+    from mann_zoo.memory import dnc_access
+
+    monkeypatch.setattr(dnc_access, "COMPILER_FUSES_BELOW", threshold)
+    targets = compiled_step_calls(make("dnc"))
+    assert any("dnc_access" in target for target in targets) == operator_in_graph
 
 
 def compiled_step_calls(model) -> set[str]:
@@ -380,6 +395,8 @@ def compiled_step_calls(model) -> set[str]:
         return graph_module.forward
 
     model._step = torch.compile(model.step, backend=recording_backend, fullgraph=True, dynamic=False)
+    if hasattr(model, "sequence_kernel"):  # the step path (the NTM's and DNC's sequence kernels do not step)
+        model.sequence_kernel = False
     model(torch.rand(2, 3, 4))
     return {str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"}
 

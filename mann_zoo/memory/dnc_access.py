@@ -64,7 +64,8 @@ def access(
         w^r = pi_b b + pi_c C(M_t, k^r, beta^r) + pi_f f;  r = sum_i w^r(i) M_t(i)
 
     The same values as those primitives composed (``composed=True``, or where the kernel does not apply): on
-    the CPU (float32, float64), with one write head and no link sharpness, one C kernel each way
+    the CPU with every tensor in one dtype (float32, float64), one write head and no link sharpness (and under
+    ``torch.compile`` links above ``COMPILER_FUSES_BELOW`` elements), one C kernel each way
     (``dnc_kernel.c``, built at first use by ``native.py``), the operator ``torch.ops.mann_zoo.dnc_access``, where
     the primitives take some forty kernels and autograd nodes. Allocation's ties go to the lower slot in both.
 
@@ -82,7 +83,9 @@ def access(
     B, N, W = check_memory(memory)
     Hw = write_weights.shape[1]
     fused = (not composed and Hw == 1 and link_sharpness is None and link.shape[-1] == N
-             and native.usable(memory, usage, link, read_keys, write_keys, read_masks, write_masks)
+             and native.usable(memory, usage, link, precedence, read_weights, write_weights, read_keys, read_strengths,
+                               read_modes, write_keys, write_strengths, erase, write_vectors, free_gates,
+                               allocation_gates, write_gates, read_masks, write_masks)
              and not (torch.compiler.is_compiling() and B * N * N <= COMPILER_FUSES_BELOW))
     if not fused:
         return _composed(memory, usage, link, precedence, read_weights, write_weights, read_keys, read_strengths,

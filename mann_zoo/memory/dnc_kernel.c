@@ -30,8 +30,9 @@
 #define DNC_SAVED_SIZE(N, R) (6 * (N) + 5 * (R) * (N) + 1 + (R))
 #endif
 
-/* order[:n] <- the slots 0..n-1 by ascending x, ties by slot (a stable merge sort, from the identity);
- * scratch holds n entries. */
+/* order[:n] <- the slots 0..n-1 by ascending x, ties by slot, NaN last (as torch.sort; a stable merge sort from
+ * the identity); scratch holds n entries. */
+#define DNC_BEFORE(a, b) ((a) < (b) || ((b) != (b) && (a) == (a)))  /* a strictly before b; NaN after numbers */
 static void NAME(sort_slots)(const REAL *restrict x, ptrdiff_t *restrict order, ptrdiff_t *restrict scratch,
                              ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) order[i] = i;
@@ -40,7 +41,8 @@ static void NAME(sort_slots)(const REAL *restrict x, ptrdiff_t *restrict order, 
         for (ptrdiff_t lo = 0; lo < n; lo += 2 * width) {
             const ptrdiff_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             ptrdiff_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) to[k++] = x[from[j]] < x[from[i]] ? from[j++] : from[i++];  /* left first on ties */
+            while (i < mid && j < hi)  /* left first on ties */
+                to[k++] = DNC_BEFORE(x[from[j]], x[from[i]]) ? from[j++] : from[i++];
             while (i < mid) to[k++] = from[i++];
             while (j < hi) to[k++] = from[j++];
         }
@@ -80,7 +82,7 @@ static void NAME(dnc_content)(const REAL *restrict M, const REAL *restrict k, co
 }
 
 /* Back through dnc_content: given dc [N] (overwritten), adds to dM [N, W], dk [W], dmask [W] (if mask) and
- * returns d beta. km2, m2 and acc [W] are scratch. */
+ * returns d beta. m2, acc and acc2 [W] are scratch. */
 static REAL NAME(dnc_content_backward)(const REAL *restrict M, const REAL *restrict k, const REAL *restrict mask,
                                        REAL beta, const REAL *restrict c, const REAL *restrict cs,
                                        const REAL *restrict rm, REAL rk, REAL *restrict dc, REAL *restrict dM,
@@ -213,7 +215,8 @@ int NAME(dnc_access_forward)(const REAL *memory, const REAL *usage, const REAL *
  * content look-ups), precedence and link (link_kernel.c), erase and write (to M', w^w, e, v), the write
  * weighting (gates, allocation, write content look-up), the allocation's ordered product (its order a
  * constant: a reverse scan, no division), usage, deallocation and psi.
- * Returns 0, or 1 where a buffer could not be allocated (nothing valid written then). */
+ * Returns 0, 1 where a buffer could not be allocated, or 2 where saved's allocation order holds a slot outside
+ * [0, N) (nothing valid written in either case). */
 int NAME(dnc_access_backward)(const REAL *memory, const REAL *usage, const REAL *link, const REAL *prec,
                               const REAL *read_w, const REAL *write_w, const REAL *read_keys,
                               const REAL *read_strengths, const REAL *read_masks, const REAL *read_modes,
@@ -356,6 +359,10 @@ int NAME(dnc_access_backward)(const REAL *memory, const REAL *usage, const REAL 
         REAL product = 1;
         for (ptrdiff_t j = 0; j < N; j++) {
             const ptrdiff_t slot = (ptrdiff_t)ord[j];
+            if (!(ord[j] >= 0 && ord[j] < N)) {  /* saved is the caller's: a slot outside [0, N) would write past du */
+                free(buffer);
+                return 2;
+            }
             prefix[j] = product;
             product *= EPS + KEEP * u[slot];
         }
@@ -518,13 +525,13 @@ static void NAME(interface_backward)(const REAL *restrict params, REAL clip, REA
         gb[o.alloc] = d.alloc_gate[b] * SIGMA_GRAD(v.alloc_gate[b]);
         gb[o.write_gate] = d.write_gate[b] * SIGMA_GRAD(v.write_gate[b]);
         gb[o.write_strength] = d.write_strength[b] * NAME(softplus_grad)(NAME(clipped)(p[o.write_strength], clip));
-        if (masking) {  /* the mask's sigma s from its value m = floor + (1 - floor) s: dm/dx = (1 - floor) s (1 - s) */
+        if (masking) {  /* m = floor + (1 - floor) s, s = sigma(x): dm/dx = (1 - floor) s (1 - s), s computed again */
             for (ptrdiff_t j = 0; j < R * W; j++) {
-                const REAL s = (v.read_masks[b * R * W + j] - floor_) / (1 - floor_);
+                const REAL s = NAME(sigma)(NAME(clipped)(p[o.read_masks + j], clip));
                 gb[o.read_masks + j] = d.read_masks[b * R * W + j] * (1 - floor_) * SIGMA_GRAD(s);
             }
             for (ptrdiff_t j = 0; j < W; j++) {
-                const REAL s = (v.write_mask[b * W + j] - floor_) / (1 - floor_);
+                const REAL s = NAME(sigma)(NAME(clipped)(p[o.write_mask + j], clip));
                 gb[o.write_mask + j] = d.write_mask[b * W + j] * (1 - floor_) * SIGMA_GRAD(s);
             }
         }
@@ -571,7 +578,7 @@ int NAME(dnc_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REA
  * products of these with the forward's values), and the initial state's: grad_h0, grad_c0 [L, B, C] and the
  * memory state's and reads' (grad_memory0 ... grad_reads0, shapes of one slot of the forward's). The carries
  * (gradients of step t's outputs from step t + 1) alternate between the outputs and a spare buffer each.
- * Returns 0, or 1 where a buffer could not be allocated. */
+ * Returns 0, 1 where a buffer could not be allocated, or 2 where saved's allocation order is not slots. */
 int NAME(dnc_sequence_backward)(const REAL *rec, const REAL *iface, const REAL *consts, const REAL *act,
                                 const REAL *tanh_c, const REAL *c, const REAL *params, const REAL *memories,
                                 const REAL *usage, const REAL *links, const REAL *prec, const REAL *read_w,
@@ -604,7 +611,7 @@ int NAME(dnc_sequence_backward)(const REAL *rec, const REAL *iface, const REAL *
         NAME(interface_activations)(p, consts[0], consts[1], B, P, R, W, masking, v);
         if (grad_reads)
             for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] += grad_reads[t * BRW + i];
-        if (NAME(dnc_access_backward)(memories + t * BNW, usage + t * BN, links + t * BNN, prec + t * BN,
+        const int status = NAME(dnc_access_backward)(memories + t * BNW, usage + t * BN, links + t * BNN, prec + t * BN,
                                       read_w + t * BRN, write_w + t * BN, v.read_keys, v.read_strengths, v.read_masks,
                                       v.read_modes, v.write_key, v.write_strength, v.write_mask, v.erase,
                                       v.write_vector, v.free_gates, v.alloc_gate, v.write_gate,
@@ -613,9 +620,10 @@ int NAME(dnc_sequence_backward)(const REAL *rec, const REAL *iface, const REAL *
                                       gw, grad_reads0, gm2, gu2, gl2, gp2, gr2, gw2, d.read_keys, d.read_strengths,
                                       d.read_masks, d.read_modes, d.write_key, d.write_strength, d.write_mask, d.erase,
                                       d.write_vector, d.free_gates, d.alloc_gate, d.write_gate, B, N, W, R,
-                                      deallocate)) {
+                                      deallocate);
+        if (status) {
             free(scratch);
-            return 1;
+            return status;
         }
 #define SWAP(a, b) do { REAL *swap_ = a; a = b; b = swap_; } while (0)
         SWAP(gm, gm2); SWAP(gu, gu2); SWAP(gl, gl2); SWAP(gp, gp2); SWAP(gr, gr2); SWAP(gw, gw2);

@@ -524,10 +524,18 @@ def dnc_access_backward(inputs: tuple[torch.Tensor | None, ...], outputs: tuple[
     memory, read_weights = inputs[0], inputs[4]
     (B, N, W), R = memory.shape, read_weights.shape[1]
     result = tuple(None if t is None else torch.empty_like(t) for t in inputs)
-    if kernels().dnc_backward[memory.dtype](*map(_address, (*inputs, *outputs, *grads, *result)),
-                                            B, N, W, R, int(deallocation)):
-        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    _raise_for(kernels().dnc_backward[memory.dtype](*map(_address, (*inputs, *outputs, *grads, *result)),
+                                                    B, N, W, R, int(deallocation)), N)
     return result
+
+
+def _raise_for(status: int, N: int) -> None:
+    """The error for a non-zero status of dnc_kernel.c's backward functions."""
+    if status == 1:
+        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    if status:
+        raise ValueError(f"dnc_kernel.c: saved must hold the forward's allocation order (slots in [0, {N})); "
+                         "it does not")
 
 
 def dnc_interface_size(R: int, W: int, masking: bool) -> int:
@@ -576,6 +584,7 @@ def dnc_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch
             raise ValueError(f"dnc_sequence_forward: {name} must have shape {list(shape)}, got {list(tensor.shape)}")
     if min(T, B, L, C, N, W, R) < 1:
         raise ValueError(f"dnc_sequence_forward: every size must be >= 1, got T={T} B={B} L={L} C={C} N={N} W={W} R={R}")
+    _check_usable("dnc_sequence_forward", gates_x, rec_t, bias, iface_t, iface_b, consts, h0, c0, *state)
     new = lambda *shape: pool.empty(shape, gates_x.dtype, gates_x.device)  # noqa: E731 - kept for the next call
     out = DNCSequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C), new(T, B, P),
                              new(T + 1, B, N, W), new(T + 1, B, N), new(T + 1, B, N, N), new(T + 1, B, N),
@@ -606,9 +615,17 @@ def dnc_sequence_backward(forward: DNCSequenceForward, rec: torch.Tensor, iface:
     grads = (pool.empty((L, T, B, G), iface.dtype, iface.device), pool.empty((T, B, iface.shape[0]), iface.dtype,
              iface.device), new(L, B, C), new(L, B, C), new(B, N, W), new(B, N), new(B, N, N), new(B, N), new(B, R, N),
              new(B, N), new(B, R, W))
-    if kernels().dnc_sequence_backward[iface.dtype](
-            *map(_address, (rec, iface, consts, f.act, f.tanh_c, f.c, f.params, f.memories, f.usage, f.links,
-                            f.precedence, f.read_weights, f.write_weights, f.saved, grad_hs, grad_reads, *grads)),
-            T, B, L, C, N, W, R, int(masking), int(deallocation)):
-        raise MemoryError(f"dnc_kernel.c: no memory for a step of {N} slots")
+    _check_usable("dnc_sequence_backward", rec, iface, consts, grad_hs, grad_reads, *f)
+    _raise_for(kernels().dnc_sequence_backward[iface.dtype](
+        *map(_address, (rec, iface, consts, f.act, f.tanh_c, f.c, f.params, f.memories, f.usage, f.links,
+                        f.precedence, f.read_weights, f.write_weights, f.saved, grad_hs, grad_reads, *grads)),
+        T, B, L, C, N, W, R, int(masking), int(deallocation)), N)
     return grads
+
+
+def _check_usable(name: str, *tensors: torch.Tensor | None) -> None:
+    """A one-line ValueError unless the kernels take all of ``tensors`` (one dtype, float32 or float64, CPU)."""
+    if not usable(*tensors):
+        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
+        raise ValueError(f"{name}: the C kernels take float32 or float64 CPU tensors, all of one dtype; got "
+                         f"{', '.join(kinds)}")

@@ -7,9 +7,10 @@ time loop is one C call each way (``memory/dnc_kernel.c``, through ``native.dnc_
 ``native.dnc_sequence_backward``): per step the LSTM layers and the interface parameters (``ntm_sequence_kernel.c``'s
 controller step), the interface's activations, and the access of ``dnc_kernel.c``; backward, the same in reverse.
 Torch does what spans all steps: the input's product with the first layer's weights before the loop, and after it the
-weights' gradients, one matrix product per weight over all steps. Only the CPU in float32/float64 with the C kernels,
-without autocast, and the DNC without link sharpness, sparse access or a second write head (:func:`takes`);
-elsewhere the DNC steps as before.
+weights' gradients, one matrix product per weight over all steps. Only in training (a gradient to compute, not
+``record``: ``DNC.unroll``), with an LSTM controller, on the CPU in float32/float64 with the C kernels, without
+autocast, and the DNC without link sharpness, sparse access or a second write head (:func:`takes`); elsewhere the
+DNC steps as before.
 
 Per step t, with z_t = [x_t, r_{t-1}] (``models/dnc.py``):
 
@@ -41,8 +42,8 @@ class Layout(NamedTuple):
 
 def takes(dnc, x: torch.Tensor) -> bool:
     """Whether the loop runs ``dnc`` on ``x``: a batch of at least one, an LSTM controller, one write head, no link
-    sharpness or sparse access, the C kernels for x's dtype on the CPU, the DNC's parameters in that dtype, and no
-    autocast."""
+    sharpness or sparse access, the C kernels for x's dtype on the CPU, the interface's weights in that dtype (the
+    products before the loop reject the other parameters in another), and no autocast."""
     from .controller import LSTMController
 
     return (x.shape[0] > 0 and isinstance(dnc.controller, LSTMController) and dnc.write_heads == 1
