@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from ..memory import native
-from .ntm_sequence import _recurrent
+from .ntm_sequence import _recurrent, loop_gradients
 
 
 class Layout(NamedTuple):
@@ -97,22 +97,11 @@ class DNCSequence(torch.autograd.Function):
         x, consts, iface_w, *rest = ctx.saved_tensors
         L = layout.layers
         cells, loop = rest[: 4 * L], native.DNCSequenceForward(*rest[4 * L:])
-        T, B = x.shape[1], x.shape[0]
         rec = torch.cat([w.reshape(-1) for w in _recurrent(cells, I)])
         time_major = lambda g: None if g is None else g.transpose(0, 1)  # noqa: E731
         grad_gates, grad_params, grad_h0, grad_c0, *grad_state = native.dnc_sequence_backward(
             loop, rec, iface_w, consts, time_major(grad_hs), time_major(grad_reads), layout.masking,
             layout.deallocation)
-        flat = lambda tensor: tensor.reshape(T * B, -1)  # noqa: E731 - [T, B, ...] -> [T B, n]
-        out = []
-        for l in range(L):
-            dg = flat(grad_gates[l])
-            inputs = torch.cat([x.transpose(0, 1), loop.reads[:-1].flatten(2)], dim=2) if l == 0 else loop.h[l - 1, 1:]
-            bias = dg.sum(0)
-            out += [dg.t() @ flat(inputs), dg.t() @ flat(loop.h[l, :-1]), bias, bias]
-        grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_x = (grad_gates[0] @ cells[0][:, :I]).transpose(0, 1)
-        dp = flat(grad_params)
-        controller = [g for l in range(L) for g in (grad_h0[l], grad_c0[l])]
-        return (None, grad_x, *grad_state, *controller, *out, dp.t() @ flat(loop.h[L - 1, 1:]), dp.sum(0))
+        grad_x, controller, weights = loop_gradients(x, loop.h, loop.reads, cells, grad_gates, grad_params, grad_h0,
+                                                     grad_c0, ctx.needs_input_grad[1])
+        return (None, grad_x, *grad_state, *controller, *weights)

@@ -94,23 +94,30 @@ class NTMSequence(torch.autograd.Function):
         layout, I = ctx.layout, ctx.input_width
         x, clip, head_w, *rest = ctx.saved_tensors
         cells, loop = rest[: 4 * layout.layers], native.SequenceForward(*rest[4 * layout.layers:])
-        L, T, B = layout.layers, x.shape[1], x.shape[0]
         rec = torch.cat([w.reshape(-1) for w in _recurrent(cells, I)])
         time_major = lambda g: None if g is None else g.transpose(0, 1)  # noqa: E731
         grad_gates, grad_params, grad_h0, grad_c0, grad_memory, grad_weights, grad_reads0 = native.ntm_sequence_backward(
             loop, rec, head_w, clip, time_major(grad_hs), time_major(grad_reads), layout.shift)
-        # The weights' gradients: one product over all steps each.
-        flat = lambda tensor: tensor.reshape(T * B, -1)  # noqa: E731 - [T, B, ...] -> [T B, n]
-        out = []
-        for l in range(L):
-            dg = flat(grad_gates[l])
-            inputs = torch.cat([x.transpose(0, 1), loop.reads[:-1].flatten(2)], dim=2) if l == 0 else loop.h[l - 1, 1:]
-            bias = dg.sum(0)
-            out += [dg.t() @ flat(inputs), dg.t() @ flat(loop.h[l, :-1]), bias, bias]
-        grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_x = (grad_gates[0] @ cells[0][:, :I]).transpose(0, 1)
-        dp = flat(grad_params)
-        state = [g for l in range(L) for g in (grad_h0[l], grad_c0[l])]
-        return (None, grad_x, grad_memory, grad_weights, grad_reads0, *state, *out,
-                dp.t() @ flat(loop.h[L - 1, 1:]), dp.sum(0))
+        grad_x, state, weights = loop_gradients(x, loop.h, loop.reads, cells, grad_gates, grad_params, grad_h0, grad_c0,
+                                                ctx.needs_input_grad[1])
+        return (None, grad_x, grad_memory, grad_weights, grad_reads0, *state, *weights)
+
+
+def loop_gradients(x, h, reads, cells, grad_gates, grad_params, grad_h0, grad_c0, needs_x: bool):
+    """What spans all steps of a sequence loop's backward (this module's and ``dnc_sequence.py``'s), from the C
+    backward's gradients of the gates ``[L, T, B, 4C]`` and of the head (or interface) parameters ``[T, B, P]``:
+    ``(grad_x [B, T, I] or None, [grad h_1, grad c_1, ...], [grad W_ih_1, W_hh_1, b_ih_1, b_hh_1, ..., W_p, b_p])``,
+    the weights' gradients one product over all steps each; ``h [L, T + 1, B, C]`` and ``reads [T + 1, B, Hr, W]``
+    are the forward's."""
+    L, (B, T, I) = len(cells) // 4, x.shape
+    flat = lambda tensor: tensor.reshape(T * B, -1)  # noqa: E731 - [T, B, ...] -> [T B, n]
+    weights = []
+    for l in range(L):
+        dg = flat(grad_gates[l])
+        inputs = torch.cat([x.transpose(0, 1), reads[:-1].flatten(2)], dim=2) if l == 0 else h[l - 1, 1:]
+        bias = dg.sum(0)
+        weights += [dg.t() @ flat(inputs), dg.t() @ flat(h[l, :-1]), bias, bias]
+    grad_x = (grad_gates[0] @ cells[0][:, :I]).transpose(0, 1) if needs_x else None
+    dp = flat(grad_params)
+    state = [g for l in range(L) for g in (grad_h0[l], grad_c0[l])]
+    return grad_x, state, [*weights, dp.t() @ flat(h[L - 1, 1:]), dp.sum(0)]
