@@ -210,3 +210,11 @@ def test_the_loop_rejects_tensors_whose_shapes_disagree():
         native.ntm_sequence_forward(**(args | {"c0": torch.zeros(L, B + 1, C)}), shift=S)
     with pytest.raises(ValueError, match=r"H - Hr must be >= 1, got 0"):
         native.ntm_sequence_forward(**(args | {"weights": torch.full((B, Hr, N), 1 / N)}), shift=S)
+
+
+def test_a_frozen_model_evaluated_with_grad_mode_on_takes_the_step_path(kernel_calls):
+    """Nothing to differentiate (frozen parameters, an input without gradient): the step path, which keeps one step's
+    state, even with grad mode on."""
+    model = generic_ntm(*SIZES[0]).requires_grad_(False)
+    model(torch.rand(2, 4, 5, dtype=torch.float64))
+    assert kernel_calls == []

@@ -130,8 +130,9 @@ class NTM(MemoryCore):
 
     def unroll(self, x: torch.Tensor, state: NTMState, record: bool = False):
         """As ``MemoryCore.unroll``; with ``sequence_kernel``, where it applies, the whole sequence in one call."""
-        # With gradient only: without, the kernel would keep every step's state (the step path keeps one).
-        if self.sequence_kernel and not record and torch.is_grad_enabled() and ntm_sequence.takes(self, x):
+        # With a gradient to compute only: without, the kernel would keep every step's state (the step path keeps one).
+        wanted = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if self.sequence_kernel and not record and wanted and ntm_sequence.takes(self, x):
             return self.readout(ntm_sequence.features(self, x, state))
         return super().unroll(x, state, record)
 
