@@ -161,14 +161,9 @@ def _check_arguments(memory, usage, link, precedence, read_weights, write_weight
             ("allocation_gate", allocation_gate, (B,)), ("write_gate", write_gate, (B,))):
         if tensor is not None:
             check_shape(name, tensor, shape)
-    tensors = (memory, usage, link, precedence, read_weights, write_weights, read_keys, read_strengths, read_masks,
-               read_modes, write_key, write_strength, write_mask, erase, write_vector, free_gates, allocation_gate,
-               write_gate)
-    if not native.usable(*tensors):
-        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
-        raise ValueError(f"dnc_access: its C kernels take float32 or float64 CPU tensors, all of one dtype, and a C "
-                         f"compiler (native.kernels()); got {', '.join(kinds)}"
-                         f"{'' if native.available() else ', without the kernels'}")
+    native.check_usable("dnc_access", memory, usage, link, precedence, read_weights, write_weights, read_keys,
+                        read_strengths, read_masks, read_modes, write_key, write_strength, write_mask, erase,
+                        write_vector, free_gates, allocation_gate, write_gate)
 
 
 # The operators' namespace is the package's name (as in ``linkage.py``), declared with ``torch.library.Library``

@@ -240,6 +240,15 @@ def usable(*tensors: torch.Tensor | None) -> bool:
             and available())
 
 
+def check_usable(name: str, *tensors: torch.Tensor | None) -> None:
+    """A one-line ``ValueError`` naming ``name`` unless the kernels take all of ``tensors`` (:func:`usable`)."""
+    if not usable(*tensors):
+        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
+        raise ValueError(f"{name}: its C kernels take float32 or float64 CPU tensors, all of one dtype, and a C "
+                         f"compiler (native.kernels()); got {', '.join(kinds)}"
+                         f"{'' if available() else ', without the kernels'}")
+
+
 def _prepared(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """The tensors as the kernels read them: contiguous, negation views resolved (``data_ptr`` ignores the
     neg bit); None stays None (no gradient)."""
@@ -492,17 +501,14 @@ def dnc_saved_size(N: int, R: int) -> int:
     return 6 * N + 5 * R * N + 1 + R
 
 
-DNC_STATE = ("memory", "usage", "link", "precedence", "read_weights", "write_weights")
-DNC_INTERFACE = ("read_keys", "read_strengths", "read_masks", "read_modes", "write_key", "write_strength",
-                 "write_mask", "erase", "write_vector", "free_gates", "allocation_gate", "write_gate")
-
-
 def dnc_access_forward(*inputs: torch.Tensor | None, deallocation: bool) -> tuple[torch.Tensor, ...]:
     """``(memory, usage, link, precedence, read_weights, write_weights, read_vectors, saved)`` of the DNC step's
-    memory access with one write head (``dnc_kernel.c``) from the previous state (``DNC_STATE``: ``[B, N, W]``,
-    ``[B, N]``, ``[B, N, N]``, ``[B, N]``, ``[B, R, N]``, ``[B, N]``) and the interface (``DNC_INTERFACE``: ``[B, R,
-    W]``, ``[B, R]``, ``[B, R, W]`` or None, ``[B, R, 3]``, ``[B, W]``, ``[B]``, ``[B, W]`` or None, ``[B, W]``,
-    ``[B, W]``, ``[B, R]``, ``[B]``, ``[B]``); ``saved [B, dnc_saved_size(N, R)]`` is what the backward reuses.
+    memory access with one write head (``dnc_kernel.c``) from the previous state (memory ``[B, N, W]``, usage
+    ``[B, N]``, link ``[B, N, N]``, precedence ``[B, N]``, read weights ``[B, R, N]``, write weights ``[B, N]``) and
+    the interface (read keys ``[B, R, W]``, read strengths ``[B, R]``, read masks ``[B, R, W]`` or None, read modes
+    ``[B, R, 3]``, write key ``[B, W]``, write strength ``[B]``, write mask ``[B, W]`` or None, erase ``[B, W]``,
+    write vector ``[B, W]``, free gates ``[B, R]``, allocation gate ``[B]``, write gate ``[B]``); ``saved [B,
+    dnc_saved_size(N, R)]`` is what the backward reuses.
     Shapes are the caller's to check (``dnc_access.py``)."""
     inputs = _prepared(*inputs)
     memory, read_weights = inputs[0], inputs[4]
@@ -584,7 +590,7 @@ def dnc_sequence_forward(gates_x: torch.Tensor, rec_t: torch.Tensor, bias: torch
             raise ValueError(f"dnc_sequence_forward: {name} must have shape {list(shape)}, got {list(tensor.shape)}")
     if min(T, B, L, C, N, W, R) < 1:
         raise ValueError(f"dnc_sequence_forward: every size must be >= 1, got T={T} B={B} L={L} C={C} N={N} W={W} R={R}")
-    _check_usable("dnc_sequence_forward", gates_x, rec_t, bias, iface_t, iface_b, consts, h0, c0, *state)
+    check_usable("dnc_sequence_forward", gates_x, rec_t, bias, iface_t, iface_b, consts, h0, c0, *state)
     new = lambda *shape: pool.empty(shape, gates_x.dtype, gates_x.device)  # noqa: E731 - kept for the next call
     out = DNCSequenceForward(new(L, T + 1, B, C), new(L, T + 1, B, C), new(L, T, B, G), new(L, T, B, C), new(T, B, P),
                              new(T + 1, B, N, W), new(T + 1, B, N), new(T + 1, B, N, N), new(T + 1, B, N),
@@ -611,11 +617,11 @@ def dnc_sequence_backward(forward: DNCSequenceForward, rec: torch.Tensor, iface:
     rec, iface, consts, grad_hs, grad_reads = _prepared(rec, iface, consts, grad_hs, grad_reads)
     f = forward
     (L, T, B, G), (_, _, N, W), R = f.act.shape, f.memories.shape, f.reads.shape[2]
+    check_usable("dnc_sequence_backward", rec, iface, consts, grad_hs, grad_reads, *f)
     C, new = G // 4, iface.new_empty
     grads = (pool.empty((L, T, B, G), iface.dtype, iface.device), pool.empty((T, B, iface.shape[0]), iface.dtype,
              iface.device), new(L, B, C), new(L, B, C), new(B, N, W), new(B, N), new(B, N, N), new(B, N), new(B, R, N),
              new(B, N), new(B, R, W))
-    _check_usable("dnc_sequence_backward", rec, iface, consts, grad_hs, grad_reads, *f)
     _raise_for(kernels().dnc_sequence_backward[iface.dtype](
         *map(_address, (rec, iface, consts, f.act, f.tanh_c, f.c, f.params, f.memories, f.usage, f.links,
                         f.precedence, f.read_weights, f.write_weights, f.saved, grad_hs, grad_reads, *grads)),
@@ -623,9 +629,4 @@ def dnc_sequence_backward(forward: DNCSequenceForward, rec: torch.Tensor, iface:
     return grads
 
 
-def _check_usable(name: str, *tensors: torch.Tensor | None) -> None:
-    """A one-line ValueError unless the kernels take all of ``tensors`` (one dtype, float32 or float64, CPU)."""
-    if not usable(*tensors):
-        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
-        raise ValueError(f"{name}: the C kernels take float32 or float64 CPU tensors, all of one dtype; got "
-                         f"{', '.join(kinds)}")
+

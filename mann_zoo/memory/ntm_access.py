@@ -112,7 +112,8 @@ def _forward(memory, previous_weights, keys, strengths, gates, shift_weights, ga
     """``(weights, reads, new_memory, saved)``: ``saved`` is what the backward reuses (``native.py``)."""
     # (checked again here: the operator can be called directly, and its kernels trust the shapes and dtypes)
     _check_arguments(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add, read_heads)
-    _check_kernels_take(memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
+    native.check_usable("ntm_access", memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase,
+                        add)
     return native.ntm_access_forward(memory, previous_weights, keys, strengths, gates, shift_weights, gammas,
                                      erase, add, read_heads)
 
@@ -131,16 +132,8 @@ def _backward_kernel(memory, previous_weights, keys, strengths, gates, shift_wei
         if grad is not None:
             check_shape(name, grad, shape)
     inputs = (memory, previous_weights, keys, strengths, gates, shift_weights, gammas, erase, add)
-    _check_kernels_take(*inputs, weights, saved, grad_weights, grad_reads, grad_new_memory)
+    native.check_usable("ntm_access", *inputs, weights, saved, grad_weights, grad_reads, grad_new_memory)
     return native.ntm_access_backward(inputs, weights, saved, grad_weights, grad_reads, grad_new_memory, read_heads)
-
-
-def _check_kernels_take(*tensors: torch.Tensor | None) -> None:
-    if not native.usable(*tensors):
-        kinds = sorted({f"{t.dtype} on {t.device}" for t in tensors if t is not None})
-        raise ValueError(f"ntm_access: its C kernels take float32 or float64 CPU tensors, all of one dtype, and a "
-                         f"C compiler (native.kernels()); got {', '.join(kinds)}"
-                         f"{'' if native.available() else ', without the kernels'}")
 
 
 _LIBRARY.impl("ntm_access", _forward, "CPU")

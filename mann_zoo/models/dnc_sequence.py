@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from ..memory import native
-from .ntm_sequence import _recurrent, loop_gradients
+from .ntm_sequence import _recurrent, loop_gradients, loop_inputs
 
 
 class Layout(NamedTuple):
@@ -49,9 +49,6 @@ def takes(dnc, x: torch.Tensor) -> bool:
     return (x.shape[0] > 0 and isinstance(dnc.controller, LSTMController) and dnc.write_heads == 1
             and not dnc.link_sharpness and dnc.sparse_k is None and native.usable(x, dnc.interface.weight)
             and not torch.is_autocast_enabled(x.device.type))
-
-
-STATE = ("memory", "usage", "link", "precedence", "read_weights", "write_weights", "read_vectors")
 
 
 def features(dnc, x: torch.Tensor, state) -> torch.Tensor:
@@ -77,16 +74,12 @@ class DNCSequence(torch.autograd.Function):
         L = layout.layers
         memory_state, controller, cells, (iface_w, iface_b) = rest[:7], rest[7: 7 + 2 * L], rest[7 + 2 * L: 7 + 6 * L], \
             rest[7 + 6 * L:]
-        B, T, I = x.shape
-        w_ih, b_ih, b_hh = cells[0::4], cells[2::4], cells[3::4]
-        gates_x = torch.addmm(b_ih[0] + b_hh[0], x.transpose(0, 1).reshape(T * B, I), w_ih[0][:, :I].t())
-        rec_t = torch.cat([w.t().reshape(-1) for w in _recurrent(cells, I)])
-        bias = torch.stack([torch.zeros_like(b_ih[0])] + [b_ih[l] + b_hh[l] for l in range(1, L)])
+        gates_x, rec_t, bias = loop_inputs(x, cells)
         consts = x.new_tensor([layout.clip, layout.mask_floor])
-        loop = native.dnc_sequence_forward(gates_x.view(T, B, -1), rec_t, bias, iface_w.t(), iface_b, consts,
+        loop = native.dnc_sequence_forward(gates_x, rec_t, bias, iface_w.t(), iface_b, consts,
                                            torch.stack(controller[0::2]), torch.stack(controller[1::2]), memory_state,
                                            layout.masking, layout.deallocation)
-        ctx.layout, ctx.input_width = layout, I
+        ctx.layout, ctx.input_width = layout, x.shape[2]
         ctx.save_for_backward(x, consts, iface_w, *cells, *loop)
         return loop.h[L - 1, 1:].transpose(0, 1).contiguous(), loop.reads[1:].transpose(0, 1).contiguous()
 

@@ -73,17 +73,12 @@ class NTMSequence(torch.autograd.Function):
     def forward(ctx, layout: Layout, x, memory, weights, reads, *rest):
         L = layout.layers
         state, cells, (head_w, head_b) = rest[: 2 * L], rest[2 * L: 6 * L], rest[6 * L:]
-        B, T, I = x.shape
-        w_ih, b_ih, b_hh = cells[0::4], cells[2::4], cells[3::4]
-        # x enters only the first layer: its product for every step at once, time-major, with that layer's biases.
-        gates_x = torch.addmm(b_ih[0] + b_hh[0], x.transpose(0, 1).reshape(T * B, I), w_ih[0][:, :I].t())
-        rec_t = torch.cat([w.t().reshape(-1) for w in _recurrent(cells, I)])
-        bias = torch.stack([torch.zeros_like(b_ih[0])] + [b_ih[l] + b_hh[l] for l in range(1, L)])
+        gates_x, rec_t, bias = loop_inputs(x, cells)
         clip = x.new_tensor([layout.clip])
-        loop = native.ntm_sequence_forward(gates_x.view(T, B, -1), rec_t, bias, head_w.t(), head_b, clip,
+        loop = native.ntm_sequence_forward(gates_x, rec_t, bias, head_w.t(), head_b, clip,
                                            torch.stack(state[0::2]), torch.stack(state[1::2]), memory, weights, reads,
                                            layout.shift)
-        ctx.layout, ctx.input_width = layout, I
+        ctx.layout, ctx.input_width = layout, x.shape[2]
         # Through save_for_backward, so that what the backward keeps is seen (saved-tensor hooks, memory counts).
         ctx.save_for_backward(x, clip, head_w, *cells, *loop)
         return loop.h[L - 1, 1:].transpose(0, 1).contiguous(), loop.reads[1:].transpose(0, 1).contiguous()
@@ -101,6 +96,19 @@ class NTMSequence(torch.autograd.Function):
         grad_x, state, weights = loop_gradients(x, loop.h, loop.reads, cells, grad_gates, grad_params, grad_h0, grad_c0,
                                                 ctx.needs_input_grad[1])
         return (None, grad_x, grad_memory, grad_weights, grad_reads0, *state, *weights)
+
+
+def loop_inputs(x: torch.Tensor, cells) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a sequence loop (this module's and ``dnc_sequence.py``'s) takes of its LSTM controller, from ``x [B, T,
+    I]`` and the cells' ``(W_ih, W_hh, b_ih, b_hh)`` per layer: ``(gates_x [T, B, 4C], rec_t, bias [L, 4C])``. x
+    enters only the first layer: its product for every step at once, time-major, with that layer's biases;
+    ``rec_t`` is each layer's recurrent weights transposed, one after the other; ``bias`` the other layers'."""
+    B, T, I = x.shape
+    w_ih, b_ih, b_hh = cells[0::4], cells[2::4], cells[3::4]
+    gates_x = torch.addmm(b_ih[0] + b_hh[0], x.transpose(0, 1).reshape(T * B, I), w_ih[0][:, :I].t())
+    rec_t = torch.cat([w.t().reshape(-1) for w in _recurrent(cells, I)])
+    bias = torch.stack([torch.zeros_like(b_ih[0])] + [b_ih[l] + b_hh[l] for l in range(1, len(b_ih))])
+    return gates_x.view(T, B, -1), rec_t, bias
 
 
 def loop_gradients(x, h, reads, cells, grad_gates, grad_params, grad_h0, grad_c0, needs_x: bool):
