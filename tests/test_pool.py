@@ -118,6 +118,21 @@ def test_small_buffers_and_the_bounds_on_kept_ones(monkeypatch):
     assert not pool._kept
 
 
+def test_the_kept_bytes_are_half_the_machines_memory_and_at_least_2_gib(monkeypatch):
+    sizes = {"SC_PHYS_PAGES": 6 << 20, "SC_PAGE_SIZE": 4096}  # 24 GiB
+    monkeypatch.setattr(pool.os, "sysconf", sizes.__getitem__)
+    assert pool._half_of_memory() == 12 << 30
+    sizes["SC_PHYS_PAGES"] = 1 << 20  # 4 GiB: still 2 GiB
+    assert pool._half_of_memory() == 2 << 30
+
+    def unknown(name):
+        raise ValueError(name)
+    monkeypatch.setattr(pool.os, "sysconf", unknown)
+    assert pool._half_of_memory() == 2 << 30
+    monkeypatch.delattr(pool.os, "sysconf")  # Windows
+    assert pool._half_of_memory() == 2 << 30
+
+
 def test_sparse_dnc_on_kept_buffers_computes_what_it_does_on_fresh_ones(monkeypatch):
     """Three training sequences in a row (and one under no_grad between them), with every buffer kept and
     handed out again, against the same with none kept: the same outputs and gradients, bit for bit."""
