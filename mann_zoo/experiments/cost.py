@@ -178,15 +178,15 @@ def log_to_wandb(rows: list[dict], out: Path) -> None:
 
 def write_fits(rows: list[dict], out: Path, device: str) -> None:
     """Fit each model's cost and write ``cost_fit.csv``; print each fitted formula with its R^2 and largest
-    relative error. T_controller is the median of the controller times at the N sweep's W (the
-    controller timed in every configuration's rounds); each point's own controller time gives its drift
-    (``cost_model.fit_cost_model``)."""
+    relative error. T_controller, recorded beside each fit for reference, is the median of the controller
+    times at the N sweep's W (the controller timed in every configuration's rounds); each point's own
+    controller time gives its drift (``cost_model.fit_cost_model``)."""
     import statistics
 
     controller = [r["step_ms"] for r in rows if r["model"] == CONTROLLER]
     if not controller:
         raise SystemExit(f"{out / 'cost.csv'}: no 'controller' row (the controller-alone timing)")
-    # T_controller of the formulas: the controller at the N sweep's W, median over every configuration's rounds.
+    # T_controller: the controller at the N sweep's W, median over every configuration's rounds.
     n_sweep = [r["controller_ms"] for r in rows if pd.notna(r.get("controller_ms"))
                and r["word_size"] == r.get("n_sweep_word_size", N_SWEEP_WORD_SIZE)]
     base_ms = statistics.median(n_sweep or controller)
