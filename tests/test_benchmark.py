@@ -577,9 +577,12 @@ def test_cost_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
     measured = []
     real_measure = cost.measure
     monkeypatch.setattr(cost, "measure", lambda models, *a: measured.append(sorted(models)) or real_measure(models, *a))
+    cleared = []  # the kept buffers are let go after each configuration, before the next is measured
+    monkeypatch.setattr(cost.pool, "clear", lambda: cleared.append(len(measured)))
     cost.main(args)
     first = pd.read_csv(tmp_path / "cost.csv")
     assert measured == [["ntm"]] * 3 and sorted(first.model) == ["controller", "ntm", "ntm", "ntm"]  # N = 4, 8, 128
+    assert cleared == [1, 2, 3]
     first[first.memory_slots != 8].to_csv(tmp_path / "cost.csv", index=False)  # as if stopped before N = 8
     measured.clear()
     cost.main(args)
