@@ -12,10 +12,10 @@ steps) at N memory slots of W words; c is what does not grow with the memory: th
 fixed cost of the memory operations (one call per operation per time step, whatever N). The controller
 alone (an LSTMCell loop, timed in the same rounds: T_controller) is recorded beside the fit as a
 reference, not subtracted: the NTM's and DNC's sequence kernels run their controller in C, faster than
-that torch loop, so T - T_controller is negative at small N. Every coefficient is in microseconds per training step per unit of
-its term (``TERMS``: c in us, d in us per slot, a in us per slot-word, b in us per slot^2, s in us per
-slot x log2 slots: Rae et al.'s N K log N with K = 8 in the coefficient; top-k by partial selection
-is O(N log K), so the fit may well leave it out).
+that torch loop, so T - T_controller is negative at small N. Every coefficient is in microseconds per
+training step per unit of its term (``TERMS``: c in us, d in us per slot, a in us per slot-word, b in us
+per slot^2, s in us per slot x log2 slots: Rae et al.'s N K log N with K = 8 in the coefficient; top-k by
+partial selection is O(N log K), so the fit may well leave it out).
 ``cost.py`` measures and fits, ``report.py`` draws the fit and its residuals with :func:`predict`;
 neither imports the other.
 """
@@ -76,8 +76,8 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     model's terms whose fit has no negative coefficient, the one with the least weighted error is kept
     (non-negative least squares by enumeration: at most 15 subsets).
 
-    Returns the fit-file row: model, controller_ms (``base_ms``, not part of the model), one coefficient column per term in
-    ``TERMS`` (us; 0 for a term left out, None for a term the model does not have), r2,
+    Returns the fit-file row: model, controller_ms (``base_ms``, not part of the model), one coefficient
+    column per term in ``TERMS`` (us; 0 for a term left out, None for a term the model does not have), r2,
     max_relative_error (of the fitted T over the drift-corrected points), points; ``{}`` with fewer
     points than terms.
     """

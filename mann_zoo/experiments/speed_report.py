@@ -190,7 +190,8 @@ def cost_fit_table(fits: pd.DataFrame) -> str:
              "us_per_N2": "b (us per N^2)", "us_per_NlogN": "s (us per N log2 N)"}
     lines = ["# Fitted cost model: T = c + d N + a N W + b N^2 + s N log2 N (T_controller: the controller alone, "
              "timed in the same rounds, for reference)", "",
-             "| model | " + " | ".join(units[c] for c in columns) + " | R^2 | largest error | points | T_controller (ms) |",
+             "| model | " + " | ".join(units[c] for c in columns)
+             + " | R^2 | largest error | points | T_controller (ms) |",
              "|---" * (len(columns) + 5) + "|"]
     for fit in fits.to_dict("records"):
         cells = ["-" if pd.isna(fit.get(c)) else format_us(fit[c]) for c in columns]
