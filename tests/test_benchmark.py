@@ -465,7 +465,7 @@ def test_cost_fit_recovers_known_coefficients():
     fit = fit_cost_model(ntm, "ntm", base_ms=10.0)
     assert fit["us_per_N2"] is None and fit["us_per_NW"] == pytest.approx(1, rel=1e-6)
     assert fit["fixed_us"] == pytest.approx(11e3, rel=1e-6) and fit["us_per_N"] == pytest.approx(0, abs=1e-6)
-    assert fit["controller_ms"] == 10.0
+    assert fit["controller_ms"] == 10.0 and fit["fit_of"] == "T"
     assert formula(fit).startswith("T = 11,000 us + ") and "1 us x N W" in formula(fit)
     # Steps cheaper than the controller alone (a sequence kernel's C controller) still fit, fixed term included.
     fast = [{**r, "step_ms": r["step_ms"] / 2} for r in ntm]
@@ -603,8 +603,13 @@ def test_cost_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
 def test_cost_model_predicts_from_known_coefficients():
     """T = c + d N + a N W + b N^2, with every coefficient in us and T in ms (the controller time beside it
     is not part of the model)."""
-    fit = {"controller_ms": 10.0, "fixed_us": 3e3, "us_per_N": 5.0, "us_per_NW": 2.0, "us_per_N2": 0.1}
+    fit = {"fit_of": "T", "controller_ms": 10.0, "fixed_us": 3e3, "us_per_N": 5.0, "us_per_NW": 2.0, "us_per_N2": 0.1}
     assert predict(fit, 100, 20) == pytest.approx(3 + 5e-3 * 100 + 2e-3 * 100 * 20 + 1e-4 * 100 * 100)
+    # a row of a fit of T - T_controller (before fit_of) would predict T_controller too low: refused, in one line
+    for old in ({k: v for k, v in fit.items() if k != "fit_of"}, {**fit, "fit_of": float("nan")}):
+        for use in (lambda row: predict(row, 100, 20), formula):
+            with pytest.raises(ValueError, match=r"^cost fit of None: fit_of must be 'T' .*refits it from DIR/cost.csv$"):
+                use(old)
     assert predict(pd.Series({**fit, "us_per_N2": float("nan")}), 100, 20) == pytest.approx(7.5)  # an NTM's row
     assert predict({**fit, "us_per_N2": None}, [16, 64], [20, 20]).tolist() == pytest.approx([3.72, 5.88])
     # The fit and the prediction share their terms: predicting the fitted points gives them back.

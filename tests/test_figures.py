@@ -237,12 +237,19 @@ def test_the_cost_figure_shows_residuals_with_the_swept_sizes_as_plain_ticks():
     rows = [{"model": "controller", "memory_slots": 0, "word_size": 20, "step_ms": 10.0}]
     rows += [{"model": "ntm", "memory_slots": n, "word_size": 20, "step_ms": 12 + 0.1 * n} for n in (16, 64, 256, 1024)]
     rows += [{"model": "ntm", "memory_slots": 128, "word_size": w, "step_ms": 20 + 0.5 * w} for w in (10, 20, 40, 80)]
-    fits = pd.DataFrame([{"model": "ntm", "controller_ms": 10.0, "fixed_us": 2000.0, "us_per_N": 100.0,
+    fits = pd.DataFrame([{"model": "ntm", "fit_of": "T", "controller_ms": 10.0, "fixed_us": 12000.0, "us_per_N": 100.0,
                           "us_per_NW": 0.0, "us_per_N2": None, "us_per_NlogN": None, "r2": 0.9}])
     fig = report.draw_cost(pd.DataFrame(rows), fits)
     fig.canvas.draw()
     top_n, top_w, residual_n, residual_w = fig.axes
     assert "fitted" in residual_n.get_ylabel() and residual_n.get_lines()
+    fitted = next(line for line in top_n.get_lines() if line.get_label().startswith("ntm fit"))
+    assert list(fitted.get_ydata()) == pytest.approx([12 + 0.1 * n for n in (16, 64, 128, 256, 1024)])  # T = c + d N
+    # measured - fitted: none but at N = 128, the W sweep's point (20 + 0.5 x 20 = 30 ms against 24.8 fitted)
+    assert list(residual_n.get_lines()[0].get_ydata()) == pytest.approx([0, 0, 100 * 5.2 / 30, 0, 0], abs=1e-9)
+    # a fit of T - T_controller (a cost_fit.csv from before fit_of): the points, no fitted line
+    old = report.draw_cost(pd.DataFrame(rows), fits.drop(columns="fit_of"))
+    assert not any(line.get_label().startswith("ntm fit") for line in old.axes[0].get_lines())
     assert [t.get_text() for t in residual_w.get_xticklabels()] == ["10", "20", "40", "80"]
     assert [t.get_text() for t in residual_n.get_xticklabels()] == ["16", "64", "128", "256", "1024"]  # 128: the W sweep's N
     assert not any("times" in t.get_text() or "^" in t.get_text() for t in top_w.get_yticklabels(which="both"))

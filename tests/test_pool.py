@@ -118,19 +118,35 @@ def test_small_buffers_and_the_bounds_on_kept_ones(monkeypatch):
     assert not pool._kept
 
 
-def test_the_kept_bytes_are_half_the_machines_memory_and_at_least_2_gib(monkeypatch):
+def test_the_kept_bytes_are_half_the_memory_and_at_least_2_gib(monkeypatch, tmp_path):
+    """Half of the machine's memory or of the container's limit, the lower; 2 GiB at least, and where neither
+    is known; MANN_ZOO_POOL_BYTES where set."""
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    monkeypatch.setattr(pool, "CGROUP_LIMITS", (str(v2), str(v1)))  # neither file yet: no container limit
     sizes = {"SC_PHYS_PAGES": 6 << 20, "SC_PAGE_SIZE": 4096}  # 24 GiB
     monkeypatch.setattr(pool.os, "sysconf", sizes.__getitem__)
     assert pool._half_of_memory() == 12 << 30
+    v2.write_text("max\n")  # cgroup v2 without a limit
+    v1.write_text(f"{8 << 30}\n")  # a container limited to 8 GiB (v1)
+    assert pool._half_of_memory() == 4 << 30
+    v2.write_text(f"{6 << 30}\n")
+    assert pool._half_of_memory() == 3 << 30
     sizes["SC_PHYS_PAGES"] = 1 << 20  # 4 GiB: still 2 GiB
     assert pool._half_of_memory() == 2 << 30
 
     def unknown(name):
         raise ValueError(name)
     monkeypatch.setattr(pool.os, "sysconf", unknown)
+    v1.unlink()
+    v2.unlink()
     assert pool._half_of_memory() == 2 << 30
     monkeypatch.delattr(pool.os, "sysconf")  # Windows
     assert pool._half_of_memory() == 2 << 30
+    monkeypatch.setenv("MANN_ZOO_POOL_BYTES", str(1 << 30))
+    assert pool._max_bytes() == 1 << 30
+    monkeypatch.setenv("MANN_ZOO_POOL_BYTES", "1.5e9")
+    with pytest.raises(ValueError, match=r"^MANN_ZOO_POOL_BYTES must be a whole number of bytes >= 0, got '1.5e9'$"):
+        pool._max_bytes()
 
 
 def test_sparse_dnc_on_kept_buffers_computes_what_it_does_on_fresh_ones(monkeypatch):

@@ -60,7 +60,7 @@ def test_the_speed_figure_marks_what_was_not_measured_and_labels_ticks_plainly(t
 
 
 def test_cost_fit_table_names_each_coefficients_unit():
-    fits = pd.DataFrame([{"model": "ntm", "controller_ms": 15.0, "fixed_us": 2500.0, "us_per_N": 1.5,
+    fits = pd.DataFrame([{"model": "ntm", "fit_of": "T", "controller_ms": 15.0, "fixed_us": 2500.0, "us_per_N": 1.5,
                           "us_per_NW": 0.25, "us_per_N2": None, "r2": 0.99, "max_relative_error": 0.07, "points": 12}])
     text = cost_fit_table(fits)
     assert "c (us) | d (us per N) | a (us per N W) | b (us per N^2) | s (us per N log2 N)" in text

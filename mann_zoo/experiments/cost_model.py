@@ -41,6 +41,7 @@ W_SWEEP_MEMORY_SLOTS = 128
 # the term) and how it is written in a formula.
 TERMS = {"fixed": ("fixed_us", "1"), "N": ("us_per_N", "N"), "NW": ("us_per_NW", "N W"), "N2": ("us_per_N2", "N^2"),
          "NlogN": ("us_per_NlogN", "N log2 N")}
+FIT_OF = "T"  # a fit-file row's ``fit_of``: the model fitted T itself (rows without it fitted T - T_controller)
 LINK_MODELS = ("dnc", "pypi dnc")  # models whose cost has the N^2 term of a dense link matrix...
 SPARSE_MODELS = ("dnc_sparse",)  # ...except the sparse DNC's
 
@@ -76,10 +77,10 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
     model's terms whose fit has no negative coefficient, the one with the least weighted error is kept
     (non-negative least squares by enumeration: at most 15 subsets).
 
-    Returns the fit-file row: model, controller_ms (``base_ms``, not part of the model), one coefficient
-    column per term in ``TERMS`` (us; 0 for a term left out, None for a term the model does not have), r2,
-    max_relative_error (of the fitted T over the drift-corrected points), points; ``{}`` with fewer
-    points than terms.
+    Returns the fit-file row: model, fit_of (``FIT_OF``), controller_ms (``base_ms``, not part of the
+    model), one coefficient column per term in ``TERMS`` (us; 0 for a term left out, None for a term the
+    model does not have), r2, max_relative_error (of the fitted T over the drift-corrected points), points;
+    ``{}`` with fewer points than terms.
     """
     data = [r for r in rows if r["model"] == model]
     terms = model_terms(model)
@@ -98,13 +99,13 @@ def fit_cost_model(rows: list[dict], model: str, base_ms: float) -> dict:
             error = float((((design @ coef - y) * weight) ** 2).sum())
             if (coef >= 0).all() and (best is None or error < best[0] - 1e-12):
                 best = (error, subset, coef)
-    if best is None:  # nothing non-negative fits (the fixed term alone always does, for positive times)
+    if best is None:  # nothing non-negative fits (the fixed term alone does, unless a time is not positive)
         return {}
     _, subset, coef = best
     coefficients = dict(zip(subset, coef))
     predicted = np.stack([values[name] for name in subset], axis=1) @ coef
     r2 = 1 - ((measured - predicted) ** 2).sum() / max(((measured - measured.mean()) ** 2).sum(), 1e-12)
-    return {"model": model, "controller_ms": base_ms,
+    return {"model": model, "fit_of": FIT_OF, "controller_ms": base_ms,
             **{column: (1e3 * coefficients.get(name, 0.0) if name in terms else None)
                for name, (column, _) in TERMS.items()},
             "r2": float(r2), "max_relative_error": float(np.max(np.abs(predicted - measured) / measured)),
@@ -128,13 +129,25 @@ def _number(value, default: float) -> float:
 
 def predict(fit_row, memory_slots, word_size):
     """The step time in ms that the fit ``fit_row`` (a row of ``cost_fit.csv``: a dict or Series) predicts
-    at ``memory_slots`` N and ``word_size`` W (numbers or arrays of one shape)."""
+    at ``memory_slots`` N and ``word_size`` W (numbers or arrays of one shape). A row of a fit made before
+    the model fitted T itself (no ``fit_of``) is refused: ``mann-zoo bench cost --out DIR`` refits it from
+    ``DIR/cost.csv`` (nothing measured again)."""
+    check_fit_of(fit_row)
     total = 0.0
     for name, value in term_values(memory_slots, word_size).items():
         coefficient = fit_row.get(TERMS[name][0])
         if pd.notna(coefficient):  # None or NaN: a term the model does not have
             total = total + float(coefficient) / 1e3 * value
     return total
+
+
+def check_fit_of(fit_row) -> None:
+    """A one-line ``ValueError`` unless ``fit_row`` is a fit of T itself (``fit_of`` = ``FIT_OF``)."""
+    fit_of = fit_row.get("fit_of")
+    if fit_of != FIT_OF:
+        raise ValueError(f"cost fit of {fit_row.get('model')!r}: fit_of must be {FIT_OF!r} (T = c + d N + ...), got "
+                         f"{fit_of!r}: a cost_fit.csv of T - T_controller, from before 2026-12-03 13:40; "
+                         "`mann-zoo bench cost --out DIR` refits it from DIR/cost.csv")
 
 
 def format_us(value) -> str:
@@ -145,6 +158,7 @@ def format_us(value) -> str:
 
 def formula(fit_row) -> str:
     """The fitted model as text: ``T = 27,400 us + 0.61 us x N + ...``."""
+    check_fit_of(fit_row)
     parts = []
     for name, (column, written) in TERMS.items():
         coefficient = fit_row.get(column)

@@ -54,7 +54,7 @@ import torch  # noqa: E402
 from ..console import CommandParser  # noqa: E402
 from ..training.atomic import atomic_write_text, save_figure as save  # noqa: E402
 from .colours import COLOURS, LINE_STYLES, ModelStyle, model_styles  # noqa: E402
-from .cost_model import drift_factors, load_cost, predict, sweep_of  # noqa: E402
+from .cost_model import FIT_OF, drift_factors, load_cost, predict, sweep_of  # noqa: E402
 from .log_ticks import plain_log_ticks, plain_thousands  # noqa: E402
 from .results import collect_runs  # noqa: E402
 from .speed_report import device_of, speed_and_cost_outputs  # noqa: E402
@@ -395,7 +395,8 @@ def draw_cost(cost: pd.DataFrame, fits: pd.DataFrame) -> Figure | None:
     sweep = sweep_of(cost)
     controller = cost.loc[cost["model"] == "controller", "step_ms"]
     controller = float(controller.median()) if not controller.empty else 0.0
-    fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records")}
+    # fits of T itself only (an older cost_fit.csv of T - T_controller: the points without fitted lines)
+    fit_by_model = {fit["model"]: fit for fit in fits.to_dict("records") if fit.get("fit_of") == FIT_OF}
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col", gridspec_kw={"height_ratios": [3, 1.3]},
                              layout="constrained")
     panels = ((0, "memory_slots", "word_size", sweep.n_sweep_word_size),

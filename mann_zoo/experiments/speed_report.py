@@ -215,7 +215,7 @@ def speed_and_cost_outputs(speed_dir: Path, cost_dir: Path, tables: Path, figure
     frames = {source: pd.read_csv(source) for source, _, _ in sources if source.is_file()}  # each read once
     for source, name, render in sources:
         frame = frames.get(source)
-        if frame is not None and ("us_per_N" in frame.columns or source.name != "cost_fit.csv"):  # today's fit
+        if frame is not None and ("fit_of" in frame.columns or source.name != "cost_fit.csv"):  # a fit of T itself
             atomic_write_text(tables / name, render(frame))
             written.append(tables / name)
     if speed_dir / "tasks.csv" in frames:

@@ -17,7 +17,9 @@ autograd's saved tensors) and to its storage (no view, no ``detach()``, no stora
 buffers are normal tensors, also when made under ``torch.inference_mode`` (so that a training step may fill
 them after an evaluation). The same tensor object is handed out again; one that was made to require
 gradients is not. The pool keeps at most ``KEPT`` buffers and ``MAX_BYTES`` in all, the most recently
-used; ``clear()`` lets go of them. ``MAX_BYTES`` is half the machine's memory (at least 2 GiB): a dense DNC
+used; ``clear()`` lets go of them. ``MAX_BYTES`` is half the memory this process may use (the machine's, or
+a container's limit where lower; at least 2 GiB), or ``MANN_ZOO_POOL_BYTES`` where set (for several processes
+side by side, each with large models: their pools together may otherwise keep all of it): a dense DNC
 sequence at N = 1,024, batch 32, saves 5.6 GB of link matrices, and with a 2 GiB cap it was mapped afresh
 every training step (1.5 million page faults, 6-16 s of system time against 7 s of computation).
 """
@@ -34,15 +36,37 @@ MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them wi
 KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room for three sizes at once)
 
 
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
 def _half_of_memory(at_least: int = 2 << 30) -> int:
-    """Half the machine's physical memory in bytes, or ``at_least`` where that is more or not known."""
+    """Half of the machine's physical memory or of the container's limit (the lower), in bytes; ``at_least``
+    where that is more or neither is known."""
+    known = []
     try:
-        return max(at_least, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+        known.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return at_least
+        pass
+    for path in CGROUP_LIMITS:
+        try:
+            with open(path) as limit:
+                known.append(int(limit.read().strip()))  # "max" (no limit): ValueError
+        except (OSError, ValueError):
+            pass
+    return max(at_least, min(known) // 2) if known else at_least
 
 
-MAX_BYTES = _half_of_memory()  # bytes kept at most (a sparse DNC at N = 16,384, batch 32: ~260 MB a sequence)
+def _max_bytes() -> int:
+    """``MANN_ZOO_POOL_BYTES`` if set (a one-line error unless a whole number >= 0), else :func:`_half_of_memory`."""
+    setting = os.environ.get("MANN_ZOO_POOL_BYTES")
+    if setting is None:
+        return _half_of_memory()
+    if not setting.strip().isdigit():
+        raise ValueError(f"MANN_ZOO_POOL_BYTES must be a whole number of bytes >= 0, got {setting!r}")
+    return int(setting)
+
+
+MAX_BYTES = _max_bytes()  # bytes kept at most (a sparse DNC at N = 16,384, batch 32: ~260 MB a sequence)
 
 _kept: list[torch.Tensor] = []  # most recently used last
 _lock = threading.RLock()
