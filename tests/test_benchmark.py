@@ -114,6 +114,27 @@ def executed(monkeypatch, status: int) -> list[list[str]]:
     return launched
 
 
+def test_runs_side_by_side_share_the_kept_buffers_bound(tmp_path, monkeypatch):
+    """Each run's process gets MANN_ZOO_POOL_BYTES: its share of the half of the memory that one process keeps
+    alone (memory.pool), or the caller's setting."""
+    from mann_zoo.memory import pool
+
+    environments = []
+
+    def execute(runs, env, jobs, threads, address, on_progress, on_done):
+        environments.append(env)
+        for run in runs:
+            on_done(run, Outcome(1, 0.0))  # failed: nothing recorded, the next call launches them again
+
+    monkeypatch.setattr(benchmark, "execute", execute)
+    monkeypatch.delenv("MANN_ZOO_POOL_BYTES", raising=False)
+    run_grid(load_grid(SMOKE), tmp_path, jobs=2, threads=1)
+    assert environments[-1]["MANN_ZOO_POOL_BYTES"] == str(pool.half_of_memory() // 2)
+    monkeypatch.setenv("MANN_ZOO_POOL_BYTES", "12345")
+    run_grid(load_grid(SMOKE), tmp_path, jobs=2, threads=1)
+    assert environments[-1]["MANN_ZOO_POOL_BYTES"] == "12345"
+
+
 def test_rerun_skips_finished_runs(smoke_results, monkeypatch):
     out, _ = smoke_results
     launched = executed(monkeypatch, 0)

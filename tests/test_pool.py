@@ -125,23 +125,23 @@ def test_the_kept_bytes_are_half_the_memory_and_at_least_2_gib(monkeypatch, tmp_
     monkeypatch.setattr(pool, "CGROUP_LIMITS", (str(v2), str(v1)))  # neither file yet: no container limit
     sizes = {"SC_PHYS_PAGES": 6 << 20, "SC_PAGE_SIZE": 4096}  # 24 GiB
     monkeypatch.setattr(pool.os, "sysconf", sizes.__getitem__)
-    assert pool._half_of_memory() == 12 << 30
+    assert pool.half_of_memory() == 12 << 30
     v2.write_text("max\n")  # cgroup v2 without a limit
     v1.write_text(f"{8 << 30}\n")  # a container limited to 8 GiB (v1)
-    assert pool._half_of_memory() == 4 << 30
+    assert pool.half_of_memory() == 4 << 30
     v2.write_text(f"{6 << 30}\n")
-    assert pool._half_of_memory() == 3 << 30
+    assert pool.half_of_memory() == 3 << 30
     sizes["SC_PHYS_PAGES"] = 1 << 20  # 4 GiB: still 2 GiB
-    assert pool._half_of_memory() == 2 << 30
+    assert pool.half_of_memory() == 2 << 30
 
     def unknown(name):
         raise ValueError(name)
     monkeypatch.setattr(pool.os, "sysconf", unknown)
     v1.unlink()
     v2.unlink()
-    assert pool._half_of_memory() == 2 << 30
+    assert pool.half_of_memory() == 2 << 30
     monkeypatch.delattr(pool.os, "sysconf")  # Windows
-    assert pool._half_of_memory() == 2 << 30
+    assert pool.half_of_memory() == 2 << 30
     monkeypatch.setenv("MANN_ZOO_POOL_BYTES", str(1 << 30))
     assert pool._max_bytes() == 1 << 30
     monkeypatch.setenv("MANN_ZOO_POOL_BYTES", "1.5e9")

@@ -345,6 +345,14 @@ def _stop(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _pool_bytes_per_run(jobs: int) -> str:
+    """Each of ``jobs`` runs side by side keeps buffers (``memory.pool``) up to its share of the half of the
+    memory that one process would otherwise keep alone."""
+    from ..memory.pool import half_of_memory  # torch: only when runs are launched
+
+    return str(half_of_memory() // max(jobs, 1))
+
+
 def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[str] | None = None,
              skip_recorded: bool = False, table_runs: list[RunSpec] | None = None,
              address: str | None = None, show: bool = True) -> pd.DataFrame:
@@ -370,7 +378,8 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true",
+           "MANN_ZOO_POOL_BYTES": os.environ.get("MANN_ZOO_POOL_BYTES") or _pool_bytes_per_run(jobs)}
     specs_by_id = {spec.run_id: spec for spec in todo}
     failed = []
 

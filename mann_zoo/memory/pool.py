@@ -18,8 +18,8 @@ buffers are normal tensors, also when made under ``torch.inference_mode`` (so th
 them after an evaluation). The same tensor object is handed out again; one that was made to require
 gradients is not. The pool keeps at most ``KEPT`` buffers and ``MAX_BYTES`` in all, the most recently
 used; ``clear()`` lets go of them. ``MAX_BYTES`` is half the memory this process may use (the machine's, or
-a container's limit where lower; at least 2 GiB), or ``MANN_ZOO_POOL_BYTES`` where set (for several processes
-side by side, each with large models: their pools together may otherwise keep all of it): a dense DNC
+a container's limit where lower; at least 2 GiB), or ``MANN_ZOO_POOL_BYTES`` where set (``mann-zoo bench`` sets
+it to that half over ``--jobs`` for each run, so that runs side by side keep no more together): a dense DNC
 sequence at N = 1,024, batch 32, saves 5.6 GB of link matrices, and with a 2 GiB cap it was mapped afresh
 every training step (1.5 million page faults, 6-16 s of system time against 7 s of computation).
 """
@@ -39,7 +39,7 @@ KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room 
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
 
 
-def _half_of_memory(at_least: int = 2 << 30) -> int:
+def half_of_memory(at_least: int = 2 << 30) -> int:
     """Half of the machine's physical memory or of the container's limit (the lower), in bytes; ``at_least``
     where that is more or neither is known."""
     known = []
@@ -57,10 +57,10 @@ def _half_of_memory(at_least: int = 2 << 30) -> int:
 
 
 def _max_bytes() -> int:
-    """``MANN_ZOO_POOL_BYTES`` if set (a one-line error unless a whole number >= 0), else :func:`_half_of_memory`."""
+    """``MANN_ZOO_POOL_BYTES`` if set (a one-line error unless a whole number >= 0), else :func:`half_of_memory`."""
     setting = os.environ.get("MANN_ZOO_POOL_BYTES")
     if setting is None:
-        return _half_of_memory()
+        return half_of_memory()
     if not setting.strip().isdigit():
         raise ValueError(f"MANN_ZOO_POOL_BYTES must be a whole number of bytes >= 0, got {setting!r}")
     return int(setting)
