@@ -19,6 +19,7 @@ import sys
 
 from .configs import resolve_config_files
 from .console import fail
+from .settings import SettingError
 
 COMMANDS = {
     "fit": "train a core on a task (Lightning CLI; see 'mann-zoo fit --help')",
@@ -36,6 +37,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 def main(argv: list[str] | None = None) -> None:
     try:
         _main(list(sys.argv[1:] if argv is None else argv))
+    except SettingError as error:  # an environment setting (settings.py), read where the command first needs it
+        fail(str(error))
     except BrokenPipeError:  # 'mann-zoo ... | head': the reader left; stop quietly, as shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

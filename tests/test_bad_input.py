@@ -133,6 +133,21 @@ def test_bad_input_is_one_line_naming_the_field_and_loses_nothing(argv, expected
     assert list((run / "empty").iterdir()) == []
 
 
+def test_a_bad_environment_setting_is_one_line_naming_it(tmp_path):
+    """MANN_ZOO_POOL_BYTES is read when the memory package is first imported (here by `speed`), in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from mann_zoo.cli import main; main()", "speed", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "MANN_ZOO_POOL_BYTES": "lots"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines() == ["mann-zoo: error: MANN_ZOO_POOL_BYTES must be a whole number of bytes >= 0, "
+                                        "got 'lots'"]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("call, expected", [
     (lambda root: mann_zoo.load_model(root / "garbage.ckpt"), "checkpoint_path"),
     (lambda root: mann_zoo.load_model(root / "missing.ckpt"), "checkpoint_path"),

@@ -40,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..configs import CONFIGS, shipped
+from .. import settings
 from ..console import CommandParser
 from ..training.atomic import atomic_write_text
 from .grid import Grid, GridError, RunSpec, load_grid
@@ -377,9 +378,10 @@ def run_grid(grid: Grid, out: Path, jobs: int, threads: int, only: str | list[st
     todo = [s for s in specs if not is_finished(out, s, grid, recorded)]
     console.print(f"[bold]{grid.name}[/]: {len(specs)} runs, {len(specs) - len(todo)} already finished; "
                   f"{jobs} at a time, {threads} thread(s) each; results in {out}")
+    pool_bytes = settings.pool_bytes()  # the caller's, else each run's share (memory.pool)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true",
-           "MANN_ZOO_POOL_BYTES": os.environ.get("MANN_ZOO_POOL_BYTES") or _pool_bytes_per_run(jobs)}
+           settings.POOL_BYTES: _pool_bytes_per_run(jobs) if pool_bytes is None else str(pool_bytes)}
     specs_by_id = {spec.run_id: spec for spec in todo}
     failed = []
 

@@ -32,6 +32,8 @@ import threading
 
 import torch
 
+from .. import settings
+
 MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them without new pages)
 KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room for three sizes at once)
 
@@ -57,13 +59,10 @@ def half_of_memory(at_least: int = 2 << 30) -> int:
 
 
 def _max_bytes() -> int:
-    """``MANN_ZOO_POOL_BYTES`` if set (a one-line error unless a whole number >= 0), else :func:`half_of_memory`."""
-    setting = os.environ.get("MANN_ZOO_POOL_BYTES")
-    if setting is None:
-        return half_of_memory()
-    if not setting.strip().isdigit():
-        raise ValueError(f"MANN_ZOO_POOL_BYTES must be a whole number of bytes >= 0, got {setting!r}")
-    return int(setting)
+    """``MANN_ZOO_POOL_BYTES`` if set (``settings.SettingError`` unless a whole number >= 0), else
+    :func:`half_of_memory`."""
+    setting = settings.pool_bytes()
+    return half_of_memory() if setting is None else setting
 
 
 MAX_BYTES = _max_bytes()  # bytes kept at most (a sparse DNC at N = 16,384, batch 32: ~260 MB a sequence)
