@@ -73,14 +73,20 @@ def copy_batch(batch: int, length: int, bits: int, device: str) -> tuple[torch.T
     return x, target, mask
 
 
+def copy_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The masked BCE of ``model`` on a copy ``batch`` (x, target, mask), summed per sequence, averaged over them."""
+    x, target, mask = batch
+    return (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum() / x.shape[0]
+
+
 def training_step_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]):
     """A closure running one training step (forward, masked BCE, backward, Adam) of ``model``."""
-    x, target, mask = batch
+    x = batch[0]
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
         optimiser.zero_grad(set_to_none=True)
-        loss = (F.binary_cross_entropy_with_logits(model(x), target, reduction="none") * mask).sum() / x.shape[0]
+        loss = copy_loss(model, batch)
         loss.backward()
         optimiser.step()
         if x.is_cuda:

@@ -24,12 +24,12 @@ from collections import defaultdict
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import mann_zoo.models.dnc as dnc
 import mann_zoo.models.sparse_dnc as sparse_dnc
-from mann_zoo.experiments.speed import REFERENCE, ControllerAlone, copy_batch, reference_specs, time_steps, training_step_fn
+from mann_zoo.experiments.speed import (REFERENCE, ControllerAlone, copy_batch, copy_loss, reference_specs, time_steps,
+                                        training_step_fn)
 
 BITS = 8
 SPARSE_CALLS = ("usage", "retain", "content_candidates", "content_weights", "allocation_weights", "merge", "write",
@@ -41,13 +41,12 @@ class Phases:
     """One training step split into forward (model and loss), backward and the optimiser's update."""
 
     def __init__(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]):
-        self.model, (self.x, self.target, self.mask) = model, batch
-        self.optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+        self.model, self.batch = model, batch
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)  # as training_step_fn's
 
     def forward(self) -> torch.Tensor:
         self.optimiser.zero_grad(set_to_none=True)
-        logits = self.model(self.x)
-        return (F.binary_cross_entropy_with_logits(logits, self.target, reduction="none") * self.mask).sum() / self.x.shape[0]
+        return copy_loss(self.model, self.batch)
 
     def timed(self) -> dict[str, float]:
         start = time.perf_counter()
