@@ -7,7 +7,9 @@ addressing, read and write of one step in two passes over the memory each way (`
 ``sparse_kernel.c``, the sparse DNC's content look-up candidates in one pass over the memory (``sparse.py``);
 ``dnc_kernel.c``, the DNC's memory access of one step with one write head, with ``link_kernel.c``'s link pass
 (``dnc_access.py``), and the DNC with an LSTM controller over a whole sequence, with ``ntm_sequence_kernel.c``'s
-controller step (``models/dnc_sequence.py``).
+controller step (``models/dnc_sequence.py``);
+``sparse_access_kernel.c``, the sparse DNC's access of one step with one write head, forward and backward, with
+``sparse_kernel.c``'s pieces (``sparse_access.py``).
 
 The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
 headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
@@ -43,7 +45,8 @@ from . import pool
 from ._checks import EPS
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("link_kernel.c", "ntm_kernel.c", "ntm_sequence_kernel.c", "sparse_kernel.c", "dnc_kernel.c"))
+                for name in ("link_kernel.c", "ntm_kernel.c", "ntm_sequence_kernel.c", "sparse_kernel.c", "dnc_kernel.c",
+                                 "sparse_access_kernel.c"))
 SWITCHED_OFF = ("0", "false", "no", "off")  # what MANN_ZOO_NATIVE and MANN_ZOO_CACHE_DIR take for "none"
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -56,7 +59,8 @@ class Kernels(NamedTuple):
     sequence's ``ntm_sequence_forward`` and ``ntm_sequence_backward`` (``ntm_sequence_kernel.c``), the sparse
     DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
     (``sparse_kernel.c``), the DNC step's ``dnc_forward`` and ``dnc_backward`` and the DNC sequence's
-    ``dnc_sequence_forward`` and ``dnc_sequence_backward`` (``dnc_kernel.c``)."""
+    ``dnc_sequence_forward`` and ``dnc_sequence_backward`` (``dnc_kernel.c``), the sparse DNC step's
+    ``sparse_tape_sizes``, ``sparse_access_forward`` and ``sparse_access_backward`` (``sparse_access_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
@@ -71,6 +75,9 @@ class Kernels(NamedTuple):
     dnc_backward: dict
     dnc_sequence_forward: dict
     dnc_sequence_backward: dict
+    sparse_tape_sizes: dict
+    sparse_access_forward: dict
+    sparse_access_backward: dict
 
 
 @functools.cache
@@ -206,7 +213,9 @@ SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4,
               "content_candidates": (5, 5, ctypes.c_int), "link_columns_update": (8, 4, ctypes.c_int),
               "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int),
               "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int),
-              "dnc_sequence_forward": (19, 9, ctypes.c_int), "dnc_sequence_backward": (27, 9, ctypes.c_int)}
+              "dnc_sequence_forward": (19, 9, ctypes.c_int), "dnc_sequence_backward": (27, 9, ctypes.c_int),
+              "sparse_tape_sizes": (1, 3, None), "sparse_access_forward": (24, 6, ctypes.c_int),
+              "sparse_access_backward": (27, 6, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 

@@ -135,7 +135,8 @@ def requery(memory: RowMemory, candidates: torch.Tensor, keys: torch.Tensor, wri
     From ``candidates [B, H, M]``, ``content_candidates`` of the memory before the write with M >= k + R (or
     M = N), and the rows ``written [B, R]`` since (distinct, or slot N: padding): a slot in neither list is
     outranked by at least k unwritten candidates, whose cosines did not change, so the result is the
-    look-up over all N slots (up to rounding between near-equal cosines). O((M + R) W).
+    look-up over all N slots (up to rounding between near-equal cosines); equal cosines: the lower slot first.
+    O((M + R) W).
     """
     batch, heads, _ = candidates.shape
     none, width = memory.shape[1] - 1, memory.shape[2]
@@ -146,7 +147,10 @@ def requery(memory: RowMemory, candidates: torch.Tensor, keys: torch.Tensor, wri
         per_head = lambda t: t.detach().reshape(batch * heads, 1, width)  # noqa: E731
         cosine = cosine_similarity(rows, per_head(keys), None if mask is None else per_head(mask))
         cosine = cosine.view(batch, heads, -1).masked_fill(pool == none, -torch.inf)
-        return pool.gather(-1, cosine.topk(min(k, pool.shape[-1]), dim=-1).indices)
+        # the k largest, equal cosines (rows of zeros, say) by the lower slot, as sparse_access_kernel.c chooses
+        by_slot = pool.sort(dim=-1, stable=True)
+        best = cosine.gather(-1, by_slot.indices).sort(dim=-1, descending=True, stable=True).indices
+        return by_slot.values.gather(-1, best[..., :min(k, pool.shape[-1])])
 
 
 def content_weights(memory: RowMemory, keys: torch.Tensor, strengths: torch.Tensor, k: int,

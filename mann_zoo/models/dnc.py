@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import memory as mem
+from ..memory import sparse_access
 from .base import MemoryCore, check_positive
 from . import dnc_sequence
 from .controller import make_controller
@@ -81,6 +82,8 @@ class DNC(MemoryCore):
             with the C kernels (float32, float64), run a whole sequence as one call each way in training
             (``dnc_sequence.py``: the same values to rounding), whatever ``compile`` says; ``record=True``,
             evaluation without gradient, and other devices, dtypes or configurations step by step as without it.
+            With ``sparse_k`` (one write head, no masks or link sharpness), in training each step's memory access is
+            one C call each way (``memory/sparse_access.py``: the same values to rounding) and the controller torch.
     """
 
     def __init__(
@@ -174,6 +177,8 @@ class DNC(MemoryCore):
         wanted = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         if self.sequence_kernel and not record and wanted and dnc_sequence.takes(self, x):
             return self.readout(dnc_sequence.features(self, x, state))
+        if self.sequence_kernel and not record and wanted and sparse_access.takes(self, x, state):
+            return super().unroll(x, sparse_access.kernel_state(self, state))  # each step's access one C call
         return super().unroll(x, state, record)
 
     def interface_parts(self, x: torch.Tensor, read_vectors: torch.Tensor, controller_state: tuple):
@@ -197,6 +202,8 @@ class DNC(MemoryCore):
 
     def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
         """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
+        if isinstance(state, sparse_access.KernelState):
+            return sparse_access.step(self, x, state)
         if self.sparse_k is not None:
             return sparse_step(self, x, state, record)
         B, Hr, Hw, W = x.shape[0], self.read_heads, self.write_heads, self.width

@@ -1,0 +1,199 @@
+"""The sparse DNC's access in one C call per step each way (memory/sparse_access.py, sparse_access_kernel.c) against
+the sparse DNC stepped through the torch primitives (models/sparse_dnc.py, the reference): values and gradients,
+gradcheck, batch independence, degenerate inputs, the backward's bookkeeping, and where it stands aside."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mann_zoo.memory import native, sparse, sparse_access
+from mann_zoo.models.dnc import DNC
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
+
+# (read heads, slots, K, width, deallocation): one read head with K = 8 of 40 slots (the link's rows and columns fill
+# and drop entries within a dozen steps); three read heads, K = 3 of 12 slots, deallocation.
+SIZES = [(1, 40, 8, 7, False), (3, 12, 3, 5, True)]
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch) -> list[int]:
+    """A list that gains an entry at each step through the kernel's autograd node."""
+    calls = []
+    original = sparse_access._Step.apply
+    monkeypatch.setattr(sparse_access._Step, "apply", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def generic_dnc(read_heads, slots, k, width, deallocation, dtype=torch.float64, **options):
+    """A sparse DNC away from its initial values (every parameter moved at random), in ``dtype``."""
+    torch.manual_seed(0)
+    model = DNC(5, 4, controller_size=12, memory_slots=slots, word_size=width, read_heads=read_heads, sparse_k=k,
+                deallocation=deallocation, **options).to(dtype)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    return model
+
+
+def outputs_and_grads(model, x, kernel, upstream=None):
+    model.sequence_kernel = kernel
+    x = x.detach().requires_grad_()
+    logits = model(x)
+    if upstream is None:
+        upstream = torch.linspace(-1, 1, logits.numel(), dtype=x.dtype).view_as(logits)
+    return logits, torch.autograd.grad(logits, [x, *model.parameters()], upstream)
+
+
+def assert_equal_grads(grads, expected, model, rtol=1e-10, atol=1e-12):
+    for (name, _), grad, reference in zip([("x", None), *model.named_parameters()], grads, expected):
+        torch.testing.assert_close(grad, reference, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("steps", [1, 14])
+def test_values_and_gradients_equal_the_sparse_dnc_stepped_in_torch(sizes, steps, kernel_calls):
+    model = generic_dnc(*sizes)
+    x = torch.rand(3, steps, 5, dtype=torch.float64)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    assert kernel_calls == []
+    logits, grads = outputs_and_grads(model, x, True)
+    assert len(kernel_calls) == steps
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    assert_equal_grads(grads, reference_grads, model)
+
+
+def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch():
+    model = generic_dnc(*SIZES[1], dtype=torch.float32)
+    x = torch.rand(4, 10, 5)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    logits, grads = outputs_and_grads(model, x, True)
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+    assert_equal_grads(grads, reference_grads, model, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_gradcheck(sizes):
+    """The hand-written backward against finite differences (float64; gradcheck's fast mode: random directions),
+    through six steps: the later steps' from a
+    memory, usage and link that the earlier ones filled; inputs, interface weights and the initial read vectors."""
+    model = generic_dnc(*sizes)
+    model.sequence_kernel = True
+    torch.manual_seed(2)
+    x = torch.rand(2, 6, 5, dtype=torch.float64, requires_grad=True)
+    weight = model.interface.weight.detach().clone().requires_grad_()
+    reads = (torch.randn(2, model.read_heads, model.width, dtype=torch.float64) * 0.5).requires_grad_()
+
+    del model.interface.weight  # a plain tensor attribute in its place: the one gradcheck moves
+
+    def run(x, weight, reads):
+        model.interface.weight = weight
+        return model.unroll(x, model.initial_state(2, x)._replace(read_vectors=reads))
+
+    assert torch.autograd.gradcheck(run, (x, weight, reads), atol=1e-6, fast_mode=True)
+
+
+def test_examples_in_a_batch_do_not_interact():
+    model = generic_dnc(*SIZES[1])
+    x = torch.rand(5, 8, 5, dtype=torch.float64)
+    changed = x.clone()
+    changed[3] = torch.rand(8, 5, dtype=torch.float64)
+    logits, _ = outputs_and_grads(model, x, True)
+    logits_changed, _ = outputs_and_grads(model, changed, True)
+    keep = [0, 1, 2, 4]
+    torch.testing.assert_close(logits_changed[keep], logits[keep], rtol=0, atol=0)
+    _, alone = outputs_and_grads(model, x[1:2], True)
+    upstream = torch.zeros(5, 8, 4, dtype=torch.float64)
+    upstream[1] = torch.linspace(-1, 1, 32, dtype=torch.float64).view(8, 4)
+    _, batch_grads = outputs_and_grads(model, x, True, upstream)
+    torch.testing.assert_close(batch_grads[0][1:2], alone[0], rtol=0, atol=1e-12)
+    for grad, expected in zip(batch_grads[1:], alone[1:]):
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_finite_at_zero_keys_and_saturated_interface():
+    """Zero keys and write vectors (every cosine 0: all ties, the memory stays zero) and the rest of the interface far
+    past the clip: finite values and gradients, equal to the torch path's."""
+    model = generic_dnc(*SIZES[1])
+    R, W = model.read_heads, model.width
+    with torch.no_grad():
+        model.interface.weight.mul_(100)
+        model.interface.bias.zero_()
+        model.interface.weight[: R * W + 2 * W] = 0  # read keys, write key, write vector
+    x = torch.zeros(3, 6, 5, dtype=torch.float64)
+    x[:, :, 0] = 1
+    logits, grads = outputs_and_grads(model, x, True)
+    assert torch.isfinite(logits).all() and all(torch.isfinite(g).all() for g in grads)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-10)
+    assert_equal_grads(grads, reference_grads, model, rtol=1e-9, atol=1e-10)
+
+
+def test_later_steps_without_gradient_are_put_back_before_the_earlier_ones_backward():
+    """Only the first three steps' outputs reach the loss: the later steps' backward never runs, and the state they
+    changed is put back before the third step's backward (else it would read the last step's memory)."""
+    model = generic_dnc(*SIZES[0])
+    x = torch.rand(3, 10, 5, dtype=torch.float64)
+
+    def early(kernel):
+        model.sequence_kernel = kernel
+        xg = x.detach().requires_grad_()
+        logits = model(xg)[:, :3]
+        return logits, torch.autograd.grad(logits.square().sum(), [xg, *model.parameters()])
+
+    reference, reference_grads = early(False)
+    logits, grads = early(True)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    assert_equal_grads(grads, reference_grads, model)
+
+
+def test_a_second_backward_pass_gives_the_same_gradients():
+    """retain_graph: the first pass put the state back, the second runs the steps forward again first."""
+    model = generic_dnc(*SIZES[1])
+    model.sequence_kernel = True
+    logits = model(torch.rand(2, 6, 5, dtype=torch.float64))
+    first = torch.autograd.grad(logits.sum(), list(model.parameters()), retain_graph=True)
+    partial = torch.autograd.grad(logits[:, :2].sum(), list(model.parameters()), retain_graph=True)  # stops early
+    second = torch.autograd.grad(logits.sum(), list(model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(first, partial))
+    for a, b in zip(first, second):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_the_store_takes_over_the_initial_state():
+    model = generic_dnc(*SIZES[0])
+    state = model.initial_state(2, torch.zeros(1, dtype=torch.float64))
+    sparse_access.kernel_state(model, state)
+    with pytest.raises(RuntimeError, match="was replaced"):
+        state.memory.values
+
+
+@pytest.mark.parametrize("change", ["no_grad", "record", "masking", "link_sharpness", "write_heads", "dense_k",
+                                    "off"])
+def test_stands_aside_where_it_does_not_apply(change, kernel_calls):
+    """Without a gradient, with record=True, masks, link sharpness, two write heads, K >= N, or sequence_kernel
+    off: the torch step path."""
+    options = {"masking": dict(masking=True), "link_sharpness": dict(link_sharpness=True),
+               "write_heads": dict(write_heads=2)}.get(change, {})
+    sizes = (1, 6, 6, 4, False) if change == "dense_k" else SIZES[1]
+    model = generic_dnc(*sizes, **options)
+    model.sequence_kernel = change != "off"
+    x = torch.rand(2, 3, 5, dtype=torch.float64)
+    if change == "no_grad":
+        with torch.no_grad():
+            model(x)
+    elif change == "record":
+        model.unroll(x, model.initial_state(2, x), record=True)
+    else:
+        model(x)
+    assert kernel_calls == []
+
+
+def test_requery_breaks_ties_by_the_lower_slot():
+    """Equal cosines (unwritten rows of zeros): the lower slots first, as the kernel chooses."""
+    memory = sparse.RowMemory.zeros(1, 9, 3, torch.zeros(1, dtype=torch.float64))
+    candidates = torch.tensor([[[6, 2, 7, 4]]])
+    written = torch.tensor([[5, 8, 8]])  # slot 8: padding
+    keys = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)
+    assert sparse.requery(memory, candidates, keys, written, 3).tolist() == [[[2, 4, 5]]]
