@@ -214,8 +214,8 @@ SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4,
               "merge_plan": (4, 4, ctypes.c_int), "least_used": (2, 4, ctypes.c_int),
               "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int),
               "dnc_sequence_forward": (19, 9, ctypes.c_int), "dnc_sequence_backward": (27, 9, ctypes.c_int),
-              "sparse_tape_sizes": (1, 3, None), "sparse_access_forward": (24, 6, ctypes.c_int),
-              "sparse_access_backward": (27, 6, ctypes.c_int)}
+              "sparse_tape_sizes": (1, 3, None), "sparse_access_forward": (26, 6, ctypes.c_int),
+              "sparse_access_backward": (29, 6, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 

@@ -4,7 +4,8 @@
 the batch sizes trained here their fixed costs are most of its time. With one write head, no masks and no link
 sharpness, on the CPU in float32/float64, this module runs the same access (usage, deallocation, the look-ups'
 candidates, allocation, write, the link, precedence, reads: the kernel's docstring lists the equations) as one
-autograd node per step: the controller and the interface stay in torch.
+autograd node per step: the controller and the interface's linear layer stay in torch (the clip and activations
+are the kernel's).
 
 The large state (memory, usage, the link) lives in a :class:`Store` changed in place. Each step keeps a tape (the
 slots it chose, its merges' plans and the old contents of what it overwrote); the backward, run in reverse time
@@ -33,7 +34,7 @@ class Store:
     ``[B, W, N + 1]`` and written flags ``[B, N + 1]``, usage ``[B, N + 1]``, the link's values, columns, rows and
     places ``[B, N + 1, K]``; the steps' records for the backward; the dense gradient buffers."""
 
-    def __init__(self, state, deallocation: bool):
+    def __init__(self, state, read_heads: int, deallocation: bool, clip: float):
         memory, usage, link = state.memory, state.usage, state.link
         # never written (``RowMemory.zeros``, version 0): a second backward pass can start the steps again from zeros
         self.fresh = all(version.version == 0 for version in (memory, usage, link.values))
@@ -48,6 +49,8 @@ class Store:
         self.batch, slots_1, self.width = self.memory.shape
         self.slots, self.k = slots_1 - 1, self.values.shape[-1]
         self.deallocation = deallocation
+        self.consts = self.memory.new_tensor([clip])  # the interface's clip
+        self.interface_size = native.dnc_interface_size(read_heads, self.width, False)
         self.records = []  # per step: the tensors its backward reads
         self.position = 0  # steps applied to the buffers (forward adds, backward takes away)
         self.task = None
@@ -59,39 +62,42 @@ class Store:
         native.kernels().sparse_tape_sizes[self.memory.dtype](sizes.data_ptr(), self.k, read_heads, self.width)
         return int(sizes[0]), int(sizes[1])
 
-    def forward(self, params, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index):
-        """One step: ``(read vectors [B, R, W], write, read, precedence values and indices)``; the record kept."""
+    def forward(self, raw, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index):
+        """One step from the interface vector ``raw [B, P]`` (before its clip and activations, ``models/dnc.py``'s
+        layout): ``(read vectors [B, R, W], write, read, precedence values and indices)``; the record kept."""
         if self.position != len(self.records):
             raise RuntimeError("sparse_access.Store: a step after the backward began")
-        inputs = [t.detach().contiguous() for t in (params, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value)]
+        inputs = [t.detach().contiguous() for t in (raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value)]
         B, K, W, R = self.batch, self.k, self.width, rw_index.shape[1]
         like = self.memory
         tape_i_size, tape_r_size = self.sizes(R)
         out = dict(ww_index=torch.empty(B, K, dtype=torch.int64), ww_value=like.new_empty(B, K),
                    rw_index=torch.empty(B, R, K, dtype=torch.int64), rw_value=like.new_empty(B, R, K),
                    pr_index=torch.empty(B, K, dtype=torch.int64), pr_value=like.new_empty(B, K),
-                   reads=like.new_empty(B, R, W), tape_i=torch.empty(B, tape_i_size, dtype=torch.int64),
-                   tape_r=like.new_empty(B, tape_r_size))
+                   reads=like.new_empty(B, R, W), act=like.new_empty(B, self.interface_size),
+                   tape_i=torch.empty(B, tape_i_size, dtype=torch.int64), tape_r=like.new_empty(B, tape_r_size))
         self._forward(inputs, out)
-        self.records.append((*inputs, out["ww_index"], out["ww_value"], out["rw_index"], out["rw_value"],
-                             out["tape_i"], out["tape_r"]))
+        # detached: the tensors returned become the node's outputs, and holding them here would make a cycle (node ->
+        # store -> output -> node) that only the garbage collector frees, with the kept buffers (``memory.pool``)
+        self.records.append((*inputs, *(out[name].detach() for name in ("ww_index", "ww_value", "rw_index", "rw_value")),
+                             out["act"], out["tape_i"], out["tape_r"]))
         return out
 
     def _forward(self, inputs, out) -> None:
         B, K, W, R = self.batch, self.k, self.width, inputs[3].shape[1]
         status = native.kernels().sparse_access_forward[self.memory.dtype](
             *(t.data_ptr() for t in (self.memory, self.units, self.written, self.usage, self.values, self.columns,
-                                     self.rows, self.places, *inputs)),
+                                     self.rows, self.places, inputs[0], self.consts, *inputs[1:])),
             *(out[name].data_ptr() for name in ("ww_index", "ww_value", "rw_index", "rw_value", "pr_index", "pr_value",
-                                                "reads", "tape_i", "tape_r")),
+                                                "reads", "act", "tape_i", "tape_r")),
             B, self.slots, W, K, R, int(self.deallocation))
         _raise_for(status, K, R, W)
         self.position += 1
 
     def backward(self, step: int, grad_reads, grad_ww, grad_rw, grad_pr):
         """The backward of ``step`` (after putting back any later step whose backward did not run): the gradients of
-        its params and previous weightings' values. A new backward pass over steps already gone back through
-        (``retain_graph``) first runs the forward again from the records (the same values and tapes)."""
+        its interface vector and of the previous weightings' values. A new backward pass over steps already gone back
+        through (``retain_graph``) first runs the forward again from the records (the same values and tapes)."""
         task = torch._C._current_graph_task_id()
         if task != self.task:
             self.task = task
@@ -119,8 +125,8 @@ class Store:
         self.rows.fill_(self.slots)
         self.position = 0
         for inputs in self.records:
-            params, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, tape_i, tape_r = inputs
-            out = dict(zip(("ww_index", "ww_value", "rw_index", "rw_value"), outs), tape_i=tape_i, tape_r=tape_r,
+            raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, act, tape_i, tape_r = inputs
+            out = dict(zip(("ww_index", "ww_value", "rw_index", "rw_value"), outs), act=act, tape_i=tape_i, tape_r=tape_r,
                        pr_index=torch.empty_like(pr_index), pr_value=torch.empty_like(pr_value),
                        reads=self.memory.new_empty(self.batch, rw_index.shape[1], self.width))
             self._forward(inputs[:7], out)
@@ -128,20 +134,20 @@ class Store:
             gradient.zero_()
 
     def _backward(self, step, grad_reads, grad_ww, grad_rw, grad_pr):
-        params, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, tape_i, tape_r = self.records[step]
+        raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, act, tape_i, tape_r = self.records[step]
         B, K, W, R = self.batch, self.k, self.width, rw_index.shape[1]
-        grads = dict(params=torch.empty_like(params), ww=torch.empty_like(ww_value), rw=torch.empty_like(rw_value),
+        grads = dict(raw=torch.empty_like(raw), ww=torch.empty_like(ww_value), rw=torch.empty_like(rw_value),
                      pr=torch.empty_like(pr_value))
         incoming = [None if g is None else g.contiguous() for g in (grad_reads, grad_ww, grad_rw, grad_pr)]
-        status = native.kernels().sparse_access_backward[params.dtype](
-            *(t.data_ptr() for t in (self.memory, self.usage, self.values, *self.gradients, params, ww_index, ww_value,
-                                     rw_index, rw_value, pr_index, pr_value, *outs, tape_i, tape_r)),
+        status = native.kernels().sparse_access_backward[raw.dtype](
+            *(t.data_ptr() for t in (self.memory, self.usage, self.values, *self.gradients, raw, self.consts, act,
+                                     ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, tape_i, tape_r)),
             *(None if g is None else g.data_ptr() for g in incoming),
-            *(grads[name].data_ptr() for name in ("params", "ww", "rw", "pr")),
+            *(grads[name].data_ptr() for name in ("raw", "ww", "rw", "pr")),
             B, self.slots, W, K, R, int(self.deallocation))
         _raise_for(status, K, R, W)
         self.position = step
-        return grads["params"], grads["ww"], grads["rw"], grads["pr"]
+        return grads["raw"], grads["ww"], grads["rw"], grads["pr"]
 
 
 def _raise_for(status: int, K: int, R: int, W: int) -> None:
@@ -154,10 +160,10 @@ def _raise_for(status: int, K: int, R: int, W: int) -> None:
 
 class _Step(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, store: Store, token, params, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index):
+    def forward(ctx, store: Store, token, raw, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index):
         ctx.set_materialize_grads(False)
         ctx.store, ctx.step = store, store.position
-        out = store.forward(params, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index)
+        out = store.forward(raw, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index)
         ctx.mark_non_differentiable(out["ww_index"], out["rw_index"], out["pr_index"])
         return (out["reads"], out["ww_value"], out["rw_value"], out["pr_value"], out["ww_index"], out["rw_index"],
                 out["pr_index"], token.new_empty(0))
@@ -165,9 +171,9 @@ class _Step(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_reads, grad_ww, grad_rw, grad_pr, _gi1, _gi2, _gi3, _grad_token):
-        grad_params, grad_ww_prev, grad_rw_prev, grad_pr_prev = ctx.store.backward(ctx.step, grad_reads, grad_ww,
-                                                                                   grad_rw, grad_pr)
-        return None, None, grad_params, grad_ww_prev, grad_rw_prev, grad_pr_prev, None, None, None
+        grad_raw, grad_ww_prev, grad_rw_prev, grad_pr_prev = ctx.store.backward(ctx.step, grad_reads, grad_ww, grad_rw,
+                                                                                grad_pr)
+        return None, None, grad_raw, grad_ww_prev, grad_rw_prev, grad_pr_prev, None, None, None
 
 
 class KernelState(NamedTuple):
@@ -197,19 +203,16 @@ def takes(core, x: torch.Tensor, state) -> bool:
 def kernel_state(core, state) -> KernelState:
     """The kernel path's state from a ``SparseDNCState`` (whose buffers the store takes over)."""
     one = lambda weights: SparseWeights(weights.index[:, 0], weights.value[:, 0])  # noqa: E731 - the write head's
-    store = Store(state, core.deallocation)
+    store = Store(state, core.read_heads, core.deallocation, core.clip)
     return KernelState(store, state.read_vectors.new_empty(0), one(state.write_weights), state.read_weights,
                        one(state.precedence), state.read_vectors, state.controller)
 
 
 def step(core, x: torch.Tensor, state: KernelState):
     """``sparse_dnc.sparse_step`` on the kernel path: ``(features [B, C + Hr W], new state, None)``."""
-    out, controller, parts = core.interface_parts(x, state.read_vectors, state.controller)
-    params = torch.cat([parts["write_keys"], parts["write_strengths"], parts["erase"], parts["write_vectors"],
-                        parts["free_gates"], parts["allocation_gates"], parts["write_gates"], parts["read_keys"],
-                        parts["read_strengths"], parts["read_modes"].flatten(1)], dim=-1)
+    out, controller = core.controller(torch.cat([x, state.read_vectors.flatten(1)], dim=-1), state.controller)
     reads, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index, token = _Step.apply(
-        state.store, state.token, params, state.write_weights.value, state.read_weights.value, state.precedence.value,
+        state.store, state.token, core.interface(out), state.write_weights.value, state.read_weights.value, state.precedence.value,
         state.write_weights.index, state.read_weights.index, state.precedence.index)
     new_state = KernelState(state.store, token, SparseWeights(ww_index, ww_value), SparseWeights(rw_index, rw_value),
                             SparseWeights(pr_index, pr_value), reads, controller)

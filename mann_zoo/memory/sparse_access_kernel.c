@@ -4,15 +4,16 @@
  *
  * Compiled with the other kernels by memory/native.py (REAL float or double, names suffixed _f32 or _f64; EPS and
  * KEEP = 1 - EPS are memory/_checks.py's) after sparse_kernel.c, whose content_candidates, least_used, merge_plan and
- * link_columns_update it calls per example (the same slots, ties and sums as the torch path's).
+ * link_columns_update it calls per example (the same slots, ties and sums as the torch path's), and dnc_kernel.c
+ * (the interface's activations).
  *
  * The large state is changed in place, per example b (row-major, contiguous; N1 = N + 1, row N the empty slot; C = K
  * link entries per row and column): memory M [B, N1, W], its normalised rows as columns U [B, W, N1] and written
  * flags [B, N1] (bytes), usage u [B, N1], the link's values Lv, columns Lc, column lists Lr and places Lp [B, N1, C].
  * The small state (K-sparse weightings as (slot, value) pairs: write ww [B, K], read rw [B, R, K], precedence pr
- * [B, K]) is passed in and out. The interface of each example, activated (memory/sparse_access.py packs it), is
- * params [B, P]: write key W, write strength, erase W, write vector W, free gates R, allocation gate, write gate,
- * read keys R W, read strengths R, read modes R x 3 (backward, content, forward).
+ * [B, K]) is passed in and out. The interface vector raw [B, P] is models/dnc.py's (without masks or link
+ * sharpness) before its clip and activations, which dnc_kernel.c's interface_activations apply (values kept in act
+ * [B P], its Interface layout, for the backward; interface_backward takes their gradient back to raw).
  *
  * Per step (sparse_dnc.py's order; "merge" is sparse.merge: sum the entries of each slot, keep the K largest sums):
  *   1. u(s) <- (u + w - u w) psi on the slots s written or read at t - 1, psi = prod_r (1 - f_r w^r(s))
@@ -41,6 +42,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 /* Tape offsets per example (int64 and REAL parts), from K, R, W: sparse_access.py reads the sizes from
  * sparse_tape_sizes. */
@@ -191,50 +193,62 @@ static ptrdiff_t NAME(sp_distinct)(const int64_t *idx, ptrdiff_t n, int64_t N, i
     return m;
 }
 
+/* least_used (sparse_kernel.c) for one example, the same slots: where few slots were written, only they and the K
+ * lowest others are ranked. A slot never written (written flag 0) has usage 0: usage changes only on the slots
+ * written or read at the step before, and a slot only read keeps u psi = 0. Returns least_used's status. */
+static int NAME(least_used_among_written)(const REAL *u, const unsigned char *w, int64_t *index, ptrdiff_t N,
+                                          ptrdiff_t K) {
+    if (NAME(count_written)(w, N) + K > N / 8) return NAME(least_used)(u, index, 1, N, N + 1, K);
+    REAL value[64];  /* minus the K least so far (insert_ranked's descending order); K <= SP_MAX_K */
+    ptrdiff_t count = 0, others = 0;
+    for (ptrdiff_t i = 0; i < N; i++) {
+        if (!w[i]) {
+            if (others == K) {  /* past the K lowest unwritten: to the next written slot */
+                uint64_t word;
+                while (i + 8 <= N && (memcpy(&word, w + i, 8), word == 0)) i += 8;
+                if (i >= N || !w[i]) continue;
+            } else {
+                others++;
+            }
+        }
+        const REAL ui = u[i] != u[i] ? -INFINITY : -u[i];
+        if (count < K || ui > value[K - 1]) count = NAME(insert_ranked)(value, index, count, K, ui, i);
+    }
+    return 0;
+}
+
+/* One example's activated interface (dnc_kernel.c's Interface, batch-major) as named pointers and values. */
+#define INTERFACE_OF(v, b)                                                                                            \
+    const REAL *wk = v.write_key + (b) * W, *er = v.erase + (b) * W, *wv = v.write_vector + (b) * W,              \
+               *fg = v.free_gates + (b) * R, *rk = v.read_keys + (b) * R * W, *rs = v.read_strengths + (b) * R,     \
+               *md = v.read_modes + (b) * R * 3;                                                                    \
+    const REAL ws = v.write_strength[b], ga = v.alloc_gate[b], gw = v.write_gate[b];
+
 #define SP_MAX_R 16  /* read heads + 1 */
 #define SP_MAX_K 16
 #define SP_MAX_W 256
 
-/* Offsets into params [P] */
-typedef struct { ptrdiff_t wk, ws, er, wv, fg, ga, gw, rk, rs, modes, P; } NAME(Params);
-static NAME(Params) NAME(params_layout)(ptrdiff_t R, ptrdiff_t W) {
-    NAME(Params) p;
-    ptrdiff_t o = 0;
-    p.wk = o, o += W;
-    p.ws = o, o += 1;
-    p.er = o, o += W;
-    p.wv = o, o += W;
-    p.fg = o, o += R;
-    p.ga = o, o += 1;
-    p.gw = o, o += 1;
-    p.rk = o, o += R * W;
-    p.rs = o, o += R;
-    p.modes = o, o += 3 * R;
-    p.P = o;
-    return p;
-}
-
 /* Returns 0; 1 where a called kernel could not allocate; 2 where K, R or W exceed the fixed buffers (SP_MAX_*). */
 int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *u, REAL *Lv, int64_t *Lc, int64_t *Lr,
-                                int64_t *Lp, const REAL *params, const int64_t *ww_idx, const REAL *ww_val,
+                                int64_t *Lp, const REAL *raw, const REAL *consts, const int64_t *ww_idx, const REAL *ww_val,
                                 const int64_t *rw_idx, const REAL *rw_val, const int64_t *pr_idx, const REAL *pr_val,
                                 int64_t *ww_idx_out, REAL *ww_val_out, int64_t *rw_idx_out, REAL *rw_val_out,
-                                int64_t *pr_idx_out, REAL *pr_val_out, REAL *reads, int64_t *tape_i, REAL *tape_r,
-                                ptrdiff_t B, ptrdiff_t N, ptrdiff_t W, ptrdiff_t K, ptrdiff_t R, ptrdiff_t dealloc) {
+                                int64_t *pr_idx_out, REAL *pr_val_out, REAL *reads, REAL *act, int64_t *tape_i,
+                                REAL *tape_r, ptrdiff_t B, ptrdiff_t N, ptrdiff_t W, ptrdiff_t K, ptrdiff_t R, ptrdiff_t dealloc) {
     if (K > SP_MAX_K || R + 1 > SP_MAX_R || W > SP_MAX_W || K >= N) return 2;
     const ptrdiff_t N1 = N + 1, C = K, KC = K * C, m = 2 * K < N ? 2 * K : N;
     const NAME(Tape) T = NAME(tape_layout)(K, R, W);
-    const NAME(Params) Q = NAME(params_layout)(R, W);
+    const NAME(Interface) v = NAME(interface_in)(act, B, R, W, 0);
+    NAME(interface_activations)(raw, consts[0], 0, B, DNC_INTERFACE_SIZE(R, W, 0), R, W, 0, v);
     for (ptrdiff_t b = 0; b < B; b++) {
         REAL *Mb = M + b * N1 * W, *Ub = U + b * W * N1, *ub = u + b * N1, *Lvb = Lv + b * N1 * C;
         unsigned char *wb = written + b * N1;
         int64_t *Lcb = Lc + b * N1 * C, *Lrb = Lr + b * N1 * C, *Lpb = Lp + b * N1 * C;
-        const REAL *pa = params + b * Q.P;
+        INTERFACE_OF(v, b)
         const int64_t *wwi = ww_idx + b * K, *rwi = rw_idx + b * R * K, *pri = pr_idx + b * K;
         const REAL *wwv = ww_val + b * K, *rwv = rw_val + b * R * K, *prv = pr_val + b * K;
         int64_t *ti = tape_i + b * T.i_size;
         REAL *tr = tape_r + b * T.r_size;
-        const REAL *fg = pa + Q.fg;
 
         /* 1. usage */
         int64_t entries[SP_MAX_K * (SP_MAX_R + 1)];
@@ -265,8 +279,8 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
         }
         /* 3. candidates of every key */
         REAL key_buffer[SP_MAX_R * SP_MAX_W];
-        memcpy(key_buffer, pa + Q.wk, W * sizeof(REAL));
-        memcpy(key_buffer + W, pa + Q.rk, R * W * sizeof(REAL));
+        memcpy(key_buffer, wk, W * sizeof(REAL));
+        memcpy(key_buffer + W, rk, R * W * sizeof(REAL));
         int64_t cand[SP_MAX_R * 2 * SP_MAX_K];
         REAL score[SP_MAX_R * 2 * SP_MAX_K];
         if (NAME(content_candidates)(Ub, key_buffer, wb, cand, score, 1, W, N1, 1 + R, m)) return 1;
@@ -274,10 +288,10 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
         int64_t *cw = ti + T.i_cw;
         memcpy(cw, cand, K * sizeof(int64_t));
         REAL cs[SP_MAX_K];
-        NAME(sp_lookup_weights)(Mb, W, cw, K, pa + Q.wk, pa[Q.ws], tr + T.r_cw, cs);
+        NAME(sp_lookup_weights)(Mb, W, cw, K, wk, ws, tr + T.r_cw, cs);
         /* 5. allocation */
         int64_t *al = ti + T.i_al;
-        if (NAME(least_used)(ub, al, 1, N, N1, K)) return 1;
+        if (NAME(least_used_among_written)(ub, wb, al, N, K)) return 1;
         REAL alloc[SP_MAX_K], before = 1;
         for (ptrdiff_t k = 0; k < K; k++) {
             const REAL uh = EPS + KEEP * ub[al[k]];
@@ -285,7 +299,7 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
             before *= uh;
         }
         /* 6. write weighting */
-        const REAL ga = pa[Q.ga], gw = pa[Q.gw], gwga = gw * ga, gw1ga = gw * (1 - ga);
+        const REAL gwga = gw * ga, gw1ga = gw * (1 - ga);
         int64_t widx[2 * SP_MAX_K];
         REAL wval[2 * SP_MAX_K];
         for (ptrdiff_t k = 0; k < K; k++) {
@@ -298,7 +312,6 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
         for (ptrdiff_t k = 0; k < K; k++) w[k] = 0;
         for (ptrdiff_t e = 0; e < 2 * K; e++) if (wpos[e] < K) w[wpos[e]] += wval[e];
         /* 7. write */
-        const REAL *er = pa + Q.er, *wv = pa + Q.wv;
         for (ptrdiff_t k = 0; k < K; k++) {
             const int64_t i = wi[k];
             if (i == N) continue;
@@ -400,7 +413,7 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
         }
         /* 11-13. read look-ups, read weightings, reads */
         for (ptrdiff_t r = 0; r < R; r++) {
-            const REAL *key = pa + Q.rk + r * W;
+            const REAL *key = rk + r * W;
             int64_t pool[3 * SP_MAX_K];
             REAL pcos[3 * SP_MAX_K];
             ptrdiff_t n = 0;
@@ -423,8 +436,8 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
                 pool[best] = -1;
             }
             REAL *cr = tr + T.r_cr + r * K;
-            NAME(sp_lookup_weights)(Mb, W, rc, K, key, pa[Q.rs + r], cr, cs);
-            const REAL *modes = pa + Q.modes + 3 * r;
+            NAME(sp_lookup_weights)(Mb, W, rc, K, key, rs[r], cr, cs);
+            const REAL *modes = md + 3 * r;
             int64_t ridx[2 * SP_MAX_K * SP_MAX_K + SP_MAX_K];
             REAL rval[2 * SP_MAX_K * SP_MAX_K + SP_MAX_K];
             const REAL *bval = tr + T.r_bval + r * KC, *fval = tr + T.r_fval + r * KC;
@@ -451,27 +464,36 @@ int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *
 }
 
 /* The backward of one forward call, run after every later step's: gradients of the outputs g_* (NULL: zero) ->
- * g_params [B, P], g_ww [B, K], g_rw [B, R, K], g_pr [B, K] (the previous weightings' values), the dense buffers
+ * g_raw [B, P], g_ww [B, K], g_rw [B, R, K], g_pr [B, K] (the previous weightings' values), the dense buffers
  * dM, du, dLv updated (from the state after the step to the state before it), and M, u, Lv put back as they were
- * before the step. Returns 0, or 2 where K, R or W exceed the fixed buffers. */
-int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du, REAL *dLv, const REAL *params,
+ * before the step. Returns 0, 1 where a buffer could not be allocated, or 2 where K, R or W exceed the fixed
+ * buffers. */
+int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du, REAL *dLv, const REAL *raw,
+                                 const REAL *consts, REAL *act,
                                  const int64_t *ww_idx, const REAL *ww_val, const int64_t *rw_idx, const REAL *rw_val,
                                  const int64_t *pr_idx, const REAL *pr_val, const int64_t *ww_idx_out,
                                  const REAL *ww_val_out, const int64_t *rw_idx_out, const REAL *rw_val_out,
                                  const int64_t *tape_i, const REAL *tape_r, const REAL *g_reads, const REAL *g_ww_out,
-                                 const REAL *g_rw_out, const REAL *g_pr_out, REAL *g_params, REAL *g_ww, REAL *g_rw,
+                                 const REAL *g_rw_out, const REAL *g_pr_out, REAL *g_raw, REAL *g_ww, REAL *g_rw,
                                  REAL *g_pr, ptrdiff_t B, ptrdiff_t N, ptrdiff_t W, ptrdiff_t K, ptrdiff_t R,
                                  ptrdiff_t dealloc) {
     if (K > SP_MAX_K || R + 1 > SP_MAX_R || W > SP_MAX_W || K >= N) return 2;
     const ptrdiff_t N1 = N + 1, C = K, KC = K * C;
     const NAME(Tape) T = NAME(tape_layout)(K, R, W);
-    const NAME(Params) Q = NAME(params_layout)(R, W);
+    const ptrdiff_t P = DNC_INTERFACE_SIZE(R, W, 0);
+    const NAME(Interface) v = NAME(interface_in)(act, B, R, W, 0);
+    REAL *d_buffer = calloc(B * P, sizeof(REAL));  /* the activated interface's gradient */
+    if (!d_buffer) return 1;
+    const NAME(Interface) d = NAME(interface_in)(d_buffer, B, R, W, 0);
     (void)pr_idx;
     for (ptrdiff_t b = 0; b < B; b++) {
         REAL *Mb = M + b * N1 * W, *ub = u + b * N1, *Lvb = Lv + b * N1 * C;
         REAL *dMb = dM + b * N1 * W, *dub = du + b * N1, *dLb = dLv + b * N1 * C;
-        const REAL *pa = params + b * Q.P;
-        REAL *gp = g_params + b * Q.P;
+        INTERFACE_OF(v, b)
+        REAL *d_wk = d.write_key + b * W, *d_er = d.erase + b * W, *d_wv = d.write_vector + b * W,
+             *d_fg = d.free_gates + b * R, *d_rk = d.read_keys + b * R * W, *d_rs = d.read_strengths + b * R,
+             *d_md = d.read_modes + b * R * 3, *d_ws = d.write_strength + b, *d_ga = d.alloc_gate + b,
+             *d_gw = d.write_gate + b;
         const int64_t *wwi = ww_idx + b * K, *rwi = rw_idx + b * R * K;
         const REAL *wwv = ww_val + b * K, *rwv = rw_val + b * R * K, *prv = pr_val + b * K;
         const int64_t *wi = ww_idx_out + b * K, *ro = rw_idx_out + b * R * K;
@@ -479,8 +501,6 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
         const int64_t *ti = tape_i + b * T.i_size;
         const REAL *tr = tape_r + b * T.r_size;
         REAL *gwwp = g_ww + b * K, *grwp = g_rw + b * R * K, *gprp = g_pr + b * K;
-        const REAL *fg = pa + Q.fg;
-        for (ptrdiff_t p = 0; p < Q.P; p++) gp[p] = 0;
         for (ptrdiff_t k = 0; k < K; k++) gwwp[k] = 0, gprp[k] = 0;
         for (ptrdiff_t k = 0; k < R * K; k++) grwp[k] = 0;
         REAL Gww[SP_MAX_K], Gpr[SP_MAX_K], Grw[SP_MAX_R * SP_MAX_K];
@@ -509,7 +529,7 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
         REAL gb[SP_MAX_R][SP_MAX_K * SP_MAX_K], gf[SP_MAX_R][SP_MAX_K * SP_MAX_K];
         for (ptrdiff_t r = 0; r < R; r++) {
             const int64_t *rpos = ti + T.i_rpos + r * (2 * KC + K), *rc = ti + T.i_rc + r * K;
-            const REAL *modes = pa + Q.modes + 3 * r, *bval = tr + T.r_bval + r * KC, *fval = tr + T.r_fval + r * KC;
+            const REAL *modes = md + 3 * r, *bval = tr + T.r_bval + r * KC, *fval = tr + T.r_fval + r * KC;
             const REAL *cr = tr + T.r_cr + r * K;
             REAL gc[SP_MAX_K], dmodes[3] = {0, 0, 0};
             for (ptrdiff_t e = 0; e < 2 * KC + K; e++) {
@@ -526,9 +546,8 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
                     dmodes[2] += d * fval[e - KC - K];
                 }
             }
-            for (ptrdiff_t q = 0; q < 3; q++) gp[Q.modes + 3 * r + q] += dmodes[q];
-            NAME(sp_lookup_backward)(Mb, dMb, W, rc, K, pa + Q.rk + r * W, pa[Q.rs + r], cr, gc, gp + Q.rs + r,
-                                     gp + Q.rk + r * W);
+            for (ptrdiff_t q = 0; q < 3; q++) d_md[3 * r + q] += dmodes[q];
+            NAME(sp_lookup_backward)(Mb, dMb, W, rc, K, rk + r * W, rs[r], cr, gc, d_rs + r, d_rk + r * W);
         }
         /* 10. precedence */
         {
@@ -610,7 +629,6 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
             }
         }
         /* 7. write */
-        const REAL *er = pa + Q.er, *wv = pa + Q.wv;
         for (ptrdiff_t k = 0; k < K; k++) {
             const int64_t i = wi[k];
             if (i == N) continue;
@@ -618,8 +636,8 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
             REAL *g = dMb + i * W;
             for (ptrdiff_t j = 0; j < W; j++) {
                 Gww[k] += g[j] * (wv[j] - old[j] * er[j]);
-                gp[Q.er + j] -= g[j] * w[k] * old[j];
-                gp[Q.wv + j] += g[j] * w[k];
+                d_er[j] -= g[j] * w[k] * old[j];
+                d_wv[j] += g[j] * w[k];
                 g[j] *= 1 - w[k] * er[j];
             }
             memcpy(Mb + i * W, old, W * sizeof(REAL));
@@ -627,7 +645,6 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
         /* 6. write weighting */
         const int64_t *al = ti + T.i_al, *cw = ti + T.i_cw, *wpos = ti + T.i_wpos;
         const REAL *cwv = tr + T.r_cw;
-        const REAL ga = pa[Q.ga], gw = pa[Q.gw];
         REAL uh[SP_MAX_K], alloc[SP_MAX_K], pre[SP_MAX_K], dalloc[SP_MAX_K], dcw[SP_MAX_K];
         {
             REAL before = 1;
@@ -648,8 +665,8 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
                     dgw1ga += d * cwv[e - K];
                 }
             }
-            gp[Q.gw] += dgwga * ga + dgw1ga * (1 - ga);
-            gp[Q.ga] += dgwga * gw - dgw1ga * gw;
+            *d_gw += dgwga * ga + dgw1ga * (1 - ga);
+            *d_ga += dgwga * gw - dgw1ga * gw;
         }
         /* 5. allocation: a_m = (1 - u^_m) prod_{i<m} u^_i */
         for (ptrdiff_t j = 0; j < K; j++) {
@@ -662,7 +679,7 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
             dub[al[j]] += d * KEEP;
         }
         /* 4. write look-up (the memory before the write) */
-        NAME(sp_lookup_backward)(Mb, dMb, W, cw, K, pa + Q.wk, pa[Q.ws], cwv, dcw, gp + Q.ws, gp + Q.wk);
+        NAME(sp_lookup_backward)(Mb, dMb, W, cw, K, wk, ws, cwv, dcw, d_ws, d_wk);
         /* 2. deallocation */
         if (dealloc) {
             const ptrdiff_t nD = ti[T.i_nD];
@@ -675,7 +692,7 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
                     g[j] *= psi;
                 }
                 memcpy(Mb + s * W, old, W * sizeof(REAL));
-                NAME(sp_psi_backward)(rwi, rwv, fg, R, K, s, dpsi, gp + Q.fg, grwp);
+                NAME(sp_psi_backward)(rwi, rwv, fg, R, K, s, dpsi, d_fg, grwp);
             }
         }
         /* 1. usage */
@@ -687,9 +704,11 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
             dub[s] = g * psi * (1 - wr);
             const REAL dwr = g * psi * (1 - old), dpsi = g * (old + wr - old * wr);
             for (ptrdiff_t k = 0; k < K; k++) if (wwi[k] == s) gwwp[k] += dwr;
-            NAME(sp_psi_backward)(rwi, rwv, fg, R, K, s, dpsi, gp + Q.fg, grwp);
+            NAME(sp_psi_backward)(rwi, rwv, fg, R, K, s, dpsi, d_fg, grwp);
             ub[s] = old;
         }
     }
+    NAME(interface_backward)(raw, consts[0], 0, B, P, R, W, 0, v, d, g_raw);
+    free(d_buffer);
     return 0;
 }
