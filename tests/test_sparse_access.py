@@ -200,3 +200,42 @@ def test_requery_breaks_ties_by_the_lower_slot():
     written = torch.tensor([[5, 8, 8]])  # slot 8: padding
     keys = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)
     assert sparse.requery(memory, candidates, keys, written, 3).tolist() == [[[2, 4, 5]]]
+
+
+def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch):
+    """After a sequence's backward the store's buffers hold the initial state again (zeros; no link entries) and are
+    marked for the pool, which hands them to the next sequence unfilled: its values and gradients are still the torch
+    path's."""
+    from mann_zoo.memory import pool
+    from mann_zoo.models.base import MemoryCore
+
+    monkeypatch.setattr(pool, "MIN_BYTES", 0)  # every buffer kept, however small
+    pool.clear()
+    model = generic_dnc(*SIZES[1])
+    x = torch.rand(3, 9, 5, dtype=torch.float64)
+    fresh = model.initial_state(3, x)
+    expected = {name: t.clone() for name, t in (("memory", fresh.memory.values), ("units", fresh.memory.units),
+                                                ("usage", fresh.usage.values), ("values", fresh.link.values.values),
+                                                ("columns", fresh.link.columns), ("rows", fresh.link.rows),
+                                                ("places", fresh.link.places))}
+    state = sparse_access.kernel_state(model, fresh)
+    MemoryCore.unroll(model, x, state).sum().backward()
+    store = state.store
+    buffers = dict(memory=store.memory, units=store.units, usage=store.usage_buffer, values=store.values,
+                   columns=store.columns, rows=store.rows, places=store.places)
+    for name, buffer in buffers.items():
+        torch.testing.assert_close(buffer, expected[name], rtol=0, atol=0, msg=name)
+        assert buffer.__dict__.get(pool._FILLED) == expected[name].flatten()[0].item(), name
+    assert not store.written.any()
+    addresses = {name: buffer.data_ptr() for name, buffer in buffers.items()}
+    del state, store, buffers, fresh
+    reused = model.initial_state(3, x)
+    assert reused.memory.values.data_ptr() == addresses["memory"]  # handed back (unfilled: marked)
+    assert reused.link.columns.data_ptr() == addresses["columns"]
+    del reused
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    for _ in range(2):  # the second sequence on the first one's buffers
+        logits, grads = outputs_and_grads(model, x, True)
+        torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+        assert_equal_grads(grads, reference_grads, model)
+    pool.clear()

@@ -44,7 +44,8 @@ class Store:
                 raise ValueError("sparse_access.Store: the state must not need a gradient (the DNC's initial state)")
             version.buffer.version += 1  # the state given is stale from here on: the store changes its buffers
         self.memory, self.units, self.written = memory.buffer.values, memory.buffer.units, memory.buffer.written
-        self.usage = usage.buffer.values.view(usage.shape[0], -1)
+        self.usage_buffer = usage.buffer.values  # [B, N + 1, 1] (pool's), and as [B, N + 1]:
+        self.usage = self.usage_buffer.view(usage.shape[0], -1)
         self.values, self.columns, self.rows, self.places = link.values.buffer.values, link.columns, link.rows, link.places
         self.batch, slots_1, self.width = self.memory.shape
         self.slots, self.k = slots_1 - 1, self.values.shape[-1]
@@ -119,6 +120,8 @@ class Store:
         if not self.fresh:
             raise RuntimeError("the sparse DNC's access kernel takes a second backward pass over the same steps only "
                                "from the initial state (DNC.initial_state)")
+        for buffer in (self.memory, self.units, self.usage_buffer, self.values, self.columns, self.rows, self.places):
+            pool.unmark(buffer)  # written to again
         for buffer in (self.memory, self.units, self.written, self.usage, self.values, self.places):
             buffer.zero_()
         self.columns.fill_(self.slots)
@@ -147,7 +150,26 @@ class Store:
             B, self.slots, W, K, R, int(self.deallocation))
         _raise_for(status, K, R, W)
         self.position = step
+        if step == 0 and self.fresh:
+            self._clean()
         return grads["raw"], grads["ww"], grads["rw"], grads["pr"]
+
+    def _clean(self) -> None:
+        """After the first step's backward, from a fresh store: memory, usage and link values are zeros again (the
+        backward put them back); the normalised rows, the written flags and the link's lists are put back on the
+        slots written (the only ones they changed on: every link entry's row and column is a slot written), and the
+        buffers marked for the pool (``pool.filled``: the next sequence's initial state takes them unfilled)."""
+        none = self.slots
+        example, slot = torch.cat([self.written[:, :-1].nonzero(),
+                                   torch.stack([torch.arange(self.batch), torch.full((self.batch,), none)], 1)]).unbind(1)
+        self.units.transpose(1, 2)[example, slot] = 0
+        self.columns[example, slot] = none
+        self.rows[example, slot] = none
+        self.places[example, slot] = 0
+        self.written.zero_()
+        for buffer, value in ((self.memory, 0), (self.units, 0), (self.usage_buffer, 0), (self.values, 0),
+                              (self.columns, none), (self.rows, none), (self.places, 0)):
+            pool.filled(buffer, value)
 
 
 def _raise_for(status: int, K: int, R: int, W: int) -> None:
