@@ -35,7 +35,10 @@ import torch
 from .. import settings
 
 MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them without new pages)
-KEPT = 32  # buffers kept at most (a sparse DNC training sequence uses 10: room for three sizes at once)
+KEPT = 128  # buffers kept at most (MAX_BYTES is the bound that matters). A sparse DNC training sequence uses 10, the
+# DNC's sequence kernel 15, the NTM's 11: the speed command's interleaved rounds (some 16 models in turn) need them
+# all, or the last used push out the next model's, which at N = 16,384 are mapped again page by page (32 kept:
+# the sparse DNC's copy step 209 ms in those rounds against 155 with three models, 2026-12-03)
 
 
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
