@@ -239,3 +239,15 @@ def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch
         torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
         assert_equal_grads(grads, reference_grads, model)
     pool.clear()
+
+
+def test_a_state_whose_weightings_are_not_padding_takes_the_torch_step(kernel_calls):
+    """The store's clean-up after the backward relies on the initial state's empty weightings: any other state steps
+    in torch."""
+    model = generic_dnc(*SIZES[0])
+    x = torch.rand(2, 3, 5, dtype=torch.float64)
+    state = model.initial_state(2, x)
+    state = state._replace(precedence=sparse.SparseWeights(torch.zeros_like(state.precedence.index),
+                                                           state.precedence.value))
+    model.unroll(x, state).sum().backward()
+    assert kernel_calls == []

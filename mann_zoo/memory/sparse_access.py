@@ -15,7 +15,9 @@ step touched. The small state (the K-sparse write, read and precedence weighting
 autograd tensors.
 
 A second backward pass over the same steps (``retain_graph``) first runs them forward again from their records.
-Limits: no gradient to the large state the sequence starts from (the DNC's initial state is zeros); the Store takes over the
+Limits: the kernel starts from the DNC's initial state (``DNC.initial_state``: zeros, every weighting padding;
+``takes`` checks the weightings, and the store takes version 0 of memory, usage and link as zeros, which a state
+made with ``RowMemory.from_tensor`` would not be); no gradient to the large state the sequence starts from (the DNC's initial state is zeros); the Store takes over the
 buffers of the state it is made from (that state's handles are stale afterwards).
 """
 
@@ -115,8 +117,9 @@ class Store:
 
     def _replay(self) -> None:
         """Back to the state after the last step: from the initial state (zeros, no link entries) run every step
-        forward again (the records' inputs; the same outputs and tapes), then clear the gradients. (The backward
-        puts back memory, usage and link values, not the normalised rows, written flags and link lists.)"""
+        forward again (the records' inputs; the same outputs and tapes), then clear the gradients. (Each step's
+        backward puts back memory, usage and link values, not the normalised rows, written flags and link lists:
+        ``_clean`` does, after the first step's.)"""
         if not self.fresh:
             raise RuntimeError("the sparse DNC's access kernel takes a second backward pass over the same steps only "
                                "from the initial state (DNC.initial_state)")
@@ -133,7 +136,7 @@ class Store:
                        pr_index=torch.empty_like(pr_index), pr_value=torch.empty_like(pr_value),
                        reads=self.memory.new_empty(self.batch, rw_index.shape[1], self.width))
             self._forward(inputs[:7], out)
-        for gradient in self.gradients:
+        for gradient in self.gradients:  # (a pass that was cut short left some)
             gradient.zero_()
 
     def _backward(self, step, grad_reads, grad_ww, grad_rw, grad_pr):
@@ -212,13 +215,15 @@ class KernelState(NamedTuple):
 def takes(core, x: torch.Tensor, state) -> bool:
     """Whether the kernel path runs ``core`` (a sparse ``DNC``) from ``state``: one write head, no masks or link
     sharpness, K < N within the kernel's bounds, the C kernels for x's dtype on the CPU, a state whose large parts
-    need no gradient and keep their written flags (the DNC's initial state), no autocast."""
+    need no gradient and keep their written flags, with every weighting padding (the DNC's initial state), no
+    autocast."""
     Hr, K, N, W = core.read_heads, core.sparse_k, core.slots, core.width
     return (core.sparse_k is not None and core.write_heads == 1 and not core.masking and not core.link_sharpness
             and K < N and K <= 16 and Hr <= 15 and W <= 256 and x.shape[0] > 0
             and native.usable(x, state.memory.values, core.interface.weight)
             and state.memory.written is not None and state.memory.buffer.units is not None
             and not any(v.token.requires_grad for v in (state.memory, state.usage, state.link.values))
+            and all(bool((w.index == N).all()) for w in (state.write_weights, state.read_weights, state.precedence))
             and not torch.is_autocast_enabled(x.device.type))
 
 

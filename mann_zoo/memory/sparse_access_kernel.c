@@ -27,7 +27,7 @@
  *      columns written: L[i, j] (1 - w(j)); column lists (link_columns_update)
  *   9. b_r = merge_j(w^r_{t-1}(i) L[i, j]) over the rows read, f_r = merge_i(L[i, j] w^r_{t-1}(j)) (all kept)
  *  10. p_t = merge((1 - sum w^w) p_{t-1}, w^w)
- *  11. read look-ups: the K best of the read key's 2 K candidates not rewritten and the rows written (ties: the lower
+ *  11. read look-ups: the K best of the read key's min(2 K, N) candidates not rewritten and the rows written (ties: the lower
  *      slot), c^r = softmax(beta^r cos) over them
  *  12. w^r = merge(pi_b b, pi_c c^r, pi_f f)
  *  13. r = sum_k w^r_k M(i_k)
@@ -228,7 +228,8 @@ static int NAME(least_used_among_written)(const REAL *u, const unsigned char *w,
 #define SP_MAX_K 16
 #define SP_MAX_W 256
 
-/* Returns 0; 1 where a called kernel could not allocate; 2 where K, R or W exceed the fixed buffers (SP_MAX_*). */
+/* Returns 0; 1 where a called kernel could not allocate (the store is then half-updated: the sequence is lost);
+ * 2 where K, R or W exceed the fixed buffers (SP_MAX_*) or K >= N (nothing changed). */
 int NAME(sparse_access_forward)(REAL *M, REAL *U, unsigned char *written, REAL *u, REAL *Lv, int64_t *Lc, int64_t *Lr,
                                 int64_t *Lp, const REAL *raw, const REAL *consts, const int64_t *ww_idx, const REAL *ww_val,
                                 const int64_t *rw_idx, const REAL *rw_val, const int64_t *pr_idx, const REAL *pr_val,

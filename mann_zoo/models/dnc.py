@@ -82,8 +82,8 @@ class DNC(MemoryCore):
             with the C kernels (float32, float64), run a whole sequence as one call each way in training
             (``dnc_sequence.py``: the same values to rounding), whatever ``compile`` says; ``record=True``,
             evaluation without gradient, and other devices, dtypes or configurations step by step as without it.
-            With ``sparse_k`` (one write head, no masks or link sharpness), in training each step's memory access is
-            one C call each way (``memory/sparse_access.py``: the same values to rounding) and the controller torch.
+            With ``sparse_k`` (one write head, no masks or link sharpness), from the initial state and with a gradient to
+            compute (not ``record``), each step's memory access is one C call each way (``memory/sparse_access.py``: the same values to rounding) and the controller torch.
     """
 
     def __init__(
@@ -203,6 +203,8 @@ class DNC(MemoryCore):
     def step(self, x: torch.Tensor, state: DNCState, record: bool = False):
         """One time step. ``x[B, input_size]`` -> ``(features[B, C + Hr W], new_state, trace or None)``."""
         if isinstance(state, sparse_access.KernelState):
+            if record:
+                raise ValueError("record=True needs the sparse DNC's torch step (a SparseDNCState), not the kernel's state")
             return sparse_access.step(self, x, state)
         if self.sparse_k is not None:
             return sparse_step(self, x, state, record)
