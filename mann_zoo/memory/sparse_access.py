@@ -58,12 +58,15 @@ class Store:
         self.position = 0  # steps applied to the buffers (forward adds, backward takes away)
         self.task = None
         self.gradients = None
+        self.tape_sizes = None  # (int64, float) elements per example, for every step (one read head count)
 
     def sizes(self, read_heads: int) -> tuple[int, int]:
-        """The tape's int64 and float elements per example."""
-        sizes = torch.zeros(2, dtype=torch.int64)
-        native.kernels().sparse_tape_sizes[self.memory.dtype](sizes.data_ptr(), self.k, read_heads, self.width)
-        return int(sizes[0]), int(sizes[1])
+        """The tape's int64 and float elements per example (asked of the kernel once per store)."""
+        if self.tape_sizes is None:
+            sizes = torch.zeros(2, dtype=torch.int64)
+            native.kernels().sparse_tape_sizes[self.memory.dtype](sizes.data_ptr(), self.k, read_heads, self.width)
+            self.tape_sizes = int(sizes[0]), int(sizes[1])
+        return self.tape_sizes
 
     def forward(self, raw, ww_value, rw_value, pr_value, ww_index, rw_index, pr_index):
         """One step from the interface vector ``raw [B, P]`` (before its clip and activations, ``models/dnc.py``'s
