@@ -201,16 +201,7 @@ static int NAME(least_used_among_written)(const REAL *u, const unsigned char *w,
     if (NAME(count_written)(w, N) + K > N / 8) return NAME(least_used)(u, index, 1, N, N + 1, K);
     REAL value[64];  /* minus the K least so far (insert_ranked's descending order); K <= SP_MAX_K */
     ptrdiff_t count = 0, others = 0;
-    for (ptrdiff_t i = 0; i < N; i++) {
-        if (!w[i]) {
-            if (others == K) {  /* past the K lowest unwritten: to the next written slot */
-                uint64_t word;
-                while (i + 8 <= N && (memcpy(&word, w + i, 8), word == 0)) i += 8;
-                if (i >= N || !w[i]) continue;
-            } else {
-                others++;
-            }
-        }
+    for (ptrdiff_t i = NAME(next_short_slot)(w, 0, N, K, &others); i < N; i = NAME(next_short_slot)(w, i + 1, N, K, &others)) {
         const REAL ui = u[i] != u[i] ? -INFINITY : -u[i];
         if (count < K || ui > value[K - 1]) count = NAME(insert_ranked)(value, index, count, K, ui, i);
     }

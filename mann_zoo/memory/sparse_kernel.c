@@ -72,6 +72,22 @@ static ptrdiff_t NAME(count_written)(const unsigned char *written, ptrdiff_t N) 
     return count;
 }
 
+/* The short pass's next slot from i on: a written one, or one of the first M unwritten ones (*others counts those
+ * taken; past them, zero words of the flags are skipped 8 slots at a time); N where none is left. */
+static ptrdiff_t NAME(next_short_slot)(const unsigned char *w, ptrdiff_t i, ptrdiff_t N, ptrdiff_t M, ptrdiff_t *others) {
+    for (; i < N; i++) {
+        if (w[i]) return i;
+        if (*others < M) {
+            (*others)++;
+            return i;
+        }
+        uint64_t word;
+        while (i + 8 <= N && (memcpy(&word, w + i, 8), word == 0)) i += 8;
+        if (i < N && w[i]) return i;
+    }
+    return N;
+}
+
 /* Returns 0, 1 where the block's buffer could not be allocated, 2 where H is above SPARSE_MAX_HEADS
  * (nothing valid written then). */
 int NAME(content_candidates)(const REAL *units, const REAL *keys, const unsigned char *written, int64_t *index,
@@ -93,16 +109,8 @@ int NAME(content_candidates)(const REAL *units, const REAL *keys, const unsigned
         const unsigned char *w = written ? written + b * N1 : NULL;
         if (w && NAME(count_written)(w, N) + M <= N / 8) {  /* few written: those and the M lowest others */
             ptrdiff_t others = 0;
-            for (ptrdiff_t i = 0; i < N; i++) {
-                if (!w[i]) {
-                    if (others == M) {  /* past the M lowest unwritten: to the next written slot */
-                        uint64_t word;
-                        while (i + 8 <= N && (memcpy(&word, w + i, 8), word == 0)) i += 8;
-                        if (i >= N || !w[i]) continue;
-                    } else {
-                        others++;
-                    }
-                }
+            for (ptrdiff_t i = NAME(next_short_slot)(w, 0, N, M, &others); i < N;
+                 i = NAME(next_short_slot)(w, i + 1, N, M, &others)) {
                 for (ptrdiff_t h = 0; h < H; h++) {
                     REAL si = NAME(score_column)(k + h * W, U, W, N1, i) * unit_key[h];
                     si = si != si ? -INFINITY : si;
