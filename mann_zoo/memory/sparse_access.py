@@ -59,6 +59,9 @@ class Store:
         self.task = None
         self.gradients = None
         self.tape_sizes = None  # (int64, float) elements per example, for every step (one read head count)
+        # the buffers the steps change, each with its value everywhere in the initial state (the written flags: 0)
+        self.initial = ((self.memory, 0), (self.units, 0), (self.usage_buffer, 0), (self.values, 0),
+                        (self.columns, self.slots), (self.rows, self.slots), (self.places, 0))
 
     def sizes(self, read_heads: int) -> tuple[int, int]:
         """The tape's int64 and float elements per example (asked of the kernel once per store)."""
@@ -126,12 +129,10 @@ class Store:
         if not self.fresh:
             raise RuntimeError("the sparse DNC's access kernel takes a second backward pass over the same steps only "
                                "from the initial state (DNC.initial_state)")
-        for buffer in (self.memory, self.units, self.usage_buffer, self.values, self.columns, self.rows, self.places):
+        for buffer, value in self.initial:
             pool.unmark(buffer)  # written to again
-        for buffer in (self.memory, self.units, self.written, self.usage, self.values, self.places):
-            buffer.zero_()
-        self.columns.fill_(self.slots)
-        self.rows.fill_(self.slots)
+            buffer.fill_(value)
+        self.written.zero_()
         self.position = 0
         for inputs in self.records:
             raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, act, tape_i, tape_r = inputs
@@ -173,8 +174,7 @@ class Store:
         self.rows[example, slot] = none
         self.places[example, slot] = 0
         self.written.zero_()
-        for buffer, value in ((self.memory, 0), (self.units, 0), (self.usage_buffer, 0), (self.values, 0),
-                              (self.columns, none), (self.rows, none), (self.places, 0)):
+        for buffer, value in self.initial:
             pool.filled(buffer, value)
 
 
