@@ -1,6 +1,8 @@
-"""The sparse DNC's access in one C call per step each way (memory/sparse_access.py, sparse_access_kernel.c) against
-the sparse DNC stepped through the torch primitives (models/sparse_dnc.py, the reference): values and gradients,
-gradcheck, batch independence, degenerate inputs, the backward's bookkeeping, and where it stands aside."""
+"""The sparse DNC's access in C (sparse_access_kernel.c) on both of its paths, against the sparse DNC stepped through
+the torch primitives (models/sparse_dnc.py, the reference): one C call per step's access each way
+(memory/sparse_access.py; a controller other than the LSTM: here the Elman's) and the whole sequence in one call each
+way with the LSTM controller (models/sparse_sequence.py). Values and gradients, gradcheck, batch independence,
+degenerate inputs, the backward's bookkeeping, and where they stand aside."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import pytest
 import torch
 
 from mann_zoo.memory import native, sparse, sparse_access
+from mann_zoo.models import sparse_sequence
 from mann_zoo.models.dnc import DNC
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kernels (a C compiler)")
@@ -15,22 +18,31 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="needs the C kern
 # (read heads, slots, K, width, deallocation): one read head with K = 8 of 40 slots (the link's rows and columns fill
 # and drop entries within a dozen steps); three read heads, K = 3 of 12 slots, deallocation.
 SIZES = [(1, 40, 8, 7, False), (3, 12, 3, 5, True)]
+PATHS = {"step": "rnn", "sequence": "lstm"}  # the kernel's path -> the controller that takes it
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request) -> str:
+    return request.param
 
 
 @pytest.fixture
-def kernel_calls(monkeypatch) -> list[int]:
-    """A list that gains an entry at each step through the kernel's autograd node."""
+def kernel_calls(monkeypatch) -> list[str]:
+    """A list that gains "step" at each step through the per-step kernel's autograd node and "sequence" at each
+    sequence through the whole-sequence one."""
     calls = []
-    original = sparse_access._Step.apply
-    monkeypatch.setattr(sparse_access._Step, "apply", lambda *a: calls.append(1) or original(*a))
+    for name, function in (("step", sparse_access._Step), ("sequence", sparse_sequence.SparseSequence)):
+        monkeypatch.setattr(function, "apply", lambda *a, name=name, original=function.apply: calls.append(name)
+                            or original(*a))
     return calls
 
 
-def generic_dnc(read_heads, slots, k, width, deallocation, dtype=torch.float64, **options):
-    """A sparse DNC away from its initial values (every parameter moved at random), in ``dtype``."""
+def generic_dnc(read_heads, slots, k, width, deallocation, path="sequence", dtype=torch.float64, **options):
+    """A sparse DNC away from its initial values (every parameter moved at random), in ``dtype``, with the controller
+    that takes ``path`` (``PATHS``)."""
     torch.manual_seed(0)
-    model = DNC(5, 4, controller_size=12, memory_slots=slots, word_size=width, read_heads=read_heads, sparse_k=k,
-                deallocation=deallocation, **options).to(dtype)
+    model = DNC(5, 4, controller=PATHS[path], controller_size=12, memory_slots=slots, word_size=width,
+                read_heads=read_heads, sparse_k=k, deallocation=deallocation, **options).to(dtype)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.3)
@@ -53,22 +65,32 @@ def assert_equal_grads(grads, expected, model, rtol=1e-10, atol=1e-12):
 
 @pytest.mark.parametrize("sizes", [*SIZES, (2, 400, 3, 6, True)])  # N = 400: few rows written, the short passes
 @pytest.mark.parametrize("steps", [1, 14])
-def test_values_and_gradients_equal_the_sparse_dnc_stepped_in_torch(sizes, steps, kernel_calls):
-    model = generic_dnc(*sizes)
+def test_values_and_gradients_equal_the_sparse_dnc_stepped_in_torch(sizes, steps, path, kernel_calls):
+    model = generic_dnc(*sizes, path)
     x = torch.rand(3, steps, 5, dtype=torch.float64)
     reference, reference_grads = outputs_and_grads(model, x, False)
     assert kernel_calls == []
     logits, grads = outputs_and_grads(model, x, True)
-    assert len(kernel_calls) == steps
+    assert kernel_calls == (["step"] * steps if path == "step" else ["sequence"])
     torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
     assert_equal_grads(grads, reference_grads, model)
 
 
-def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch():
+def test_two_lstm_layers_on_the_sequence_path(kernel_calls):
+    model = generic_dnc(*SIZES[1], controller_layers=2)
+    x = torch.rand(3, 9, 5, dtype=torch.float64)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    logits, grads = outputs_and_grads(model, x, True)
+    assert kernel_calls == ["sequence"]
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    assert_equal_grads(grads, reference_grads, model)
+
+
+def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch(path):
     """In float32 (the benchmarks' dtype), six steps: the C activations' exp differs from torch's by ~1e-7, and a
     K-sparse merge near a tie can keep another small entry, so the differences grow with the steps (6e-8 after
     three here, 3e-5 after ten); float64 above checks the equations."""
-    model = generic_dnc(*SIZES[1], dtype=torch.float32)
+    model = generic_dnc(*SIZES[1], path, dtype=torch.float32)
     x = torch.rand(4, 6, 5)
     reference, reference_grads = outputs_and_grads(model, x, False)
     logits, grads = outputs_and_grads(model, x, True)
@@ -77,11 +99,11 @@ def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch
 
 
 @pytest.mark.parametrize("sizes", SIZES)
-def test_gradcheck(sizes):
+def test_gradcheck(sizes, path):
     """The hand-written backward against finite differences (float64; gradcheck's fast mode: random directions),
     through six steps: the later steps' from a
     memory, usage and link that the earlier ones filled; inputs, interface weights and the initial read vectors."""
-    model = generic_dnc(*sizes)
+    model = generic_dnc(*sizes, path)
     model.sequence_kernel = True
     torch.manual_seed(2)
     x = torch.rand(2, 6, 5, dtype=torch.float64, requires_grad=True)
@@ -97,8 +119,8 @@ def test_gradcheck(sizes):
     assert torch.autograd.gradcheck(run, (x, weight, reads), atol=1e-6, fast_mode=True)
 
 
-def test_examples_in_a_batch_do_not_interact():
-    model = generic_dnc(*SIZES[1])
+def test_examples_in_a_batch_do_not_interact(path):
+    model = generic_dnc(*SIZES[1], path)
     x = torch.rand(5, 8, 5, dtype=torch.float64)
     changed = x.clone()
     changed[3] = torch.rand(8, 5, dtype=torch.float64)
@@ -115,10 +137,10 @@ def test_examples_in_a_batch_do_not_interact():
         torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_finite_at_zero_keys_and_saturated_interface():
+def test_finite_at_zero_keys_and_saturated_interface(path):
     """Zero keys and write vectors (every cosine 0: all ties, the memory stays zero) and the rest of the interface far
     past the clip: finite values and gradients, equal to the torch path's."""
-    model = generic_dnc(*SIZES[1])
+    model = generic_dnc(*SIZES[1], path)
     R, W = model.read_heads, model.width
     with torch.no_grad():
         model.interface.weight.mul_(100)
@@ -133,10 +155,10 @@ def test_finite_at_zero_keys_and_saturated_interface():
     assert_equal_grads(grads, reference_grads, model, rtol=1e-9, atol=1e-10)
 
 
-def test_later_steps_without_gradient_are_put_back_before_the_earlier_ones_backward():
+def test_later_steps_without_gradient_are_put_back_before_the_earlier_ones_backward(path):
     """Only the first three steps' outputs reach the loss: the later steps' backward never runs, and the state they
     changed is put back before the third step's backward (else it would read the last step's memory)."""
-    model = generic_dnc(*SIZES[0])
+    model = generic_dnc(*SIZES[0], path)
     x = torch.rand(3, 10, 5, dtype=torch.float64)
 
     def early(kernel):
@@ -151,9 +173,9 @@ def test_later_steps_without_gradient_are_put_back_before_the_earlier_ones_backw
     assert_equal_grads(grads, reference_grads, model)
 
 
-def test_a_second_backward_pass_gives_the_same_gradients():
+def test_a_second_backward_pass_gives_the_same_gradients(path):
     """retain_graph: the first pass put the state back, the second runs the steps forward again first."""
-    model = generic_dnc(*SIZES[1])
+    model = generic_dnc(*SIZES[1], path)
     model.sequence_kernel = True
     logits = model(torch.rand(2, 6, 5, dtype=torch.float64))
     first = torch.autograd.grad(logits.sum(), list(model.parameters()), retain_graph=True)
@@ -165,7 +187,7 @@ def test_a_second_backward_pass_gives_the_same_gradients():
 
 
 def test_the_store_takes_over_the_initial_state():
-    model = generic_dnc(*SIZES[0])
+    model = generic_dnc(*SIZES[0], "step")
     state = model.initial_state(2, torch.zeros(1, dtype=torch.float64))
     sparse_access.kernel_state(model, state)
     with pytest.raises(RuntimeError, match="was replaced"):
@@ -174,13 +196,13 @@ def test_the_store_takes_over_the_initial_state():
 
 @pytest.mark.parametrize("change", ["no_grad", "record", "masking", "link_sharpness", "write_heads", "dense_k",
                                     "off"])
-def test_stands_aside_where_it_does_not_apply(change, kernel_calls):
+def test_stands_aside_where_it_does_not_apply(change, path, kernel_calls):
     """Without a gradient, with record=True, masks, link sharpness, two write heads, K >= N, or sequence_kernel
     off: the torch step path."""
     options = {"masking": dict(masking=True), "link_sharpness": dict(link_sharpness=True),
                "write_heads": dict(write_heads=2)}.get(change, {})
     sizes = (1, 6, 6, 4, False) if change == "dense_k" else SIZES[1]
-    model = generic_dnc(*sizes, **options)
+    model = generic_dnc(*sizes, path, **options)
     model.sequence_kernel = change != "off"
     x = torch.rand(2, 3, 5, dtype=torch.float64)
     if change == "no_grad":
@@ -202,25 +224,27 @@ def test_requery_breaks_ties_by_the_lower_slot():
     assert sparse.requery(memory, candidates, keys, written, 3).tolist() == [[[2, 4, 5]]]
 
 
-def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch):
+def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch, path):
     """After a sequence's backward the store's buffers hold the initial state again (zeros; no link entries) and are
     marked for the pool, which hands them to the next sequence unfilled: its values and gradients are still the torch
     path's."""
     from mann_zoo.memory import pool
-    from mann_zoo.models.base import MemoryCore
 
     monkeypatch.setattr(pool, "MIN_BYTES", 0)  # every buffer kept, however small
+    stores = []
+    original = sparse_access.Store
+    monkeypatch.setattr(sparse_access, "Store", lambda *a: stores.append(original(*a)) or stores[-1])
     pool.clear()
-    model = generic_dnc(*SIZES[1])
+    model = generic_dnc(*SIZES[1], path)
     x = torch.rand(3, 9, 5, dtype=torch.float64)
     fresh = model.initial_state(3, x)
     expected = {name: t.clone() for name, t in (("memory", fresh.memory.values), ("units", fresh.memory.units),
                                                 ("usage", fresh.usage.values), ("values", fresh.link.values.values),
                                                 ("columns", fresh.link.columns), ("rows", fresh.link.rows),
                                                 ("places", fresh.link.places))}
-    state = sparse_access.kernel_state(model, fresh)
-    MemoryCore.unroll(model, x, state).sum().backward()
-    store = state.store
+    model.sequence_kernel = True
+    model.unroll(x, fresh).sum().backward()
+    (store,) = stores
     buffers = dict(memory=store.memory, units=store.units, usage=store.usage_buffer, values=store.values,
                    columns=store.columns, rows=store.rows, places=store.places)
     for name, buffer in buffers.items():
@@ -228,7 +252,8 @@ def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch
         assert buffer.__dict__.get(pool._FILLED) == expected[name].flatten()[0].item(), name
     assert not store.written.any()
     addresses = {name: buffer.data_ptr() for name, buffer in buffers.items()}
-    del state, store, buffers, fresh
+    stores.clear()
+    del store, buffers, fresh
     reused = model.initial_state(3, x)
     assert reused.memory.values.data_ptr() == addresses["memory"]  # handed back (unfilled: marked)
     assert reused.link.columns.data_ptr() == addresses["columns"]
@@ -241,10 +266,10 @@ def test_the_backward_leaves_the_initial_state_for_the_next_sequence(monkeypatch
     pool.clear()
 
 
-def test_a_state_whose_weightings_are_not_padding_takes_the_torch_step(kernel_calls):
+def test_a_state_whose_weightings_are_not_padding_takes_the_torch_step(path, kernel_calls):
     """The store's clean-up after the backward relies on the initial state's empty weightings: any other state steps
     in torch."""
-    model = generic_dnc(*SIZES[0])
+    model = generic_dnc(*SIZES[0], path)
     x = torch.rand(2, 3, 5, dtype=torch.float64)
     state = model.initial_state(2, x)
     state = state._replace(precedence=sparse.SparseWeights(torch.zeros_like(state.precedence.index),

@@ -9,7 +9,8 @@ addressing, read and write of one step in two passes over the memory each way (`
 (``dnc_access.py``), and the DNC with an LSTM controller over a whole sequence, with ``ntm_sequence_kernel.c``'s
 controller step (``models/dnc_sequence.py``);
 ``sparse_access_kernel.c``, the sparse DNC's access of one step with one write head, forward and backward, with
-``sparse_kernel.c``'s pieces (``sparse_access.py``).
+``sparse_kernel.c``'s pieces (``sparse_access.py``), and the sparse DNC with an LSTM controller over a whole
+sequence, with ``ntm_sequence_kernel.c``'s controller step (``models/sparse_sequence.py``).
 
 The library is built in a temporary folder, removed once the library is loaded (plain C, no Python or torch
 headers), for this machine's CPU (``-march=native``, or what the compiler takes instead), and kept in a cache
@@ -60,7 +61,8 @@ class Kernels(NamedTuple):
     DNC's ``content_candidates``, ``link_columns_update``, ``merge_plan`` and ``least_used``
     (``sparse_kernel.c``), the DNC step's ``dnc_forward`` and ``dnc_backward`` and the DNC sequence's
     ``dnc_sequence_forward`` and ``dnc_sequence_backward`` (``dnc_kernel.c``), the sparse DNC step's
-    ``sparse_tape_sizes``, ``sparse_access_forward`` and ``sparse_access_backward`` (``sparse_access_kernel.c``)."""
+    ``sparse_tape_sizes``, ``sparse_access_forward`` and ``sparse_access_backward`` and the sparse DNC sequence's
+    ``sparse_sequence_forward`` and ``sparse_sequence_backward`` (``sparse_access_kernel.c``)."""
     forward: dict
     backward: dict
     ntm_forward: dict
@@ -78,6 +80,8 @@ class Kernels(NamedTuple):
     sparse_tape_sizes: dict
     sparse_access_forward: dict
     sparse_access_backward: dict
+    sparse_sequence_forward: dict
+    sparse_sequence_backward: dict
 
 
 @functools.cache
@@ -215,7 +219,8 @@ SIGNATURES = {"link_reads_forward": (7, 4, None), "link_reads_backward": (11, 4,
               "dnc_access_forward": (26, 5, ctypes.c_int), "dnc_access_backward": (48, 5, ctypes.c_int),
               "dnc_sequence_forward": (19, 9, ctypes.c_int), "dnc_sequence_backward": (27, 9, ctypes.c_int),
               "sparse_tape_sizes": (1, 3, None), "sparse_access_forward": (26, 6, ctypes.c_int),
-              "sparse_access_backward": (29, 6, ctypes.c_int)}
+              "sparse_access_backward": (29, 6, ctypes.c_int), "sparse_sequence_forward": (29, 9, ctypes.c_int),
+              "sparse_sequence_backward": (32, 9, ctypes.c_int)}
 """name: (pointer arguments, size arguments, result: None, or int where 1 says a buffer was not allocated)"""
 
 

@@ -100,7 +100,7 @@ class Store:
             *(out[name].data_ptr() for name in ("ww_index", "ww_value", "rw_index", "rw_value", "pr_index", "pr_value",
                                                 "reads", "act", "tape_i", "tape_r")),
             B, self.slots, W, K, R, int(self.deallocation))
-        _raise_for(status, K, R, W)
+        raise_for(status, K, R, W)
         self.position += 1
 
     def backward(self, step: int, grad_reads, grad_ww, grad_rw, grad_pr):
@@ -110,9 +110,7 @@ class Store:
         task = torch._C._current_graph_task_id()
         if task != self.task:
             self.task = task
-            B, N1, W, K = self.batch, self.slots + 1, self.width, self.k
-            # kept buffers where free (``memory.pool``: at N = 16,384 fresh ones would be mapped page by page)
-            self.gradients = tuple(pool.zeros(shape, self.memory) for shape in ((B, N1, W), (B, N1), (B, N1, K)))
+            self.new_gradients()
             if self.position != len(self.records):
                 self._replay()
         if step >= self.position:
@@ -125,15 +123,8 @@ class Store:
         """Back to the state after the last step: from the initial state (zeros, no link entries) run every step
         forward again (the records' inputs; the same outputs and tapes), then clear the gradients. (Each step's
         backward puts back memory, usage and link values, not the normalised rows, written flags and link lists:
-        ``_clean`` does, after the first step's.)"""
-        if not self.fresh:
-            raise RuntimeError("the sparse DNC's access kernel takes a second backward pass over the same steps only "
-                               "from the initial state (DNC.initial_state)")
-        for buffer, value in self.initial:
-            pool.unmark(buffer)  # written to again
-            buffer.fill_(value)
-        self.written.zero_()
-        self.position = 0
+        ``clean`` does, after the first step's.)"""
+        self.reset()
         for inputs in self.records:
             raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, act, tape_i, tape_r = inputs
             out = dict(zip(("ww_index", "ww_value", "rw_index", "rw_value"), outs), act=act, tape_i=tape_i, tape_r=tape_r,
@@ -142,6 +133,24 @@ class Store:
             self._forward(inputs[:7], out)
         for gradient in self.gradients:  # (a pass that was cut short left some)
             gradient.zero_()
+
+    def reset(self) -> None:
+        """Every buffer back to the initial state (zeros, no link entries), to run the steps again; only from a fresh
+        store (one made from ``DNC.initial_state``)."""
+        if not self.fresh:
+            raise RuntimeError("the sparse DNC's access kernel takes a second backward pass over the same steps only "
+                               "from the initial state (DNC.initial_state)")
+        for buffer, value in self.initial:
+            pool.unmark(buffer)  # written to again
+            buffer.fill_(value)
+        self.written.zero_()
+        self.position = 0
+
+    def new_gradients(self) -> None:
+        """Zeroed dense gradient buffers dM ``[B, N + 1, W]``, du ``[B, N + 1]``, dLv ``[B, N + 1, K]`` for a backward
+        pass (kept buffers where free: ``memory.pool``; at N = 16,384 fresh ones would be mapped page by page)."""
+        B, N1, W, K = self.batch, self.slots + 1, self.width, self.k
+        self.gradients = tuple(pool.zeros(shape, self.memory) for shape in ((B, N1, W), (B, N1), (B, N1, K)))
 
     def _backward(self, step, grad_reads, grad_ww, grad_rw, grad_pr):
         raw, ww_index, ww_value, rw_index, rw_value, pr_index, pr_value, *outs, act, tape_i, tape_r = self.records[step]
@@ -155,13 +164,13 @@ class Store:
             *(None if g is None else g.data_ptr() for g in incoming),
             *(grads[name].data_ptr() for name in ("raw", "ww", "rw", "pr")),
             B, self.slots, W, K, R, int(self.deallocation))
-        _raise_for(status, K, R, W)
+        raise_for(status, K, R, W)
         self.position = step
         if step == 0 and self.fresh:
-            self._clean()
+            self.clean()
         return grads["raw"], grads["ww"], grads["rw"], grads["pr"]
 
-    def _clean(self) -> None:
+    def clean(self) -> None:
         """After the first step's backward, from a fresh store: memory, usage and link values are zeros again (the
         backward put them back); the normalised rows, the written flags and the link's lists are put back on the
         slots written (the only ones they changed on: every link entry's row and column is a slot written), and the
@@ -178,7 +187,7 @@ class Store:
             pool.filled(buffer, value)
 
 
-def _raise_for(status: int, K: int, R: int, W: int) -> None:
+def raise_for(status: int, K: int, R: int, W: int) -> None:
     if status == 1:
         raise MemoryError("sparse_access_kernel.c: a buffer could not be allocated")
     if status:

@@ -704,3 +704,89 @@ int NAME(sparse_access_backward)(REAL *M, REAL *u, REAL *Lv, REAL *dM, REAL *du,
     free(d_buffer);
     return 0;
 }
+
+/* The sparse DNC with an LSTM controller over a whole sequence (models/sparse_sequence.py), as dnc_kernel.c's
+ * dnc_sequence_forward with this file's access: per step t, ntm_sequence_kernel.c's controller_forward (h, c [L,
+ * T + 1, B, C] from slot 1, act [L, T, B, 4C], tanh_c [L, T, B, C], the interface before its clip params [T, B, P]),
+ * then sparse_access_forward on the store (M ... Lp, changed in place) from the small state of slot t to that of
+ * slot t + 1: write ww [T + 1, B, K], read rw [T + 1, B, R, K], precedence pr [T + 1, B, K] (indices and values),
+ * reads [T + 1, B, R, W]; the activated interface iact [T, B, P] and the tapes [T, B, ...] kept for the backward.
+ * Returns 0, 1 where a buffer could not be allocated, 2 for sizes out of the kernel's bounds. */
+int NAME(sparse_sequence_forward)(const REAL *gates_x, const REAL *rec_t, const REAL *bias, const REAL *iface_t,
+                                  const REAL *iface_b, const REAL *consts, REAL *h, REAL *c, REAL *act, REAL *tanh_c,
+                                  REAL *params, REAL *M, REAL *U, unsigned char *written, REAL *u, REAL *Lv,
+                                  int64_t *Lc, int64_t *Lr, int64_t *Lp, int64_t *ww_idx, REAL *ww_val,
+                                  int64_t *rw_idx, REAL *rw_val, int64_t *pr_idx, REAL *pr_val, REAL *reads,
+                                  REAL *iact, int64_t *tape_i, REAL *tape_r, ptrdiff_t T, ptrdiff_t B, ptrdiff_t L,
+                                  ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t K, ptrdiff_t R, ptrdiff_t dealloc) {
+    const ptrdiff_t P = DNC_INTERFACE_SIZE(R, W, 0), K0 = R * W + C, RK = R * K;
+    const NAME(Tape) tape = NAME(tape_layout)(K, R, W);
+    for (ptrdiff_t t = 0; t < T; t++) {
+        const ptrdiff_t now = t * B, next = (t + 1) * B;  /* first example of slot t and of slot t + 1 */
+        NAME(controller_forward)(t, gates_x, rec_t, bias, iface_t, iface_b, reads, h, c, act, tanh_c, params, T, B, L,
+                                 C, K0, P);
+        const int status = NAME(sparse_access_forward)(
+            M, U, written, u, Lv, Lc, Lr, Lp, params + now * P, consts, ww_idx + now * K, ww_val + now * K,
+            rw_idx + now * RK, rw_val + now * RK, pr_idx + now * K, pr_val + now * K, ww_idx + next * K,
+            ww_val + next * K, rw_idx + next * RK, rw_val + next * RK, pr_idx + next * K, pr_val + next * K,
+            reads + next * R * W, iact + now * P, tape_i + now * tape.i_size, tape_r + now * tape.r_size, B, N, W, K, R,
+            dealloc);
+        if (status) return status;
+    }
+    return 0;
+}
+
+/* Its backward, in reverse time, from grad_hs [T, B, C] (of the top layer's h_t) and grad_reads [T, B, R, W] (either
+ * NULL: zeros), the store as the forward left it and the dense gradient buffers dM, du, dLv zeros: grad_gates [L, T,
+ * B, 4C] and grad_params [T, B, P] (the weights' gradients are the caller's products), and the initial state's:
+ * grad_h0, grad_c0 [L, B, C], the weightings' values grad_ww0 [B, K], grad_rw0 [B, R, K], grad_pr0 [B, K] and the
+ * reads' grad_reads0 [B, R, W]. Leaves memory, usage and link values as at the first step (sparse_access_backward).
+ * The weightings' carries alternate between the outputs and a spare buffer each. Returns as the forward. */
+int NAME(sparse_sequence_backward)(const REAL *rec, const REAL *iface, const REAL *consts, const REAL *act,
+                                   const REAL *tanh_c, const REAL *c, const REAL *params, REAL *M, REAL *u, REAL *Lv,
+                                   REAL *dM, REAL *du, REAL *dLv, REAL *iact, const int64_t *ww_idx,
+                                   const REAL *ww_val, const int64_t *rw_idx, const REAL *rw_val,
+                                   const int64_t *pr_idx, const REAL *pr_val, const int64_t *tape_i,
+                                   const REAL *tape_r, const REAL *grad_hs, const REAL *grad_reads, REAL *grad_gates,
+                                   REAL *grad_params, REAL *grad_h0, REAL *grad_c0, REAL *grad_ww0, REAL *grad_rw0,
+                                   REAL *grad_pr0, REAL *grad_reads0, ptrdiff_t T, ptrdiff_t B, ptrdiff_t L,
+                                   ptrdiff_t C, ptrdiff_t N, ptrdiff_t W, ptrdiff_t K, ptrdiff_t R, ptrdiff_t dealloc) {
+    const ptrdiff_t P = DNC_INTERFACE_SIZE(R, W, 0), K0 = R * W + C, RK = R * K, widest = K0 > 2 * C ? K0 : 2 * C;
+    const ptrdiff_t BK = B * K, BRK = B * RK, BRW = B * R * W;
+    const NAME(Tape) tape = NAME(tape_layout)(K, R, W);
+    REAL *scratch = calloc(2 * BK + BRK + B * widest, sizeof(REAL));
+    if (!scratch) return 1;
+    REAL *gww = grad_ww0, *grw = grad_rw0, *gpr = grad_pr0;  /* gradients of slot t + 1's weightings */
+    REAL *gww2 = scratch, *grw2 = gww2 + BK, *gpr2 = grw2 + BRK, *gz = gpr2 + BK;  /* of slot t's */
+    for (ptrdiff_t i = 0; i < BK; i++) gww[i] = gpr[i] = 0;
+    for (ptrdiff_t i = 0; i < BRK; i++) grw[i] = 0;
+    for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] = 0;
+    for (ptrdiff_t i = 0; i < L * B * C; i++) grad_h0[i] = grad_c0[i] = 0;
+    for (ptrdiff_t t = T - 1; t >= 0; t--) {
+        const ptrdiff_t now = t * B, next = (t + 1) * B;
+        if (grad_reads)
+            for (ptrdiff_t i = 0; i < BRW; i++) grad_reads0[i] += grad_reads[t * BRW + i];
+        REAL *g = grad_params + now * P;
+        const int status = NAME(sparse_access_backward)(
+            M, u, Lv, dM, du, dLv, params + now * P, consts, iact + now * P, ww_idx + now * K, ww_val + now * K,
+            rw_idx + now * RK, rw_val + now * RK, pr_idx + now * K, pr_val + now * K, ww_idx + next * K,
+            ww_val + next * K, rw_idx + next * RK, rw_val + next * RK, tape_i + now * tape.i_size,
+            tape_r + now * tape.r_size, grad_reads0, gww, grw, gpr, g, gww2, grw2, gpr2, B, N, W, K, R, dealloc);
+        if (status) {
+            free(scratch);
+            return status;
+        }
+#define SWAP(a, b) do { REAL *swap_ = a; a = b; b = swap_; } while (0)
+        SWAP(gww, gww2); SWAP(grw, grw2); SWAP(gpr, gpr2);
+#undef SWAP
+        NAME(controller_backward)(t, rec, iface, act, tanh_c, c, g, grad_hs, grad_h0, grad_c0, grad_reads0, grad_gates,
+                                  gz, T, B, L, C, K0, P);
+    }
+    if (gww != grad_ww0) {
+        memcpy(grad_ww0, gww, BK * sizeof(REAL));
+        memcpy(grad_rw0, grw, BRK * sizeof(REAL));
+        memcpy(grad_pr0, gpr, BK * sizeof(REAL));
+    }
+    free(scratch);
+    return 0;
+}

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from .. import memory as mem
 from ..memory import sparse_access
 from .base import MemoryCore, check_positive
-from . import dnc_sequence
+from . import dnc_sequence, sparse_sequence
 from .controller import make_controller
 from .sparse_dnc import SparseDNCState, sparse_initial_state, sparse_step
 
@@ -83,7 +83,9 @@ class DNC(MemoryCore):
             (``dnc_sequence.py``: the same values to rounding), whatever ``compile`` says; ``record=True``,
             evaluation without gradient, and other devices, dtypes or configurations step by step as without it.
             With ``sparse_k`` (one write head, no masks or link sharpness), from the initial state and with a gradient to
-            compute (not ``record``), each step's memory access is one C call each way (``memory/sparse_access.py``: the same values to rounding) and the controller torch.
+            compute (not ``record``): with an LSTM controller the whole sequence is one call each way
+            (``sparse_sequence.py``), with another controller each step's memory access (``memory/sparse_access.py``);
+            the same values to rounding.
     """
 
     def __init__(
@@ -177,6 +179,8 @@ class DNC(MemoryCore):
         wanted = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         if self.sequence_kernel and not record and wanted and dnc_sequence.takes(self, x):
             return self.readout(dnc_sequence.features(self, x, state))
+        if self.sequence_kernel and not record and wanted and sparse_sequence.takes(self, x, state):
+            return self.readout(sparse_sequence.features(self, x, state))
         if self.sequence_kernel and not record and wanted and sparse_access.takes(self, x, state):
             return super().unroll(x, sparse_access.kernel_state(self, state))  # each step's access one C call
         return super().unroll(x, state, record)
