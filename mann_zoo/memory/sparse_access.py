@@ -5,7 +5,8 @@ the batch sizes trained here their fixed costs are most of its time. With one wr
 sharpness, on the CPU in float32/float64, this module runs the same access (usage, deallocation, the look-ups'
 candidates, allocation, write, the link, precedence, reads: the kernel's docstring lists the equations) as one
 autograd node per step: the controller and the interface's linear layer stay in torch (the clip and activations
-are the kernel's).
+are the kernel's). With an LSTM controller ``models/sparse_sequence.py`` runs the whole sequence in one C call each
+way instead, on the same :class:`Store` (its controller in C too); this step's path serves the other controllers.
 
 The large state (memory, usage, the link) lives in a :class:`Store` changed in place. Each step keeps a tape (the
 slots it chose, its merges' plans and the old contents of what it overwrote); the backward, run in reverse time

@@ -2,10 +2,13 @@
  * backward, one C call each way (memory/sparse_access.py): with one write head, no masks and no link sharpness, the
  * some 1,100 small torch operations of a sparse step (memory/sparse.py, sparse_link.py) become one loop per example.
  *
+ * At the end of the file the same step inside a loop over time with ntm_sequence_kernel.c's LSTM controller step: the
+ * sparse DNC with an LSTM controller over a whole sequence, one call each way (models/sparse_sequence.py).
+ *
  * Compiled with the other kernels by memory/native.py (REAL float or double, names suffixed _f32 or _f64; EPS and
  * KEEP = 1 - EPS are memory/_checks.py's) after sparse_kernel.c, whose content_candidates, least_used, merge_plan and
- * link_columns_update it calls per example (the same slots, ties and sums as the torch path's), and dnc_kernel.c
- * (the interface's activations).
+ * link_columns_update it calls per example (the same slots, ties and sums as the torch path's), dnc_kernel.c (the
+ * interface's activations) and ntm_sequence_kernel.c (the controller's step, for the sequence).
  *
  * The large state is changed in place, per example b (row-major, contiguous; N1 = N + 1, row N the empty slot; C = K
  * link entries per row and column): memory M [B, N1, W], its normalised rows as columns U [B, W, N1] and written
