@@ -86,7 +86,49 @@ def test_two_lstm_layers_on_the_sequence_path(kernel_calls):
     assert_equal_grads(grads, reference_grads, model)
 
 
-def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch(path):
+def test_weights_in_any_memory_layout(kernel_calls):
+    """Transposed (non-contiguous) interface and LSTM weights: the sequence path reads its own contiguous copies,
+    held until the C call returns."""
+    model = generic_dnc(*SIZES[1])
+    x = torch.rand(3, 7, 5, dtype=torch.float64)
+    reference, reference_grads = outputs_and_grads(model, x, False)
+    with torch.no_grad():
+        for module, name in ((model.interface, "weight"), (model.controller.cells[0], "weight_hh")):
+            weight = getattr(module, name)
+            setattr(module, name, torch.nn.Parameter(weight.t().contiguous().t()))
+            assert not getattr(module, name).is_contiguous()
+    logits, grads = outputs_and_grads(model, x, True)
+    assert kernel_calls == ["sequence"]
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-12)
+    assert_equal_grads(grads, reference_grads, model)
+
+
+def test_two_sequences_in_flight_on_the_kept_buffers(monkeypatch, path):
+    """Two sequences' graphs alive at once, every buffer kept by the pool however small: neither takes the other's
+    buffers (the second backward's gradients are those of its sequence alone)."""
+    from mann_zoo.memory import pool
+
+    monkeypatch.setattr(pool, "MIN_BYTES", 0)
+    pool.clear()
+    model = generic_dnc(*SIZES[0], path)
+    model.sequence_kernel = True
+    first, second = torch.rand(2, 2, 6, 5, dtype=torch.float64)
+    expected = [outputs_and_grads(model, x, True) for x in (first, second)]
+    a, b = model(first), model(second)
+    grads_b = torch.autograd.grad(b.sum(), list(model.parameters()))
+    grads_a = torch.autograd.grad(a.sum(), list(model.parameters()))
+    for logits, grads, (reference, _) in ((a, grads_a, expected[0]), (b, grads_b, expected[1])):
+        torch.testing.assert_close(logits, reference, rtol=0, atol=0)
+    for x, grads in ((first, grads_a), (second, grads_b)):
+        model.sequence_kernel = False
+        reference = torch.autograd.grad(model(x).sum(), list(model.parameters()))
+        model.sequence_kernel = True
+        for grad, expected_grad in zip(grads, reference):
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+    pool.clear()
+
+
+def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch(path, kernel_calls):
     """In float32 (the benchmarks' dtype), six steps: the C activations' exp differs from torch's by ~1e-7, and a
     K-sparse merge near a tie can keep another small entry, so the differences grow with the steps (6e-8 after
     three here, 3e-5 after ten); float64 above checks the equations."""
@@ -96,10 +138,11 @@ def test_float32_values_and_gradients_agree_with_the_sparse_dnc_stepped_in_torch
     logits, grads = outputs_and_grads(model, x, True)
     torch.testing.assert_close(logits, reference, rtol=1e-4, atol=5e-5)
     assert_equal_grads(grads, reference_grads, model, rtol=1e-3, atol=5e-4)
+    assert kernel_calls and set(kernel_calls) == {path}
 
 
 @pytest.mark.parametrize("sizes", SIZES)
-def test_gradcheck(sizes, path):
+def test_gradcheck(sizes, path, kernel_calls):
     """The hand-written backward against finite differences (float64; gradcheck's fast mode: random directions),
     through six steps: the later steps' from a
     memory, usage and link that the earlier ones filled; inputs, interface weights and the initial read vectors."""
@@ -117,6 +160,7 @@ def test_gradcheck(sizes, path):
         return model.unroll(x, model.initial_state(2, x)._replace(read_vectors=reads))
 
     assert torch.autograd.gradcheck(run, (x, weight, reads), atol=1e-6, fast_mode=True)
+    assert kernel_calls and set(kernel_calls) == {path}
 
 
 def test_examples_in_a_batch_do_not_interact(path):
@@ -173,7 +217,7 @@ def test_later_steps_without_gradient_are_put_back_before_the_earlier_ones_backw
     assert_equal_grads(grads, reference_grads, model)
 
 
-def test_a_second_backward_pass_gives_the_same_gradients(path):
+def test_a_second_backward_pass_gives_the_same_gradients(path, kernel_calls):
     """retain_graph: the first pass put the state back, the second runs the steps forward again first."""
     model = generic_dnc(*SIZES[1], path)
     model.sequence_kernel = True
@@ -182,6 +226,7 @@ def test_a_second_backward_pass_gives_the_same_gradients(path):
     partial = torch.autograd.grad(logits[:, :2].sum(), list(model.parameters()), retain_graph=True)  # stops early
     second = torch.autograd.grad(logits.sum(), list(model.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first, partial))
+    assert kernel_calls and set(kernel_calls) == {path}
     for a, b in zip(first, second):
         torch.testing.assert_close(b, a, rtol=0, atol=0)
 

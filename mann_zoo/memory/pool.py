@@ -35,8 +35,9 @@ import torch
 from .. import settings
 
 MIN_BYTES = 1 << 20  # smaller buffers: torch's allocator (malloc reuses them without new pages)
-KEPT = 128  # buffers kept at most (MAX_BYTES is the bound that matters). A sparse DNC training sequence uses 10, the
-# DNC's sequence kernel 15, the NTM's 11: the speed command's interleaved rounds (some 16 models in turn) need them
+KEPT = 128  # buffers kept at most (MAX_BYTES is the bound that matters). A sparse DNC training sequence uses 10 (its
+# store and gradients) and with the LSTM controller up to 17 more (its sequence kernel), the DNC's sequence kernel 15,
+# the NTM's 11: the speed command's interleaved rounds (some 16 models in turn) need them
 # all, or the last used push out the next model's, which at N = 16,384 are mapped again page by page (32 kept:
 # the sparse DNC's copy step 209 ms in those rounds against 155 with three models, 2026-12-03)
 

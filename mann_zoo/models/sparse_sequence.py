@@ -116,7 +116,9 @@ class SparseSequence(torch.autograd.Function):
         _forward(store, inputs, loop)
         ctx.layers, ctx.store, ctx.input_width = L, store, x.shape[2]
         ctx.save_for_backward(x, iface_w, *inputs, *cells, *loop)
-        return loop.h[L - 1, 1:].transpose(0, 1).contiguous(), loop.reads[1:].transpose(0, 1).contiguous()
+        # copies (not views of the saved buffers, which a transpose leaves contiguous at B = 1 or T = 1)
+        own = lambda t: t.transpose(0, 1).clone(memory_format=torch.contiguous_format)  # noqa: E731
+        return own(loop.h[L - 1, 1:]), own(loop.reads[1:])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -131,12 +133,13 @@ class SparseSequence(torch.autograd.Function):
         (_, T, B, G), (R, K) = loop.act.shape, loop.rw_index.shape[2:]
         C, P, new = G // 4, store.interface_size, x.new_empty
         rec = torch.cat([w.reshape(-1) for w in _recurrent(cells, I)])
-        incoming = [None if g is None else g.transpose(0, 1).contiguous() for g in (grad_hs, grad_reads)]
+        incoming = [None if g is None else g.transpose(0, 1).resolve_neg().contiguous() for g in (grad_hs, grad_reads)]
+        iface = iface_w.contiguous()  # held by a name until the call returns: C reads it
         grads = (pool.empty((L, T, B, G), x.dtype, x.device), pool.empty((T, B, P), x.dtype, x.device),
                  new(L, B, C), new(L, B, C), new(B, K), new(B, R, K), new(B, K), new(B, R, store.width))
         s = store
         status = native.kernels().sparse_sequence_backward[x.dtype](
-            *(t.data_ptr() for t in (rec, iface_w.contiguous(), s.consts, loop.act, loop.tanh_c, loop.c, loop.params,
+            *(t.data_ptr() for t in (rec, iface, s.consts, loop.act, loop.tanh_c, loop.c, loop.params,
                                      s.memory, s.usage, s.values, *s.gradients, loop.iact, *loop[5:11], loop.tape_i,
                                      loop.tape_r)),
             *(None if g is None else g.data_ptr() for g in incoming), *(g.data_ptr() for g in grads),
