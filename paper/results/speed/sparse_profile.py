@@ -1,6 +1,8 @@
 """Where the sparse DNC's training step spends its time, at the reference step (batch 32, copy length 20 =
 41 steps, LSTM 100, W = 20, one read and one write head, K = 8, one thread), at N = 128 and 16,384, beside
-the dense DNC at N = 128 (its sequence kernel) and the controller alone, timed in the same rounds.
+the dense DNC at N = 128 (its sequence kernel) and the controller alone, timed in the same rounds. The sparse DNC
+runs its torch step (``sequence_kernel=False``): since 2026-12-03 training takes its C access or whole-sequence
+kernel instead, timed by ``mann-zoo speed`` (sparse_access.csv, sparse_sequence.csv).
 
 Three views of one step:
 - forward (the model and the loss), backward, and the optimiser's update, timed apart (median of
@@ -120,7 +122,9 @@ def main() -> None:
     models = {"controller alone": ControllerAlone(BITS + 1, BITS, REFERENCE["controller_size"], width),
               "dnc N=128": reference_specs(["dnc"], 128, width)["dnc"].build(BITS + 1, BITS)}
     for slots in (128, 16384):
-        models[f"dnc_sparse N={slots}"] = reference_specs(["dnc_sparse"], slots, width)["dnc_sparse"].build(BITS + 1, BITS)
+        sparse = reference_specs(["dnc_sparse"], slots, width)["dnc_sparse"].build(BITS + 1, BITS)
+        sparse.sequence_kernel = False  # the torch step this script profiles (its C paths: sparse_sequence.csv)
+        models[f"dnc_sparse N={slots}"] = sparse
     step_ms = {name: 1e3 * seconds for name, (seconds, _) in
                time_steps({name: training_step_fn(model, batch) for name, model in models.items()},
                           repeats=args.repeats, warmup=2).items()}
