@@ -872,6 +872,11 @@ def test_the_compute_plan_is_the_budget_times_the_measured_speed(tmp_path):
     assert left.loc[("total", ""), "finished"] == 3
     assert left.loc[("total", ""), "hours_left"] == pytest.approx(left["hours_left"].iloc[:-1].sum())
     assert "Left: 5 runs" in plan.markdown(left.reset_index(), threads=1, jobs=2)
+    # a finished run slower than the probe's upper bound (older code, a busier machine): the bound stands
+    slow = plan.plan_table(grid, plan.read_probes(tmp_path / "out", grid, probes), {"copy-ntm-seed3": 0.5})
+    slow = slow.set_index(["task", "model"])
+    assert slow.loc[("copy", "ntm"), "measured_hours_per_run"] == pytest.approx(0.5)
+    assert slow.loc[("copy", "ntm"), "hours_left"] == pytest.approx(0.06)
     assert (tmp_path / "out/plan.csv").is_file() and (tmp_path / "out/plan.md").read_text() == text
     # a fresh clone: no probe folders, their committed rows stand in
     recorded = pd.DataFrame([{"run_id": s.run_id, "step_time_ms": 36.0, "val_time_s": 54.0, "batch_size": 32}

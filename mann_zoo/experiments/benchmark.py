@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan", action="store_true",
                         help="do not train: time each (task, model) of the grid (of the runs --only names) for a "
                              "few steps and write the compute plan (runs x hours, an upper bound; and what is left, "
-                             "at the measured time of the finished runs) to --out as plan.md and plan.csv; probes "
+                             "at the measured time of the finished runs, capped at the bound) to --out as plan.md and plan.csv; probes "
                              "timed before are reused unless their configuration changed (--retime: time again)")
     parser.add_argument("--retime", action="store_true",
                         help="with --plan: time again the probes of the runs --only names (all by default), as "

@@ -11,7 +11,9 @@ The plan is then, per (task, model), the runs times their budget:
 
 an upper bound (a run that converges stops earlier). Once runs have finished, the plan also says what is
 left: per (task, model), the runs not yet finished times the median measured time (training and
-validation) of those that have, or the upper bound where none has. The probes go to ``<out>/plan/``
+validation) of those that have, capped at the upper bound, or the upper bound where none has. (A finished
+run that took longer than the bound ran slower code or on a busier machine than the probe: after a speed-up,
+``--retime`` the probes and the cap follows; the finished runs' times stay as they were.) The probes go to ``<out>/plan/``
 (a rerun reuses them, from their folders or, in a fresh clone, from ``<out>/plan/results.csv``: delete
 that folder to time again). A probe is reused only while its configuration is the one it timed
 (:func:`probe_fingerprint`, kept in ``<out>/plan/probes.json``): one whose config files or overrides have
@@ -91,9 +93,9 @@ def plan_table(grid: Grid, probes: dict[tuple, dict], measured: Mapping[str, flo
     probes' ``result.json`` summaries, keyed by :func:`timing_key`.
 
     ``measured``: the hours (training and validation) of each finished run of the grid, by run id. A
-    (task, model)'s ``hours_left`` is its unfinished runs times the median of its finished runs' hours,
-    or times the upper bound ``hours_per_run`` where none has finished (a run stopped part-way counts as
-    unfinished, whole)."""
+    (task, model)'s ``hours_left`` is its unfinished runs times the median of its finished runs' hours capped
+    at the upper bound ``hours_per_run`` (module docstring), or times that bound where none has finished (a run
+    stopped part-way counts as unfinished, whole)."""
     measured = measured or {}
     rows, spent = {}, {}
     for spec in grid.runs:
@@ -113,7 +115,8 @@ def plan_table(grid: Grid, probes: dict[tuple, dict], measured: Mapping[str, flo
     for key, row in rows.items():
         median = float(pd.Series(spent[key]).median()) if spent[key] else None
         row["measured_hours_per_run"] = median
-        row["hours_left"] = (row["runs"] - row["finished"]) * (row["hours_per_run"] if median is None else median)
+        per_run = row["hours_per_run"] if median is None else min(median, row["hours_per_run"])
+        row["hours_left"] = (row["runs"] - row["finished"]) * per_run
     table = pd.DataFrame(list(rows.values()))
     table["hours"] = table["runs"] * table["hours_per_run"]
     total = {"task": "total", "model": "", "runs": table["runs"].sum(), "hours": table["hours"].sum(),
@@ -149,7 +152,8 @@ def markdown(table: pd.DataFrame, threads: int, jobs: int, only: list[str] | Non
             f"thread(s) per run, {total['hours'] / jobs:.1f} hours of wall time with {jobs} runs side by "
             f"side. Left: {total['runs'] - total['finished']} runs, about {total['hours_left']:.1f} core-hours "
             f"({total['hours_left'] / jobs:.1f} wall hours), at the median measured time of each (task, model)'s "
-            "finished runs, or the upper bound where none has finished.\n"
+            "finished runs capped at its upper bound (finished runs slower than the bound ran older code or on a "
+            "busier machine), or the upper bound where none has finished.\n"
             + ("" if only is None else f"\nOnly the runs that `--only {' '.join(only)}` names.\n"))
 
 
