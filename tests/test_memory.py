@@ -1137,6 +1137,27 @@ def test_native_kernels_are_kept_in_the_cache_and_a_broken_one_is_built_again(mo
     assert native.cache_folder() == tmp_path / "xdg" / "mann_zoo"
 
 
+def test_native_kernel_cache_keeps_the_most_recent_builds(monkeypatch, tmp_path):
+    """Keeping a library removes all but the ``CACHED_BUILDS`` most recently written ones, never the new one, and
+    leaves other files alone."""
+    import os
+
+    from mann_zoo.memory import native
+
+    monkeypatch.setattr(native, "CACHED_BUILDS", 3)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for age in range(5):  # kernels-0.so the newest
+        old = cache / f"kernels-{age}.so"
+        old.write_bytes(b"x")
+        os.utime(old, ns=(10**18 - age * 10**9, 10**18 - age * 10**9))
+    (cache / "notes.txt").write_text("")
+    built = tmp_path / "kernels.so"
+    built.write_bytes(b"new")
+    native._keep(built, cache / "kernels-new.so")
+    assert sorted(p.name for p in cache.iterdir()) == ["kernels-0.so", "kernels-1.so", "kernels-new.so", "notes.txt"]
+
+
 def test_native_kernels_fingerprint_names_what_the_compiler_targets(monkeypatch):
     """The cache's key holds the compiler's predefined macros under -march=native (its version and instruction
     sets), so that a cache copied to a machine the compiler targets differently (no /proc/cpuinfo there, or a

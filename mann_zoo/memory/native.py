@@ -17,7 +17,7 @@ headers), for this machine's CPU (``-march=native``, or what the compiler takes 
 folder (``MANN_ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/mann_zoo``, else ``~/.cache/mann_zoo``; ``0``, ``off``,
 ``false`` or ``no`` keep nothing) under a name that hashes everything the build depends on (the program, the
 compiler, its flags and the instruction sets it targets here, this machine's CPU), so that the next process
-loads it instead of compiling again (about 14 s of one core). A cached library that does not load is built
+loads it instead of compiling again (about 14 s of one core); the ``CACHED_BUILDS`` most recent are kept. A cached library that does not load is built
 again and replaced.
 Without a compiler, or where the build fails (a warning says why), :func:`kernels` is None and
 ``linkage.py`` runs its torch kernels instead (same values to rounding, slower). ``MANN_ZOO_NATIVE=0`` (or
@@ -52,6 +52,8 @@ SWITCHED_OFF = ("0", "false", "no", "off")  # what MANN_ZOO_NATIVE and MANN_ZOO_
 SUFFIXES = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 TUNING = (("-march=native",), ("-mcpu=native",), ())  # tried in turn: compilers differ (clang on arm64: -mcpu)
+CACHED_BUILDS = 8  # libraries kept in the cache folder, the most recently written (each ~0.5 MB; every edit of a
+# source makes another)
 
 
 class Kernels(NamedTuple):
@@ -161,8 +163,9 @@ def _compile(compiler: list[str], program: str, library: Path) -> None:
 
 def _keep(library: Path, cached: Path) -> None:
     """Copy the built library into the cache under its final name in one step (a copy beside it, then
-    ``os.replace``), so that another process never loads half a file; a cache that cannot be written is
-    passed over."""
+    ``os.replace``), so that another process never loads half a file, and remove all but the
+    ``CACHED_BUILDS`` most recent libraries there (one another process has loaded stays mapped); a cache that
+    cannot be written is passed over."""
     partial = None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -171,11 +174,19 @@ def _keep(library: Path, cached: Path) -> None:
         shutil.copyfile(library, partial)
         os.replace(partial, cached)
         partial = None
+        _prune(cached.parent, cached)
     except OSError:
         pass
     finally:
         if partial is not None:
             Path(partial).unlink(missing_ok=True)
+
+
+def _prune(folder: Path, newest: Path) -> None:
+    """Remove the libraries of ``folder`` beyond the ``CACHED_BUILDS`` most recently written, never ``newest``."""
+    built = sorted(folder.glob("kernels-*.so"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
+    for old in [path for path in built if path != newest][CACHED_BUILDS - 1:]:
+        old.unlink(missing_ok=True)
 
 
 def _load(compiler: list[str], program: str) -> ctypes.CDLL:
