@@ -196,7 +196,9 @@ def test_merge_kernel_equals_the_tensor_operations_and_passes_gradcheck(dtype, m
     g = _gen(9)
     index = torch.randint(0, 9, (4, 3, 24), generator=g)  # slots 0-7, 8: the empty slot; many repeats
     index[0, 0] = torch.tensor([1, 8] * 12)  # one slot only: the rest padding
+    index[1, 0] = torch.tensor([7, 5, 3] * 8)  # equal sums (below): the lower slot first
     value = torch.rand(4, 3, 24, generator=g, dtype=dtype)
+    value[1, 0] = 0.25
     ours = [sp.merge(index, value, k, none=8) for k in (5, 30)]
     monkeypatch.setattr(native, "usable", lambda *tensors: False)
     theirs = [sp.merge(index, value, k, none=8) for k in (5, 30)]
@@ -204,9 +206,24 @@ def test_merge_kernel_equals_the_tensor_operations_and_passes_gradcheck(dtype, m
         torch.testing.assert_close(a.index, b.index, rtol=0, atol=0)
         torch.testing.assert_close(a.value, b.value, rtol=0, atol=0)
     assert ours[0].index[0, 0].tolist() == [1, 8, 8, 8, 8]
+    assert ours[0].index[1, 0].tolist() == [3, 5, 7, 8, 8]
+    # many distinct slots among many more (the kernel's hash table of slots: collisions, a full row)
+    wide = torch.randint(0, 50_000, (6, 40), generator=g)
+    wide[:, 20:] = wide[:, :20].flip(1)  # each slot twice
+    wide[0] = 50_000
+    wide_value = torch.rand(6, 40, generator=g, dtype=dtype)
+    ours = [sp.merge(wide, wide_value, k, none=50_000) for k in (1, 7, 40)]
+    monkeypatch.setattr(native, "usable", lambda *tensors: False)
+    theirs = [sp.merge(wide, wide_value, k, none=50_000) for k in (1, 7, 40)]
+    monkeypatch.undo()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.index, b.index, rtol=0, atol=0)
+        torch.testing.assert_close(a.value, b.value, rtol=0, atol=0)
     monkeypatch.undo()
     if dtype == torch.float64:
-        assert torch.autograd.gradcheck(lambda v: sp.merge(index, v, 5, none=8).value, (value.requires_grad_(),))
+        rows = [0, 2, 3]  # not row 1's ties: a finite difference there changes which entries are kept
+        assert torch.autograd.gradcheck(lambda v: sp.merge(index[rows], v, 5, none=8).value,
+                                        (value[rows].requires_grad_(),))
 
 
 def test_lookup_by_hand():

@@ -57,8 +57,8 @@ def merge(index: torch.Tensor, value: torch.Tensor, k: int, none: int) -> Sparse
         none: the empty slot N.
     Returns:
         ``SparseWeights [..., min(k, M)]``; O(M log M). Which entries are kept does not depend on
-        gradients (as the DNC's sort order); gradients flow through the values kept. On the CPU the choice
-        is a C kernel (``sparse_kernel.c``, equal sums: the lower slot first) and the sums one scatter-add.
+        gradients (as the DNC's sort order); gradients flow through the values kept. Equal sums: the lower slot
+        first. On the CPU the choice is a C kernel (``sparse_kernel.c``) and the sums one scatter-add.
     """
     k = min(k, index.shape[-1])
     if k >= 1 and native.usable(value) and index.device.type == "cpu":
@@ -75,7 +75,7 @@ def merge(index: torch.Tensor, value: torch.Tensor, k: int, none: int) -> Sparse
     group_slots = torch.full_like(slots, none).scatter(-1, group, slots)
     real = group_slots != none
     rank = torch.where(real, sums.detach(), torch.full_like(sums, -1.0))  # padding below every real entry
-    keep = rank.topk(k, dim=-1).indices
+    keep = rank.sort(dim=-1, descending=True, stable=True).indices[..., :k]  # equal sums: the lower slot first
     kept_real = real.gather(-1, keep)
     return SparseWeights(torch.where(kept_real, group_slots.gather(-1, keep), none),
                          torch.where(kept_real, sums.gather(-1, keep), 0.0))

@@ -274,48 +274,54 @@ int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, 
  * added in entry order. Returns 0, or 1 where a buffer could not be allocated (nothing valid written). */
 int NAME(merge_plan)(const int64_t *index, const REAL *value, int64_t *kept, int64_t *position,
                      ptrdiff_t R, ptrdiff_t M, ptrdiff_t k, ptrdiff_t N) {
-    /* per row: entries by slot (order), each group's first entry and sum, the groups ranked */
-    ptrdiff_t *order = malloc((M > 0 ? 4 * M : 4) * sizeof(ptrdiff_t));
-    REAL *sums = malloc((M > 0 ? M : 1) * sizeof(REAL));
-    if (!order || !sums) {
-        free(order);
+    /* per row: each entry's group (its slot's, numbered in order of first appearance, found through a hash
+     * table of the slots, open addressing, at most half full), each group's slot and sum, the groups ranked */
+    ptrdiff_t size = 2;
+    while (size < 2 * M) size <<= 1;
+    const ptrdiff_t n_ = M > 0 ? M : 1;
+    ptrdiff_t *buffer = malloc((4 * n_ + size) * sizeof(ptrdiff_t));
+    REAL *sums = malloc(n_ * sizeof(REAL));
+    if (!buffer || !sums) {
+        free(buffer);
         free(sums);
         return 1;
     }
-    ptrdiff_t *group_of = order + M, *ranked = order + 2 * M, *place = order + 3 * M;
+    ptrdiff_t *group_of = buffer, *ranked = buffer + n_, *place = buffer + 2 * n_, *slot_of = buffer + 3 * n_;
+    ptrdiff_t *table = buffer + 4 * n_;  /* group + 1, 0: empty */
+    const uint64_t mask = (uint64_t)size - 1;
     for (ptrdiff_t r = 0; r < R; r++) {
         const int64_t *x = index + r * M;
         const REAL *v = value + r * M;
         int64_t *out = kept + r * k, *pos = position + r * M;
-        for (ptrdiff_t m = 0; m < M; m++) {  /* entries by slot, stable */
-            ptrdiff_t at = m;
-            while (at > 0 && x[order[at - 1]] > x[m]) {
-                order[at] = order[at - 1];
-                at--;
-            }
-            order[at] = m;
-        }
-        ptrdiff_t groups = 0;  /* group g: the g-th distinct slot (below N), its sum in entry order */
-        for (ptrdiff_t a = 0; a < M; a++) {
-            const ptrdiff_t m = order[a];
+        memset(table, 0, size * sizeof(ptrdiff_t));
+        ptrdiff_t groups = 0;
+        for (ptrdiff_t m = 0; m < M; m++) {  /* sums in entry order */
             if (x[m] == N) {
                 group_of[m] = -1;
                 continue;
             }
-            if (a == 0 || x[order[a - 1]] != x[m]) sums[groups++] = 0;
-            group_of[m] = groups - 1;
+            uint64_t h = ((uint64_t)x[m] * 0x9E3779B97F4A7C15ull) >> 17 & mask;
+            while (table[h] && slot_of[table[h] - 1] != x[m]) h = (h + 1) & mask;
+            if (!table[h]) {
+                slot_of[groups] = x[m], sums[groups] = 0;
+                table[h] = ++groups;
+            }
+            group_of[m] = table[h] - 1;
+            sums[group_of[m]] += v[m];
         }
-        for (ptrdiff_t m = 0; m < M; m++) if (group_of[m] >= 0) sums[group_of[m]] += v[m];
-        ptrdiff_t n = 0;  /* the best k groups: larger sum first, then the lower slot (the lower group) */
+        /* the best k groups: the larger sum first, equal sums by the lower slot */
+#define BETTER(a, b) (sums[a] > sums[b] || (sums[a] == sums[b] && slot_of[a] < slot_of[b]))
+        ptrdiff_t n = 0;
         for (ptrdiff_t g = 0; g < groups; g++) {
-            if (n == k && !(sums[g] > sums[ranked[k - 1]])) continue;
+            if (n == k && (k == 0 || !BETTER(g, ranked[k - 1]))) continue;
             ptrdiff_t at = n < k ? n++ : k - 1;
-            while (at > 0 && sums[ranked[at - 1]] < sums[g]) {
+            while (at > 0 && BETTER(g, ranked[at - 1])) {
                 ranked[at] = ranked[at - 1];
                 at--;
             }
             ranked[at] = g;
         }
+#undef BETTER
         for (ptrdiff_t g = 0; g < groups; g++) place[g] = k;  /* each group's place (k: dropped) */
         for (ptrdiff_t p = 0; p < n; p++) place[ranked[p]] = p;
         for (ptrdiff_t p = 0; p < k; p++) out[p] = N;
@@ -325,7 +331,7 @@ int NAME(merge_plan)(const int64_t *index, const REAL *value, int64_t *kept, int
             if (g >= 0 && pos[m] < k) out[pos[m]] = x[m];
         }
     }
-    free(order);
+    free(buffer);
     free(sums);
     return 0;
 }
