@@ -191,9 +191,16 @@ int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, 
                               const REAL *new_values, ptrdiff_t G, ptrdiff_t N1, ptrdiff_t C, ptrdiff_t K) {
     if (C + K > SPARSE_MAX_CANDIDATES) return 2;
     const int64_t none = N1 - 1;
-    /* entries that lose their place, at most K per column changed: (row, place) pairs */
-    int64_t *dropped_at = malloc((K * C * K > 0 ? 2 * K * C * K : 2) * sizeof(int64_t));
+    const ptrdiff_t KC = K * C;
+    ptrdiff_t size = 2;  /* a hash table of the new columns (open addressing, at most half full) */
+    while (size < 2 * KC) size <<= 1;
+    /* entries that lose their place, at most K per column changed: (row, place) pairs; then the table, and per
+     * distinct new column (in order of first appearance) its slot and its entries as a list (first, next, last) */
+    int64_t *dropped_at = malloc(((KC * K > 0 ? 2 * KC * K : 2) + size + 4 * KC + K + 1) * sizeof(int64_t));
     if (!dropped_at) return 1;
+    int64_t *table = dropped_at + (KC * K > 0 ? 2 * KC * K : 2), *column_of = table + size;
+    int64_t *first = column_of + KC, *next = first + KC, *last = next + KC, *at_k = last + KC;
+    const uint64_t mask = (uint64_t)size - 1;
     for (ptrdiff_t g = 0; g < G; g++) {
         int64_t *col_g = columns + g * N1 * C, *rows_g = rows + g * N1 * C, *places_g = places + g * N1 * C;
         const REAL *val_g = values + g * N1 * C;
@@ -207,12 +214,22 @@ int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, 
                     if (rows_g[j * C + p] == wr[k]) rows_g[j * C + p] = none;
             }
         }
-        ptrdiff_t dropped = 0;
-        for (ptrdiff_t a = 0; a < K * C; a++) {  /* 2: join the new columns' lists */
-            const int64_t j = nc[a];
-            int seen = 0;
-            for (ptrdiff_t b = 0; b < a && !seen; b++) seen = nc[b] == j;
-            if (seen) continue;
+        ptrdiff_t dropped = 0, distinct = 0;
+        memset(table, 0, size * sizeof(int64_t));
+        for (ptrdiff_t a = 0; a < KC; a++) {  /* the new columns, each once, with their entries */
+            uint64_t h = ((uint64_t)nc[a] * 0x9E3779B97F4A7C15ull) >> 17 & mask;
+            while (table[h] && column_of[table[h] - 1] != nc[a]) h = (h + 1) & mask;
+            if (!table[h]) {
+                column_of[distinct] = nc[a], first[distinct] = a, last[distinct] = a;
+                table[h] = ++distinct;
+            } else {
+                next[last[table[h] - 1]] = a;
+                last[table[h] - 1] = a;
+            }
+            next[a] = -1;
+        }
+        for (ptrdiff_t d = 0; d < distinct; d++) {  /* 2: join the new columns' lists */
+            const int64_t j = column_of[d];
             int64_t *list = rows_g + j * C, *list_place = places_g + j * C;
             if (j == none) {
                 for (ptrdiff_t p = 0; p < C; p++) list[p] = none;
@@ -229,9 +246,11 @@ int NAME(link_columns_update)(int64_t *columns, int64_t *rows, int64_t *places, 
                 valid[n] = x != none && col_g[x * C + at] == j;
                 rank[n] = valid[n] ? val_g[x * C + at] : -1;
             }
+            for (ptrdiff_t k = 0; k < K; k++) at_k[k] = -1;  /* each written row's first place in column j */
+            for (int64_t a = first[d]; a >= 0; a = next[a])
+                if (at_k[a / C] < 0) at_k[a / C] = a % C;
             for (ptrdiff_t k = 0; k < K; k++, n++) {  /* the written rows with an entry in column j */
-                ptrdiff_t at = -1;
-                for (ptrdiff_t c = 0; c < C && at < 0; c++) if (nc[k * C + c] == j) at = c;
+                const ptrdiff_t at = at_k[k];
                 cand[n] = wr[k];
                 cand_place[n] = at < 0 ? 0 : at;
                 valid[n] = at >= 0 && wr[k] != none;
