@@ -168,19 +168,14 @@ class Store:
         raise_for(status, K, R, W)
         self.position = step
         if step == 0 and self.fresh:
-            self.clean([torch.stack([record[i] for record in self.records], 1) for i in (1, 3, 5, 7, 9, 12)])
+            self.clean()
         return grads["raw"], grads["ww"], grads["rw"], grads["pr"]
 
-    def clean(self, touched: list[torch.Tensor]) -> None:
+    def clean(self) -> None:
         """After the first step's backward, from a fresh store: memory, usage and link values are zeros again (the
         backward put them back); the normalised rows, the written flags and the link's lists are put back on the
         slots written (the only ones they changed on: every link entry's row and column is a slot written), and the
-        buffers marked for the pool (``pool.filled``: the next sequence's initial state takes them unfilled).
-
-        The dense gradient buffers are zeroed at the slots of ``touched`` (int64 tensors ``[B, ...]``: every step's
-        weightings' indices and tape, whose entries below N include every slot the backward wrote a gradient at;
-        the others, plan positions and link entries, only add slots) and marked too (~60 MB not filled a sequence at
-        N = 16,384)."""
+        buffers marked for the pool (``pool.filled``: the next sequence's initial state takes them unfilled)."""
         none = self.slots
         example, slot = torch.cat([self.written[:, :-1].nonzero(),
                                    torch.stack([torch.arange(self.batch), torch.full((self.batch,), none)], 1)]).unbind(1)
@@ -191,14 +186,6 @@ class Store:
         self.written.zero_()
         for buffer, value in self.initial:
             pool.filled(buffer, value)
-        rows = torch.zeros(self.batch, none + 1, dtype=torch.bool)
-        rows[:, none] = True
-        for index in touched:
-            rows.scatter_(1, index.reshape(self.batch, -1).clamp(0, none), True)
-        example, slot = rows.nonzero().unbind(1)
-        for gradient in self.gradients:
-            gradient[example, slot] = 0
-            pool.filled(gradient, 0)
 
 
 def raise_for(status: int, K: int, R: int, W: int) -> None:

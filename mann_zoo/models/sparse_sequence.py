@@ -147,7 +147,7 @@ class SparseSequence(torch.autograd.Function):
         sparse_access.raise_for(status, K, R, s.width)
         store.position = 0
         if store.fresh:
-            store.clean([t.transpose(0, 1) for t in (loop.ww_index, loop.rw_index, loop.pr_index, loop.tape_i)])
+            store.clean()
         grad_gates, grad_params, grad_h0, grad_c0, grad_ww, grad_rw, grad_pr, grad_reads0 = grads
         grad_x, controller, weights = loop_gradients(x, loop.h, loop.reads, cells, grad_gates, grad_params, grad_h0,
                                                      grad_c0, ctx.needs_input_grad[2])
